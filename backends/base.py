@@ -1,0 +1,194 @@
+"""The Backend interface and its typed results.
+
+Every stage returns a frozen dataclass, never a dict and never an SDK object, so that tasks, the CLI and
+Prefect artifacts see the same shape whichever backend ran.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from backends.spec import DeploySpec, SweepSpec
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Where the training split was stored, and what it holds."""
+
+    uri: str
+    sha256: str
+    rows: int
+    columns: tuple[str, ...] = ()
+
+
+class TrialStatus(str, Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial of a sweep: its parameters, its validation metrics and how it ended."""
+
+    number: int
+    run_id: str
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    status: TrialStatus
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _frozen(self.params))
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every trial of a sweep and the best one (chosen by ``backends.selection.pick_best_trial``)."""
+
+    sweep_id: str
+    primary_metric: str
+    goal: str
+    trials: tuple[TrialResult, ...]
+    best: TrialResult
+    data: DataRef
+    url: str | None = None  # MLflow UI or Azure ML Studio page of the sweep
+
+    @property
+    def completed(self) -> tuple[TrialResult, ...]:
+        return tuple(t for t in self.trials if t.status is TrialStatus.COMPLETED)
+
+    @property
+    def failed(self) -> tuple[TrialResult, ...]:
+        return tuple(t for t in self.trials if t.status is TrialStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version and where it came from."""
+
+    name: str
+    version: str
+    source_run_id: str
+    sweep_id: str
+    metric_name: str
+    metric_value: float
+    data_sha256: str
+    uri: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", _frozen(self.tags))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A real-time endpoint and the deployment a call is addressed to.
+
+    The key is never part of this object: ``key_hint`` says how a person gets it, and
+    ``Backend.endpoint_key`` returns it to code that must call the endpoint.
+    """
+
+    name: str
+    deployment: str
+    scoring_uri: str
+    model_name: str
+    model_version: str
+    key_hint: str
+    traffic: Mapping[str, int] = field(default_factory=dict)
+    url: str | None = None  # a page to look at (local: the OpenAPI docs; azure: the Studio page)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "traffic", _frozen(self.traffic))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Holdout predictions that came back over HTTP, and what they score."""
+
+    endpoint: str
+    deployment: str
+    model_version: str
+    rows: int
+    labels: tuple[int, ...]
+    predictions: tuple[int, ...]
+    accuracy: float
+    report_text: str  # sklearn.metrics.classification_report, text format
+    report: Mapping[str, Any]  # the same report as a dict
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    requests: int
+    latency_ms_p50: float
+
+
+class Backend(abc.ABC):
+    """One method per stage, plus promotion and teardown.
+
+    A backend is built from its settings by ``backends.factory.create_backend``; it holds no
+    module-level state, so two backends can live in one process (tests do this).
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def upload(self, train: pd.DataFrame) -> DataRef:
+        """Store the training split, content-addressed by its sha256. Storing the same data twice is a
+        no-op that returns the same DataRef. Nothing is left half-written: a failed upload raises
+        UploadError and leaves no partial object behind."""
+
+    @abc.abstractmethod
+    def sweep(self, data: DataRef, spec: SweepSpec) -> SweepResult:
+        """Run every trial of the search space on ``data``; failed trials are recorded, not fatal.
+        Raises SweepError when no trial completed."""
+
+    @abc.abstractmethod
+    def register(self, sweep: SweepResult) -> ModelVersion:
+        """Register ``sweep.best`` as a new version with lineage tags. The new version is a candidate:
+        it becomes champion only through ``promote``. Raises RegistrationError."""
+
+    @abc.abstractmethod
+    def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
+        """Deploy ``model`` beside whatever serves now, with no traffic unless nothing else serves.
+        Blocks until the new deployment answers. Raises DeploymentError; on failure the endpoint keeps
+        its previous deployments and traffic."""
+
+    @abc.abstractmethod
+    def endpoint_key(self, endpoint: Endpoint) -> str:
+        """The key a client sends to ``endpoint``. Never logged."""
+
+    def evaluate(self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32) -> EvalReport:
+        """Send the holdout through the endpoint over HTTP, as a client would, addressed to
+        ``endpoint.deployment``; raises EvaluationError when the endpoint does not answer correctly."""
+        from backends.evaluation import evaluate_over_http
+
+        return evaluate_over_http(endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size)
+
+    @abc.abstractmethod
+    def promote(self, endpoint: Endpoint, model: ModelVersion, report: EvalReport) -> Endpoint:
+        """Give the evaluated deployment 100 % of traffic, make its model the champion, remove the
+        deployment it replaced, and record the promotion in the history."""
+
+    @abc.abstractmethod
+    def reject(self, endpoint: Endpoint, model: ModelVersion, reason: str) -> None:
+        """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
+        rejected with ``reason`` and record the rejection in the history."""
+
+    @abc.abstractmethod
+    def champion(self, model_name: str) -> ModelVersion | None:
+        """The model version that holds the champion alias, or None."""
+
+    @abc.abstractmethod
+    def teardown(self, endpoint_name: str) -> None:
+        """Delete the endpoint and its deployments. Idempotent: a missing endpoint is not an error."""

@@ -1,0 +1,239 @@
+"""The pipeline spec: one typed, validated description of a run, shared by both backends.
+
+It is the Prefect flow's parameter (so the UI renders a form) and the CLI builds it from flags.
+The search space has the meaning and the rules of ``azure.ai.ml.sweep``, so one spec runs on both backends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Azure ML's documented limits, checked before any call on either backend.
+MAX_TOTAL_TRIALS_LIMIT = 1000
+MAX_REQUEST_TIMEOUT_MS = 180_000
+NAME_RULE = "3 to 32 characters: letters, digits and '-', starting with a letter and not ending with '-'"
+
+
+class _Dist(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Choice(_Dist):
+    type: Literal["choice"] = "choice"
+    values: list[Any] = Field(min_length=1)
+
+
+class Randint(_Dist):
+    """An integer in [0, upper), as azure.ai.ml.sweep.Randint."""
+
+    type: Literal["randint"] = "randint"
+    upper: int = Field(gt=0)
+
+
+class Uniform(_Dist):
+    type: Literal["uniform"] = "uniform"
+    min_value: float
+    max_value: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.min_value >= self.max_value:
+            raise ValueError(f"min_value ({self.min_value}) must be below max_value ({self.max_value})")
+        return self
+
+
+class LogUniform(Uniform):
+    """exp(uniform(min_value, max_value)), as azure.ai.ml.sweep.LogUniform."""
+
+    type: Literal["loguniform"] = "loguniform"  # type: ignore[assignment]
+
+
+class QUniform(Uniform):
+    type: Literal["quniform"] = "quniform"  # type: ignore[assignment]
+    q: float = Field(gt=0)
+
+
+class QLogUniform(Uniform):
+    type: Literal["qloguniform"] = "qloguniform"  # type: ignore[assignment]
+    q: float = Field(gt=0)
+
+
+class Normal(_Dist):
+    type: Literal["normal"] = "normal"
+    mu: float
+    sigma: float = Field(gt=0)
+
+
+class LogNormal(Normal):
+    type: Literal["lognormal"] = "lognormal"  # type: ignore[assignment]
+
+
+class QNormal(Normal):
+    type: Literal["qnormal"] = "qnormal"  # type: ignore[assignment]
+    q: float = Field(gt=0)
+
+
+class QLogNormal(Normal):
+    type: Literal["qlognormal"] = "qlognormal"  # type: ignore[assignment]
+    q: float = Field(gt=0)
+
+
+Distribution = Annotated[
+    Union[Choice, Randint, Uniform, LogUniform, QUniform, QLogUniform, Normal, LogNormal, QNormal, QLogNormal],
+    Field(discriminator="type"),
+]
+
+Sampling = Literal["grid", "random", "bayesian"]
+Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
+METRICS: tuple[str, ...] = ("accuracy", "f1", "precision", "recall", "roc_auc")
+
+# Which distributions each sampling algorithm accepts (Azure ML's rules).
+SAMPLING_ACCEPTS: dict[str, frozenset[str]] = {
+    "grid": frozenset({"choice"}),
+    "bayesian": frozenset({"choice", "uniform", "quniform"}),
+    "random": frozenset(
+        {"choice", "randint", "uniform", "loguniform", "quniform", "qloguniform", "normal", "lognormal",
+         "qnormal", "qlognormal"}
+    ),
+}
+
+
+def tutorial_search_space() -> dict[str, Distribution]:
+    """The tutorial's space: 5 x 5 x 2 x 2 = 100 combinations. max_depth -1 means unlimited (None)."""
+    return {
+        "n_estimators": Choice(values=[10, 50, 100, 125, 150]),
+        "max_depth": Choice(values=[4, 6, 8, 10, -1]),
+        "criterion": Choice(values=["gini", "entropy"]),
+        "max_features": Choice(values=["sqrt", "log2"]),
+    }
+
+
+class ValidationSpec(BaseModel):
+    """How a trial is scored on the training data: the tutorial's 70/30 split, or k-fold."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["split", "kfold"] = "split"
+    test_size: float = Field(default=0.3, gt=0.0, lt=1.0)
+    folds: int = Field(default=5, ge=2, le=20)
+    random_state: int = 0
+
+
+class EarlyTermination(BaseModel):
+    """Bandit early termination (Azure ML); the local backend prunes with the same slack rule."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["bandit", "median_stopping", "truncation_selection"] = "bandit"
+    evaluation_interval: int = Field(default=1, ge=1)
+    delay_evaluation: int = Field(default=5, ge=0)
+    slack_factor: float = Field(default=0.1, gt=0)
+    truncation_percentage: int = Field(default=20, ge=1, le=99)
+
+
+def default_concurrency() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class SweepSpec(BaseModel):
+    """A hyperparameter sweep, meaning the same thing on both backends."""
+
+    model_config = ConfigDict(extra="forbid")
+    search_space: dict[str, Distribution] = Field(default_factory=tutorial_search_space)
+    sampling: Sampling = "grid"
+    max_total_trials: int = Field(default=25, ge=1, le=MAX_TOTAL_TRIALS_LIMIT)
+    max_concurrent_trials: int | None = Field(default=None, ge=1, description="Default: the machine's cores")
+    timeout_s: int | None = Field(default=None, ge=1, description="Whole sweep; trials not started by then are skipped")
+    trial_timeout_s: int | None = Field(default=None, ge=1)
+    primary_metric: Metric = "accuracy"
+    goal: Literal["maximize", "minimize"] = "maximize"
+    seed: int = 42
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    early_termination: EarlyTermination | None = None
+
+    @field_validator("search_space")
+    @classmethod
+    def _space_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("the search space is empty: give at least one hyperparameter")
+        return value
+
+    @model_validator(mode="after")
+    def _sampling_accepts_space(self) -> SweepSpec:
+        accepted = SAMPLING_ACCEPTS[self.sampling]
+        for name, dist in self.search_space.items():
+            if dist.type not in accepted:
+                raise ValueError(
+                    f"search_space.{name}: {self.sampling} sampling accepts only "
+                    f"{', '.join(sorted(accepted))}, not {dist.type}"
+                )
+        return self
+
+    @property
+    def concurrency(self) -> int:
+        return self.max_concurrent_trials or default_concurrency()
+
+    def grid_size(self) -> int | None:
+        """The number of combinations when every dimension is a Choice, else None."""
+        if any(d.type != "choice" for d in self.search_space.values()):
+            return None
+        return math.prod(len(d.values) for d in self.search_space.values())  # type: ignore[union-attr]
+
+
+class DeploySpec(BaseModel):
+    """The real-time endpoint: its name, its new deployment and how it serves."""
+
+    model_config = ConfigDict(extra="forbid")
+    endpoint_name: str = "heart-classify-endpoint"
+    port: int | None = Field(default=None, ge=0, le=65535, description="Local: None picks a free port")
+    workers: int = Field(default=1, ge=1, le=64)
+    stop_endpoint: bool = Field(default=False, description="Stop the local endpoint when the flow ends")
+    instance_type: str = "Standard_DS1_v2"
+    instance_count: int = Field(default=1, ge=1)
+    request_timeout_ms: int = Field(default=5000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
+    max_rows: int = Field(default=1000, ge=1, description="Largest batch a request may carry")
+    promotion_tolerance: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Promote when candidate accuracy >= champion's - tolerance"
+    )
+
+    @field_validator("endpoint_name")
+    @classmethod
+    def _endpoint_name_rule(cls, value: str) -> str:
+        check_resource_name("endpoint_name", value)
+        return value
+
+
+def check_resource_name(field_name: str, value: str) -> None:
+    """Azure ML's rule for endpoint and deployment names (also applied locally, so one spec fits both)."""
+    ok = (
+        3 <= len(value) <= 32
+        and value[0].isascii()
+        and value[0].isalpha()
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in value)
+        and not value.endswith("-")
+    )
+    if not ok:
+        raise ValueError(f"{field_name} {value!r} breaks the naming rule: {NAME_RULE}")
+
+
+class DataSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = Field(default=None, description="A CSV file; None uses the embedded heart dataset")
+    schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: the heart schema")
+    holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    seed: int = 42
+
+
+class PipelineSpec(BaseModel):
+    """Everything one run of ``train-and-deploy`` needs besides secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["local", "azure"] = "local"
+    home: str | None = Field(default=None, description="Local: where MLflow, data and endpoints live")
+    model_name: str = "heart-classifier"
+    data: DataSpec = Field(default_factory=DataSpec)
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    dry_run: bool = Field(default=False, description="Azure: build and validate every object, call nothing")

@@ -1,0 +1,194 @@
+"""One training trial: fit the pipeline with one set of hyperparameters and score it.
+
+Imported by the local sweep's worker processes (``train_trial``) and run as a script by an Azure ML
+command job with the tutorial's command line, from a copy of src/ alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+
+try:  # imported as part of the project
+    from .features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline
+except ImportError:  # run as a script from a copy of src/ (Azure ML), so no parent package
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "skops", "mlflow")
+
+
+@dataclass(frozen=True)
+class TrialFit:
+    metrics: dict[str, float]
+    model: Pipeline
+    seconds: float
+
+
+def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+    """The five metrics every trial logs; zero_division=0 so a degenerate fold scores 0, not a warning."""
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
+    }
+    metrics["roc_auc"] = float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else float("nan")
+    return metrics
+
+
+def _fit_and_score(model: Pipeline, x_fit: pd.DataFrame, y_fit: pd.Series, x_val: pd.DataFrame, y_val: pd.Series) -> dict[str, float]:
+    model.fit(x_fit, y_fit)
+    proba = model.predict_proba(x_val)[:, 1]
+    pred = model.predict(x_val)
+    return score_predictions(y_val.to_numpy(), np.asarray(pred), proba)
+
+
+def train_trial(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    params: Mapping[str, Any],
+    *,
+    seed: int,
+    method: str = "split",
+    test_size: float = 0.3,
+    folds: int = 5,
+    random_state: int = 0,
+) -> TrialFit:
+    """Fit and score one trial. Deterministic for the same inputs (the forest and the split are seeded).
+
+    method "split": the tutorial's train_test_split(test_size, random_state); the model is the one fitted
+    on the training part. method "kfold": metrics are the mean over stratified folds; the model is refit
+    on all of ``frame``.
+    """
+    started = time.perf_counter()
+    x = frame.loc[:, list(schema.features)]
+    y = frame[schema.target].astype(int)
+    if method == "split":
+        x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=test_size, random_state=random_state)
+        model = build_pipeline(schema, params, seed)
+        metrics = _fit_and_score(model, x_fit, y_fit, x_val, y_val)
+    elif method == "kfold":
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+        per_fold = [
+            _fit_and_score(build_pipeline(schema, params, seed), x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b])
+            for a, b in splitter.split(x, y)
+        ]
+        metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
+        model = build_pipeline(schema, params, seed).fit(x, y)
+    else:
+        raise ValueError(f"unknown validation method {method!r}: use 'split' or 'kfold'")
+    return TrialFit(metrics=metrics, model=model, seconds=time.perf_counter() - started)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model, given explicitly (inferring them costs seconds per model)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in PIP_REQUIREMENTS_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def model_signature(frame: pd.DataFrame, schema: DatasetSchema) -> Any:
+    """An MLflow signature naming every feature column and its type, so servers can check requests."""
+    from mlflow.models import infer_signature
+
+    features = frame.loc[:, list(schema.features)].head(5)
+    return infer_signature(features, np.zeros(len(features), dtype=np.int64))
+
+
+def save_model(model: Pipeline, path: Path, signature: Any, requirements: list[str]) -> None:
+    """Save in MLflow's sklearn flavour, skops format with explicit trusted types."""
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        signature=signature,
+        pip_requirements=requirements,
+    )
+
+
+def read_input(path: Path) -> pd.DataFrame:
+    """A CSV file, or a folder holding exactly one (an Azure uri_folder input)."""
+    if path.is_dir():
+        files = sorted(path.glob("*.csv"))
+        if len(files) != 1:
+            raise SystemExit(f"--input_data {path}: expected exactly one .csv file in the folder, found {len(files)}")
+        path = files[0]
+    return pd.read_csv(path, encoding="utf-8-sig")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train and score one random-forest trial (the tutorial's command line).")
+    parser.add_argument("--input_data", type=Path, required=True, help="CSV file or folder with one CSV")
+    parser.add_argument("--model_name", default="heart_classifier", help="folder name of the saved model under --output_dir")
+    parser.add_argument("--test_size", type=float, default=0.3)
+    parser.add_argument("--n_estimators", type=int, default=100)
+    parser.add_argument("--max_depth", type=int, default=-1, help="-1 means unlimited")
+    parser.add_argument("--criterion", default="gini")
+    parser.add_argument("--max_features", default="sqrt")
+    parser.add_argument("--random_state", type=int, default=0, help="seed of the validation split")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the forest")
+    parser.add_argument("--validation", choices=["split", "kfold"], default="split")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--schema_json", default=None, help="dataset schema as JSON; default: the heart schema")
+    parser.add_argument("--extra_params_json", default=None, help="further RandomForest parameters as a JSON object")
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="Azure ML uploads ./outputs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The script entry: log params and metrics to the active MLflow tracking (Azure ML sets it) and
+    save the model under <output_dir>/<model_name>."""
+    import mlflow
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    schema = DatasetSchema.from_mapping(json.loads(args.schema_json)) if args.schema_json else HEART_SCHEMA
+    frame = read_input(args.input_data)
+    params: dict[str, Any] = {
+        "n_estimators": args.n_estimators,
+        "max_depth": args.max_depth,
+        "criterion": args.criterion,
+        "max_features": args.max_features,
+    }
+    if args.extra_params_json:
+        params.update(json.loads(args.extra_params_json))
+    with mlflow.start_run():
+        mlflow.log_params(params)
+        fit = train_trial(
+            frame, schema, params, seed=args.seed, method=args.validation, test_size=args.test_size,
+            folds=args.folds, random_state=args.random_state,
+        )
+        mlflow.log_metrics(fit.metrics)
+        target = args.output_dir / args.model_name
+        save_model(fit.model, target, model_signature(frame, schema), pip_requirements())
+        logger.info("trial done: %s; model saved to %s", fit.metrics, target)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
