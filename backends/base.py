@@ -7,7 +7,7 @@ Prefect artifacts see the same shape whichever backend ran.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from backends.spec import DeploySpec, SweepSpec
+    from src.features import DatasetSchema
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -133,6 +134,22 @@ class EvalReport:
     latency_ms_p50: float
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One promotion, rejection or rollback: what an operator needs to answer "what served when"."""
+
+    time: str  # ISO 8601, UTC
+    event: str  # "promoted", "rejected" or "rollback"
+    endpoint: str
+    deployment: str
+    model_name: str
+    model_version: str
+    accuracy: float | None
+    champion_accuracy: float | None
+    reason: str
+    triggered_by: str
+
+
 class Backend(abc.ABC):
     """One method per stage, plus promotion and teardown.
 
@@ -149,9 +166,13 @@ class Backend(abc.ABC):
         UploadError and leaves no partial object behind."""
 
     @abc.abstractmethod
-    def sweep(self, data: DataRef, spec: SweepSpec) -> SweepResult:
+    def sweep(
+        self, data: DataRef, spec: SweepSpec, schema: DatasetSchema,
+        progress: Callable[[TrialResult, int, int], None] | None = None,
+    ) -> SweepResult:
         """Run every trial of the search space on ``data``; failed trials are recorded, not fatal.
-        Raises SweepError when no trial completed."""
+        ``progress(trial, finished, total)`` is called as each trial ends. Raises SweepError when no
+        trial completed."""
 
     @abc.abstractmethod
     def register(self, sweep: SweepResult) -> ModelVersion:
@@ -176,14 +197,25 @@ class Backend(abc.ABC):
         return evaluate_over_http(endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size)
 
     @abc.abstractmethod
-    def promote(self, endpoint: Endpoint, model: ModelVersion, report: EvalReport) -> Endpoint:
-        """Give the evaluated deployment 100 % of traffic, make its model the champion, remove the
-        deployment it replaced, and record the promotion in the history."""
+    def promote(
+        self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
+        triggered_by: str = "", event: str = "promoted",
+    ) -> Endpoint:
+        """Give the evaluated deployment 100 % of traffic, make its model the champion (alias or tag
+        ``champion``, with its holdout accuracy), remove the deployment it replaced, and append a
+        HistoryEntry (``event`` is "promoted" or "rollback")."""
 
     @abc.abstractmethod
-    def reject(self, endpoint: Endpoint, model: ModelVersion, reason: str) -> None:
+    def reject(
+        self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
+        triggered_by: str = "",
+    ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
-        rejected with ``reason`` and record the rejection in the history."""
+        rejected with ``reason`` and append a HistoryEntry with event "rejected"."""
+
+    @abc.abstractmethod
+    def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        """Every promotion, rejection and rollback recorded for ``endpoint_name``, oldest first."""
 
     @abc.abstractmethod
     def champion(self, model_name: str) -> ModelVersion | None:

@@ -142,7 +142,7 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     search_space: dict[str, Distribution] = Field(default_factory=tutorial_search_space)
-    sampling: Sampling = "grid"
+    sampling: Sampling = "random"
     max_total_trials: int = Field(default=25, ge=1, le=MAX_TOTAL_TRIALS_LIMIT)
     max_concurrent_trials: int | None = Field(default=None, ge=1, description="Default: the machine's cores")
     timeout_s: int | None = Field(default=None, ge=1, description="Whole sweep; trials not started by then are skipped")
