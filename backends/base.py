@@ -189,12 +189,18 @@ class Backend(abc.ABC):
     def endpoint_key(self, endpoint: Endpoint) -> str:
         """The key a client sends to ``endpoint``. Never logged."""
 
-    def evaluate(self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32) -> EvalReport:
+    def evaluate(
+        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
+        deployment: str | None = None,
+    ) -> EvalReport:
         """Send the holdout through the endpoint over HTTP, as a client would, addressed to
-        ``endpoint.deployment``; raises EvaluationError when the endpoint does not answer correctly."""
+        ``deployment`` (default ``endpoint.deployment``); raises EvaluationError when the endpoint does
+        not answer correctly."""
         from backends.evaluation import evaluate_over_http
 
-        return evaluate_over_http(endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size)
+        return evaluate_over_http(
+            endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size, deployment=deployment
+        )
 
     @abc.abstractmethod
     def promote(

@@ -1,0 +1,340 @@
+"""Builders of the Azure ML entities a run creates: pure functions from settings and specs to SDK objects.
+
+Nothing here calls Azure. The same objects are submitted by ``AzureBackend`` and validated by the dry run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shlex
+import sys
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from azure.ai.ml import Input, command
+from azure.ai.ml import sweep as az_sweep
+from azure.ai.ml.entities import (
+    AccountKeyConfiguration,
+    AmlCompute,
+    AzureBlobDatastore,
+    CodeConfiguration,
+    Environment,
+    ManagedOnlineDeployment,
+    ManagedOnlineEndpoint,
+    Model,
+    OnlineRequestSettings,
+    ProbeSettings,
+)
+
+from backends.azure.settings import AzureSettings, parse_connection_string
+from backends.errors import ConfigurationError
+from backends.spec import DeploySpec, EarlyTermination, SweepSpec
+
+# The packages whose versions training, serving and local runs must share, plus the scoring server.
+PINNED_PACKAGES: tuple[str, ...] = (
+    "scikit-learn", "mlflow", "pandas", "numpy", "skops", "azureml-inference-server-http",
+)
+# The arguments model_train.py takes directly (the tutorial's command line); other hyperparameters
+# travel in --extra_params_json.
+TRAIN_SCRIPT_PARAMS: tuple[str, ...] = ("n_estimators", "max_depth", "criterion", "max_features")
+CREATED_BY_TAG = {"created-by": "heartflow"}
+SCORING_SCRIPT = "score.py"
+TRAIN_SCRIPT = "model_train.py"
+
+
+def source_dir() -> Path:
+    """src/: the only folder uploaded as code for training jobs and deployments."""
+    spec = importlib.util.find_spec("src")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).resolve().parent
+    return Path(__file__).resolve().parents[2] / "src"  # pragma: no cover - src is always importable here
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+def pinned_requirements(packages: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
+    """``name==version`` of each installed package, so Azure runs what ran locally."""
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError as exc:
+            raise ConfigurationError(
+                f"{package} is not installed, so the Azure environment cannot pin its version: install the project"
+            ) from exc
+    return pins
+
+
+def conda_specification(pins: list[str] | None = None, python: str | None = None) -> dict[str, Any]:
+    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return {
+        "name": "heartflow",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={python}", "pip", {"pip": list(pins if pins is not None else pinned_requirements())}],
+    }
+
+
+def environment_version(conda: Mapping[str, Any], image: str) -> str:
+    """Content-addressed version: the same pins and image give the same version (get-or-create)."""
+    digest = hashlib.sha256(json.dumps({"conda": conda, "image": image}, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def build_environment(settings: AzureSettings, pins: list[str] | None = None) -> Environment:
+    conda = conda_specification(pins)
+    return Environment(
+        name=settings.environment_name,
+        version=environment_version(conda, settings.environment_image),
+        image=settings.environment_image,
+        conda_file=conda,
+        description="heartflow: training and scoring with the project's pinned scikit-learn and mlflow",
+        tags={**CREATED_BY_TAG, "pins": ";".join(conda["dependencies"][2]["pip"])[:256]},
+    )
+
+
+def environment_ref(environment: Environment) -> str:
+    return f"azureml:{environment.name}:{environment.version}"
+
+
+# --- compute and storage -------------------------------------------------------------------------
+
+def build_compute(settings: AzureSettings) -> AmlCompute:
+    """A cluster that scales to zero when idle, so it bills only while trials run."""
+    return AmlCompute(
+        name=settings.compute,
+        size=settings.compute_size,
+        min_instances=0,
+        max_instances=settings.compute_max_nodes,
+        idle_time_before_scale_down=settings.compute_idle_seconds,
+        tier="dedicated",
+        tags=dict(CREATED_BY_TAG),
+        description="heartflow sweep cluster (min 0 nodes)",
+    )
+
+
+def build_datastore(settings: AzureSettings) -> AzureBlobDatastore:
+    """The container as a datastore. With a connection string its account key is stored in the workspace;
+    with an account URL the datastore is identity-based (no secret stored)."""
+    account = settings.storage_account_name
+    if not account:
+        raise ConfigurationError(
+            "cannot tell the storage account name: set AZURE_STORAGE_CONNECTION_STRING (with AccountName) "
+            "or AZURE_STORAGE_ACCOUNT_URL"
+        )
+    credentials = None
+    if settings.storage_connection_string is not None:
+        key = parse_connection_string(settings.storage_connection_string.get_secret_value()).get("AccountKey")
+        credentials = AccountKeyConfiguration(account_key=key) if key else None
+    return AzureBlobDatastore(
+        name=settings.datastore_name,
+        account_name=account,
+        container_name=settings.container,
+        credentials=credentials,
+        description="heartflow training data (private container)",
+        tags=dict(CREATED_BY_TAG),
+    )
+
+
+def datastore_uri(settings: AzureSettings, blob_name: str) -> str:
+    return f"azureml://datastores/{settings.datastore_name}/paths/{blob_name}"
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+
+def translate_distribution(dist: Any) -> Any:
+    """One spec distribution as the ``azure.ai.ml.sweep`` expression of the same meaning."""
+    kind = dist.type
+    if kind == "choice":
+        return az_sweep.Choice(values=list(dist.values))
+    if kind == "randint":
+        return az_sweep.Randint(upper=dist.upper)
+    if kind == "uniform":
+        return az_sweep.Uniform(min_value=dist.min_value, max_value=dist.max_value)
+    if kind == "loguniform":
+        return az_sweep.LogUniform(min_value=dist.min_value, max_value=dist.max_value)
+    if kind == "quniform":
+        return az_sweep.QUniform(min_value=dist.min_value, max_value=dist.max_value, q=dist.q)
+    if kind == "qloguniform":
+        return az_sweep.QLogUniform(min_value=dist.min_value, max_value=dist.max_value, q=dist.q)
+    if kind == "normal":
+        return az_sweep.Normal(mu=dist.mu, sigma=dist.sigma)
+    if kind == "lognormal":
+        return az_sweep.LogNormal(mu=dist.mu, sigma=dist.sigma)
+    if kind == "qnormal":
+        return az_sweep.QNormal(mu=dist.mu, sigma=dist.sigma, q=dist.q)
+    if kind == "qlognormal":
+        return az_sweep.QLogNormal(mu=dist.mu, sigma=dist.sigma, q=dist.q)
+    raise ConfigurationError(f"search space: distribution type {kind!r} has no Azure ML equivalent")
+
+
+def _placeholder(dist: Any) -> Any:
+    """A default for the command's input; the sweep replaces it with the sampled value."""
+    if dist.type == "choice":
+        return dist.values[0]
+    if dist.type == "randint":
+        return 0
+    if hasattr(dist, "min_value"):
+        return float(dist.min_value)
+    return float(dist.mu)
+
+
+def _is_text_choice(dist: Any) -> bool:
+    return dist.type == "choice" and all(isinstance(v, str) for v in dist.values)
+
+
+def training_command(spec: SweepSpec, model_folder: str) -> str:
+    """The tutorial's command line with ``${{inputs.*}}``; other hyperparameters as a JSON object."""
+    parts = [
+        f"python {TRAIN_SCRIPT}",
+        "--input_data ${{inputs.input_data}}",
+        "--model_name ${{inputs.model_name}}",
+        "--test_size ${{inputs.test_size}}",
+        "--random_state ${{inputs.random_state}}",
+        "--seed ${{inputs.seed}}",
+        "--validation ${{inputs.validation}}",
+        "--folds ${{inputs.folds}}",
+    ]
+    extra: list[str] = []
+    for name, dist in spec.search_space.items():
+        if name in TRAIN_SCRIPT_PARAMS:
+            parts.append(f"--{name} ${{{{inputs.{name}}}}}")
+        elif _is_text_choice(dist):
+            extra.append(f'"{name}": "${{{{inputs.{name}}}}}"')
+        else:
+            extra.append(f'"{name}": ${{{{inputs.{name}}}}}')
+    if extra:
+        parts.append("--extra_params_json " + shlex.quote("{" + ", ".join(extra) + "}"))
+    return " ".join(parts)
+
+
+def model_folder_for(model_name: str) -> str:
+    """Where model_train.py saves the model inside the job's outputs (``outputs/<model_name>``)."""
+    return model_name
+
+
+def build_sweep(
+    settings: AzureSettings,
+    spec: SweepSpec,
+    *,
+    data_path: str,
+    model_name: str,
+    environment: str | Environment,
+    code: str | Path | None = None,
+) -> Any:
+    """The command job (one trial) turned into a sweep over ``spec.search_space``."""
+    folder = model_folder_for(model_name)
+    inputs: dict[str, Any] = {
+        "input_data": Input(type="uri_file", path=data_path),
+        "model_name": folder,
+        "test_size": float(spec.validation.test_size),
+        "random_state": int(spec.validation.random_state),
+        "seed": int(spec.seed),
+        "validation": spec.validation.method,
+        "folds": int(spec.validation.folds),
+    }
+    inputs.update({name: _placeholder(dist) for name, dist in spec.search_space.items()})
+    trial = command(
+        code=str(code or source_dir()),
+        command=training_command(spec, folder),
+        inputs=inputs,
+        environment=environment,
+        compute=settings.compute,
+        experiment_name=settings.experiment_name,
+        display_name=f"{model_name}-trial",
+        tags=dict(CREATED_BY_TAG),
+    )
+    sampled = trial(**{name: translate_distribution(dist) for name, dist in spec.search_space.items()})
+    sampling: Any = spec.sampling
+    if spec.sampling == "random":
+        sampling = az_sweep.RandomSamplingAlgorithm(seed=spec.seed)
+    sweep_job = sampled.sweep(
+        compute=settings.compute,
+        sampling_algorithm=sampling,
+        primary_metric=spec.primary_metric,
+        goal="Maximize" if spec.goal == "maximize" else "Minimize",
+        early_termination_policy=build_early_termination(spec.early_termination),
+    )
+    sweep_job.set_limits(
+        max_total_trials=spec.max_total_trials,
+        max_concurrent_trials=spec.max_concurrent_trials or settings.compute_max_nodes,
+        timeout=spec.timeout_s,
+        trial_timeout=spec.trial_timeout_s,
+    )
+    sweep_job.experiment_name = settings.experiment_name
+    sweep_job.display_name = f"{model_name}-sweep"
+    sweep_job.tags = {**CREATED_BY_TAG, "model": model_name}
+    return sweep_job
+
+
+def build_early_termination(policy: EarlyTermination | None) -> Any:
+    if policy is None:
+        return None
+    common = {"evaluation_interval": policy.evaluation_interval, "delay_evaluation": policy.delay_evaluation}
+    if policy.policy == "bandit":
+        return az_sweep.BanditPolicy(slack_factor=policy.slack_factor, **common)
+    if policy.policy == "median_stopping":
+        return az_sweep.MedianStoppingPolicy(**common)
+    return az_sweep.TruncationSelectionPolicy(truncation_percentage=policy.truncation_percentage, **common)
+
+
+# --- model, endpoint, deployment -----------------------------------------------------------------
+
+def trial_model_path(run_id: str, folder: str) -> str:
+    """The best trial's saved MLflow model: outputs/<folder> of that job."""
+    return f"azureml://jobs/{run_id}/outputs/artifacts/paths/outputs/{folder}/"
+
+
+def build_model(name: str, run_id: str, folder: str, tags: Mapping[str, str], description: str = "") -> Model:
+    return Model(
+        name=name,
+        path=trial_model_path(run_id, folder),
+        type="mlflow_model",
+        tags=dict(tags),
+        description=description or f"best trial {run_id} of a heartflow sweep",
+    )
+
+
+def build_endpoint(name: str, tags: Mapping[str, str] | None = None) -> ManagedOnlineEndpoint:
+    """Key auth (the endpoint's keys come from ``online_endpoints.get_keys``)."""
+    return ManagedOnlineEndpoint(
+        name=name,
+        auth_mode="key",
+        description="heartflow real-time endpoint",
+        tags={**CREATED_BY_TAG, **dict(tags or {})},
+    )
+
+
+def build_deployment(
+    settings: AzureSettings,
+    spec: DeploySpec,
+    *,
+    name: str,
+    endpoint_name: str,
+    model: str | Model,
+    environment: str | Environment,
+    code: str | Path | None = None,
+) -> ManagedOnlineDeployment:
+    """The model served by src/score.py, with request limits and health probes."""
+    probe = {"initial_delay": 10, "period": 10, "timeout": 2, "failure_threshold": 30, "success_threshold": 1}
+    return ManagedOnlineDeployment(
+        name=name,
+        endpoint_name=endpoint_name,
+        model=model,
+        environment=environment,
+        code_configuration=CodeConfiguration(code=str(code or source_dir()), scoring_script=SCORING_SCRIPT),
+        instance_type=settings.instance_type or spec.instance_type,
+        instance_count=spec.instance_count,
+        request_settings=OnlineRequestSettings(
+            request_timeout_ms=spec.request_timeout_ms,
+            max_concurrent_requests_per_instance=1,
+            max_queue_wait_ms=500,
+        ),
+        liveness_probe=ProbeSettings(**probe),
+        readiness_probe=ProbeSettings(**{**probe, "failure_threshold": 10}),
+        environment_variables={"HEARTFLOW_MAX_ROWS": str(spec.max_rows)},
+        tags=dict(CREATED_BY_TAG),
+    )

@@ -1,0 +1,127 @@
+"""Evaluation through the live endpoint: the holdout goes over HTTP exactly as a client's request would.
+
+Shared by both backends: the local host and an Azure managed endpoint take the same body, the same
+key header and the same `azureml-model-deployment` routing header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from backends.base import EvalReport, Endpoint
+from backends.errors import EvaluationError
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 60.0
+TRANSIENT_STATUS = {429, 502, 503, 504}
+
+
+class _TransientHTTPError(Exception):
+    pass
+
+
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts of plain Python numbers (numpy scalars are not JSON)."""
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def call_endpoint(
+    session: requests.Session, endpoint: Endpoint, key: str, records: list[dict[str, Any]],
+    *, deployment: str | None = None, extra: dict[str, Any] | None = None,
+) -> Any:
+    """POST one batch and return the decoded JSON answer; retries throttling and gateway errors."""
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Content-Type": "application/json",
+        "azureml-model-deployment": deployment or endpoint.deployment,
+    }
+    body = json.dumps({"data": records, **(extra or {})})
+    for attempt in Retrying(
+        retry=retry_if_exception_type((_TransientHTTPError, requests.ConnectionError)),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_attempt(5),
+        reraise=True,
+    ):
+        with attempt:
+            response = session.post(endpoint.scoring_uri, data=body, headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+            if response.status_code in TRANSIENT_STATUS:
+                raise _TransientHTTPError(f"HTTP {response.status_code}")
+    if response.status_code != 200:
+        raise EvaluationError(
+            f"endpoint {endpoint.name} (deployment {deployment or endpoint.deployment}) answered HTTP "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise EvaluationError(f"endpoint {endpoint.name} answered with a body that is not JSON: {response.text[:200]}") from exc
+
+
+def _predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
+    if isinstance(answer, str):  # an Azure run() that returns a JSON string gets encoded twice
+        answer = json.loads(answer)
+    if isinstance(answer, dict):
+        answer = answer.get("predictions", answer.get("result"))
+    if not isinstance(answer, list) or len(answer) != expected:
+        raise EvaluationError(
+            f"endpoint {endpoint.name} answered {type(answer).__name__} for {expected} rows; expected a list of {expected} labels"
+        )
+    try:
+        return [int(p) for p in answer]
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(f"endpoint {endpoint.name} answered labels that are not 0/1: {answer[:5]}") from exc
+
+
+def evaluate_over_http(
+    endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
+    deployment: str | None = None,
+) -> EvalReport:
+    """Send ``holdout`` (features only) in batches and score the answers against its labels."""
+    if holdout.empty:
+        raise EvaluationError("the holdout is empty: nothing to evaluate")
+    features = holdout.drop(columns=[target])
+    labels = holdout[target].astype(int).tolist()
+    predictions: list[int] = []
+    latencies: list[float] = []
+    try:
+        with requests.Session() as session:
+            for start in range(0, len(features), batch_size):
+                batch = records_of(features.iloc[start : start + batch_size])
+                started = time.perf_counter()
+                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment)
+                latencies.append((time.perf_counter() - started) * 1000)
+                predictions.extend(_predictions_of(answer, len(batch), endpoint))
+    except requests.RequestException as exc:
+        raise EvaluationError(f"endpoint {endpoint.name} at {endpoint.scoring_uri} did not answer: {exc}") from exc
+    report_text = classification_report(labels, predictions, labels=[0, 1], zero_division=0)
+    report = classification_report(labels, predictions, labels=[0, 1], zero_division=0, output_dict=True)
+    matrix = confusion_matrix(labels, predictions, labels=[0, 1])
+    requests_sent = math.ceil(len(features) / batch_size)
+    logger.info("evaluated %d holdout rows through %s in %d request(s)", len(labels), endpoint.scoring_uri, requests_sent)
+    return EvalReport(
+        endpoint=endpoint.name,
+        deployment=deployment or endpoint.deployment,
+        model_version=endpoint.model_version,
+        rows=len(labels),
+        labels=tuple(labels),
+        predictions=tuple(predictions),
+        accuracy=float(accuracy_score(labels, predictions)),
+        report_text=report_text,
+        report=report,
+        confusion_matrix=tuple(tuple(int(x) for x in row) for row in matrix),
+        requests=requests_sent,
+        latency_ms_p50=float(statistics.median(latencies)),
+    )

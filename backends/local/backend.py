@@ -1,0 +1,219 @@
+"""The local backend: a folder on one machine (MLflow on SQLite, worker processes, a local HTTP host)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from backends.base import (
+    Backend,
+    DataRef,
+    Endpoint,
+    EvalReport,
+    HistoryEntry,
+    ModelVersion,
+    SweepResult,
+    TrialResult,
+)
+from backends.dataset import canonical_csv
+from backends.errors import DeploymentError, UploadError
+from backends.local import tracking
+from backends.local.history import HistoryLog
+from backends.local.registry import LocalRegistry
+from backends.local.sweep import LocalSweepRunner
+from backends.spec import DeploySpec, SweepSpec
+from src.features import DatasetSchema
+
+logger = logging.getLogger(__name__)
+
+DEPLOYMENT_NAMES = ("blue", "green")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, home: Path | str | None = None) -> None:
+        self.home = Path(home).resolve() if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._client = tracking.make_client(self.home)
+        self._experiment_id = tracking.ensure_experiment(self._client, self.home)
+        self.registry = LocalRegistry(self._client)
+        self._history = HistoryLog(self.home / "history.jsonl")
+
+    @property
+    def mlflow_uri(self) -> str:
+        return tracking.tracking_uri(self.home)
+
+    # ---- upload -----------------------------------------------------------------------------------
+    def upload(self, train: pd.DataFrame) -> DataRef:
+        """Content-addressed under <home>/data/<sha256>/train.csv; written to a temporary file and
+        renamed into place, so a crash never leaves a half-written copy under the final name."""
+        import hashlib
+
+        payload = canonical_csv(train)
+        sha = hashlib.sha256(payload).hexdigest()
+        folder = self.home / "data" / sha
+        target = folder / "train.csv"
+        ref = DataRef(uri=target.as_uri(), sha256=sha, rows=len(train), columns=tuple(map(str, train.columns)))
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == sha:
+            logger.info("training data %s already stored at %s", sha[:12], target)
+            return ref
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, target)
+            (folder / "meta.json").write_text(json.dumps({"rows": len(train), "columns": list(ref.columns)}))
+        except OSError as exc:
+            raise UploadError(f"could not store the training data under {folder}: {exc}") from exc
+        logger.info("stored %d training rows at %s", len(train), target)
+        return ref
+
+    # ---- sweep ------------------------------------------------------------------------------------
+    def sweep(
+        self, data: DataRef, spec: SweepSpec, schema: DatasetSchema,
+        progress: Callable[[TrialResult, int, int], None] | None = None,
+    ) -> SweepResult:
+        runner = LocalSweepRunner(self.home, self._client, self._experiment_id)
+        result = runner.run(data, spec, schema.to_json(), progress)
+        return SweepResult(
+            sweep_id=result.sweep_id, primary_metric=result.primary_metric, goal=result.goal,
+            trials=result.trials, best=result.best, data=result.data,
+            url=f"mlflow ui --backend-store-uri {self.mlflow_uri} -> experiment {tracking.EXPERIMENT}, run {result.sweep_id}",
+        )
+
+    # ---- registry ---------------------------------------------------------------------------------
+    def register(self, sweep: SweepResult, model_name: str = "heart-classifier") -> ModelVersion:  # type: ignore[override]
+        return self.registry.register(model_name, sweep)
+
+    def champion(self, model_name: str) -> ModelVersion | None:
+        return self.registry.champion(model_name)
+
+    # ---- endpoint ---------------------------------------------------------------------------------
+    def _manager(self, endpoint_name: str):  # noqa: ANN202 - imported lazily
+        from backends.local.endpoint import LocalEndpointManager
+
+        return LocalEndpointManager(self.home, endpoint_name)
+
+    def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
+        manager = self._manager(spec.endpoint_name)
+        status = manager.status() if manager.is_running() else None
+        serving = [d for d, share in (status.traffic.items() if status else []) if share > 0]
+        deployment = next((d for d in DEPLOYMENT_NAMES if d not in serving), DEPLOYMENT_NAMES[0])
+        model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
+        if not (model_dir / "MLmodel").is_file():
+            raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
+        status = manager.deploy(
+            deployment, model_dir, model.name, model.version, port=spec.port, workers=spec.workers,
+            max_rows=spec.max_rows, request_timeout_ms=spec.request_timeout_ms,
+        )
+        return self._endpoint(manager, status, deployment)
+
+    def _endpoint(self, manager, status, deployment: str) -> Endpoint:  # noqa: ANN001
+        info = next(d for d in status.deployments if d.name == deployment)
+        return Endpoint(
+            name=status.name,
+            deployment=deployment,
+            scoring_uri=status.scoring_uri,
+            model_name=info.model_name,
+            model_version=info.model_version,
+            key_hint=f"the file {manager.key_path} (mode 0600), or HEARTFLOW_ENDPOINT_KEY when set",
+            traffic=dict(status.traffic),
+            url=status.scoring_uri.rsplit("/", 1)[0] + "/docs",
+        )
+
+    def endpoint(self, endpoint_name: str, deployment: str | None = None) -> Endpoint | None:
+        """The running endpoint, addressed to ``deployment`` or to the one with the most traffic."""
+        manager = self._manager(endpoint_name)
+        if not manager.is_running():
+            return None
+        status = manager.status()
+        if status is None or not status.deployments:
+            return None
+        chosen = deployment or max(status.traffic.items(), key=lambda kv: kv[1])[0]
+        return self._endpoint(manager, status, chosen)
+
+    def endpoint_key(self, endpoint: Endpoint) -> str:
+        return self._manager(endpoint.name).key()
+
+    def promote(
+        self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
+        triggered_by: str = "", event: str = "promoted",
+    ) -> Endpoint:
+        manager = self._manager(endpoint.name)
+        before = manager.status()
+        champion = self.registry.champion(model.name)
+        old = [d.name for d in (before.deployments if before else []) if d.name != endpoint.deployment]
+        status = manager.set_traffic({endpoint.deployment: 100, **{d: 0 for d in old}})
+        for name in old:
+            manager.delete_deployment(name)
+        self.registry.make_champion(model, report.accuracy)
+        self._history.append(
+            HistoryEntry(
+                time=_now(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
+                model_name=model.name, model_version=model.version, accuracy=report.accuracy,
+                champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or _who(),
+            )
+        )
+        return self._endpoint(manager, manager.status() or status, endpoint.deployment)
+
+    def reject(
+        self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
+        triggered_by: str = "",
+    ) -> None:
+        manager = self._manager(endpoint.name)
+        status = manager.status()
+        if status is not None and any(d.name == endpoint.deployment for d in status.deployments):
+            if status.traffic.get(endpoint.deployment, 0) > 0 and len(status.deployments) == 1:
+                # The only deployment cannot be removed without leaving the endpoint empty.
+                logger.warning("rejected deployment %s is the endpoint's only one; it keeps serving", endpoint.deployment)
+            else:
+                manager.delete_deployment(endpoint.deployment)
+        self.registry.mark_rejected(model, reason, report.accuracy if report else None)
+        champion = self.registry.champion(model.name)
+        self._history.append(
+            HistoryEntry(
+                time=_now(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
+                model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
+                champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or _who(),
+            )
+        )
+
+    def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self._history.read(endpoint_name)
+
+    def teardown(self, endpoint_name: str) -> None:
+        self._manager(endpoint_name).stop()
+
+
+def _holdout_accuracy(model: ModelVersion | None) -> float | None:
+    if model is None or "heartflow.holdout_accuracy" not in model.tags:
+        return None
+    return float(model.tags["heartflow.holdout_accuracy"])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return "unknown"

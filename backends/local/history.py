@@ -1,0 +1,37 @@
+"""An append-only record of promotions, rejections and rollbacks (JSON lines under the home)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from backends.base import HistoryEntry
+
+
+class HistoryLog:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def append(self, entry: HistoryEntry) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(dataclasses.asdict(entry), sort_keys=True) + "\n"
+        # One write of a whole line with O_APPEND: concurrent writers never interleave within a line.
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read(self, endpoint_name: str | None = None) -> tuple[HistoryEntry, ...]:
+        if not self._path.exists():
+            return ()
+        entries = []
+        for line in self._path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                entry = HistoryEntry(**json.loads(line))
+                if endpoint_name is None or entry.endpoint == endpoint_name:
+                    entries.append(entry)
+        return tuple(entries)
