@@ -224,6 +224,10 @@ class Backend(abc.ABC):
         """Every promotion, rejection and rollback recorded for ``endpoint_name``, oldest first."""
 
     @abc.abstractmethod
+    def get_model(self, model_name: str, version: str) -> ModelVersion:
+        """A registered version by number; raises RegistrationError when it does not exist."""
+
+    @abc.abstractmethod
     def champion(self, model_name: str) -> ModelVersion | None:
         """The model version that holds the champion alias, or None."""
 

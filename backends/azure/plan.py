@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from azure.ai.ml import load_compute, load_datastore, load_environment, load_job, load_model
 from azure.ai.ml import load_online_deployment, load_online_endpoint
-from azure.ai.ml.entities import Environment
+from azure.ai.ml.entities import Environment, OnlineDeployment, OnlineEndpoint
 
 from backends.azure import entities
 from backends.azure.limits import check_limits, check_traffic, enforce_limits
@@ -30,15 +30,27 @@ def to_plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+REST_LOCATION = "westeurope"  # a region for the REST bodies of regional resources (not sent anywhere)
+
+
+def to_rest(entity: Any) -> Any:
+    """The REST body the SDK would send for ``entity``."""
+    if isinstance(entity, OnlineEndpoint):
+        return entity._to_rest_online_endpoint(REST_LOCATION)
+    if isinstance(entity, OnlineDeployment):
+        return entity._to_rest_object(location=REST_LOCATION)
+    return entity._to_rest_object()
+
+
 def sdk_round_trip(entity: Any, loader: Any) -> tuple[dict[str, Any], Any]:
-    """Serialise with the SDK (``_to_dict`` and ``_to_rest_object``), load the dict back through the SDK's
+    """Serialise with the SDK (``_to_dict`` and its REST body), load the dict back through the SDK's
     schema; return the dict and the reloaded entity. Any schema error becomes a ConfigurationError."""
     kind = type(entity).__name__
     try:
         as_dict = to_plain(entity._to_dict())
-        entity._to_rest_object()
+        to_rest(entity)
         reloaded = loader(source=io.StringIO(yaml.safe_dump(as_dict)))
-        reloaded._to_rest_object()
+        to_rest(reloaded)
     except ConfigurationError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SDK raises marshmallow, ValidationException, ValueError...

@@ -99,6 +99,9 @@ class LocalBackend(Backend):
     def register(self, sweep: SweepResult, model_name: str = "heart-classifier") -> ModelVersion:  # type: ignore[override]
         return self.registry.register(model_name, sweep)
 
+    def get_model(self, model_name: str, version: str) -> ModelVersion:
+        return self.registry.get(model_name, version)
+
     def champion(self, model_name: str) -> ModelVersion | None:
         return self.registry.champion(model_name)
 

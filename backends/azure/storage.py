@@ -1,0 +1,123 @@
+"""The training split in Blob Storage: content-addressed, private, never half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from backends.azure.resilience import RetryPolicy, translate
+from backends.azure.settings import AzureSettings
+from backends.base import DataRef
+from backends.errors import UploadError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def serialise_split(frame: pd.DataFrame) -> bytes:
+    """The bytes that are hashed and stored: UTF-8 CSV without the index, '\\n' line endings."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    return buffer.getvalue().encode("utf-8")
+
+
+def blob_name_for(prefix: str, sha256: str) -> str:
+    return f"{prefix.strip('/')}/{sha256}.csv"
+
+
+def create_blob_service(settings: AzureSettings, credential: Any | None = None) -> BlobServiceClient:
+    """A client from the connection string, or from the account URL with DefaultAzureCredential."""
+    settings.require("storage", stage="upload")
+    timeouts = {"connection_timeout": settings.http_timeout_s, "read_timeout": settings.http_timeout_s}
+    if settings.storage_connection_string is not None:
+        return BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value(), **timeouts)
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return BlobServiceClient(account_url=str(settings.storage_account_url), credential=credential, **timeouts)
+
+
+@dataclass
+class BlobStore:
+    """Get-or-create the private container and store content-addressed blobs in it."""
+
+    service: BlobServiceClient
+    container: str
+    prefix: str
+    retry: RetryPolicy
+    timeout_s: float = 60.0
+
+    def ensure_container(self) -> bool:
+        """Create the container without public access; True when heartflow created it. Refuses a
+        container that allows anonymous reads."""
+        client = self.service.get_container_client(self.container)
+        try:
+            self.retry.call("create the blob container", client.create_container, timeout=int(self.timeout_s))
+            logger.info("created private blob container %s", self.container)
+            return True
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"creating blob container {self.container}",
+                            check="the storage account name and the Storage Blob Data Contributor role") from exc
+        try:
+            props = self.retry.call("read the container's properties", client.get_container_properties, timeout=int(self.timeout_s))
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"reading blob container {self.container}") from exc
+        if getattr(props, "public_access", None):
+            raise UploadError(
+                f"blob container {self.container} allows anonymous public access ({props.public_access}); "
+                "heartflow does not store training data there. Make it private (az storage container "
+                f"set-permission --name {self.container} --public-access off) or set HEARTFLOW_AZURE_CONTAINER."
+            )
+        return False
+
+    def upload(self, frame: pd.DataFrame) -> DataRef:
+        payload = serialise_split(frame)
+        sha256 = hashlib.sha256(payload).hexdigest()
+        name = blob_name_for(self.prefix, sha256)
+        self.ensure_container()
+        blob = self.service.get_blob_client(self.container, name)
+        ref = DataRef(uri=blob.url, sha256=sha256, rows=len(frame), columns=tuple(str(c) for c in frame.columns))
+        try:
+            if self.retry.call("check the training blob", blob.exists, timeout=int(self.timeout_s)):
+                logger.info("training split %s already stored as %s; upload skipped", sha256[:12], name)
+                return ref
+            # overwrite=False: a concurrent upload of the same content wins and ours is a no-op. A blob
+            # becomes visible only when its single put or its block list commits, so a failure leaves none.
+            self.retry.call(
+                "upload the training split",
+                blob.upload_blob,
+                payload,
+                overwrite=False,
+                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+                metadata={"sha256": sha256, "rows": str(len(frame)), "created_by": "heartflow"},
+                validate_content=True,
+                timeout=int(self.timeout_s),
+            )
+            logger.info("stored training split (%s rows) as %s", len(frame), name)
+        except ResourceExistsError:
+            logger.info("training split %s was stored concurrently; upload skipped", sha256[:12])
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"uploading the training split to {self.container}/{name}",
+                            check="the storage settings and the Storage Blob Data Contributor role") from exc
+        return ref
+
+    def delete_container(self) -> bool:
+        """Delete the container (teardown --all); False when it did not exist."""
+        try:
+            self.retry.call("delete the blob container", self.service.delete_container, self.container, timeout=int(self.timeout_s))
+            return True
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"deleting blob container {self.container}") from exc

@@ -1,0 +1,126 @@
+"""Reading a finished sweep's trials into TrialResults.
+
+The trials are the sweep's child jobs (``jobs.list(parent_job_name=...)``); their parameters and metrics
+are what model_train.py logged to the workspace's MLflow tracking, read through MLflow's REST API
+(``/api/2.0/mlflow/runs/get``) with an Azure token, so no tracking plugin is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from azure.core.exceptions import HttpResponseError
+
+from backends.azure.resilience import RetryPolicy
+from backends.base import TrialResult, TrialStatus
+
+logger = logging.getLogger(__name__)
+
+COMPLETED_STATES = frozenset({"Completed"})
+TERMINAL_STATES = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """What one trial logged."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+TrialDataReader = Callable[[str], TrialData]
+
+
+def _number(value: str) -> Any:
+    """MLflow stores params as text; give numbers back their type."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except (TypeError, ValueError):
+            continue
+    return value
+
+
+def https_tracking_uri(tracking_uri: str) -> str:
+    """``azureml://<region>.api.azureml.ms/mlflow/...`` as the https URL it stands for."""
+    if tracking_uri.startswith("azureml://"):
+        return "https://" + tracking_uri[len("azureml://"):]
+    return tracking_uri
+
+
+@dataclass
+class MlflowRestReader:
+    """Params, metrics and duration of a run from an MLflow tracking server's REST API."""
+
+    tracking_uri: str
+    token: Callable[[], str] | None = None  # a bearer token for Azure; None for an open server
+    timeout_s: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def _get(self, run_id: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token()}"} if self.token else {}
+        url = https_tracking_uri(self.tracking_uri).rstrip("/") + "/api/2.0/mlflow/runs/get"
+        response = self.session.get(url, params={"run_id": run_id}, headers=headers, timeout=self.timeout_s)
+        if response.status_code >= 400:
+            error = HttpResponseError(message=f"MLflow runs/get {run_id}: HTTP {response.status_code} {response.text[:200]}")
+            error.status_code = response.status_code
+            raise error
+        return dict(response.json().get("run", {}))
+
+    def __call__(self, run_id: str) -> TrialData:
+        run = self.retry.call(f"read trial {run_id} from MLflow", self._get, run_id)
+        data, info = run.get("data", {}), run.get("info", {})
+        params = {p["key"]: _number(p.get("value", "")) for p in data.get("params", [])}
+        metrics = {m["key"]: float(m["value"]) for m in data.get("metrics", [])}
+        start, end = info.get("start_time"), info.get("end_time")
+        duration = (int(end) - int(start)) / 1000.0 if start and end else 0.0
+        return TrialData(params=params, metrics=metrics, duration_s=duration)
+
+
+def trial_number(name: str, fallback: int) -> int:
+    """Sweep trials are named ``<sweep>_<n>``; the n orders them."""
+    match = re.search(r"_(\d+)$", name or "")
+    return int(match.group(1)) if match else fallback
+
+
+def read_trials(children: Iterable[Any], reader: TrialDataReader, search_space: Iterable[str]) -> tuple[TrialResult, ...]:
+    """Every child job as a TrialResult. A trial whose data cannot be read is kept, marked failed."""
+    wanted = set(search_space)
+    jobs = [job for job in children if job is not None and not str(getattr(job, "name", "")).endswith("_preparation")]
+    results = []
+    for index, job in enumerate(sorted(jobs, key=lambda j: trial_number(j.name, 10**9))):
+        number = trial_number(job.name, index)
+        status = str(getattr(job, "status", "") or "Unknown")
+        error = None if status in COMPLETED_STATES else f"trial ended {status}; see its logs in Studio: {getattr(job, 'studio_url', '') or job.name}"
+        try:
+            data = reader(job.name)
+        except (HttpResponseError, requests.RequestException, ValueError, KeyError) as exc:
+            logger.warning("could not read trial %s from MLflow: %s", job.name, exc)
+            data = TrialData(params=_params_from_inputs(job, wanted))
+            error = error or f"its params and metrics could not be read from MLflow: {exc}"
+        params = {k: v for k, v in data.params.items() if k in wanted} or _params_from_inputs(job, wanted)
+        ok = status in COMPLETED_STATES and error is None
+        results.append(TrialResult(
+            number=number, run_id=job.name, params=params, metrics=dict(data.metrics),
+            status=TrialStatus.COMPLETED if ok else TrialStatus.FAILED, duration_s=data.duration_s, error=error,
+        ))
+    return tuple(results)
+
+
+def _params_from_inputs(job: Any, wanted: set[str]) -> dict[str, Any]:
+    inputs = getattr(job, "inputs", None) or {}
+    out = {}
+    for name in wanted:
+        value = inputs.get(name) if isinstance(inputs, Mapping) else None
+        value = getattr(value, "default", getattr(value, "path", value))
+        if value is not None and not hasattr(value, "__dict__"):
+            out[name] = _number(str(value))
+    return out

@@ -1,0 +1,372 @@
+"""The local endpoint's ASGI application: one endpoint, several named deployments, a traffic split.
+
+Routes: ``POST /score`` (Bearer key), ``GET /health`` and ``GET /`` (liveness), ``GET /ready`` (every
+deployment of the current state loaded), ``GET /openapi.json``.
+
+Each worker process follows ``state.json``: a cheap stat per request notices a new version, a background
+thread loads the deployments it does not have yet, and only then the worker switches to the new table.
+Until the switch it keeps serving the old one, so a redeploy, a traffic change or a deletion never fails a
+request. A request naming a deployment (header ``azureml-model-deployment``) goes there whatever its
+traffic, waiting for it to load when it is new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hmac
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backends.local.endpoint.openapi import openapi_document
+from backends.local.endpoint.state import (
+    ENDPOINT_DIR_ENV,
+    DeploymentConfig,
+    EndpointPaths,
+    EndpointState,
+    read_key,
+    read_state,
+)
+from src.scoring import ModelLoadError, Scorer, dumps
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(f"{__name__}.access")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DEPLOYMENT_HEADER = b"azureml-model-deployment"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class LoadedDeployment:
+    """A deployment as one worker holds it: its scorer, or why it could not load."""
+
+    config: DeploymentConfig
+    scorer: Scorer | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """The deployments and traffic a worker serves now (replaced whole, never mutated)."""
+
+    version: tuple[int, int, int] | None
+    state: EndpointState | None
+    deployments: Mapping[str, LoadedDeployment] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+    cumulative: tuple[int, ...] = ()
+
+    def pick(self) -> str | None:
+        """A deployment drawn by the traffic weights, or None when nothing takes traffic."""
+        if not self.cumulative:
+            return None
+        return self.names[bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])]
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.state is not None
+            and bool(self.deployments)
+            and all(d.scorer is not None for d in self.deployments.values())
+            and bool(self.cumulative)
+        )
+
+
+def state_version(path: Path) -> tuple[int, int, int] | None:
+    """A cheap identity of state.json: os.replace gives every write a new inode."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def build_table(paths: EndpointPaths, previous: Table) -> Table:
+    """Read state.json and load every deployment not already loaded with the same configuration."""
+    version = state_version(paths.state)
+    state = read_state(paths)
+    if state is None:
+        return Table(version=version, state=None)
+    loaded: dict[str, LoadedDeployment] = {}
+    for name, config in state.deployments.items():
+        old = previous.deployments.get(name)
+        if old is not None and old.config == config and old.scorer is not None:
+            loaded[name] = old
+            continue
+        started = time.perf_counter()
+        try:
+            scorer = Scorer.from_model_dir(Path(config.model_dir), max_rows=config.max_rows, label=name)
+        except ModelLoadError as exc:
+            logger.error("deployment %s failed to load: %s", name, exc)
+            loaded[name] = LoadedDeployment(config=config, scorer=None, error=str(exc))
+            continue
+        logger.info(
+            "deployment %s loaded: %s version %s in %.0f ms",
+            name, config.model_name, config.model_version, (time.perf_counter() - started) * 1000,
+        )
+        loaded[name] = LoadedDeployment(config=config, scorer=scorer)
+    names, cumulative, total = [], [], 0
+    for name, weight in state.traffic.items():
+        if weight > 0 and name in loaded and loaded[name].scorer is not None:
+            total += weight
+            names.append(name)
+            cumulative.append(total)
+    return Table(version=version, state=state, deployments=loaded, names=tuple(names), cumulative=tuple(cumulative))
+
+
+class EndpointApp:
+    """The ASGI callable served by uvicorn in each worker process."""
+
+    def __init__(self, paths: EndpointPaths, key: str) -> None:
+        self.paths = paths
+        self._expected = b"Bearer " + key.encode()
+        self.table = Table(version=None, state=None)
+        self._loading: asyncio.Future[Table] | None = None
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deployment-loader")
+        self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._openapi: bytes | None = None
+        self._pid = os.getpid()
+
+    # -- deployment table ------------------------------------------------------------------------------
+
+    def load_now(self) -> None:
+        """Load the table synchronously (worker start-up)."""
+        self.table = build_table(self.paths, self.table)
+
+    def _refresh(self) -> asyncio.Future[Table] | None:
+        """Start loading the new state in the background when state.json changed; the pending load."""
+        if self._loading is None and state_version(self.paths.state) != self.table.version:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._loader, build_table, self.paths, self.table)
+            self._loading = future
+            future.add_done_callback(self._switch)
+        return self._loading
+
+    def _switch(self, future: asyncio.Future[Table]) -> None:
+        self._loading = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            logger.error("reloading the endpoint state failed, still serving the previous one: %s", exc)
+            return
+        self.table = future.result()
+
+    async def _deployment_named(self, name: str) -> LoadedDeployment | None:
+        found = self.table.deployments.get(name)
+        if found is not None and self._loading is None:
+            return found
+        for _ in range(2):  # a pending load, then one more in case the state changed again meanwhile
+            pending = self._refresh()
+            if pending is None:
+                break
+            try:
+                await asyncio.shield(pending)
+            except Exception:  # noqa: BLE001 - logged by _switch; the old table keeps serving
+                break
+        return self.table.deployments.get(name)
+
+    # -- ASGI ----------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._loader, self.load_now)
+                except Exception as exc:  # noqa: BLE001 - reported to uvicorn, which stops the worker
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._scoring.shutdown(wait=True)
+                self._loader.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        deployment = ""
+        size = 0
+        if path == "/score":
+            if method == "POST":
+                status, body, deployment, size = await self._score(scope, receive)
+            else:
+                status, body = 405, dumps({"error": "use POST /score"})
+        elif path in ("/health", "/"):
+            status, body = (200, b'{"status":"alive"}') if method in ("GET", "HEAD") else (405, dumps({"error": "use GET"}))
+        elif path == "/ready":
+            status, body = self._ready()
+        elif path == "/openapi.json":
+            status, body = 200, self._openapi_bytes()
+        else:
+            status, body = 404, dumps({"error": f"no route {path}: use POST /score, GET /health, /ready or /openapi.json"})
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if deployment:
+            headers.append((DEPLOYMENT_HEADER, deployment.encode()))
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="heartflow"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
+        access_logger.info(
+            "%s %s %d",
+            method,
+            path,
+            status,
+            extra={
+                "access": {
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "deployment": deployment or None,
+                    "request_bytes": size,
+                    "client": (scope.get("client") or ("", 0))[0],
+                    "pid": self._pid,
+                }
+            },
+        )
+
+    def _openapi_bytes(self) -> bytes:
+        if self._openapi is None:
+            scorer = next((d.scorer for d in self.table.deployments.values() if d.scorer is not None), None)
+            self._openapi = dumps(openapi_document(self.paths.name, scorer))
+        return self._openapi
+
+    def _ready(self) -> tuple[int, bytes]:
+        self._refresh()
+        table = self.table
+        payload = {
+            "ready": table.ready and self._loading is None,
+            "deployments": {
+                name: ("loaded" if d.scorer is not None else "failed") for name, d in table.deployments.items()
+            },
+            "traffic": dict(table.state.traffic) if table.state else {},
+        }
+        return (200 if payload["ready"] else 503), dumps(payload)
+
+    async def _score(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str, int]:
+        headers = scope["headers"]
+        authorization = b""
+        named = b""
+        length = -1
+        for key, value in headers:
+            if key == b"authorization":
+                authorization = value
+            elif key == DEPLOYMENT_HEADER:
+                named = value
+            elif key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    return 400, dumps({"error": "Content-Length is not a number"}), "", 0
+        if not hmac.compare_digest(authorization, self._expected):
+            return 401, dumps({"error": "missing or wrong key: send 'Authorization: Bearer <key>'"}), "", 0
+
+        self._refresh()
+        table = self.table
+        if named:
+            name = named.decode("latin-1").strip()
+            found = await self._deployment_named(name)
+            if found is None:
+                known = ", ".join(sorted(self.table.deployments)) or "none"
+                return 404, dumps({"error": f"no deployment {name!r} on this endpoint (deployments: {known})"}), "", 0
+        else:
+            name = table.pick() or ""
+            if not name:
+                return 503, dumps({"error": "no deployment takes traffic: set traffic or name a deployment "
+                                            "with the azureml-model-deployment header"}), "", 0
+            found = table.deployments[name]
+        if found.scorer is None:
+            return 503, dumps({"error": f"deployment {name!r} failed to load: {found.error}",
+                               "deployment_state": "failed"}), name, 0
+
+        limit = table.state.max_body_bytes if table.state else 1 << 20
+        timeout_s = found.config.request_timeout_ms / 1000
+        deadline = time.perf_counter() + timeout_s
+        if length > limit:
+            return 413, dumps({"error": f"the request body has {length} bytes, more than {limit}"}), name, 0
+        try:
+            async with asyncio.timeout(timeout_s):
+                body = await self._read_body(receive, limit)
+        except TimeoutError:
+            return 408, dumps({"error": f"the request body did not arrive within {found.config.request_timeout_ms} ms"}), name, 0
+        except _BodyTooLarge:
+            return 413, dumps({"error": f"the request body is larger than {limit} bytes"}), name, 0
+        except _Disconnected:
+            return 400, dumps({"error": "the client disconnected before the body arrived"}), name, 0
+
+        scorer = found.scorer
+        future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline)
+        try:
+            status, payload = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.perf_counter(), 0.001))
+        except TimeoutError:
+            return 408, dumps({"error": f"scoring took longer than {found.config.request_timeout_ms} ms "
+                                        "(request_timeout_ms): send fewer rows"}), name, 0
+        return status, payload, name, len(body)
+
+    @staticmethod
+    async def _read_body(receive: Receive, limit: int) -> bytes:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise _BodyTooLarge
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _score_before(scorer: Scorer, body: bytes, deadline: float) -> tuple[int, bytes]:
+    """Score unless the request already waited past its deadline in the queue (then it is answered 408)."""
+    if time.perf_counter() > deadline:
+        return 408, dumps({"error": "the request waited longer than request_timeout_ms before scoring"})
+    return scorer.score_json(body)
+
+
+def create_app() -> EndpointApp:
+    """uvicorn's app factory: the endpoint folder comes from HEARTFLOW_ENDPOINT_DIR, the key from its file."""
+    root = os.environ.get(ENDPOINT_DIR_ENV)
+    if not root:
+        raise RuntimeError(f"{ENDPOINT_DIR_ENV} is not set: start the host through backends.local.endpoint")
+    paths = EndpointPaths.from_root(Path(root))
+    return EndpointApp(paths, read_key(paths))

@@ -1,0 +1,227 @@
+"""On-disk state of a local endpoint: its deployments, traffic, key and runtime files.
+
+Everything lives in ``<home>/endpoints/<name>/``:
+
+    state.json    deployments (name -> model folder, model name and version, limits) and the traffic split;
+                  written atomically (temp file + os.replace), so a worker never reads half a file
+    key           the endpoint key, mode 0600
+    server.json   the running host's pid, host and port (removed on a clean stop)
+    server.log    the host's JSON log lines (access lines included)
+    lock          serializes managers that change the endpoint
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+KEY_ENV = "HEARTFLOW_ENDPOINT_KEY"
+ENDPOINT_DIR_ENV = "HEARTFLOW_ENDPOINT_DIR"
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class EndpointPaths:
+    """The files of endpoint ``name`` under ``home``."""
+
+    home: Path
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.home) / "endpoints" / self.name
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "key"
+
+    @property
+    def runtime(self) -> Path:
+        return self.root / "server.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "lock"
+
+    @classmethod
+    def from_root(cls, root: Path) -> EndpointPaths:
+        root = Path(root)
+        return cls(home=root.parent.parent, name=root.name)
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """One named deployment: the model it serves and its limits."""
+
+    name: str
+    model_dir: str
+    model_name: str
+    model_version: str
+    max_rows: int = 1000
+    request_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What the endpoint serves; every worker of the host follows this file."""
+
+    name: str
+    deployments: Mapping[str, DeploymentConfig] = field(default_factory=dict)
+    traffic: Mapping[str, int] = field(default_factory=dict)
+    host: str = DEFAULT_HOST
+    port: int | None = None
+    workers: int = 1
+    max_body_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deployments", MappingProxyType(dict(self.deployments)))
+        object.__setattr__(self, "traffic", MappingProxyType({k: int(v) for k, v in self.traffic.items()}))
+
+    def with_deployment(self, deployment: DeploymentConfig) -> EndpointState:
+        """Add or replace ``deployment``: it keeps its traffic if it had some, takes 0 % while another
+        deployment serves, and 100 % when nothing serves."""
+        deployments = dict(self.deployments)
+        deployments[deployment.name] = deployment
+        if any(w > 0 for w in self.traffic.values()):
+            traffic = dict(self.traffic)
+            traffic.setdefault(deployment.name, 0)
+        else:
+            traffic = {n: (100 if n == deployment.name else 0) for n in deployments}
+        return replace(self, deployments=deployments, traffic=traffic)
+
+    def without_deployment(self, name: str) -> EndpointState:
+        deployments = {n: d for n, d in self.deployments.items() if n != name}
+        traffic = {n: w for n, w in self.traffic.items() if n != name}
+        return replace(self, deployments=deployments, traffic=traffic)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "deployments": {n: asdict(d) for n, d in self.deployments.items()},
+            "traffic": dict(self.traffic),
+            "host": self.host,
+            "port": self.port,
+            "workers": self.workers,
+            "max_body_bytes": self.max_body_bytes,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> EndpointState:
+        deployments = {n: DeploymentConfig(**d) for n, d in raw.get("deployments", {}).items()}
+        return cls(
+            name=str(raw["name"]),
+            deployments=deployments,
+            traffic=raw.get("traffic", {}),
+            host=str(raw.get("host", DEFAULT_HOST)),
+            port=raw.get("port"),
+            workers=int(raw.get("workers", 1)),
+            max_body_bytes=int(raw.get("max_body_bytes", 1 << 20)),
+        )
+
+
+def check_traffic(traffic: Mapping[str, int], deployments: Mapping[str, Any]) -> None:
+    """Azure's rule: known deployments, whole percentages from 0 to 100, summing to 0 or 100."""
+    unknown = sorted(set(traffic) - set(deployments))
+    if unknown:
+        raise ValueError(f"traffic names unknown deployment(s) {', '.join(unknown)}; known: {', '.join(sorted(deployments)) or 'none'}")
+    for name, weight in traffic.items():
+        if type(weight) is not int or not 0 <= weight <= 100:
+            raise ValueError(f"traffic for {name} must be a whole percentage from 0 to 100, got {weight!r}")
+    total = sum(traffic.values())
+    if total not in (0, 100):
+        raise ValueError(f"traffic must sum to 100 (or 0), got {total}")
+
+
+def write_json_atomic(path: Path, payload: Mapping[str, Any], mode: int = 0o644) -> None:
+    """Write ``payload`` so that a reader sees the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_state(paths: EndpointPaths) -> EndpointState | None:
+    try:
+        raw = json.loads(paths.state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return EndpointState.from_json(raw)
+
+
+def write_state(paths: EndpointPaths, state: EndpointState) -> None:
+    write_json_atomic(paths.state, state.to_json())
+
+
+def read_runtime(paths: EndpointPaths) -> dict[str, Any] | None:
+    try:
+        return json.loads(paths.runtime.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def ensure_key(paths: EndpointPaths) -> str:
+    """HEARTFLOW_ENDPOINT_KEY when set (kept in the key file), else the key file's, else a new random key.
+
+    The file is created with mode 0600 and never passed on a command line."""
+    wanted = os.environ.get(KEY_ENV, "").strip()
+    if not wanted:
+        try:
+            existing = paths.key.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            existing = ""
+        if existing:
+            return existing
+        wanted = secrets.token_urlsafe(32)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".key.", dir=paths.root)  # mkstemp creates the file 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(wanted)
+        os.replace(tmp, paths.key)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return wanted
+
+
+def read_key(paths: EndpointPaths) -> str:
+    return paths.key.read_text(encoding="utf-8").strip()
+
+
+@contextlib.contextmanager
+def locked(paths: EndpointPaths) -> Iterator[None]:
+    """An exclusive lock on the endpoint, so two managers never interleave their changes."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,128 @@
+"""Plain renderings of typed results for people: markdown and table rows for Prefect artifacts and the
+CLI. No Prefect here, so they are tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from backends.base import Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialStatus
+from backends.selection import GateDecision
+
+
+def leaderboard_rows(sweep: SweepResult) -> list[dict[str, Any]]:
+    """One row per trial, best first (failed trials last), with every parameter and metric."""
+    metric = sweep.primary_metric
+    sign = -1 if sweep.goal == "maximize" else 1
+
+    def order(t: Any) -> tuple[int, float, int]:
+        value = t.metrics.get(metric)
+        return (t.status is not TrialStatus.COMPLETED, sign * value if value is not None else 0.0, t.number)
+
+    rows = []
+    for rank, trial in enumerate(sorted(sweep.trials, key=order), start=1):
+        row: dict[str, Any] = {"rank": rank, "trial": trial.number, "status": trial.status.value}
+        row.update({k: trial.params[k] for k in sorted(trial.params)})
+        row.update({k: round(float(v), 4) for k, v in sorted(trial.metrics.items())})
+        row["duration_s"] = round(trial.duration_s, 3)
+        row["run_id"] = trial.run_id
+        if trial.error:
+            row["error"] = trial.error[:200]
+        rows.append(row)
+    return rows
+
+
+def confusion_markdown(report: EvalReport) -> str:
+    (tn, fp), (fn, tp) = report.confusion_matrix
+    return (
+        "| | predicted 0 | predicted 1 |\n|---|---|---|\n"
+        f"| **actual 0** | {tn} | {fp} |\n| **actual 1** | {fn} | {tp} |\n"
+    )
+
+
+def classification_markdown(report: EvalReport, plot_uri: str | None = None) -> str:
+    lines = [
+        f"# Holdout evaluation through endpoint `{report.endpoint}` (deployment `{report.deployment}`)",
+        "",
+        f"Model version **{report.model_version}**, {report.rows} holdout rows sent over HTTP in "
+        f"{report.requests} request(s), median latency {report.latency_ms_p50:.1f} ms. "
+        f"Accuracy **{report.accuracy:.4f}**.",
+        "",
+        "```",
+        report.report_text.rstrip(),
+        "```",
+        "",
+        "## Confusion matrix",
+        "",
+        confusion_markdown(report),
+    ]
+    if plot_uri:
+        lines += ["", f"Plot: `{plot_uri}`"]
+    return "\n".join(lines)
+
+
+def model_markdown(
+    model: ModelVersion, sweep: SweepResult, decision: GateDecision | None = None,
+    top_features: Sequence[str] = (), extra_links: Sequence[str] = (),
+) -> str:
+    best = sweep.best
+    lines = [
+        f"# Model `{model.name}` version {model.version}",
+        "",
+        "| field | value |",
+        "|---|---|",
+        f"| registry URI | `{model.uri}` |",
+        f"| source trial | #{best.number} (run `{model.source_run_id}`) |",
+        f"| sweep | `{model.sweep_id}` ({len(sweep.completed)} completed, {len(sweep.failed)} failed trials) |",
+        f"| parameters | {', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))} |",
+        f"| validation {model.metric_name} | {model.metric_value:.4f} |",
+        f"| training data sha256 | `{model.data_sha256}` ({sweep.data.rows} rows) |",
+    ]
+    if decision is not None:
+        verdict = "PROMOTED to champion" if decision.promote else "REJECTED (champion keeps serving)"
+        lines.append(f"| gate decision | **{verdict}**: {decision.reason} |")
+    if top_features:
+        lines.append(f"| top features (permutation importance on the holdout) | {', '.join(top_features)} |")
+    lines += [f"\n{link}" for link in extra_links]
+    return "\n".join(lines)
+
+
+def endpoint_markdown(endpoint: Endpoint) -> str:
+    traffic = ", ".join(f"{d}: {p}%" for d, p in sorted(endpoint.traffic.items())) or "none"
+    return "\n".join(
+        [
+            f"# Endpoint `{endpoint.name}`",
+            "",
+            f"- scoring URI: {endpoint.scoring_uri}",
+            f"- serving: `{endpoint.model_name}` version {endpoint.model_version} (deployment `{endpoint.deployment}`)",
+            f"- traffic: {traffic}",
+            f"- key: {endpoint.key_hint}",
+        ]
+    )
+
+
+def curl_example(endpoint: Endpoint, record: dict[str, Any]) -> str:
+    import json
+
+    body = json.dumps({"data": [record]})
+    return (
+        f"curl -s -X POST {endpoint.scoring_uri} \\\n"
+        f"  -H \"Authorization: Bearer $HEARTFLOW_ENDPOINT_KEY\" -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'"
+    )
+
+
+def history_rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "time": e.time,
+            "event": e.event,
+            "model": f"{e.model_name} v{e.model_version}",
+            "deployment": e.deployment,
+            "accuracy": None if e.accuracy is None else round(e.accuracy, 4),
+            "champion_accuracy": None if e.champion_accuracy is None else round(e.champion_accuracy, 4),
+            "reason": e.reason,
+            "by": e.triggered_by,
+        }
+        for e in entries
+    ]

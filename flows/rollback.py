@@ -1,0 +1,51 @@
+"""`heartflow rollback`: the previous champion goes back in front through the same safe path as a
+promotion (deployed beside the serving model, checked through the endpoint, then switched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backends.errors import DeploymentError, EvaluationError
+from backends.factory import create_backend
+from backends.spec import DeploySpec
+
+
+def previous_champion_version(entries: tuple, current: str | None) -> str | None:  # type: ignore[type-arg]
+    """The last version promoted (or rolled back to) before the current champion took over."""
+    served = [e.model_version for e in entries if e.event in {"promoted", "rollback"}]
+    for version in reversed(served):
+        if version != current:
+            return version
+    return None
+
+
+def rollback_endpoint(
+    backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None, seed: int,
+    model_name: str = "heart-classifier",
+) -> str:
+    from backends.dataset import prepare_data
+
+    backend = create_backend(backend_name, home=home)
+    current = backend.champion(model_name)
+    target_version = previous_champion_version(backend.history(endpoint_name), current.version if current else None)
+    if target_version is None:
+        raise DeploymentError(
+            f"no earlier champion of {model_name!r} on {endpoint_name} to roll back to: see `heartflow history`"
+        )
+    model = backend.get_model(model_name, target_version)
+    prepared = prepare_data(data, schema, 0.1, seed)
+    endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
+    try:
+        report = backend.evaluate(endpoint, prepared.holdout, prepared.schema.target, deployment=endpoint.deployment)
+    except (EvaluationError, DeploymentError):
+        backend.reject(endpoint, model, "rollback smoke test failed", triggered_by="heartflow rollback")
+        raise
+    endpoint = backend.promote(
+        endpoint, model, report, event="rollback",
+        reason=f"rollback from v{current.version if current else '?'} to v{model.version}",
+        triggered_by="heartflow rollback",
+    )
+    return (
+        f"rolled back {endpoint.name} to {model.name} v{model.version} (holdout accuracy {report.accuracy:.4f}); "
+        f"it now serves 100 % of traffic on deployment {endpoint.deployment}"
+    )
