@@ -91,10 +91,28 @@ def state_version(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def build_table(paths: EndpointPaths, previous: Table) -> Table:
-    """Read state.json and load every deployment not already loaded with the same configuration."""
-    version = state_version(paths.state)
-    state = read_state(paths)
+def needs_loading(state: EndpointState | None, previous: Table) -> bool:
+    """True when ``state`` has a deployment that ``previous`` does not hold loaded with the same configuration."""
+    if state is None:
+        return False
+    for name, config in state.deployments.items():
+        old = previous.deployments.get(name)
+        if old is None or old.config != config or old.scorer is None:
+            return True
+    return False
+
+
+def build_table(
+    paths: EndpointPaths,
+    previous: Table,
+    state: EndpointState | None = None,
+    version: tuple[int, int, int] | None = None,
+) -> Table:
+    """The table for ``state`` (read from state.json when not given), loading every deployment not already
+    loaded with the same configuration."""
+    if state is None:
+        version = state_version(paths.state)
+        state = read_state(paths)
     if state is None:
         return Table(version=version, state=None)
     loaded: dict[str, LoadedDeployment] = {}
@@ -144,13 +162,26 @@ class EndpointApp:
         self.table = build_table(self.paths, self.table)
 
     def _refresh(self) -> asyncio.Future[Table] | None:
-        """Start loading the new state in the background when state.json changed; the pending load."""
-        if self._loading is None and state_version(self.paths.state) != self.table.version:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._loader, build_table, self.paths, self.table)
-            self._loading = future
-            future.add_done_callback(self._switch)
-        return self._loading
+        """Follow state.json: a change that needs no model loading (traffic, a deletion) applies at once;
+        one that does loads in the background while the current table keeps serving. The pending load."""
+        if self._loading is not None:
+            return self._loading
+        version = state_version(self.paths.state)
+        if version == self.table.version:
+            return None
+        try:
+            state = read_state(self.paths)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            logger.error("cannot read %s, still serving the previous state: %s", self.paths.state, exc)
+            return None
+        if not needs_loading(state, self.table):
+            self.table = build_table(self.paths, self.table, state, version)
+            return None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._loader, build_table, self.paths, self.table, state, version)
+        self._loading = future
+        future.add_done_callback(self._switch)
+        return future
 
     def _switch(self, future: asyncio.Future[Table]) -> None:
         self._loading = None

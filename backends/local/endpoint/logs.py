@@ -25,7 +25,7 @@ class JsonFormatter(logging.Formatter):
         if isinstance(access, dict):
             line.update(access)
         for key, value in vars(record).items():
-            if key not in _STANDARD and key != "access" and key not in line:
+            if key not in _STANDARD and key not in ("access", "color_message") and key not in line:
                 line[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)

