@@ -1,0 +1,62 @@
+# heartflow: `make run` and `make test` work on a fresh machine (Python 3.11+, Node.js, Debian's apt).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: setup setup-test run test test-fast bench node-deps chromium lock clean help
+
+help:
+	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
+	@echo "make test   - install what the tests need (Python, azurite, chromium) and run the suite"
+	@echo "make bench  - run the sweep and endpoint benchmarks (writes docs/benchmarks.md)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP_INSTALL) -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-test: $(VENV)/.installed-test node-deps chromium
+
+run: setup
+	$(BIN)/heartflow run
+
+# Azurite (the Blob Storage emulator) comes from package.json / package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+node-deps: node_modules/.package-lock.json
+
+# Headless Chromium for the Prefect UI screenshot test (Debian package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+test: setup-test
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/unit
+
+bench: setup-test
+	$(BIN)/python bench/sweep.py --write docs/benchmarks.md
+	$(BIN)/python bench/endpoint.py --write docs/benchmarks.md
+
+# Refresh constraints.txt from the current environment after changing pyproject.toml.
+lock: $(VENV)/.installed-test
+	$(PIP) freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf $(VENV) node_modules .heartflow test-output .pytest_cache
