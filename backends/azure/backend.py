@@ -7,14 +7,13 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from backends.azure import entities
-from backends.azure.deploy import DeployMixin
+from backends.azure.deploy import CHAMPION_TAG, TAG_STATUS, DeployMixin
 from backends.azure.ledger import Ledger
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
@@ -22,18 +21,27 @@ from backends.azure.provisioning import ProvisionMixin
 from backends.azure.resilience import RetryPolicy, translate
 from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, create_blob_service
-from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, read_trials
-from backends.base import Backend, DataRef, ModelVersion, SweepResult
+from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, TrialWatcher
+from backends.base import Backend, DataRef, ModelVersion, SweepResult, TrialResult
 from backends.errors import RegistrationError, SweepError
 from backends.selection import pick_best_trial
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
+from src.features import HEART_SCHEMA, DatasetSchema
 
 if TYPE_CHECKING:
     import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-LINEAGE_TAGS = ("sweep_id", "source_run_id", "metric_name", "metric_value", "data_sha256", "data_uri")
+# The local registry's tag names, so both backends describe a version the same way. Azure ML has no
+# model aliases: the champion is the version tagged champion=true.
+TAG_SWEEP = "heartflow.sweep_run"
+TAG_TRIAL = "heartflow.trial_run"
+TAG_METRIC_NAME = "heartflow.metric_name"
+TAG_METRIC_VALUE = "heartflow.metric_value"
+TAG_DATA_SHA = "heartflow.data_sha256"
+TAG_DATA_URI = "heartflow.data_uri"
+TAG_PARAMS = "heartflow.params"
 
 
 class AzureBackend(DeployMixin, ProvisionMixin, Backend):
@@ -125,12 +133,17 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
         blob = data.uri.split(marker, 1)[1] if marker in data.uri else f"{self.settings.blob_prefix}/{data.sha256}.csv"
         return entities.datastore_uri(self.settings, blob)
 
-    def sweep(self, data: DataRef, spec: SweepSpec) -> SweepResult:
+    def sweep(
+        self, data: DataRef, spec: SweepSpec, schema: DatasetSchema | None = None,
+        progress: Callable[[TrialResult, int, int], None] | None = None,
+    ) -> SweepResult:
         client = self.client("sweep", "storage")
         enforce_limits(PipelineSpec.model_construct(
             model_name=self.model_name, sweep=spec, deploy=DeploySpec()), self.settings)
         env_ref = self.ensure_sweep_resources()
-        job = entities.build_sweep(self.settings, spec, data_path=self.data_path(data), model_name=self.model_name, environment=env_ref)
+        schema_json = schema.to_json() if schema is not None and schema != HEART_SCHEMA else None
+        job = entities.build_sweep(self.settings, spec, data_path=self.data_path(data), model_name=self.model_name,
+                                   environment=env_ref, schema_json=schema_json)
         job.name = f"heartflow-sweep-{data.sha256[:8]}-{uuid.uuid4().hex[:8]}"  # fixed before retries: a retried submit cannot duplicate
         try:
             submitted = self.call("submit the sweep", client.jobs.create_or_update, job, experiment_name=self.settings.experiment_name)
@@ -139,8 +152,14 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
         name = submitted.name or job.name
         url = getattr(submitted, "studio_url", None)
         logger.info("sweep %s submitted (%s trials at most); follow it in Azure ML Studio: %s", name, spec.max_total_trials, url)
-        final = self._follow_sweep(client, name, spec, url)
-        trials = self._read_trials(client, name, spec)
+        total = min(spec.max_total_trials, spec.grid_size() or spec.max_total_trials)
+        watcher = TrialWatcher(lambda: self.trial_reader(client), spec.search_space, total, progress)
+        final = self._follow_sweep(client, name, spec, url, watcher)
+        try:
+            children = list(self.call("list the sweep's trials", client.jobs.list, parent_job_name=name))
+        except AzureError as exc:
+            raise translate(exc, SweepError, f"listing the trials of sweep {name}", logs=str(url)) from exc
+        trials = watcher.all_trials(children)
         logger.info("sweep %s ended %s: %s trials, %s completed", name, final.status, len(trials),
                     sum(1 for t in trials if t.status.value == "completed"))
         try:
@@ -154,7 +173,7 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
         return SweepResult(sweep_id=name, primary_metric=spec.primary_metric, goal=spec.goal, trials=trials,
                            best=best, data=data, url=url)
 
-    def _follow_sweep(self, client: Any, name: str, spec: SweepSpec, url: str | None) -> Any:
+    def _follow_sweep(self, client: Any, name: str, spec: SweepSpec, url: str | None, watcher: TrialWatcher) -> Any:
         """Poll until the sweep ends, logging progress; cancel it and fail if it outlives the deadline."""
         budget = float(spec.timeout_s) + 600.0 if spec.timeout_s else self.settings.sweep_timeout_s
         deadline = self._clock() + budget
@@ -167,7 +186,7 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
             status = str(job.status)
             if status in TERMINAL_STATES:
                 return job
-            counts = self._trial_counts(client, name)
+            counts = self._poll_trials(client, name, watcher)
             if (status, counts) != last:
                 logger.info("sweep %s: %s; trials %s", name, status, counts or "none started yet")
                 last = (status, counts)
@@ -180,21 +199,13 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
                                  f"billing; raise sweep.timeout_s or HEARTFLOW_AZURE_SWEEP_TIMEOUT_S. Logs: {url}")
             self._sleep(self.settings.poll_interval_s)
 
-    def _trial_counts(self, client: Any, name: str) -> str:
+    def _poll_trials(self, client: Any, name: str, watcher: TrialWatcher) -> str:
         try:
             children = list(self.call("list the sweep's trials", client.jobs.list, parent_job_name=name))
         except AzureError as exc:
-            logger.debug("could not list trials of %s: %s", name, exc)
+            logger.debug("could not list the trials of %s: %s", name, exc)
             return ""
-        counts = Counter(str(getattr(c, "status", "Unknown")) for c in children if c is not None)
-        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-
-    def _read_trials(self, client: Any, name: str, spec: SweepSpec) -> tuple:
-        try:
-            children = list(self.call("list the sweep's trials", client.jobs.list, parent_job_name=name))
-        except AzureError as exc:
-            raise translate(exc, SweepError, f"listing the trials of sweep {name}") from exc
-        return read_trials(children, self.trial_reader(client), spec.search_space)
+        return watcher.poll(children)
 
     def trial_reader(self, client: Any) -> TrialDataReader:
         """What the trials logged, from the workspace's MLflow tracking server."""
@@ -213,28 +224,36 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
 
     # --- register and champion -------------------------------------------------------------------
 
-    def register(self, sweep: SweepResult) -> ModelVersion:
+    def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:  # type: ignore[override]
         client = self.client("register")
+        name = model_name or self.model_name
         best = sweep.best
         tags = {
-            "sweep_id": sweep.sweep_id, "source_run_id": best.run_id, "metric_name": sweep.primary_metric,
-            "metric_value": repr(float(best.metrics[sweep.primary_metric])), "data_sha256": sweep.data.sha256,
-            "data_uri": sweep.data.uri, "params": json.dumps(dict(best.params), sort_keys=True, default=str),
-            "status": "candidate", **entities.CREATED_BY_TAG,
+            TAG_SWEEP: sweep.sweep_id, TAG_TRIAL: best.run_id, TAG_METRIC_NAME: sweep.primary_metric,
+            TAG_METRIC_VALUE: repr(float(best.metrics[sweep.primary_metric])), TAG_DATA_SHA: sweep.data.sha256,
+            TAG_DATA_URI: sweep.data.uri, TAG_PARAMS: json.dumps(dict(best.params), sort_keys=True, default=str),
+            TAG_STATUS: "candidate", **entities.CREATED_BY_TAG,
         }
-        existing = next((m for m in self._versions(client, self.model_name) if (m.tags or {}).get("source_run_id") == best.run_id), None)
+        existing = next((m for m in self._versions(client, name) if (m.tags or {}).get(TAG_TRIAL) == best.run_id), None)
         if existing is not None:
             logger.info("trial %s is already registered as %s:%s", best.run_id, existing.name, existing.version)
             return self.to_model_version(existing)
-        model = entities.build_model(self.model_name, best.run_id, entities.model_folder_for(self.model_name), tags)
+        model = entities.build_model(name, best.run_id, entities.model_folder_for(self.model_name), tags)
         try:
             registered = self.call("register the model", client.models.create_or_update, model)
         except AzureError as exc:
-            raise translate(exc, RegistrationError, f"registering {self.model_name} from trial {best.run_id}",
-                            check=f"that trial {best.run_id} saved outputs/{self.model_name}",
-                            logs=f"{sweep.url} (the trial's outputs + logs tab)") from exc
+            raise translate(exc, RegistrationError, f"registering {name} from trial {best.run_id}",
+                            check=f"that trial {best.run_id} saved outputs/{entities.model_folder_for(self.model_name)}",
+                            logs=f"{sweep.url} (the trial's Outputs + logs tab)") from exc
         logger.info("registered %s version %s from trial %s", registered.name, registered.version, best.run_id)
         return self.to_model_version(registered)
+
+    def get_model(self, model_name: str, version: str) -> ModelVersion:
+        client = self.client("registry")
+        try:
+            return self.to_model_version(self.call("read the model version", client.models.get, name=model_name, version=str(version)))
+        except AzureError as exc:
+            raise translate(exc, RegistrationError, f"reading model {model_name} version {version}") from exc
 
     def _versions(self, client: Any, name: str) -> list[Any]:
         try:
@@ -248,15 +267,15 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
     def to_model_version(model: Any) -> ModelVersion:
         tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
         return ModelVersion(
-            name=model.name, version=str(model.version), source_run_id=tags.get("source_run_id", ""),
-            sweep_id=tags.get("sweep_id", ""), metric_name=tags.get("metric_name", ""),
-            metric_value=float(tags.get("metric_value", "nan")), data_sha256=tags.get("data_sha256", ""),
+            name=model.name, version=str(model.version), source_run_id=tags.get(TAG_TRIAL, ""),
+            sweep_id=tags.get(TAG_SWEEP, ""), metric_name=tags.get(TAG_METRIC_NAME, ""),
+            metric_value=float(tags.get(TAG_METRIC_VALUE, "nan")), data_sha256=tags.get(TAG_DATA_SHA, ""),
             uri=f"azureml:{model.name}:{model.version}", tags=tags,
         )
 
     def champion(self, model_name: str) -> ModelVersion | None:
         client = self.client("champion")
-        holders = [m for m in self._versions(client, model_name) if (m.tags or {}).get("champion") == "true"]
+        holders = [m for m in self._versions(client, model_name) if (m.tags or {}).get(CHAMPION_TAG) == "true"]
         if not holders:
             return None
         return self.to_model_version(max(holders, key=lambda m: int(m.version) if str(m.version).isdigit() else 0))

@@ -186,8 +186,9 @@ def _is_text_choice(dist: Any) -> bool:
     return dist.type == "choice" and all(isinstance(v, str) for v in dist.values)
 
 
-def training_command(spec: SweepSpec, model_folder: str) -> str:
-    """The tutorial's command line with ``${{inputs.*}}``; other hyperparameters as a JSON object."""
+def training_command(spec: SweepSpec, model_folder: str, schema_json: str | None = None) -> str:
+    """The tutorial's command line with ``${{inputs.*}}``; other hyperparameters as a JSON object, the
+    dataset schema (when it is not the heart schema the script defaults to) as a quoted JSON literal."""
     parts = [
         f"python {TRAIN_SCRIPT}",
         "--input_data ${{inputs.input_data}}",
@@ -208,6 +209,8 @@ def training_command(spec: SweepSpec, model_folder: str) -> str:
             extra.append(f'"{name}": ${{{{inputs.{name}}}}}')
     if extra:
         parts.append("--extra_params_json " + shlex.quote("{" + ", ".join(extra) + "}"))
+    if schema_json:
+        parts.append("--schema_json " + shlex.quote(schema_json))
     return " ".join(parts)
 
 
@@ -224,6 +227,7 @@ def build_sweep(
     model_name: str,
     environment: str | Environment,
     code: str | Path | None = None,
+    schema_json: str | None = None,
 ) -> Any:
     """The command job (one trial) turned into a sweep over ``spec.search_space``."""
     folder = model_folder_for(model_name)
@@ -239,7 +243,7 @@ def build_sweep(
     inputs.update({name: _placeholder(dist) for name, dist in spec.search_space.items()})
     trial = command(
         code=str(code or source_dir()),
-        command=training_command(spec, folder),
+        command=training_command(spec, folder, schema_json),
         inputs=inputs,
         environment=environment,
         compute=settings.compute,

@@ -216,7 +216,9 @@ def _redact_secrets(datastore: dict[str, Any]) -> None:
 
 def lineage_tag_names() -> dict[str, str]:
     """The lineage tags every registered version carries (placeholder values for the plan)."""
-    return {name: "<from the run>" for name in ("sweep_id", "source_run_id", "metric_name", "metric_value", "data_sha256", "data_uri", "created-by")}
+    names = ("heartflow.sweep_run", "heartflow.trial_run", "heartflow.metric_name", "heartflow.metric_value",
+             "heartflow.data_sha256", "heartflow.data_uri", "heartflow.params", "heartflow.status", "created-by")
+    return {name: "<from the run>" for name in names}
 
 
 def plan_violations(spec: PipelineSpec, settings: AzureSettings) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,28 +92,72 @@ def trial_number(name: str, fallback: int) -> int:
     return int(match.group(1)) if match else fallback
 
 
+def _is_trial(job: Any) -> bool:
+    return job is not None and not str(getattr(job, "name", "")).endswith("_preparation")
+
+
+def read_trial(job: Any, reader: TrialDataReader, wanted: set[str], fallback_number: int = 0) -> TrialResult:
+    """One child job as a TrialResult. A trial whose data cannot be read is kept, marked failed."""
+    number = trial_number(job.name, fallback_number)
+    status = str(getattr(job, "status", "") or "Unknown")
+    error = None if status in COMPLETED_STATES else f"trial ended {status}; see its logs in Studio: {getattr(job, 'studio_url', '') or job.name}"
+    try:
+        data = reader(job.name)
+    except (HttpResponseError, requests.RequestException, ValueError, KeyError) as exc:
+        logger.warning("could not read trial %s from MLflow: %s", job.name, exc)
+        data = TrialData(params=_params_from_inputs(job, wanted))
+        error = error or f"its params and metrics could not be read from MLflow: {exc}"
+    params = {k: v for k, v in data.params.items() if k in wanted} or _params_from_inputs(job, wanted)
+    ok = status in COMPLETED_STATES and error is None
+    return TrialResult(
+        number=number, run_id=job.name, params=params, metrics=dict(data.metrics),
+        status=TrialStatus.COMPLETED if ok else TrialStatus.FAILED, duration_s=data.duration_s, error=error,
+    )
+
+
 def read_trials(children: Iterable[Any], reader: TrialDataReader, search_space: Iterable[str]) -> tuple[TrialResult, ...]:
-    """Every child job as a TrialResult. A trial whose data cannot be read is kept, marked failed."""
+    """Every child job (in trial order) as a TrialResult."""
     wanted = set(search_space)
-    jobs = [job for job in children if job is not None and not str(getattr(job, "name", "")).endswith("_preparation")]
-    results = []
-    for index, job in enumerate(sorted(jobs, key=lambda j: trial_number(j.name, 10**9))):
-        number = trial_number(job.name, index)
-        status = str(getattr(job, "status", "") or "Unknown")
-        error = None if status in COMPLETED_STATES else f"trial ended {status}; see its logs in Studio: {getattr(job, 'studio_url', '') or job.name}"
-        try:
-            data = reader(job.name)
-        except (HttpResponseError, requests.RequestException, ValueError, KeyError) as exc:
-            logger.warning("could not read trial %s from MLflow: %s", job.name, exc)
-            data = TrialData(params=_params_from_inputs(job, wanted))
-            error = error or f"its params and metrics could not be read from MLflow: {exc}"
-        params = {k: v for k, v in data.params.items() if k in wanted} or _params_from_inputs(job, wanted)
-        ok = status in COMPLETED_STATES and error is None
-        results.append(TrialResult(
-            number=number, run_id=job.name, params=params, metrics=dict(data.metrics),
-            status=TrialStatus.COMPLETED if ok else TrialStatus.FAILED, duration_s=data.duration_s, error=error,
-        ))
-    return tuple(results)
+    jobs = sorted((j for j in children if _is_trial(j)), key=lambda j: trial_number(j.name, 10**9))
+    return tuple(read_trial(job, reader, wanted, index) for index, job in enumerate(jobs))
+
+
+class TrialWatcher:
+    """Follows a running sweep's trials: counts by state for the progress log, and each trial read
+    once, when it ends, and reported through ``progress(trial, finished, total)``."""
+
+    def __init__(self, reader: Callable[[], TrialDataReader], search_space: Iterable[str], total: int,
+                 progress: Callable[[TrialResult, int, int], None] | None = None) -> None:
+        self._reader = reader
+        self._wanted = set(search_space)
+        self._total = total
+        self._progress = progress
+        self._done: dict[str, TrialResult] = {}
+
+    def _absorb(self, children: list[Any]) -> None:
+        for index, job in enumerate(sorted(children, key=lambda j: trial_number(j.name, 10**9))):
+            if job.name in self._done or str(getattr(job, "status", "")) not in TERMINAL_STATES:
+                continue
+            trial = read_trial(job, self._reader(), self._wanted, index)
+            self._done[job.name] = trial
+            if self._progress is not None:
+                self._progress(trial, len(self._done), max(self._total, len(children)))
+
+    def poll(self, children: Iterable[Any]) -> str:
+        """Absorb newly ended trials; a summary such as ``3 Completed, 1 Running``."""
+        jobs = [j for j in children if _is_trial(j)]
+        self._absorb(jobs)
+        counts = Counter(str(getattr(j, "status", "Unknown")) for j in jobs)
+        return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+    def all_trials(self, children: Iterable[Any]) -> tuple[TrialResult, ...]:
+        """Every trial once the sweep has ended (a trial still listed as running counts as failed)."""
+        jobs = [j for j in children if _is_trial(j)]
+        self._absorb(jobs)
+        for index, job in enumerate(jobs):
+            if job.name not in self._done:
+                self._done[job.name] = read_trial(job, self._reader(), self._wanted, index)
+        return tuple(sorted(self._done.values(), key=lambda t: t.number))
 
 
 def _params_from_inputs(job: Any, wanted: set[str]) -> dict[str, Any]:
