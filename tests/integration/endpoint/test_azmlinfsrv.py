@@ -1,0 +1,90 @@
+"""src/score.py under Azure's own inference server (azmlinfsrv), as a managed endpoint runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.endpoint.conftest import RECORD
+
+SCORE_PY = Path(__file__).resolve().parents[3] / "src" / "score.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def azmlinfsrv(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """azmlinfsrv (it binds 0.0.0.0; called here on 127.0.0.1 only) with the model one folder below
+    AZUREML_MODEL_DIR, as Azure lays out a registered model."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("azmlinfsrv") / "server.log"
+    env = dict(os.environ, AZUREML_MODEL_DIR=str(trained_model_dir.parent), HEARTFLOW_MAX_ROWS="20")
+    executable = Path(sys.executable).with_name("azmlinfsrv")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(executable), "--entry_script", str(SCORE_PY), "--port", str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{base}/", timeout=3).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"azmlinfsrv did not start:\n{log.read_text()}")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_tutorial_body_is_scored(azmlinfsrv: str) -> None:
+    response = requests.post(f"{azmlinfsrv}/score", json={"data": [RECORD, RECORD]}, timeout=10)
+    assert response.status_code == 200
+    assert response.json() in ([0, 0], [1, 1])
+
+
+def test_probabilities(azmlinfsrv: str) -> None:
+    response = requests.post(f"{azmlinfsrv}/score", json={"data": [RECORD], "return_probabilities": True}, timeout=10)
+    assert response.status_code == 200 and response.json()["classes"] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ('{"data": [', 400, "not valid JSON"),
+        ("[]", 400, "must be a JSON object"),
+        ('{"data": []}', 400, '"data" is empty'),
+        ('{"data": [{"age": 63}]}', 400, "missing 12 column(s)"),
+        ('{"data": [{"age": "x"}]}', 400, "missing"),
+        ('{"data": [' + ", ".join(['{"a": 1}'] * 21) + "]}", 413, "more than this endpoint accepts (20)"),
+    ],
+)
+def test_bad_requests_get_4xx_with_reason(azmlinfsrv: str, body: str, status: int, message: str) -> None:
+    response = requests.post(f"{azmlinfsrv}/score", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_wrong_value_type_named(azmlinfsrv: str) -> None:
+    response = requests.post(f"{azmlinfsrv}/score", json={"data": [dict(RECORD, chol=None)]}, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"] == "data[0].chol must be a number, got null"
