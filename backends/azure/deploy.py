@@ -186,10 +186,11 @@ class DeployMixin:
         state = str(getattr(result, "provisioning_state", "Succeeded") or "Succeeded")
         if state.lower() != "succeeded":
             raise self._failed_deployment(client, name, new, before, DeploymentError(f"provisioning state {state}"))
-        after = traffic_after_deploy(before, new)
-        if after[new] == 100:  # nothing served: the new deployment takes all traffic, stated in full
-            current = self._get_endpoint(client, name) or endpoint
-            self._update_endpoint(client, current, after, f"sending 100 % of traffic to {new}")
+        # Traffic stated in full: what served keeps its share, the new deployment gets 0 % (100 % when
+        # nothing served). Read again first so a concurrent change is not overwritten with stale shares.
+        current = self._get_endpoint(client, name) or endpoint
+        after = traffic_after_deploy({k: int(v) for k, v in (current.traffic or {}).items()}, new)
+        self._update_endpoint(client, current, after, f"setting traffic {after}")
         final = self._get_endpoint(client, name) or endpoint
         traffic = {k: int(v) for k, v in (final.traffic or after).items()}
         logger.info("deployment %s of %s is ready; traffic %s", new, name, traffic)
@@ -337,7 +338,8 @@ class DeployMixin:
                     model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
                     champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
                 ))
-                kept = {k: int(v) for k, v in (refreshed.traffic or {}).items()}
+                live = self._deployment_names(client, endpoint.name, {})
+                kept = {k: int(v) for k, v in (refreshed.traffic or {}).items() if k in live}
                 self._update_endpoint(client, refreshed, kept, "recording the rejection")
         target = self._get_model(client, model)
         target.tags = {**(target.tags or {}), TAG_STATUS: "rejected", TAG_REASON: reason[:256],

@@ -22,6 +22,7 @@ from azure.ai.ml.entities import (
     AmlCompute,
     AzureBlobDatastore,
     CodeConfiguration,
+    DefaultScaleSettings,
     Environment,
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
@@ -337,6 +338,7 @@ def build_deployment(
             max_concurrent_requests_per_instance=1,
             max_queue_wait_ms=500,
         ),
+        scale_settings=DefaultScaleSettings(),  # a fixed instance_count (no autoscale rules)
         liveness_probe=ProbeSettings(**probe),
         readiness_probe=ProbeSettings(**{**probe, "failure_threshold": 10}),
         environment_variables={"HEARTFLOW_MAX_ROWS": str(spec.max_rows)},
