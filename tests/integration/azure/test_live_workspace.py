@@ -1,0 +1,31 @@
+"""Live checks against a real workspace: run with `pytest -m azure tests/integration/azure` once the
+settings of docs/azure.md are set. Skipped by default (and when the settings are missing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.azure import create_azure_backend
+from backends.spec import PipelineSpec
+
+pytestmark = pytest.mark.azure
+
+
+@pytest.fixture()
+def live_backend():  # noqa: ANN201
+    backend = create_azure_backend({})
+    missing = backend.settings.missing(("workspace", "storage"))
+    if missing:
+        pytest.skip(f"no Azure settings: {', '.join(missing)}")
+    return backend
+
+
+def test_live_dry_run_and_provision_are_idempotent(live_backend) -> None:  # noqa: ANN001
+    assert "sweep" in live_backend.plan(PipelineSpec(backend="azure")).render()
+    live_backend.provision(create_workspace=False)
+    again = live_backend.provision(create_workspace=False)
+    assert again.created == ()
+
+
+def test_live_teardown_of_a_missing_endpoint_is_a_no_op(live_backend) -> None:  # noqa: ANN001
+    live_backend.teardown("heartflow-no-such-endpoint")
