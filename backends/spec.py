@@ -116,7 +116,7 @@ class ValidationSpec(BaseModel):
     """How a trial is scored on the training data: the tutorial's 70/30 split, or k-fold."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["split", "kfold"] = "split"
+    method: Literal["split", "kfold"] = "kfold"
     test_size: float = Field(default=0.3, gt=0.0, lt=1.0)
     folds: int = Field(default=5, ge=2, le=20)
     random_state: int = 0

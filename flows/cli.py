@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from backends.errors import HeartflowError
 
@@ -78,7 +77,7 @@ def run(
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
     sampling: Annotated[SamplingName, typer.Option("--sampling")] = SamplingName.random,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the holdout split, sampling and forests")] = 42,
-    validation: Annotated[str, typer.Option("--validation", help="split (the tutorial's 70/30) or kfold")] = "split",
+    validation: Annotated[str, typer.Option("--validation", help="kfold (5 stratified folds, then refit on all training rows) or split (the tutorial's 70/30)")] = "kfold",
     folds: Annotated[int, typer.Option("--folds", min=2, max=20)] = 5,
     timeout: Annotated[int | None, typer.Option("--timeout", min=1, help="Sweep timeout, seconds")] = None,
     trial_timeout: Annotated[int | None, typer.Option("--trial-timeout", min=1, help="Per-trial timeout, seconds")] = None,
@@ -228,12 +227,14 @@ def history(
     if not rows:
         console.print(f"no promotions or rejections recorded for {endpoint_name}")
         return
-    table = Table(title=f"history of {endpoint_name}")
-    for column in rows[0]:
-        table.add_column(column)
+    console.print(f"[bold]history of {endpoint_name}[/] (oldest first)")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    console.print(table)
+        accuracy = "" if row["accuracy"] is None else f" accuracy={row['accuracy']}"
+        versus = "" if row["champion_accuracy"] is None else f" champion={row['champion_accuracy']}"
+        console.print(
+            f"{row['time']}  {row['event']:<9} {row['model']} on {row['deployment']}{accuracy}{versus}  "
+            f"by {row['by']}\n    {row['reason']}", highlight=False, soft_wrap=True,
+        )
 
 
 @app.command()

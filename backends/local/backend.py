@@ -133,7 +133,7 @@ class LocalBackend(Backend):
             scoring_uri=status.scoring_uri,
             model_name=info.model_name,
             model_version=info.model_version,
-            key_hint=f"the file {manager.key_path} (mode 0600), or HEARTFLOW_ENDPOINT_KEY when set",
+            key_hint=f"the file {manager.paths.key} (mode 0600), or HEARTFLOW_ENDPOINT_KEY when set",
             traffic=dict(status.traffic),
             url=status.scoring_uri.rsplit("/", 1)[0] + "/docs",
         )

@@ -1,0 +1,145 @@
+"""Benchmark: the tracked local sweep against a bare scikit-learn loop and one process per trial.
+
+All three run the tutorial's 100-combination grid (or a --trials prefix of it) on the same training
+split, the same validation split and the same number of processes, in one invocation. The process-per-
+trial baseline (the tutorial's way: a new Python process per trial that imports, trains, logs to MLflow
+and saves the model) is measured on a sample of trials and scaled to the whole grid.
+
+    .venv/bin/python bench/sweep.py [--trials 100] [--processes 2] [--process-sample 6] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backends.dataset import prepare_data  # noqa: E402
+from backends.search import grid_points  # noqa: E402
+from backends.spec import SweepSpec  # noqa: E402
+
+_FRAME = None
+
+
+def _init(path: str) -> None:
+    global _FRAME
+    import pandas as pd
+
+    _FRAME = pd.read_csv(path)
+
+
+def _bare_trial(params: dict) -> float:
+    from src.features import HEART_SCHEMA
+    from src.model_train import train_trial
+
+    return train_trial(_FRAME, HEART_SCHEMA, params, seed=42).metrics["accuracy"]
+
+
+def bare_loop(data_csv: str, points: list[dict], processes: int) -> float:
+    started = time.perf_counter()
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init, initargs=(data_csv,)) as pool:
+        list(pool.map(_bare_trial, points))
+    return time.perf_counter() - started
+
+
+def tracked_sweep(train, schema, trials: int, processes: int) -> float:  # noqa: ANN001
+    from backends.local.backend import LocalBackend
+
+    with tempfile.TemporaryDirectory() as home:
+        backend = LocalBackend(home)
+        ref = backend.upload(train)
+        spec = SweepSpec(sampling="grid", max_total_trials=trials, max_concurrent_trials=processes)
+        started = time.perf_counter()
+        result = backend.sweep(ref, spec, schema)
+        elapsed = time.perf_counter() - started
+        assert len(result.completed) == trials, "every trial must complete"
+    return elapsed
+
+
+def process_per_trial(data_csv: str, points: list[dict], processes: int) -> float:
+    """The tutorial's way: `python model_train.py ...` once per trial, `processes` at a time."""
+    with tempfile.TemporaryDirectory() as work:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
+        # One untimed run first, so that the database schema exists: MLflow migrates a new SQLite file
+        # on first use, and two processes doing that at once collide.
+        warm = [sys.executable, "-c", "import mlflow; mlflow.search_experiments()"]
+        subprocess.run(warm, env=env, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.perf_counter()
+        running: list[subprocess.Popen] = []
+        for i, p in enumerate(points):
+            cmd = [sys.executable, str(ROOT / "src" / "model_train.py"), "--input_data", data_csv,
+                   "--model_name", f"m{i}", "--output_dir", f"{work}/outputs",
+                   "--n_estimators", str(p["n_estimators"]), "--max_depth", str(p["max_depth"]),
+                   "--criterion", p["criterion"], "--max_features", p["max_features"]]
+            running.append(subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            while sum(proc.poll() is None for proc in running) >= processes:
+                time.sleep(0.05)
+        for proc in running:
+            if proc.wait() != 0:
+                raise RuntimeError("a trial process failed")
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--process-sample", type=int, default=6, help="trials measured for the process-per-trial way")
+    parser.add_argument("--write", type=Path, default=None, help="update the Sweep section of this markdown file")
+    args = parser.parse_args()
+
+    prepared = prepare_data(None, None, 0.1, 42)
+    points = grid_points(SweepSpec(sampling="grid", max_total_trials=1000))[: args.trials]
+    with tempfile.TemporaryDirectory() as tmp:
+        data_csv = str(Path(tmp) / "train.csv")
+        prepared.train.to_csv(data_csv, index=False)
+        bare = bare_loop(data_csv, points, args.processes)
+        tracked = tracked_sweep(prepared.train, prepared.schema, args.trials, args.processes)
+        bare_again = bare_loop(data_csv, points, args.processes)  # a second baseline: drift check
+        sample = points[:: max(1, len(points) // args.process_sample)][: args.process_sample]
+        per_process = process_per_trial(data_csv, sample, args.processes) * len(points) / len(sample)
+    baseline = min(bare, bare_again)
+    rows = [
+        ("bare scikit-learn loop (baseline, best of 2)", baseline, 1.0),
+        ("heartflow tracked sweep (MLflow runs + models)", tracked, tracked / baseline),
+        (f"one process per trial (tutorial; {len(sample)} measured, scaled)", per_process, per_process / baseline),
+    ]
+    lines = [
+        f"{args.trials} trials of the tutorial grid, {args.processes} processes, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; baseline runs: {bare:.2f} s and {bare_again:.2f} s",
+        "",
+        "| contender | seconds | x baseline |",
+        "|---|---:|---:|",
+        *[f"| {name} | {sec:.2f} | {ratio:.2f} |" for name, sec, ratio in rows],
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, "Sweep", text, "python bench/sweep.py --write docs/benchmarks.md")
+    return 0
+
+
+def write_section(path: Path, title: str, body: str, command: str) -> None:
+    """Replace (or add) one `## title` section of the benchmarks page, leaving the others alone."""
+    import re
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nRatios against a baseline run in the same invocation.\n"
+    section = f"## {title}\n\nReproduce: `{command}`\n\nMeasured {time.strftime('%Y-%m-%d')}:\n\n{body}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
