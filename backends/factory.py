@@ -12,7 +12,10 @@ from backends.errors import ConfigurationError
 BACKENDS = ("local", "azure")
 
 
-def create_backend(name: str, *, home: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Backend:
+def create_backend(
+    name: str, *, home: str | Path | None = None, overrides: dict[str, Any] | None = None,
+    model_name: str = "heart-classifier",
+) -> Backend:
     if name == "local":
         from backends.local.backend import LocalBackend
 
@@ -20,5 +23,5 @@ def create_backend(name: str, *, home: str | Path | None = None, overrides: dict
     if name == "azure":
         from backends.azure import create_azure_backend
 
-        return create_azure_backend(overrides or {})
+        return create_azure_backend(overrides or {}, model_name=model_name)
     raise ConfigurationError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,10 @@ def model_signature(frame: pd.DataFrame, schema: DatasetSchema) -> Any:
     from mlflow.models import infer_signature
 
     features = frame.loc[:, list(schema.features)].head(5)
-    return infer_signature(features, np.zeros(len(features), dtype=np.int64))
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; heartflow rejects those anyway.
+        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+        return infer_signature(features, np.zeros(len(features), dtype=np.int64))
 
 
 def save_model(model: Pipeline, path: Path, signature: Any, requirements: list[str]) -> None:

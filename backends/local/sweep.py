@@ -45,6 +45,9 @@ def _init_worker(data_path: str, schema_json: str) -> None:
     from src.features import DatasetSchema
     from src.model_train import model_signature, pip_requirements
 
+    import mlflow.sklearn  # noqa: F401 - imported now, so the first trial is not charged for it
+    import skops.io  # noqa: F401
+
     frame = pd.read_csv(data_path)
     schema = DatasetSchema.from_mapping(json.loads(schema_json))
     _WORKER.update(
@@ -70,6 +73,10 @@ class _TrialOutcome:
     metrics: dict[str, float]
     seconds: float
     error: str | None
+
+
+def _warm_up(seconds: float) -> None:
+    time.sleep(seconds)  # long enough that every worker process gets one
 
 
 def _run_trial(job: _TrialJob) -> _TrialOutcome:
@@ -293,12 +300,17 @@ class LocalSweepRunner:
 
     def _new_pool(self, workers: int, data_path: str, schema_json: str) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may run threads (Prefect, MLflow) that fork would copy mid-flight.
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(data_path, schema_json),
         )
+        # Start every worker (imports, data load) before the first trial, so that start-up time is
+        # not charged to a trial's timeout.
+        warm = [pool.submit(_warm_up, 0.2) for _ in range(workers)]
+        wait(warm, timeout=120)
+        return pool
 
     def _record(
         self, run_id: str, job: _TrialJob, outcome: _TrialOutcome, sampler: Any, spec: SweepSpec,

@@ -1,0 +1,123 @@
+"""The local sweep and registry on a real MLflow SQLite store, with real worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.sklearn
+import pytest
+import yaml
+
+from backends.base import TrialStatus
+from backends.dataset import prepare_data
+from backends.local import tracking
+from backends.local.backend import LocalBackend
+from backends.spec import Choice, SweepSpec, ValidationSpec
+
+SPACE = {
+    "n_estimators": Choice(values=[10, 30]),
+    "max_depth": Choice(values=[4, -1]),
+    "criterion": Choice(values=["gini", "bogus"]),  # "bogus" makes scikit-learn refuse: a failing trial
+    "max_features": Choice(values=["sqrt"]),
+}
+
+
+@pytest.fixture(scope="module")
+def prepared():  # noqa: ANN201
+    return prepare_data(None, None, 0.1, 42)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory, prepared):  # noqa: ANN001, ANN201
+    home = tmp_path_factory.mktemp("home")
+    backend = LocalBackend(home)
+    data = backend.upload(prepared.train)
+    spec = SweepSpec(sampling="grid", search_space=SPACE, max_total_trials=8, max_concurrent_trials=2,
+                     validation=ValidationSpec(method="split"))
+    seen: list[tuple[int, int]] = []
+    result = backend.sweep(data, spec, prepared.schema, progress=lambda t, done, total: seen.append((done, total)))
+    return backend, data, spec, result, seen
+
+
+def test_upload_is_content_addressed_and_idempotent(tmp_path: Path, prepared) -> None:  # noqa: ANN001
+    backend = LocalBackend(tmp_path)
+    first = backend.upload(prepared.train)
+    stored = Path(first.uri.removeprefix("file://"))
+    assert stored == tmp_path.resolve() / "data" / first.sha256 / "train.csv"
+    mtime = stored.stat().st_mtime_ns
+    assert backend.upload(prepared.train) == first
+    assert stored.stat().st_mtime_ns == mtime  # the second upload wrote nothing
+    assert first.rows == len(prepared.train) and "output" in first.columns
+    assert not list(stored.parent.glob("*.part"))
+
+
+def test_every_trial_is_a_child_run_with_exact_param_names_metrics_and_a_model(swept) -> None:  # noqa: ANN001
+    backend, _, _, result, seen = swept
+    assert len(result.trials) == 8 and [t.number for t in result.trials] == list(range(8))
+    assert seen[-1] == (8, 8) and len(seen) == 8
+    client = tracking.make_client(backend.home)
+    parent = client.get_run(result.sweep_id)
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{result.sweep_id}'")
+    assert len(children) == 8
+    for run in children:
+        assert set(run.data.params) == {"n_estimators", "max_depth", "criterion", "max_features"}
+    completed = [r for r in children if r.info.status == "FINISHED"]
+    failed = [r for r in children if r.info.status == "FAILED"]
+    assert len(completed) == 4 and len(failed) == 4
+    assert all(r.data.params["criterion"] == "bogus" for r in failed)
+    assert all("criterion" in r.data.tags[tracking.TAG_ERROR] for r in failed)
+    for run in completed:
+        assert set(run.data.metrics) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+        model_dir = tracking.local_path(run.info.artifact_uri) / "model"
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+        assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
+        requirements = (model_dir / "requirements.txt").read_text()
+        assert "scikit-learn==" in requirements and "skops==" in requirements
+    model = mlflow.sklearn.load_model(str(tracking.local_path(completed[0].info.artifact_uri) / "model"))
+    assert hasattr(model, "predict_proba")
+
+
+def test_failed_trials_do_not_stop_the_sweep_and_the_best_is_a_completed_one(swept) -> None:  # noqa: ANN001
+    _, _, _, result, _ = swept
+    assert len(result.failed) == 4 and all(t.error for t in result.failed)
+    assert result.best.status is TrialStatus.COMPLETED
+    best_accuracy = max(t.metrics["accuracy"] for t in result.completed)
+    assert result.best.metrics["accuracy"] == best_accuracy
+    assert result.best.number == min(t.number for t in result.completed if t.metrics["accuracy"] == best_accuracy)
+
+
+def test_rerun_reuses_the_finished_sweep_and_a_fresh_home_reproduces_it(swept, tmp_path: Path, prepared) -> None:  # noqa: ANN001
+    backend, data, spec, result, _ = swept
+    again = backend.sweep(data, spec.model_copy(update={"max_concurrent_trials": 1}), prepared.schema)
+    assert again.sweep_id == result.sweep_id
+    assert [t.run_id for t in again.trials] == [t.run_id for t in result.trials]
+    fresh = LocalBackend(tmp_path)
+    other = fresh.sweep(fresh.upload(prepared.train), spec, prepared.schema)
+    assert other.sweep_id != result.sweep_id
+    assert [dict(t.metrics) for t in other.trials] == [dict(t.metrics) for t in result.trials]
+
+
+def test_register_tags_lineage_and_is_not_duplicated(swept) -> None:  # noqa: ANN001
+    backend, data, _, result, _ = swept
+    model = backend.register(result)
+    assert model.version == "1" and model.source_run_id == result.best.run_id
+    assert model.tags["heartflow.sweep_run"] == result.sweep_id
+    assert model.tags["heartflow.data_sha256"] == data.sha256
+    assert float(model.tags["heartflow.metric_value"]) == pytest.approx(result.best.metrics["accuracy"], abs=1e-6)
+    assert model.tags["heartflow.status"] == "candidate"
+    assert backend.register(result).version == "1"
+    assert backend.champion("heart-classifier") is None  # only the promotion gate names a champion
+
+
+def test_a_trial_over_its_timeout_fails_and_the_others_finish(tmp_path: Path, prepared) -> None:  # noqa: ANN001
+    backend = LocalBackend(tmp_path)
+    data = backend.upload(prepared.train)
+    spec = SweepSpec(
+        sampling="grid", max_concurrent_trials=2, trial_timeout_s=6, validation=ValidationSpec(method="split"),
+        search_space={"n_estimators": Choice(values=[5, 20000, 6]), "max_depth": Choice(values=[-1])},
+    )
+    result = backend.sweep(data, spec, prepared.schema)
+    by_number = {t.number: t for t in result.trials}
+    assert by_number[1].status is TrialStatus.FAILED and by_number[1].error == "trial timeout"
+    assert by_number[0].status is TrialStatus.COMPLETED and by_number[2].status is TrialStatus.COMPLETED
