@@ -8,6 +8,7 @@ from typing import Any
 
 from backends.base import Backend
 from backends.errors import ConfigurationError
+from backends.spec import PipelineSpec
 
 BACKENDS = ("local", "azure")
 
@@ -25,3 +26,15 @@ def create_backend(
 
         return create_azure_backend(overrides or {}, model_name=model_name)
     raise ConfigurationError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def backend_for_spec(spec: PipelineSpec) -> Backend:
+    """The backend a pipeline spec asks for, with the spec's endpoint settings passed to Azure."""
+    overrides: dict[str, Any] = {}
+    if spec.backend == "azure":
+        overrides = {
+            "endpoint_name": spec.deploy.endpoint_name,
+            "instance_type": spec.deploy.instance_type,
+            **spec.azure_overrides,
+        }
+    return create_backend(spec.backend, home=spec.home, overrides=overrides, model_name=spec.model_name)

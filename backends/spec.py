@@ -237,3 +237,7 @@ class PipelineSpec(BaseModel):
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     dry_run: bool = Field(default=False, description="Azure: build and validate every object, call nothing")
+    azure_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Azure settings that win over the environment (compute, container, instance_type, ...)",
+    )

@@ -254,6 +254,21 @@ def rollback(
 
 
 @app.command()
+def provision(
+    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    compute: Annotated[str | None, typer.Option("--compute", help="Compute cluster name")] = None,
+    create_workspace: Annotated[bool, typer.Option("--create-workspace", help="Create the workspace if missing")] = False,
+) -> None:
+    """Azure: get-or-create the compute cluster, environment, blob container and datastore (idempotent)."""
+    from backends.spec import PipelineSpec
+    from flows.azure_cli import provision_azure
+
+    spec = _check(lambda: PipelineSpec(backend="azure", deploy={"endpoint_name": endpoint_name},
+                                       azure_overrides={"compute": compute} if compute else {}))
+    _check(provision_azure, spec, create_workspace=create_workspace)
+
+
+@app.command()
 def teardown(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,

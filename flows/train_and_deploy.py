@@ -1,30 +1,57 @@
 """The `train-and-deploy` flow: validate -> upload -> sweep -> register -> deploy -> evaluate -> gate.
 
-The only place (with the CLI) that picks a backend.
+The only place (with the CLI) that picks a backend. What an operator sees in the Prefect UI:
+
+- the flow run named after the backend and data, renamed as the data hash and the model version become
+  known (``tasks.naming``); one task run per stage, named after what it works on;
+- a failed stage ends the flow Failed with ``stage <task run> failed: <error type>: <message>``; a rejected
+  promotion ends it Failed with the gate's reason;
+- one rollout per endpoint at a time (``tasks.rollout``: a global concurrency limit around deploy, evaluate,
+  gate and importance);
+- upload and sweep cached on computed keys (``tasks.caching``), so a rerun after a crash skips them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
-from backends.errors import PromotionRejected
+from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import create_backend
+from backends.importance import ImportanceResult
 from backends.selection import GateDecision
 from backends.spec import PipelineSpec
+from tasks.caching import result_storage_for
+from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
+from tasks.reports import report_model, report_sweep
+from tasks.rollout import deploy_limit_name, rollout_slot
 from tasks.stages import (
     deploy_endpoint,
     evaluate_endpoint,
+    measure_feature_importance,
     promotion_gate,
-    publish_reports,
     register_best_model,
     run_sweep,
     upload_data,
     validate_data,
 )
+
+IMPORTANCE_REPEATS = 5
+
+
+class StageFailed(HeartflowError):
+    """A stage (task) of the flow failed; the message names the task run and carries its error."""
+
+    def __init__(self, stage: str, cause: BaseException | None) -> None:
+        self.stage = stage
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else "no error recorded"
+        super().__init__(f"stage {stage} failed: {detail}")
 
 
 @dataclass(frozen=True)
@@ -35,42 +62,82 @@ class RunSummary:
     report: EvalReport
     champion_report: EvalReport | None
     decision: GateDecision
+    importance: ImportanceResult | None = None
 
 
-def _run_name() -> str:
-    spec = flow_run.parameters.get("spec") or {}
-    backend = spec.get("backend", "local") if isinstance(spec, dict) else getattr(spec, "backend", "local")
-    data = (spec.get("data") or {}).get("path") if isinstance(spec, dict) else spec.data.path
-    return f"{backend}-{'heart' if not data else str(data).rsplit('/', 1)[-1]}-{flow_run.scheduled_start_time:%Y%m%d-%H%M%S}"
+def _task_run_name(state: State[Any], fallback: str) -> str:
+    task_run_id = state.state_details.task_run_id
+    if task_run_id is None:
+        return fallback
+    with get_client(sync_client=True) as client:
+        return client.read_task_run(task_run_id).name or fallback
 
 
-@flow(name="train-and-deploy", flow_run_name=_run_name, log_prints=False, validate_parameters=True)
+def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
+    """Run a task and return (result, state); a failed task raises StageFailed naming it, so the
+    flow's final state message says which stage failed and why."""
+    state = task(*args, return_state=True, **kwargs)
+    if not state.is_completed():
+        cause = state.result(raise_on_failure=False)
+        raise StageFailed(_task_run_name(state, task.name), cause if isinstance(cause, BaseException) else None) from (
+            cause if isinstance(cause, BaseException) else None
+        )
+    return state.result(), state
+
+
+@flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
 def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary:  # noqa: B008 - pydantic default renders the UI form
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
     evaluate it through the live endpoint and promote it only if it is at least as good."""
     logger = get_run_logger()
     backend = create_backend(spec.backend, home=spec.home)
-    prepared = validate_data(spec.data)
-    data = upload_data(backend, prepared.train)
-    sweep = run_sweep(backend, data, spec.sweep, prepared)
-    model = register_best_model(backend, sweep, spec.model_name)
-    endpoint = deploy_endpoint(backend, model, spec.deploy)
+    storage = result_storage_for(backend)
+    cached = {"result_storage": storage} if storage is not None else {}
+
+    prepared, _ = _stage(validate_data, spec.data)
+    rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
+    data, _ = _stage(upload_data.with_options(**cached), backend, prepared)
+    sweep, sweep_state = _stage(run_sweep.with_options(**cached), backend, data, spec.sweep, prepared)
+    sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")
+    model, _ = _stage(register_best_model, backend, sweep, spec.model_name)
+    rename_flow_run(model_run_name(spec.backend, prepared.train_sha256, model.name, model.version))
+
     target = prepared.schema.target
-    report = evaluate_endpoint(backend, endpoint, prepared.holdout, target, endpoint.deployment)
-    # The champion is measured on the same holdout, through the same endpoint, at the same time.
-    rivals = [d for d, share in endpoint.traffic.items() if share > 0 and d != endpoint.deployment]
-    champion_report = evaluate_endpoint(backend, endpoint, prepared.holdout, target, rivals[0]) if rivals else None
-    triggered_by = f"flow run {flow_run.name or flow_run.id}"
-    decision, endpoint = promotion_gate(
-        backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance, triggered_by
-    )
-    publish_reports(sweep, model, report, decision, endpoint)
-    if spec.deploy.stop_endpoint and spec.backend == "local":
-        backend.teardown(endpoint.name)
-        logger.info("endpoint %s stopped (--stop-endpoint)", endpoint.name)
+    with rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)):
+        endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
+        report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, endpoint.deployment)
+        # The champion is measured on the same holdout, through the same endpoint, at the same time.
+        rivals = [d for d, share in endpoint.traffic.items() if share > 0 and d != endpoint.deployment]
+        champion_report = None
+        if rivals:
+            champion_report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, rivals[0])
+        triggered_by = f"flow run {flow_run.name or flow_run.id}"
+        (decision, endpoint), _ = _stage(
+            promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
+            triggered_by,
+        )
+        if decision.promote:
+            champion: ModelVersion | None = model
+        else:  # the champion keeps serving on its own deployment
+            champion = backend.champion(model.name)
+            endpoint = dataclasses.replace(
+                endpoint, deployment=rivals[0], model_version=champion.version if champion else "",
+                traffic={rivals[0]: 100},
+            )
+        importance = None
+        if champion is not None:
+            importance, _ = _stage(
+                measure_feature_importance, backend, endpoint, endpoint.deployment, champion, prepared.holdout, target,
+                repeats=IMPORTANCE_REPEATS, seed=spec.sweep.seed, batch_size=min(500, spec.deploy.max_rows),
+            )
+        if spec.deploy.stop_endpoint and spec.backend == "local":
+            backend.teardown(endpoint.name)
+            logger.info("endpoint %s stopped (stop_endpoint)", endpoint.name)
+
+    _stage(report_model, backend, sweep, model, report, decision, endpoint, importance, champion, sweep_plots)
     if not decision.promote:
         raise PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "
             f"The champion keeps serving on {endpoint.name}."
         )
-    return RunSummary(sweep, model, endpoint, report, champion_report, decision)
+    return RunSummary(sweep, model, endpoint, report, champion_report, decision, importance)
