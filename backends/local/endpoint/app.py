@@ -45,6 +45,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 DEPLOYMENT_HEADER = b"azureml-model-deployment"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# Bodies up to this size (about 60 heart records) are scored inline; larger ones in the scoring thread,
+# so request_timeout_ms can answer 408 while a big batch is still computing.
+INLINE_BODY_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,11 @@ class EndpointApp:
             return 400, dumps({"error": "the client disconnected before the body arrived"}), name, 0
 
         scorer = found.scorer
+        if len(body) <= INLINE_BODY_BYTES:
+            # A small body scores in well under a millisecond: inline in the event loop is faster than a
+            # thread hand-off (about 0.4 ms here), and its deadline is checked before scoring starts.
+            status, payload = _score_before(scorer, body, deadline)
+            return status, payload, name, len(body)
         future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline)
         try:
             status, payload = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.perf_counter(), 0.001))

@@ -116,7 +116,12 @@ def test_traffic_split(endpoint: RunningEndpoint) -> None:
 def test_access_log_is_json_with_latency(endpoint: RunningEndpoint) -> None:
     endpoint.post({"data": [RECORD]})
     time.sleep(0.2)
-    lines = [json.loads(line) for line in endpoint.manager.paths.log.read_text().splitlines() if line.startswith("{")]
+    lines = []
+    for line in endpoint.manager.paths.log.read_text().splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:  # a line still being written, or a third-party warning printed as text
+            continue
     access = [line for line in lines if line.get("path") == "/score" and line.get("status") == 200]
     assert access and access[-1]["latency_ms"] > 0 and access[-1]["deployment"] in ("blue", "green")
 
