@@ -221,7 +221,10 @@ class LocalEndpointManager:
         with locked(self.paths):
             self.key()
             previous = read_state(self.paths)
-            running = self.is_running()
+            # A live host that is slow to answer (a busy machine) is waited for, never started twice.
+            running = self._host_alive()
+            if running:
+                self._wait_healthy(deadline)
             base = previous or EndpointState(name=self.name)
             if not running:
                 base = replace(base, port=port, workers=workers)
@@ -341,6 +344,23 @@ class LocalEndpointManager:
             raise DeploymentError(f"endpoint {self.name} vanished while being changed")
         return status
 
+    def _host_alive(self) -> bool:
+        runtime = read_runtime(self.paths)
+        return bool(runtime) and pid_alive(runtime.get("pid"))
+
+    def _wait_healthy(self, deadline: float) -> None:
+        runtime = read_runtime(self.paths) or {}
+        while time.monotonic() < deadline and pid_alive(runtime.get("pid")):
+            with contextlib.suppress(OSError):
+                status, _, _ = http_request(int(runtime["port"]), "GET", "/health", timeout_s=2)
+                if status == 200:
+                    return
+            time.sleep(0.1)
+        raise DeploymentError(
+            f"the endpoint host of {self.name} (pid {runtime.get('pid')}) runs but does not answer /health; "
+            f"see {self.paths.log}, or stop it first"
+        )
+
     def _start(self, deadline: float) -> None:
         """Start the host detached and wait until it answers GET /health."""
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -430,7 +450,7 @@ def serve_foreground(
     from backends.local.endpoint.server import run_host
 
     manager = LocalEndpointManager(home, name)
-    if manager.is_running():
+    if manager._host_alive():
         status = manager.status()
         raise DeploymentError(
             f"endpoint {name} already runs (pid {status.pid if status else '?'}); stop it first "
