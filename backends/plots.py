@@ -1,0 +1,102 @@
+"""Figures people would rather look at than read: the sweep's metric against each hyperparameter, the
+confusion matrix and the permutation importance. Pure matplotlib (the object API, no pyplot and no global
+backend switch), written as PNG files; no Prefect and no tracking here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from backends.base import EvalReport, SweepResult, TrialStatus
+from backends.importance import FeatureImportance
+
+DPI = 110
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def sweep_figure(sweep: SweepResult) -> Figure:
+    """One panel per hyperparameter: the primary metric of every completed trial against its value.
+    Numeric parameters get a numeric axis; the others (and None) one slot per distinct value. The best
+    trial is drawn as a star."""
+    metric = sweep.primary_metric
+    completed = [t for t in sweep.completed if metric in t.metrics]
+    names = sorted({name for t in sweep.trials for name in t.params})
+    columns = min(2, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    figure = Figure(figsize=(5.2 * columns, 3.4 * rows), dpi=DPI, layout="constrained")
+    figure.suptitle(f"Sweep {sweep.sweep_id[:12]}: {metric} of {len(completed)} completed trials")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, name in enumerate(names):
+        ax = axes[index // columns][index % columns]
+        values = [t.params.get(name) for t in completed]
+        scores = [float(t.metrics[metric]) for t in completed]
+        if values and all(_is_number(v) for v in values):
+            xs: list[float] = [float(v) for v in values]
+        else:
+            labels = sorted({repr(v) if not isinstance(v, str) else v for v in values})
+            slot = {label: i for i, label in enumerate(labels)}
+            xs = [float(slot[repr(v) if not isinstance(v, str) else v]) for v in values]
+            ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(xs, scores, alpha=0.7, color="tab:blue", label="trial")
+        best = sweep.best
+        if best in completed:
+            i = completed.index(best)
+            ax.scatter([xs[i]], [scores[i]], marker="*", s=220, color="tab:red", label=f"best (#{best.number})")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if index == 0:
+            ax.legend(loc="lower right", fontsize="small")
+    for index in range(len(names), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    failed = [t for t in sweep.trials if t.status is TrialStatus.FAILED]
+    if failed:
+        figure.supxlabel(f"{len(failed)} failed trial(s) not shown", fontsize="small")
+    return figure
+
+
+def confusion_figure(report: EvalReport) -> Figure:
+    """The 2x2 confusion matrix of a holdout evaluation, counts written in the cells."""
+    figure = Figure(figsize=(4.2, 3.8), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    matrix = [list(row) for row in report.confusion_matrix]
+    image = ax.imshow(matrix, cmap="Blues")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=14,
+                    color="white" if count > peak / 2 else "black")
+    ax.set_xticks([0, 1], ["predicted 0", "predicted 1"])
+    ax.set_yticks([0, 1], ["actual 0", "actual 1"])
+    ax.set_title(f"v{report.model_version} on {report.deployment}: accuracy {report.accuracy:.3f} ({report.rows} rows)",
+                 fontsize="medium")
+    figure.colorbar(image, ax=ax, shrink=0.8)
+    return figure
+
+
+def importance_figure(importances: Sequence[FeatureImportance], title: str) -> Figure:
+    """Horizontal bars: mean accuracy drop per original column, with the spread over repeats."""
+    ordered = sorted(importances, key=lambda f: f.mean_drop)
+    figure = Figure(figsize=(6.0, 0.35 * len(ordered) + 1.4), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    ax.barh([f.column for f in ordered], [f.mean_drop for f in ordered], xerr=[f.std_drop for f in ordered],
+            color=["tab:green" if f.mean_drop > 0 else "tab:gray" for f in ordered], capsize=3)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("holdout accuracy drop when the column is shuffled")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def save_png(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` as a PNG (parent folders created) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
