@@ -1,46 +1,43 @@
-"""One thin Prefect task per stage: retries, artifacts and the run logger. The work is in backends/."""
+"""One thin Prefect task per stage: names, retries, caching, artifacts and the run logger.
+The work is in backends/.
+
+Retries: the stages that talk to a network (upload, sweep, register, deploy, evaluate, importance) retry
+transient failures with backoff (``tasks.retries``); a validation or configuration error fails at once.
+The promotion gate does not retry: it changes traffic and the registry, and a half-applied change is
+for a person to look at. Caching: upload and sweep are cached on computed keys (``tasks.caching``).
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from backends import reports
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
 from backends.dataset import PreparedData, prepare_data
-from backends.errors import TransientBackendError
+from backends.importance import ImportanceResult, endpoint_importance
 from backends.selection import GateDecision, decide_promotion
 from backends.spec import DataSpec, DeploySpec, SweepSpec
+from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
+from tasks.naming import validate_task_run_name
+from tasks.retries import BACKOFF_S, JITTER, retry_only_transient
 
 # Progress events for the CLI's progress bar (a plain logger: the CLI listens, Prefect is not needed).
 progress_logger = logging.getLogger("heartflow.progress")
 
+SWEEP_PROGRESS_KEY = "sweep-progress"
 
-def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:  # noqa: ARG001 - Prefect's signature
-    """Retry throttling, 5xx and dropped connections; never a validation or configuration error."""
-    import requests
-
-    try:
-        state.result(raise_on_failure=True)
-    except (TransientBackendError, requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError):
-        return True
-    except Exception:  # noqa: BLE001 - any other failure is final; Prefect hands us the state to judge
-        return False
-    return False
+__all__ = [
+    "deploy_endpoint", "evaluate_endpoint", "measure_feature_importance", "promotion_gate",
+    "register_best_model", "retry_only_transient", "run_sweep", "upload_data", "validate_data",
+]
 
 
-@task(name="validate-data", task_run_name="validate-data")
+@task(name="validate-data", task_run_name=validate_task_run_name)
 def validate_data(spec: DataSpec) -> PreparedData:
+    """Read and check the table, set the holdout aside. Never retried: a bad file stays bad."""
     logger = get_run_logger()
     prepared = prepare_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed)
     logger.info(
@@ -51,31 +48,35 @@ def validate_data(spec: DataSpec) -> PreparedData:
     return prepared
 
 
-@task(name="upload-data", task_run_name="upload-data-{backend.name}", retries=3, retry_delay_seconds=[2, 8, 30],
-      retry_condition_fn=retry_only_transient)
-def upload_data(backend: Backend, train: pd.DataFrame) -> DataRef:
-    ref = backend.upload(train)
+@task(name="upload-data", task_run_name="upload-data-{backend.name}-{prepared.train_sha256:.8}",
+      retries=3, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient,
+      cache_key_fn=upload_cache_key_fn, persist_result=True)
+def upload_data(backend: Backend, prepared: PreparedData) -> DataRef:
+    ref = backend.upload(prepared.train)
     get_run_logger().info("training data at %s (%d rows, sha256 %s)", ref.uri, ref.rows, ref.sha256[:12])
     return ref
 
 
-@task(name="run-sweep", task_run_name="run-sweep-{spec.sampling}-{spec.max_total_trials}")
+@task(name="run-sweep", task_run_name="run-sweep-{backend.name}-{data.sha256:.8}-{spec.sampling}-{spec.max_total_trials}-trials",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient,
+      cache_key_fn=sweep_cache_key_fn, persist_result=True)
 def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: PreparedData) -> SweepResult:
+    """The whole sweep. Killed midway, the rerun reuses the finished trials (the backend resumes by the
+    sweep's key); finished, the rerun is a cache hit and the task shows as Cached."""
     logger = get_run_logger()
-    artifact_id = create_progress_artifact(0.0, key="sweep-progress", description="Finished trials of the sweep")
+    artifact_id = create_progress_artifact(
+        0.0, key=SWEEP_PROGRESS_KEY, description=f"Finished trials of the sweep ({spec.max_total_trials} planned)"
+    )
 
     def on_trial(trial: TrialResult, finished: int, total: int) -> None:
         metric = trial.metrics.get(spec.primary_metric)
         shown = f"{spec.primary_metric}={metric:.4f}" if metric is not None else f"FAILED: {trial.error}"
         logger.info("trial %d finished (%d/%d): %s %s", trial.number, finished, total, shown, dict(trial.params))
-        update_progress_artifact(artifact_id, 100.0 * finished / max(total, 1))
+        update_progress_artifact(artifact_id, 100.0 * finished / max(total, 1),
+                                 description=f"{finished} of {total} trials finished")
         progress_logger.info("trial", extra={"finished": finished, "total": total, "trial": trial})
 
     result = backend.sweep(data, spec, prepared.schema, progress=on_trial)
-    create_table_artifact(
-        reports.leaderboard_rows(result), key="sweep-leaderboard",
-        description=f"All {len(result.trials)} trials, best first, by {result.primary_metric}",
-    )
     best = result.best
     logger.info(
         "best trial #%d: %s=%.4f with %s (%d completed, %d failed)", best.number, result.primary_metric,
@@ -84,15 +85,17 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
     return result
 
 
-@task(name="register-best-model", task_run_name="register-best-model")
+@task(name="register-best-model", task_run_name="register-{model_name}-from-trial-{sweep.best.number}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
 def register_best_model(backend: Backend, sweep: SweepResult, model_name: str) -> ModelVersion:
+    """Idempotent on both backends: a retry finds the version registered from the same trial."""
     model = backend.register(sweep, model_name=model_name)  # type: ignore[call-arg]
     get_run_logger().info("registered %s version %s from trial run %s", model.name, model.version, model.source_run_id)
     return model
 
 
-@task(name="deploy-endpoint", task_run_name="deploy-endpoint-{model.name}-v{model.version}", retries=2,
-      retry_delay_seconds=[5, 30], retry_condition_fn=retry_only_transient)
+@task(name="deploy-endpoint", task_run_name="deploy-{model.name}-v{model.version}-to-{spec.endpoint_name}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
 def deploy_endpoint(backend: Backend, model: ModelVersion, spec: DeploySpec) -> Endpoint:
     endpoint = backend.deploy(model, spec)
     get_run_logger().info(
@@ -102,8 +105,8 @@ def deploy_endpoint(backend: Backend, model: ModelVersion, spec: DeploySpec) -> 
     return endpoint
 
 
-@task(name="evaluate-endpoint", task_run_name="evaluate-endpoint-{deployment}", retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_only_transient)
+@task(name="evaluate-endpoint", task_run_name="evaluate-{endpoint.name}-{deployment}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
 def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFrame, target: str, deployment: str) -> EvalReport:
     report = backend.evaluate(endpoint, holdout, target, deployment=deployment)
     get_run_logger().info(
@@ -113,7 +116,7 @@ def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFram
     return report
 
 
-@task(name="promotion-gate", task_run_name="promotion-gate-v{model.version}")
+@task(name="promotion-gate", task_run_name="promotion-gate-{model.name}-v{model.version}")
 def promotion_gate(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, report: EvalReport, champion_report: EvalReport | None,
     tolerance: float, triggered_by: str,
@@ -130,13 +133,19 @@ def promotion_gate(
     return decision, endpoint
 
 
-def publish_reports(
-    sweep: SweepResult, model: ModelVersion, report: EvalReport, decision: GateDecision, endpoint: Endpoint,
-) -> None:
-    """The keyed artifacts operators read in the UI (never the key)."""
-    create_markdown_artifact(reports.classification_markdown(report), key="classification-report",
-                             description=f"Holdout evaluation of v{model.version} through the endpoint")
-    create_markdown_artifact(reports.model_markdown(model, sweep, decision), key="model-version",
-                             description=f"{model.name} v{model.version}: lineage and gate decision")
-    create_link_artifact(endpoint.scoring_uri, link_text=f"{endpoint.name} scoring URI", key="endpoint",
-                         description=reports.endpoint_markdown(endpoint))
+@task(name="feature-importance", task_run_name="feature-importance-{champion.name}-v{champion.version}-{deployment}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
+def measure_feature_importance(
+    backend: Backend, endpoint: Endpoint, deployment: str, champion: ModelVersion, holdout: pd.DataFrame, target: str,
+    repeats: int = 5, seed: int = 0, batch_size: int = 500,
+) -> ImportanceResult:
+    """Permutation importance of the serving champion per original column, through the live endpoint."""
+    result = endpoint_importance(
+        endpoint, backend.endpoint_key(endpoint), holdout, target, model_name=champion.name,
+        model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed, batch_size=batch_size,
+    )
+    get_run_logger().info(
+        "permutation importance of %s v%s (baseline accuracy %.4f, %d repeats, seed %d): top %s",
+        champion.name, champion.version, result.baseline_accuracy, repeats, seed, ", ".join(result.top(5)) or "none",
+    )
+    return result

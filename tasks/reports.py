@@ -1,0 +1,121 @@
+"""The keyed artifacts operators read in the UI, and the plots behind them.
+
+Every run creates: ``sweep-progress`` (progress), ``sweep-leaderboard`` (table), ``classification-report``,
+``model-version`` (markdown), ``feature-importance`` (table) and ``endpoint`` (link: the scoring URI, never
+the key). Plots go to MLflow on the local backend (``backends.plot_store``) and are linked from the
+markdown artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+)
+from prefect.runtime import flow_run
+
+from backends import plots, reports
+from backends.base import Backend, Endpoint, EvalReport, ModelVersion, SweepResult
+from backends.importance import ImportanceResult
+from backends.local.backend import LocalBackend
+from backends.plot_store import StoredPlot, plot_links, store_plots
+from backends.selection import GateDecision
+from tasks.stages import SWEEP_PROGRESS_KEY
+
+TOP_FEATURES = 3
+
+
+@contextmanager
+def _plot_folder(backend: Backend) -> Iterator[Path]:
+    """A scratch folder when MLflow keeps the plots (local backend); otherwise a lasting folder under
+    PREFECT_HOME named after the flow run, since the files themselves are what the links point to."""
+    if isinstance(backend, LocalBackend):
+        with tempfile.TemporaryDirectory(prefix="heartflow-plots-") as scratch:
+            yield Path(scratch)
+        return
+    from prefect.settings import PREFECT_HOME
+
+    folder = Path(PREFECT_HOME.value()).expanduser() / "heartflow-plots" / str(flow_run.id or os.getpid())
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+
+
+@task(name="report-sweep", task_run_name="report-sweep-{sweep.sweep_id:.12}")
+def report_sweep(backend: Backend, sweep: SweepResult, from_cache: bool) -> list[StoredPlot]:
+    """The leaderboard table and the metric-per-hyperparameter plot (logged to the sweep's run)."""
+    if from_cache:  # the sweep task did not run, so nothing advanced the progress artifact in this run
+        create_progress_artifact(100.0, key=SWEEP_PROGRESS_KEY,
+                                 description=f"{len(sweep.trials)} trials reused from the cached sweep {sweep.sweep_id}")
+    with _plot_folder(backend) as folder:
+        figure_file = plots.save_png(plots.sweep_figure(sweep), folder / f"sweep-{sweep.primary_metric}.png")
+        stored = store_plots(backend, sweep.sweep_id, [figure_file])
+    cached = " (reused from cache)" if from_cache else ""
+    create_table_artifact(
+        reports.leaderboard_rows(sweep), key="sweep-leaderboard",
+        description=(
+            f"All {len(sweep.trials)} trials of sweep `{sweep.sweep_id}`{cached}, best first, by {sweep.primary_metric}. "
+            f"Plot: {stored[0].mlflow_path or stored[0].uri}"
+        ),
+    )
+    get_run_logger().info("sweep leaderboard published; plot at %s", stored[0].uri)
+    return stored
+
+
+@task(name="report-model", task_run_name="report-model-{model.name}-v{model.version}")
+def report_model(
+    backend: Backend, sweep: SweepResult, model: ModelVersion, report: EvalReport, decision: GateDecision,
+    endpoint: Endpoint, importance: ImportanceResult | None, champion: ModelVersion | None,
+    sweep_plots: list[StoredPlot],
+) -> None:
+    """classification-report, model-version, feature-importance and endpoint artifacts, with their plots."""
+    logger = get_run_logger()
+    with _plot_folder(backend) as folder:
+        confusion_file = plots.save_png(plots.confusion_figure(report), folder / "confusion-matrix.png")
+        confusion = store_plots(backend, model.source_run_id, [confusion_file])
+        importance_plots: list[StoredPlot] = []
+        if importance is not None and champion is not None:
+            title = f"{champion.name} v{champion.version}: permutation importance ({importance.repeats} repeats)"
+            importance_file = plots.save_png(plots.importance_figure(importance.features, title),
+                                             folder / "feature-importance.png")
+            importance_plots = store_plots(backend, champion.source_run_id, [importance_file])
+
+    create_markdown_artifact(
+        reports.classification_markdown(report, plot_uri=confusion[0].mlflow_path or confusion[0].uri)
+        + "\n\n" + "\n".join(plot_links(confusion)),
+        key="classification-report", description=f"Holdout evaluation of v{model.version} through the endpoint",
+    )
+
+    top: tuple[str, ...] = ()
+    links = ["## Plots", "", *plot_links([*sweep_plots, *confusion, *importance_plots])]
+    if importance is not None and champion is not None:
+        create_table_artifact(
+            importance.rows_for_table(), key="feature-importance",
+            description=(
+                f"Permutation importance of champion {champion.name} v{champion.version} per original column: "
+                f"holdout accuracy drop when the column is shuffled ({importance.repeats} repeats, seed "
+                f"{importance.seed}, {importance.rows} rows through deployment `{importance.deployment}`; baseline "
+                f"accuracy {importance.baseline_accuracy:.4f})."
+                + (f" Plot: {importance_plots[0].mlflow_path or importance_plots[0].uri}" if importance_plots else "")
+            ),
+        )
+        if champion.version == model.version:
+            top = importance.top(TOP_FEATURES)
+        else:
+            links.insert(0, f"Top features of the serving champion v{champion.version}: "
+                            f"{', '.join(importance.top(TOP_FEATURES)) or 'none'}\n")
+    create_markdown_artifact(
+        reports.model_markdown(model, sweep, decision, top_features=top, extra_links=links),
+        key="model-version", description=f"{model.name} v{model.version}: lineage and gate decision",
+    )
+    create_link_artifact(endpoint.scoring_uri, link_text=f"{endpoint.name} scoring URI", key="endpoint",
+                         description=reports.endpoint_markdown(endpoint))
+    logger.info("published classification-report, model-version, feature-importance and endpoint artifacts")
