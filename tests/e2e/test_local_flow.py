@@ -1,0 +1,123 @@
+"""The whole flow on the embedded dataset, as a user runs it: real MLflow, real worker processes, a real
+HTTP endpoint on 127.0.0.1, Prefect's temporary local API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from backends.dataset import prepare_data
+from backends.errors import PromotionRejected
+from backends.evaluation import records_of
+from backends.local import tracking
+from backends.local.backend import LocalBackend
+from backends.spec import Choice, DeploySpec, PipelineSpec, SweepSpec
+from flows.rollback import rollback_endpoint
+from flows.train_and_deploy import train_and_deploy
+
+ENDPOINT = "e2e-endpoint"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    path = tmp_path_factory.mktemp("heartflow-home")
+    yield path
+    LocalBackend(path).teardown(ENDPOINT)
+
+
+def _spec(home: Path, **sweep: object) -> PipelineSpec:
+    return PipelineSpec(
+        home=str(home),
+        sweep=SweepSpec(max_total_trials=6, max_concurrent_trials=2, **sweep),
+        deploy=DeploySpec(endpoint_name=ENDPOINT),
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(home: Path):  # noqa: ANN201
+    return train_and_deploy(spec=_spec(home))
+
+
+def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, first_run) -> None:  # noqa: ANN001
+    client = tracking.make_client(home)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{first_run.sweep.sweep_id}'")
+    assert len(children) == 6 and all(r.info.status == "FINISHED" for r in children)
+    best = min(children, key=lambda r: (-r.data.metrics["accuracy"], int(r.data.tags["heartflow.trial_number"])))
+    champion = client.get_model_version_by_alias("heart-classifier", "champion")
+    assert champion.run_id == best.info.run_id == first_run.model.source_run_id
+    assert champion.tags["heartflow.status"] == "champion"
+
+
+def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, first_run) -> None:  # noqa: ANN001
+    holdout = prepare_data(None, None, 0.1, 42).holdout
+    report = first_run.report
+    assert report.rows == len(holdout) == 31 == len(report.predictions)
+    assert sum(map(sum, report.confusion_matrix)) == 31
+    assert list(report.labels) == holdout["output"].tolist()
+    assert "precision    recall  f1-score   support" in report.report_text
+    assert report.requests >= 1 and report.latency_ms_p50 > 0
+    # The endpoint is still serving: a client gets the same answers over HTTP.
+    endpoint = first_run.endpoint
+    key = (home / "endpoints" / ENDPOINT / "key").read_text().strip()
+    answer = requests.post(
+        endpoint.scoring_uri, json={"data": records_of(holdout.drop(columns=["output"]))},
+        headers={"Authorization": f"Bearer {key}"}, timeout=30,
+    )
+    assert answer.status_code == 200 and answer.json() == list(report.predictions)
+    assert requests.post(endpoint.scoring_uri, json={"data": []}, timeout=10).status_code == 401
+
+
+def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:  # noqa: ANN001
+    worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
+    with pytest.raises(PromotionRejected, match="rejected by the promotion gate"):
+        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid"))
+    backend = LocalBackend(home)
+    endpoint = backend.endpoint(ENDPOINT)
+    assert endpoint is not None and endpoint.model_version == first_run.model.version
+    assert dict(endpoint.traffic) == {first_run.endpoint.deployment: 100}
+    assert backend.champion("heart-classifier").version == first_run.model.version
+    rejected = backend.history(ENDPOINT)[-1]
+    assert rejected.event == "rejected" and rejected.model_version == "2"
+    assert backend.get_model("heart-classifier", "2").tags["heartflow.status"] == "rejected"
+
+
+def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:  # noqa: ANN001
+    spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0)})
+    newer = train_and_deploy(spec=spec)
+    assert newer.decision.promote and newer.endpoint.model_version != first_run.model.version
+    message = rollback_endpoint("local", home, ENDPOINT, None, None, 42)
+    assert f"v{first_run.model.version}" in message
+    backend = LocalBackend(home)
+    assert backend.champion("heart-classifier").version == first_run.model.version
+    endpoint = backend.endpoint(ENDPOINT)
+    assert endpoint.model_version == first_run.model.version and list(endpoint.traffic.values()) == [100]
+    assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
+
+
+def test_bad_data_fails_in_one_line_with_nothing_tracked(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    frame = prepare_data(None, None, 0.1, 42).train.drop(columns=["chol"])
+    frame.to_csv(bad, index=False)
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--home", str(home), "--data", str(bad)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "missing column(s) ['chol']" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (home / "mlflow.db").exists() and not (home / "data").exists()
+
+
+def test_cli_help_documents_every_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, timeout=60)
+    for command in ("run", "serve", "upload", "history", "rollback", "teardown", "provision", "status"):
+        assert command in result.stdout
+    run_help = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--help"], capture_output=True, text=True, timeout=60)
+    for flag in ("--backend", "--home", "--data", "--schema", "--trials", "--concurrency", "--sampling", "--seed", "--stop-endpoint"):
+        assert flag in run_help.stdout
