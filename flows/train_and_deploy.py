@@ -23,13 +23,13 @@ from prefect.states import State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.errors import HeartflowError, PromotionRejected
-from backends.factory import create_backend
+from backends.factory import backend_for_spec
 from backends.importance import ImportanceResult
 from backends.selection import GateDecision
 from backends.spec import PipelineSpec
 from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
-from tasks.reports import report_model, report_sweep
+from tasks.reports import publish_plan, report_model, report_sweep
 from tasks.rollout import deploy_limit_name, rollout_slot
 from tasks.stages import (
     deploy_endpoint,
@@ -86,16 +86,20 @@ def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
 
 
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
-def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary:  # noqa: B008 - pydantic default renders the UI form
+def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None:  # noqa: B008 - pydantic default renders the UI form
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
-    evaluate it through the live endpoint and promote it only if it is at least as good."""
+    evaluate it through the live endpoint and promote it only if it is at least as good.
+    With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
     logger = get_run_logger()
-    backend = create_backend(spec.backend, home=spec.home)
+    backend = backend_for_spec(spec)
     storage = result_storage_for(backend)
     cached = {"result_storage": storage} if storage is not None else {}
 
     prepared, _ = _stage(validate_data, spec.data)
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
+    if spec.dry_run:
+        _stage(publish_plan, backend, spec, prepared.train_sha256)
+        return None
     data, _ = _stage(upload_data.with_options(**cached), backend, prepared)
     sweep, sweep_state = _stage(run_sweep.with_options(**cached), backend, data, spec.sweep, prepared)
     sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")

@@ -29,6 +29,7 @@ from backends.importance import ImportanceResult
 from backends.local.backend import LocalBackend
 from backends.plot_store import StoredPlot, plot_links, store_plots
 from backends.selection import GateDecision
+from backends.spec import PipelineSpec
 from tasks.stages import SWEEP_PROGRESS_KEY
 
 TOP_FEATURES = 3
@@ -119,3 +120,17 @@ def report_model(
     create_link_artifact(endpoint.scoring_uri, link_text=f"{endpoint.name} scoring URI", key="endpoint",
                          description=reports.endpoint_markdown(endpoint))
     logger.info("published classification-report, model-version, feature-importance and endpoint artifacts")
+
+
+@task(name="dry-run-plan", task_run_name="dry-run-plan-{backend.name}")
+def publish_plan(backend: Backend, spec: PipelineSpec, data_sha256: str) -> None:
+    """A dry run's only output: the plan of every object the run would create (``dry-run-plan`` artifact).
+    Nothing is uploaded, trained or deployed."""
+    plan = getattr(backend, "plan", None)
+    if plan is None:
+        text = f"The {backend.name} backend has no dry run: nothing was done beyond validating the data."
+    else:
+        text = plan(spec, data_sha256=data_sha256).render()
+    create_markdown_artifact(f"# Dry run ({backend.name})\n\n```\n{text}\n```", key="dry-run-plan",
+                             description="What a real run would create; nothing was called")
+    get_run_logger().info("dry run: plan published as the dry-run-plan artifact\n%s", text)
