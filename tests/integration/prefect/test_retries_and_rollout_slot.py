@@ -1,0 +1,114 @@
+"""Retries and the rollout slot with Prefect's real engine and the session's server (in this process)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from prefect import flow, task
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from backends.errors import DataValidationError, EvaluationError, TransientBackendError
+from tasks import stages
+from tasks.retries import is_transient, retry_only_transient
+from tasks.rollout import deploy_limit_name, ensure_deploy_limit, rollout_slot
+from tests.integration.prefect.server import PrefectServer
+
+
+@pytest.fixture
+def on_test_server(prefect_server: PrefectServer) -> Iterator[None]:
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        yield
+
+
+def _dropped_connection() -> EvaluationError:
+    try:
+        raise ConnectionResetError("connection reset by peer")
+    except ConnectionResetError as exc:
+        try:
+            raise EvaluationError("endpoint did not answer") from exc
+        except EvaluationError as wrapped:
+            return wrapped
+
+
+def test_transient_means_throttling_or_a_dropped_connection_anywhere_in_the_cause_chain() -> None:
+    assert is_transient(TransientBackendError("429"))
+    assert is_transient(_dropped_connection())
+    assert not is_transient(DataValidationError("column 'age' has an empty cell"))
+    assert not is_transient(EvaluationError("endpoint answered HTTP 400"))
+    assert not is_transient(ValueError("bad"))
+    assert not is_transient(None)
+
+
+def test_network_stages_retry_with_backoff_and_validation_never_retries() -> None:
+    for network_task in (stages.upload_data, stages.run_sweep, stages.register_best_model, stages.deploy_endpoint,
+                         stages.evaluate_endpoint, stages.measure_feature_importance):
+        assert network_task.retries >= 2, network_task.name
+        assert network_task.retry_condition_fn is retry_only_transient, network_task.name
+        assert network_task.retry_delay_seconds[0] < network_task.retry_delay_seconds[-1], network_task.name
+    assert stages.validate_data.retries == 0
+    assert stages.promotion_gate.retries == 0
+
+
+def test_prefect_retries_a_transient_failure_and_not_a_validation_error(on_test_server: None) -> None:
+    attempts = {"flaky": 0, "invalid": 0}
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=retry_only_transient)
+    def flaky() -> int:
+        attempts["flaky"] += 1
+        if attempts["flaky"] < 3:
+            raise _dropped_connection()
+        return attempts["flaky"]
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=retry_only_transient)
+    def invalid() -> None:
+        attempts["invalid"] += 1
+        raise DataValidationError("column 'age' has an empty cell at row 3")
+
+    @flow(name="retry-check")
+    def check() -> tuple[int, bool, str]:
+        ok = flaky(return_state=True)
+        bad = invalid(return_state=True)
+        return ok.result(), bad.is_failed(), bad.message or ""
+
+    value, failed, message = check()
+    assert value == 3 and attempts["flaky"] == 3
+    assert failed and attempts["invalid"] == 1 and "DataValidationError" in message
+
+
+def test_the_rollout_slot_admits_one_run_at_a_time(prefect_server: PrefectServer, api: SyncPrefectClient) -> None:
+    name = deploy_limit_name("local", "slot-check")
+    spans: list[tuple[float, float]] = []
+    errors: list[BaseException] = []
+
+    def rollout() -> None:
+        try:
+            # Settings live in a context variable: each thread (like each run) brings its own.
+            with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), rollout_slot(name, timeout_s=60):
+                started = time.monotonic()
+                time.sleep(1.5)
+                spans.append((started, time.monotonic()))
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rollout) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not errors, errors
+    assert len(spans) == 2
+    (first_start, first_end), (second_start, _) = sorted(spans)
+    assert second_start >= first_end - 0.05, f"rollouts overlapped: {spans}"
+    limit = api.read_global_concurrency_limit_by_name(name)
+    assert limit.limit == 1 and limit.active and limit.active_slots == 0
+
+
+def test_an_existing_limit_is_left_as_operators_set_it(on_test_server: None, api: SyncPrefectClient) -> None:
+    name = deploy_limit_name("local", "ops-owned")
+    api.upsert_global_concurrency_limit_by_name(name, limit=3)
+    ensure_deploy_limit(name)
+    assert api.read_global_concurrency_limit_by_name(name).limit == 3
