@@ -193,8 +193,15 @@ def serve(
     if model is None:
         _fail(f"no champion of {model_name!r} in {local.home}: run `heartflow run` first or pass --model-version")
     model_dir = tracking.local_path(local.registry.model_dir(model.name, model.version))
+
+    def listening(status: Any) -> None:
+        console.print(
+            f"serving {model.name} v{model.version} at {status.scoring_uri} "
+            f"(key: {status.key_path}; OpenAPI: {status.openapi_url}); Ctrl-C stops", highlight=False, soft_wrap=True,
+        )
+
     _check(serve_foreground, local.home, endpoint_name, model_dir, model.name, model.version, port=port,
-           workers=workers, host=host)
+           workers=workers, host=host, on_listening=listening)
 
 
 @app.command()

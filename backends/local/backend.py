@@ -152,6 +152,44 @@ class LocalBackend(Backend):
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self._manager(endpoint.name).key()
 
+    def evaluate(
+        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
+        deployment: str | None = None,
+    ) -> EvalReport:
+        """Evaluate over HTTP, then log the report to the MLflow run that trained the evaluated model:
+        the text report, the report as JSON, the confusion matrix and holdout metrics."""
+        report = super().evaluate(endpoint, holdout, target, batch_size=batch_size, deployment=deployment)
+        self._log_evaluation(endpoint, report)
+        return report
+
+    def _log_evaluation(self, endpoint: Endpoint, report: EvalReport) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        status = self._manager(endpoint.name).status()
+        served = status.deployment(report.deployment) if status else None
+        if served is None:
+            return
+        run_id = self.registry.get(served.model_name, served.model_version).source_run_id
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        folder = f"evaluations/{stamp}-{endpoint.name}-{report.deployment}"
+        self._client.log_text(run_id, report.report_text, f"{folder}/classification_report.txt")
+        self._client.log_dict(
+            run_id,
+            {"report": dict(report.report), "confusion_matrix": [list(r) for r in report.confusion_matrix],
+             "rows": report.rows, "endpoint": report.endpoint, "deployment": report.deployment},
+            f"{folder}/classification_report.json",
+        )
+        now = int(time.time() * 1000)
+        metrics = [Metric("holdout_accuracy", report.accuracy, now, 0)]
+        for label in ("0", "1"):
+            for name in ("precision", "recall", "f1-score"):
+                value = report.report.get(label, {}).get(name)
+                if value is not None:
+                    metrics.append(Metric(f"holdout_{name.replace('-score', '')}_{label}", float(value), now, 0))
+        self._client.log_batch(run_id, metrics=metrics)
+
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
         triggered_by: str = "", event: str = "promoted",

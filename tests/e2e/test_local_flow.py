@@ -70,6 +70,13 @@ def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, firs
     )
     assert answer.status_code == 200 and answer.json() == list(report.predictions)
     assert requests.post(endpoint.scoring_uri, json={"data": []}, timeout=10).status_code == 401
+    # ...and the report is logged to the MLflow run that trained the model.
+    client = tracking.make_client(home)
+    run = client.get_run(first_run.model.source_run_id)
+    assert run.data.metrics["holdout_accuracy"] == pytest.approx(report.accuracy)
+    folders = [a.path for a in client.list_artifacts(run.info.run_id, "evaluations")]
+    texts = [a.path for f in folders for a in client.list_artifacts(run.info.run_id, f)]
+    assert any(t.endswith("classification_report.txt") for t in texts)
 
 
 def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:  # noqa: ANN001
@@ -97,6 +104,29 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     endpoint = backend.endpoint(ENDPOINT)
     assert endpoint.model_version == first_run.model.version and list(endpoint.traffic.values()) == [100]
     assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
+
+
+def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) -> None:  # noqa: ANN001
+    import re
+    import signal
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--home", str(home), "--endpoint-name", "serve-check",
+         "--model-version", first_run.model.version],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/score)", line)
+        assert match, line
+        key = (home / "endpoints" / "serve-check" / "key").read_text().strip()
+        row = records_of(prepare_data(None, None, 0.1, 42).holdout.drop(columns=["output"]).head(2))
+        answer = requests.post(match.group(1), json={"data": row}, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert answer.status_code == 200 and answer.json() == list(first_run.report.predictions[:2])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: -15 is a clean stop.
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
 
 
 def test_bad_data_fails_in_one_line_with_nothing_tracked(tmp_path: Path) -> None:
