@@ -199,9 +199,9 @@ class LocalBackend(Backend):
         champion = self.registry.champion(model.name)
         old = [d.name for d in (before.deployments if before else []) if d.name != endpoint.deployment]
         status = manager.set_traffic({endpoint.deployment: 100, **{d: 0 for d in old}})
+        self.registry.make_champion(model, report.accuracy)
         for name in old:
             manager.delete_deployment(name)
-        self.registry.make_champion(model, report.accuracy)
         self._history.append(
             HistoryEntry(
                 time=_now(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
