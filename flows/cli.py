@@ -19,8 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class BackendName(str, Enum):
@@ -142,7 +142,8 @@ def _print_summary(summary: Any, spec: Any) -> None:
     model, endpoint = summary.model, summary.endpoint
     console.print(f"model: {model.name} v{model.version}  (best trial #{summary.sweep.best.number}, "
                   f"validation {model.metric_name}={model.metric_value:.4f})")
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri sqlite:///{Path(spec.home) / 'mlflow.db'}")
+    console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
+                  f"sqlite:///{Path(spec.home) / 'mlflow.db'}  (then http://127.0.0.1:5000)", highlight=False)
     if spec.deploy.stop_endpoint:
         console.print("endpoint stopped (--stop-endpoint)")
         return
