@@ -91,7 +91,10 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None: 
     evaluate it through the live endpoint and promote it only if it is at least as good.
     With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
     logger = get_run_logger()
-    backend = backend_for_spec(spec)
+    try:
+        backend = backend_for_spec(spec)
+    except Exception as exc:  # noqa: BLE001 - whatever stops the store opening, the run's state must name it
+        raise StageFailed(f"open-backend-{spec.backend}", exc) from exc
     storage = result_storage_for(backend)
     cached = {"result_storage": storage} if storage is not None else {}
 

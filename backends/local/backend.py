@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,14 +42,27 @@ def default_home() -> Path:
     return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
 
 
+@contextmanager
+def _home_lock(home: Path) -> Iterator[None]:
+    """One process at a time sets up a home's MLflow store: two runs starting at once on a new home
+    would both create the SQLite schema (and the experiment), and one would fail."""
+    with open(home / ".setup.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, home: Path | str | None = None) -> None:
         self.home = Path(home).resolve() if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        self._client = tracking.make_client(self.home)
-        self._experiment_id = tracking.ensure_experiment(self._client, self.home)
+        with _home_lock(self.home):
+            self._client = tracking.make_client(self.home)
+            self._experiment_id = tracking.ensure_experiment(self._client, self.home)
         self.registry = LocalRegistry(self._client)
         self._history = HistoryLog(self.home / "history.jsonl")
 
