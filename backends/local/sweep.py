@@ -48,10 +48,12 @@ def _init_worker(data_path: str, schema_json: str) -> None:
     import mlflow.sklearn  # noqa: F401 - imported now, so the first trial is not charged for it
     import skops.io  # noqa: F401
 
+    from backends.local.model_writer import TrialModelWriter
+
     frame = pd.read_csv(data_path)
     schema = DatasetSchema.from_mapping(json.loads(schema_json))
     _WORKER.update(
-        frame=frame, schema=schema, signature=model_signature(frame, schema), requirements=pip_requirements()
+        frame=frame, schema=schema, writer=TrialModelWriter(model_signature(frame, schema), pip_requirements())
     )
 
 
@@ -81,7 +83,7 @@ def _warm_up(seconds: float) -> None:
 
 def _run_trial(job: _TrialJob) -> _TrialOutcome:
     """Runs in a worker: the same train_trial that src/model_train.py runs as a script."""
-    from src.model_train import save_model, train_trial
+    from src.model_train import train_trial
 
     started = time.perf_counter()
     try:
@@ -89,7 +91,7 @@ def _run_trial(job: _TrialJob) -> _TrialOutcome:
             _WORKER["frame"], _WORKER["schema"], job.params, seed=job.seed, method=job.method,
             test_size=job.test_size, folds=job.folds, random_state=job.random_state,
         )
-        save_model(fit.model, Path(job.model_dir), _WORKER["signature"], _WORKER["requirements"])
+        _WORKER["writer"].save(fit.model, Path(job.model_dir))
     except (ValueError, TypeError, KeyError, ArithmeticError, MemoryError, OSError) as exc:
         # A bad parameter combination fails this trial only; the sweep goes on.
         return _TrialOutcome(job.number, {}, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
