@@ -13,13 +13,14 @@ killed while holding it frees it when the lease expires (``LEASE_S``) instead of
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect import get_client
+from prefect import get_client, get_run_logger
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,22 @@ def ensure_deploy_limit(name: str) -> None:
         )
 
 
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger (its lines show in the UI) inside a flow or task run, else this module's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
+
+
 @contextmanager
 def rollout_slot(name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[None]:
     """Hold the one slot of limit ``name`` (created if missing) for the duration of the block."""
     ensure_deploy_limit(name)
+    log = _run_logger()
+    log.info("waiting for the rollout slot %s (another run may be deploying to this endpoint)", name)
+    asked = time.monotonic()
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, lease_duration=LEASE_S, strict=True):
+        log.info("holding the rollout slot %s (waited %.1f s)", name, time.monotonic() - asked)
         yield
+    log.info("released the rollout slot %s", name)
