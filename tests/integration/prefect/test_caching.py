@@ -13,9 +13,14 @@ from src.features import HEART_SCHEMA
 from tasks import caching
 
 
-@pytest.fixture
-def backend(tmp_path: Path) -> LocalBackend:
-    return LocalBackend(tmp_path / "home")
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache-homes")
+
+
+@pytest.fixture(scope="module")
+def backend(homes: Path) -> LocalBackend:
+    return LocalBackend(homes / "home")
 
 
 def _data(sha: str = "a" * 64) -> DataRef:
@@ -36,9 +41,9 @@ def test_the_sweep_key_follows_data_space_and_code_not_speed(backend: LocalBacke
     assert key != caching.sweep_cache_key(backend, _data(), spec, schema)
 
 
-def test_keys_and_results_belong_to_one_heartflow_home(tmp_path: Path, backend: LocalBackend) -> None:
-    other = LocalBackend(tmp_path / "other-home")
+def test_keys_and_results_belong_to_one_heartflow_home(homes: Path, backend: LocalBackend) -> None:
+    other = LocalBackend(homes / "other-home")
     assert caching.upload_key(backend, "a" * 64) != caching.upload_key(other, "a" * 64)
     assert caching.upload_key(backend, "a" * 64) != caching.upload_key(backend, "b" * 64)
-    assert caching.result_storage_for(backend) == (tmp_path / "home" / "prefect-results").resolve()
+    assert caching.result_storage_for(backend) == (homes / "home" / "prefect-results").resolve()
     assert caching.result_storage_for(backend).is_dir()
