@@ -11,6 +11,7 @@ files as save_model's; tests check that `mlflow.sklearn.load_model` reads them a
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -61,16 +62,18 @@ class TrialModelWriter:
         self._signature = signature
         self._requirements = requirements
         self._reference: Path | None = None
+        self._template: Model | None = None
 
     def save(self, model: Any, path: Path) -> None:
         if self._reference is None:
             save_model(model, path, self._signature, self._requirements)
             if self._reference_is_usable(path):
                 self._reference = path
+                self._template = Model.load(str(path / "MLmodel"))
             return
         path.mkdir(parents=True, exist_ok=False)
         skops_dump_compact(model, path / MODEL_FILE)
-        mlmodel = Model.load(str(self._reference / "MLmodel"))
+        mlmodel = copy.deepcopy(self._template)
         mlmodel.model_uuid = uuid.uuid4().hex
         mlmodel.utc_time_created = str(datetime.utcnow())
         mlmodel.model_size_bytes = get_total_file_size(path)  # as MLflow: measured before the env files

@@ -157,16 +157,17 @@ class LocalSweepRunner:
                 "heartflow.kind": "trial",
             },
         )
-        self._client.log_batch(run.info.run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()])
         return run
 
-    def _finish_trial_run(self, run_id: str, outcome: _TrialOutcome) -> None:
+    def _finish_trial_run(self, run_id: str, params: dict[str, Any], outcome: _TrialOutcome) -> None:
+        """Params, metrics and tags in one transaction (each SQLite commit counts in a 100-trial sweep)."""
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in outcome.metrics.items() if not math.isnan(v)]
         tags = [RunTag(tracking.TAG_DURATION, f"{outcome.seconds:.4f}")]
         if outcome.error:
             tags.append(RunTag(tracking.TAG_ERROR, outcome.error[:4000]))
-        self._client.log_batch(run_id, metrics=metrics, tags=tags)
+        logged = [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in params.items()]
+        self._client.log_batch(run_id, metrics=metrics, params=logged, tags=tags)
         self._client.set_terminated(run_id, "FAILED" if outcome.error else "FINISHED")
 
     # ---- the sweep ------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ class LocalSweepRunner:
         self, run_id: str, job: _TrialJob, outcome: _TrialOutcome, sampler: Any, spec: SweepSpec,
         done: dict[int, TrialResult], total: int, progress: ProgressCallback | None,
     ) -> None:
-        self._finish_trial_run(run_id, outcome)
+        self._finish_trial_run(run_id, job.params, outcome)
         trial = TrialResult(
             number=job.number, run_id=run_id, params=job.params, metrics=outcome.metrics,
             status=TrialStatus.FAILED if outcome.error else TrialStatus.COMPLETED,

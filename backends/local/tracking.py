@@ -31,9 +31,41 @@ def artifact_root(home: Path) -> Path:
     return (home / "artifacts").resolve()
 
 
+_SQLITE_TUNED = False
+
+
+def _tune_sqlite_connections() -> None:
+    """WAL journal and synchronous=NORMAL on every SQLite connection this process opens.
+
+    A sweep commits a few times per trial; with SQLite's defaults (rollback journal, a full fsync per
+    commit) those commits cost more than the trials' own bookkeeping. WAL with synchronous=NORMAL cannot
+    corrupt the database; a power cut may lose the last commits, which a rerun of the sweep redoes.
+    WAL also lets `mlflow ui` read while a sweep writes."""
+    global _SQLITE_TUNED
+    if _SQLITE_TUNED:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_connection: object, _record: object) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    _SQLITE_TUNED = True
+
+
 def make_client(home: Path) -> MlflowClient:
     """A client bound to this home's store (no process-global tracking URI is changed)."""
     home.mkdir(parents=True, exist_ok=True)
+    _tune_sqlite_connections()
+    # MLflow's usage telemetry wraps every client call; heartflow runs offline and does not send it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # MLflow logs its database migrations at INFO on first use; they are not news to a user.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
