@@ -14,10 +14,11 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import flow, get_client, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
@@ -65,12 +66,23 @@ class RunSummary:
     importance: ImportanceResult | None = None
 
 
-def _task_run_name(state: State[Any], fallback: str) -> str:
-    task_run_id = state.state_details.task_run_id
-    if task_run_id is None:
-        return fallback
-    with get_client(sync_client=True) as client:
-        return client.read_task_run(task_run_id).name or fallback
+def _task_run_name(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The name the task run got, computed here as Prefect computes it (the API may not have the task
+    run yet: Prefect 3 records task runs through events, asynchronously)."""
+    template = task.task_run_name
+    if not template:
+        return task.name
+    try:
+        bound = inspect.signature(task.fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        if callable(template):
+            wants_parameters = "parameters" in inspect.signature(template).parameters
+            name = template(parameters=dict(bound.arguments)) if wants_parameters else template()
+        else:
+            name = template.format(**bound.arguments)
+    except (TypeError, KeyError, AttributeError, IndexError, ValueError):  # a name is a courtesy, not a failure
+        return task.name
+    return str(name)
 
 
 def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
@@ -79,7 +91,7 @@ def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
     state = task(*args, return_state=True, **kwargs)
     if not state.is_completed():
         cause = state.result(raise_on_failure=False)
-        raise StageFailed(_task_run_name(state, task.name), cause if isinstance(cause, BaseException) else None) from (
+        raise StageFailed(_task_run_name(task, args, kwargs), cause if isinstance(cause, BaseException) else None) from (
             cause if isinstance(cause, BaseException) else None
         )
     return state.result(), state

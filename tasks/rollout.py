@@ -22,6 +22,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
+from backends.errors import DeploymentError
+
 logger = logging.getLogger(__name__)
 
 LIMIT_PREFIX = "heartflow-deploy"
@@ -68,7 +70,17 @@ def rollout_slot(name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[No
     log = _run_logger()
     log.info("waiting for the rollout slot %s (another run may be deploying to this endpoint)", name)
     asked = time.monotonic()
-    with concurrency(name, occupy=1, timeout_seconds=timeout_s, lease_duration=LEASE_S, strict=True):
-        log.info("holding the rollout slot %s (waited %.1f s)", name, time.monotonic() - asked)
-        yield
+    acquired = False
+    try:
+        with concurrency(name, occupy=1, timeout_seconds=timeout_s, lease_duration=LEASE_S, strict=True):
+            acquired = True
+            log.info("holding the rollout slot %s (waited %.1f s)", name, time.monotonic() - asked)
+            yield
+    except TimeoutError as exc:
+        if acquired:  # raised by the block, not by the wait
+            raise
+        raise DeploymentError(
+            f"the rollout slot {name} was not free within {timeout_s:.0f} s: another run is deploying to this "
+            "endpoint (see Concurrency in the Prefect UI for who holds it); nothing was deployed"
+        ) from exc
     log.info("released the rollout slot %s", name)

@@ -11,7 +11,7 @@ from prefect import flow, task
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from backends.errors import DataValidationError, EvaluationError, TransientBackendError
+from backends.errors import DataValidationError, DeploymentError, EvaluationError, TransientBackendError
 from tasks import stages
 from tasks.retries import is_transient, retry_only_transient
 from tasks.rollout import deploy_limit_name, ensure_deploy_limit, rollout_slot
@@ -112,3 +112,38 @@ def test_an_existing_limit_is_left_as_operators_set_it(on_test_server: None, api
     api.upsert_global_concurrency_limit_by_name(name, limit=3)
     ensure_deploy_limit(name)
     assert api.read_global_concurrency_limit_by_name(name).limit == 3
+
+
+def test_a_run_that_cannot_get_the_slot_in_time_fails_with_a_deployment_error(prefect_server: PrefectServer) -> None:
+    name = deploy_limit_name("local", "slot-busy")
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), rollout_slot(name, timeout_s=30):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30)
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+            with pytest.raises(DeploymentError, match="was not free within 1 s"), rollout_slot(name, timeout_s=1):
+                pytest.fail("the slot was granted twice")
+    finally:
+        release.set()
+        thread.join(timeout=30)
+
+
+def test_a_failed_stage_is_named_after_its_task_run() -> None:
+    from types import SimpleNamespace
+
+    from flows.train_and_deploy import _task_run_name
+
+    backend = SimpleNamespace(name="local")
+    prepared = SimpleNamespace(train_sha256="60723494135e7fe5")
+    assert _task_run_name(stages.upload_data, (backend, prepared), {}) == "upload-data-local-60723494"
+    spec = SimpleNamespace(path="/data/clinic.csv")
+    assert _task_run_name(stages.validate_data, (spec,), {}) == "validate-data-clinic"
+    assert _task_run_name(stages.upload_data, (), {}) == "upload-data"  # unbindable: the task's name
