@@ -127,18 +127,29 @@ class LocalBackend(Backend):
         return LocalEndpointManager(self.home, endpoint_name)
 
     def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
+        """Deploy ``model`` as blue or green, whichever is not serving. When nothing serves (a new
+        endpoint, or one stopped by an earlier run) but the registry has a champion, the champion is put
+        back in front first, so the candidate still lands beside it with no traffic and the gate still
+        compares the two live, on the same holdout."""
         manager = self._manager(spec.endpoint_name)
         status = manager.status() if manager.is_running() else None
         serving = [d for d, share in (status.traffic.items() if status else []) if share > 0]
+        options = {"port": spec.port, "workers": spec.workers, "max_rows": spec.max_rows,
+                   "request_timeout_ms": spec.request_timeout_ms}
+        champion = self.registry.champion(model.name)
+        if not serving and champion is not None and champion.version != model.version:
+            logger.info("endpoint %s serves nothing: restoring champion v%s first", spec.endpoint_name, champion.version)
+            manager.deploy(DEPLOYMENT_NAMES[0], self._model_dir(champion), champion.name, champion.version, **options)
+            serving = [DEPLOYMENT_NAMES[0]]
         deployment = next((d for d in DEPLOYMENT_NAMES if d not in serving), DEPLOYMENT_NAMES[0])
+        status = manager.deploy(deployment, self._model_dir(model), model.name, model.version, **options)
+        return self._endpoint(manager, status, deployment)
+
+    def _model_dir(self, model: ModelVersion) -> Path:
         model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
         if not (model_dir / "MLmodel").is_file():
             raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
-        status = manager.deploy(
-            deployment, model_dir, model.name, model.version, port=spec.port, workers=spec.workers,
-            max_rows=spec.max_rows, request_timeout_ms=spec.request_timeout_ms,
-        )
-        return self._endpoint(manager, status, deployment)
+        return model_dir
 
     def _endpoint(self, manager, status, deployment: str) -> Endpoint:  # noqa: ANN001
         info = next(d for d in status.deployments if d.name == deployment)

@@ -106,6 +106,20 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
 
 
+def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, first_run) -> None:  # noqa: ANN001
+    backend = LocalBackend(home)
+    champion = backend.champion("heart-classifier")
+    backend.teardown(ENDPOINT)
+    worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
+    with pytest.raises(PromotionRejected):
+        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid", seed=11))
+    endpoint = backend.endpoint(ENDPOINT)
+    assert endpoint is not None and endpoint.model_version == champion.version
+    assert list(endpoint.traffic.values()) == [100]
+    last = backend.history(ENDPOINT)[-1]
+    assert last.event == "rejected" and last.champion_accuracy is not None
+
+
 def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) -> None:  # noqa: ANN001
     import re
     import signal
