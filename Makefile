@@ -52,7 +52,7 @@ test-fast: $(VENV)/.installed-test
 
 bench: setup-test
 	$(BIN)/python bench/sweep.py --write docs/benchmarks.md
-	$(BIN)/python bench/endpoint.py --write docs/benchmarks.md
+	$(BIN)/python bench/endpoint.py --workers 1 --seconds 4 --write
 
 # Refresh constraints.txt from the current environment after changing pyproject.toml.
 lock: $(VENV)/.installed-test
