@@ -70,7 +70,8 @@ def call_endpoint(
         raise EvaluationError(f"endpoint {endpoint.name} answered with a body that is not JSON: {response.text[:200]}") from exc
 
 
-def _predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
+def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
+    """The 0/1 labels in an endpoint's answer (a list, or Azure's doubly encoded JSON string)."""
     if isinstance(answer, str):  # an Azure run() that returns a JSON string gets encoded twice
         answer = json.loads(answer)
     if isinstance(answer, dict):
@@ -103,7 +104,7 @@ def evaluate_over_http(
                 started = time.perf_counter()
                 answer = call_endpoint(session, endpoint, key, batch, deployment=deployment)
                 latencies.append((time.perf_counter() - started) * 1000)
-                predictions.extend(_predictions_of(answer, len(batch), endpoint))
+                predictions.extend(predictions_of(answer, len(batch), endpoint))
     except requests.RequestException as exc:
         raise EvaluationError(f"endpoint {endpoint.name} at {endpoint.scoring_uri} did not answer: {exc}") from exc
     report_text = classification_report(labels, predictions, labels=[0, 1], zero_division=0)

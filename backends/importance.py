@@ -8,7 +8,6 @@ host and an Azure managed endpoint. Seeded: the same holdout, seed and repeats g
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ import requests
 
 from backends.base import Endpoint
 from backends.errors import EvaluationError
-from backends.evaluation import call_endpoint, records_of
+from backends.evaluation import call_endpoint, predictions_of, records_of
 
 logger = logging.getLogger(__name__)
 
@@ -122,19 +121,6 @@ def permutation_importance(
     return baseline, tuple(results)
 
 
-def _labels_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
-    if isinstance(answer, str):  # an Azure run() that returns a JSON string is encoded twice
-        answer = json.loads(answer)
-    if isinstance(answer, dict):
-        answer = answer.get("predictions", answer.get("result"))
-    if not isinstance(answer, list) or len(answer) != expected:
-        raise EvaluationError(f"endpoint {endpoint.name} answered {type(answer).__name__} for {expected} rows")
-    try:
-        return [int(p) for p in answer]
-    except (TypeError, ValueError) as exc:
-        raise EvaluationError(f"endpoint {endpoint.name} answered labels that are not integers: {answer[:5]}") from exc
-
-
 class EndpointPredictor:
     """Predictions of one deployment of a live endpoint, in batches of at most ``batch_size`` rows."""
 
@@ -155,7 +141,7 @@ class EndpointPredictor:
                     batch = records_of(frame.iloc[start : start + self.batch_size])
                     answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment)
                     self.requests += 1
-                    predictions.extend(_labels_of(answer, len(batch), self.endpoint))
+                    predictions.extend(predictions_of(answer, len(batch), self.endpoint))
         except requests.RequestException as exc:
             raise EvaluationError(
                 f"endpoint {self.endpoint.name} at {self.endpoint.scoring_uri} did not answer: {exc}"

@@ -25,7 +25,6 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
-from backends.errors import SweepError
 from backends.local import tracking
 from backends.search import make_sampler, planned_trials
 from backends.selection import pick_best_trial
