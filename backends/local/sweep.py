@@ -175,6 +175,12 @@ class LocalSweepRunner:
     ) -> SweepResult:
         key = sweep_key(data, spec, schema_json)
         total = planned_trials(spec)
+        if spec.early_termination is not None:
+            logger.warning(
+                "early termination (%s) acts on metrics a trial logs while it trains; a local trial reports "
+                "once, when it ends, so every trial runs to completion here (Azure ML applies the policy)",
+                spec.early_termination.policy,
+            )
         parent = self._find_parent(key)
         done: dict[int, TrialResult] = {}
         if parent is not None:
