@@ -33,7 +33,7 @@ def _free_port() -> int:
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start azurite-blob from the repo's node_modules (`npm ci`); yield its connection string."""
     if not AZURITE.exists() or shutil.which("node") is None:
-        pytest.skip("azurite is not installed: run `npm ci` in the repository")
+        pytest.fail("azurite is not installed: run `make test` (or `npm ci`) so the Blob Storage checks run")
     port = _free_port()
     location = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen(
