@@ -81,6 +81,7 @@ def run(
     folds: Annotated[int, typer.Option("--folds", min=2, max=20)] = 5,
     timeout: Annotated[int | None, typer.Option("--timeout", min=1, help="Sweep timeout, seconds")] = None,
     trial_timeout: Annotated[int | None, typer.Option("--trial-timeout", min=1, help="Per-trial timeout, seconds")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
     endpoint_name: EndpointOption = "heart-classify-endpoint",
     port: Annotated[int | None, typer.Option("--port", help="Local endpoint port (default: a free one)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Endpoint worker processes")] = 1,
@@ -98,6 +99,7 @@ def run(
         lambda: PipelineSpec(
             backend=backend.value,
             home=str(_home(home)) if backend is BackendName.local else None,
+            model_name=model_name,
             data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed),
             sweep=SweepSpec(
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
@@ -253,11 +255,12 @@ def rollback(
     data: Annotated[Path | None, typer.Option("--data", help="Data whose holdout checks the restored model")] = None,
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
 ) -> None:
     """Put the previous champion back in front, through the same safe path (deploy beside, check, switch)."""
     from flows.rollback import rollback_endpoint
 
-    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed)
+    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name)
     console.print(result)
 
 
