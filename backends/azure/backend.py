@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from backends.azure import entities
 from backends.azure.deploy import CHAMPION_TAG, TAG_STATUS, DeployMixin
 from backends.azure.ledger import Ledger
+from backends.history import HistoryLog
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
 from backends.azure.provisioning import ProvisionMixin
@@ -74,6 +76,7 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
         self._sleep = sleep
         self._clock = clock
         self.ledger = Ledger(settings.ledger_path)
+        self.history_log = HistoryLog(Path(settings.ledger_path).parent / "azure-history.jsonl")
         self._ensured: set[str] = set()
 
     # --- clients ---------------------------------------------------------------------------------

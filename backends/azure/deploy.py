@@ -171,6 +171,14 @@ class DeployMixin:
         env_ref = self.ensure_environment(client)
         endpoint = self._ensure_endpoint(client, name)
         before = {k: int(v) for k, v in (endpoint.traffic or {}).items()}
+        champion = self.champion(model.name)
+        if not serving(before) and champion is not None and champion.version != model.version:
+            # Nothing serves (a new or emptied endpoint) but a champion exists: put it back first, so the
+            # candidate lands beside it with 0 % and a rejected candidate never serves.
+            logger.info("endpoint %s serves nothing: restoring champion %s:%s first", name, champion.name, champion.version)
+            self.deploy(champion, spec)
+            endpoint = self._get_endpoint(client, name) or endpoint
+            before = {k: int(v) for k, v in (endpoint.traffic or {}).items()}
         new = pick_deployment_name(before, self.settings.blue_deployment, self.settings.green_deployment)
         deployment = entities.build_deployment(
             self.settings, spec, name=new, endpoint_name=name, model=f"azureml:{model.name}:{model.version}", environment=env_ref,
@@ -259,6 +267,7 @@ class DeployMixin:
         )
         current.tags = with_history(current.tags, entry)
         self._update_endpoint(client, current, traffic, f"sending 100 % of traffic to {endpoint.deployment}")
+        self.history_log.append(entry)
         self._move_champion(client, model, report)
         for old in sorted(names - {endpoint.deployment}):
             self._delete_deployment(client, endpoint.name, old)
@@ -278,15 +287,19 @@ class DeployMixin:
         self._save_model(client, target)
 
     def history(self: AzureBackend, endpoint_name: str) -> tuple[HistoryEntry, ...]:
-        """Promotions, rejections and rollbacks recorded as tags on the endpoint, oldest first (the
-        latest HISTORY_KEEP; the model versions keep their own status tags)."""
+        """Promotions, rejections and rollbacks, oldest first: the endpoint's tags (the latest
+        HISTORY_KEEP, seen from any machine) merged with the local record (every entry this machine
+        wrote, kept after the endpoint is deleted)."""
         client = self.client("history")
         current = self._get_endpoint(client, endpoint_name)
-        if current is None:
-            return ()
-        entries = [decode_history(endpoint_name, k, v) for k, v in sorted((current.tags or {}).items())
-                   if k.startswith(HISTORY_PREFIX)]
-        return tuple(e for e in entries if e is not None)
+        tagged = [] if current is None else [
+            decode_history(endpoint_name, k, v) for k, v in sorted((current.tags or {}).items()) if k.startswith(HISTORY_PREFIX)
+        ]
+        merged: dict[tuple[str, str, str, str], HistoryEntry] = {}
+        for entry in [*self.history_log.read(endpoint_name), *(e for e in tagged if e is not None)]:
+            # Tags keep the time to the second and a shortened reason; the local record is complete.
+            merged.setdefault((entry.time[:19], entry.event, entry.model_name, entry.model_version), entry)
+        return tuple(sorted(merged.values(), key=lambda e: e.time))
 
     def _get_model(self: AzureBackend, client: Any, model: ModelVersion) -> Any:
         try:
@@ -333,14 +346,16 @@ class DeployMixin:
             refreshed = self._get_endpoint(client, endpoint.name)
             if refreshed is not None:
                 champion = self.champion(model.name)
-                refreshed.tags = with_history(refreshed.tags, HistoryEntry(
+                rejection = HistoryEntry(
                     time=now_iso(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
                     model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
                     champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
-                ))
+                )
+                refreshed.tags = with_history(refreshed.tags, rejection)
                 live = self._deployment_names(client, endpoint.name, {})
                 kept = {k: int(v) for k, v in (refreshed.traffic or {}).items() if k in live}
                 self._update_endpoint(client, refreshed, kept, "recording the rejection")
+                self.history_log.append(rejection)
         target = self._get_model(client, model)
         target.tags = {**(target.tags or {}), TAG_STATUS: "rejected", TAG_REASON: reason[:256],
                        "heartflow.rejected_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

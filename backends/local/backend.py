@@ -27,7 +27,7 @@ from backends.base import (
 from backends.dataset import canonical_csv
 from backends.errors import DeploymentError, UploadError
 from backends.local import tracking
-from backends.local.history import HistoryLog
+from backends.history import HistoryLog
 from backends.local.registry import LocalRegistry
 from backends.local.sweep import LocalSweepRunner
 from backends.spec import DeploySpec, SweepSpec

@@ -228,3 +228,30 @@ def test_quota_failure_is_terminal_and_named(settings: AzureSettings) -> None:
 
 def _unused(*_: Any) -> None:  # keeps helper imports explicit for readers
     return None
+
+
+def test_an_emptied_endpoint_gets_its_champion_back_before_a_candidate(settings: AzureSettings) -> None:
+    fake = FakeAzure()
+    backend = make(settings, fake)
+    sweep = backend.sweep(DATA, SPEC)
+    first = backend.register(sweep)
+    backend.promote(backend.deploy(first, DeploySpec()), first, report(0.9))
+    backend.teardown(ENDPOINT)  # e.g. an operator deleted the endpoint to stop billing
+    second = backend.register(sweep.__class__(**{**sweep.__dict__, "best": sweep.trials[2]}))
+    candidate = backend.deploy(second, DeploySpec())
+    # the champion serves again on blue; the candidate waits beside it with no traffic
+    assert candidate.deployment == "green" and fake.traffic(ENDPOINT) == {"blue": 100, "green": 0}
+    assert fake.deployments[(ENDPOINT, "blue")].model == "azureml:heart-classifier:1"
+    backend.reject(candidate, second, "worse", report=report(0.5, "green"))
+    assert fake.traffic(ENDPOINT) == {"blue": 100}
+
+
+def test_history_outlives_the_endpoint_on_this_machine(settings: AzureSettings) -> None:
+    fake = FakeAzure()
+    backend = make(settings, fake)
+    sweep = backend.sweep(DATA, SPEC)
+    first = backend.register(sweep)
+    backend.promote(backend.deploy(first, DeploySpec()), first, report(0.9), reason="first champion")
+    assert [(e.event, e.reason) for e in backend.history(ENDPOINT)] == [("promoted", "first champion")]
+    backend.teardown(ENDPOINT)
+    assert [(e.event, e.model_version) for e in backend.history(ENDPOINT)] == [("promoted", "1")]
