@@ -7,6 +7,7 @@ Prefect artifacts see the same shape whichever backend ran.
 from __future__ import annotations
 
 import abc
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -230,6 +231,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def champion(self, model_name: str) -> ModelVersion | None:
         """The model version that holds the champion alias, or None."""
+
+    def rollout_lock(self, endpoint_name: str, timeout_s: float = 7200.0) -> AbstractContextManager[None]:
+        """Held from deploy to the gate's decision, so two runs never roll out to one endpoint at once.
+        The base needs none: Prefect's global concurrency slot (tasks/rollout.py) serialises runs that
+        share a Prefect server. The local backend adds a file lock for runs that do not."""
+        return nullcontext()
 
     @abc.abstractmethod
     def teardown(self, endpoint_name: str) -> None:

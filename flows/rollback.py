@@ -34,17 +34,18 @@ def rollback_endpoint(
         )
     model = backend.get_model(model_name, target_version)
     prepared = prepare_data(data, schema, 0.1, seed)
-    endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
-    try:
-        report = backend.evaluate(endpoint, prepared.holdout, prepared.schema.target, deployment=endpoint.deployment)
-    except (EvaluationError, DeploymentError):
-        backend.reject(endpoint, model, "rollback smoke test failed", triggered_by="heartflow rollback")
-        raise
-    endpoint = backend.promote(
-        endpoint, model, report, event="rollback",
-        reason=f"rollback from v{current.version if current else '?'} to v{model.version}",
-        triggered_by="heartflow rollback",
-    )
+    with backend.rollout_lock(endpoint_name):
+        endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
+        try:
+            report = backend.evaluate(endpoint, prepared.holdout, prepared.schema.target, deployment=endpoint.deployment)
+        except (EvaluationError, DeploymentError):
+            backend.reject(endpoint, model, "rollback smoke test failed", triggered_by="heartflow rollback")
+            raise
+        endpoint = backend.promote(
+            endpoint, model, report, event="rollback",
+            reason=f"rollback from v{current.version if current else '?'} to v{model.version}",
+            triggered_by="heartflow rollback",
+        )
     return (
         f"rolled back {endpoint.name} to {model.name} v{model.version} (holdout accuracy {report.accuracy:.4f}); "
         f"it now serves 100 % of traffic on deployment {endpoint.deployment}"

@@ -122,7 +122,10 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None: 
     rename_flow_run(model_run_name(spec.backend, prepared.train_sha256, model.name, model.version))
 
     target = prepared.schema.target
-    with rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)):
+    with (
+        rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
+        backend.rollout_lock(spec.deploy.endpoint_name),
+    ):
         endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
         report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, endpoint.deployment)
         # The champion is measured on the same holdout, through the same endpoint, at the same time.

@@ -262,6 +262,34 @@ class LocalBackend(Backend):
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)
 
+    @contextmanager
+    def rollout_lock(self, endpoint_name: str, timeout_s: float = 7200.0) -> Iterator[None]:
+        """An exclusive lock on <home>/endpoints/<name>/rollout.lock: two `heartflow run`s on one home,
+        each with its own temporary Prefect API, still roll out one after the other. The kernel drops
+        the lock when its holder dies, so a killed run never blocks the next."""
+        import fcntl
+        import time
+
+        path = self.home / "endpoints" / endpoint_name / "rollout.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        with open(path, "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DeploymentError(
+                            f"another run is rolling out to endpoint {endpoint_name} (lock {path}); "
+                            f"nothing was deployed: try again when it has finished"
+                        ) from None
+                    time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
     def teardown(self, endpoint_name: str) -> None:
         self._manager(endpoint_name).stop()
 
