@@ -18,6 +18,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
 from backends.dataset import PreparedData, prepare_data
 from backends.importance import ImportanceResult, endpoint_importance
+from backends.search import planned_trials
 from backends.selection import GateDecision, decide_promotion
 from backends.spec import DataSpec, DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
@@ -76,6 +77,8 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
                                  description=f"{finished} of {total} trials finished")
         progress_logger.info("trial", extra={"finished": finished, "total": total, "trial": trial})
 
+    # The CLI's progress bar starts now, not when the first trial ends.
+    progress_logger.info("sweep", extra={"finished": 0, "total": planned_trials(spec)})
     result = backend.sweep(data, spec, prepared.schema, progress=on_trial)
     best = result.best
     logger.info(
