@@ -35,20 +35,6 @@ class PreparedData:
     train_sha256: str
 
 
-def load_schema(path: str | Path | None) -> DatasetSchema | None:
-    """Read a dataset schema from YAML or JSON; None means the heart schema.
-
-    Returns None when ``passthrough`` is omitted in the file and must be resolved against the data
-    (see ``resolve_schema``); the raw mapping is then kept by the caller.
-    """
-    if path is None:
-        return HEART_SCHEMA
-    raw = read_schema_mapping(path)
-    if "passthrough" not in raw:
-        return None
-    return _schema_from_mapping(raw, path)
-
-
 def read_schema_mapping(path: str | Path) -> dict[str, Any]:
     import yaml
 
@@ -87,14 +73,15 @@ def _schema_from_mapping(raw: dict[str, Any], origin: str | Path) -> DatasetSche
 
 
 def resolve_schema(schema_path: str | Path | None, columns: list[str]) -> DatasetSchema:
-    """The schema for a table with ``columns``; an omitted passthrough means every other column."""
-    schema = load_schema(schema_path)
-    if schema is not None:
-        return schema
-    raw = read_schema_mapping(schema_path)  # type: ignore[arg-type]
-    named = set(raw.get("numeric", [])) | set(raw.get("categorical", [])) | {raw["target"]}
-    raw["passthrough"] = [c for c in columns if c not in named]
-    return _schema_from_mapping(raw, schema_path)  # type: ignore[arg-type]
+    """The heart schema, or the one in ``schema_path`` (YAML or JSON) for a table with ``columns``;
+    an omitted passthrough means every column the file does not name."""
+    if schema_path is None:
+        return HEART_SCHEMA
+    raw = read_schema_mapping(schema_path)
+    if "passthrough" not in raw:
+        named = set(raw.get("numeric", [])) | set(raw.get("categorical", [])) | {raw["target"]}
+        raw["passthrough"] = [c for c in columns if c not in named]
+    return _schema_from_mapping(raw, schema_path)
 
 
 def read_table(path: str | Path | None) -> tuple[pd.DataFrame, str]:

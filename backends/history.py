@@ -1,4 +1,5 @@
-"""An append-only record of promotions, rejections and rollbacks (JSON lines under the home)."""
+"""What both backends record about promotions: the history log (JSON lines), the model-version tags
+that say a version's status, and who triggered a change."""
 
 from __future__ import annotations
 
@@ -7,7 +8,30 @@ import json
 import os
 from pathlib import Path
 
-from backends.base import HistoryEntry
+from backends.base import HistoryEntry, ModelVersion
+
+# Model-version tags, the same on both backends.
+TAG_STATUS = "heartflow.status"  # candidate | champion | rejected | retired
+TAG_HOLDOUT_ACCURACY = "heartflow.holdout_accuracy"
+TAG_REASON = "heartflow.reason"
+
+
+def recorded_holdout_accuracy(model: ModelVersion | None) -> float | None:
+    """The holdout accuracy tagged on ``model`` when it was last evaluated for a gate, if any."""
+    if model is None or TAG_HOLDOUT_ACCURACY not in model.tags:
+        return None
+    return float(model.tags[TAG_HOLDOUT_ACCURACY])
+
+
+def who() -> str:
+    """user@host of this process, for the history's "triggered by"."""
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class HistoryLog:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from backends.dataset import prepare_data
+from backends.dataset import PreparedData
 from backends.factory import backend_for_spec
 from backends.spec import PipelineSpec
 
 console = Console()
 
 
-def run_azure(spec: PipelineSpec, *, compute: str | None = None) -> None:
-    """--dry-run prints the plan and calls nothing on Azure; otherwise the flow runs on Azure."""
+def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None = None) -> None:
+    """--dry-run prints the plan and calls nothing on Azure; otherwise the flow runs on Azure.
+    ``prepared`` is the data the CLI already validated."""
     if compute:
         spec = spec.model_copy(update={"azure_overrides": {**spec.azure_overrides, "compute": compute}})
     if spec.dry_run:
-        prepared = prepare_data(spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
         backend = backend_for_spec(spec)
         plan = backend.plan(spec, data_sha256=prepared.train_sha256)  # type: ignore[attr-defined]
         console.print(plan.render(), highlight=False, soft_wrap=True)
@@ -27,7 +27,7 @@ def run_azure(spec: PipelineSpec, *, compute: str | None = None) -> None:
     from flows.train_and_deploy import train_and_deploy
 
     summary = train_and_deploy(spec=spec)
-    _print_summary(summary, spec)
+    _print_summary(summary, spec, prepared)
 
 
 def provision_azure(spec: PipelineSpec, *, create_workspace: bool) -> None:

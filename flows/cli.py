@@ -113,27 +113,28 @@ def run(
         )
     )
     # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
-    _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
+    prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
     if backend is BackendName.azure:
         from flows.azure_cli import run_azure
 
-        _check(run_azure, spec, compute=compute)
+        _check(run_azure, spec, prepared, compute=compute)
         return
-    _run_local(spec)
+    _run_local(spec, prepared)
 
 
-def _run_local(spec: Any) -> None:
+def _run_local(spec: Any, prepared: Any) -> None:
     from flows.progress import sweep_progress
     from flows.train_and_deploy import train_and_deploy
 
     with sweep_progress(console):
         summary = _check(train_and_deploy, spec=spec)
-    _print_summary(summary, spec)
+    _print_summary(summary, spec, prepared)
 
 
-def _print_summary(summary: Any, spec: Any) -> None:
+def _print_summary(summary: Any, spec: Any, prepared: Any) -> None:
+    """The report, the model, and how to call and stop the endpoint; ``prepared`` is the data the CLI
+    validated before the run (its first holdout row makes the example request)."""
     from backends import reports
-    from backends.dataset import prepare_data
     from backends.evaluation import records_of
 
     report = summary.report
@@ -144,18 +145,27 @@ def _print_summary(summary: Any, spec: Any) -> None:
     model, endpoint = summary.model, summary.endpoint
     console.print(f"model: {model.name} v{model.version}  (best trial #{summary.sweep.best.number}, "
                   f"validation {model.metric_name}={model.metric_value:.4f})")
-    console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
-                  f"sqlite:///{Path(spec.home) / 'mlflow.db'}  (then http://127.0.0.1:5000)", highlight=False)
-    if spec.deploy.stop_endpoint:
+    local = spec.backend == "local"
+    if local:
+        console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
+                      f"sqlite:///{Path(spec.home) / 'mlflow.db'}  (then http://127.0.0.1:5000)", highlight=False)
+    if spec.deploy.stop_endpoint and local:
         console.print("endpoint stopped (--stop-endpoint)")
         return
-    prepared = prepare_data(spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
     example = records_of(prepared.holdout.drop(columns=[prepared.schema.target]).head(1))[0]
     console.print(f"endpoint {endpoint.name} serves at {endpoint.scoring_uri}")
     console.print(f"key: {endpoint.key_hint}")
-    console.print(f"call it:\n  export HEARTFLOW_ENDPOINT_KEY=$(cat {Path(spec.home) / 'endpoints' / endpoint.name / 'key'})\n  "
-                  + reports.curl_example(endpoint, example).replace("\n", "\n  "), highlight=False, soft_wrap=True)
-    console.print(f"stop it: heartflow teardown --home {spec.home} --endpoint-name {endpoint.name}")
+    if local:
+        from backends.local.endpoint.state import EndpointPaths
+
+        key_file = EndpointPaths(Path(spec.home), endpoint.name).key
+        console.print(f"call it:\n  export HEARTFLOW_ENDPOINT_KEY=$(cat {key_file})\n  "
+                      + reports.curl_example(endpoint, example).replace("\n", "\n  "), highlight=False, soft_wrap=True)
+        console.print(f"stop it: heartflow teardown --home {spec.home} --endpoint-name {endpoint.name}")
+    else:
+        console.print("call it (key from the command above, in HEARTFLOW_ENDPOINT_KEY):\n  "
+                      + reports.curl_example(endpoint, example).replace("\n", "\n  "), highlight=False, soft_wrap=True)
+        console.print(f"delete it: heartflow teardown --backend azure --endpoint-name {endpoint.name}")
 
 
 @app.command()
@@ -168,9 +178,10 @@ def upload(
 ) -> None:
     """Validate the data, set the holdout aside and store the training split (the upload stage alone)."""
     from backends.dataset import prepare_data
+    from backends.spec import DataSpec
     from backends.factory import create_backend
 
-    prepared = _check(prepare_data, data, schema, 0.1, seed)
+    prepared = _check(prepare_data, data, schema, DataSpec().holdout_fraction, seed)
     store = _check(create_backend, backend.value, home=_home(home))
     ref = _check(store.upload, prepared.train)
     console.print(f"stored {ref.rows} training rows at {ref.uri} (sha256 {ref.sha256}); {len(prepared.holdout)} rows held out")
@@ -287,7 +298,8 @@ def teardown(
     all_resources: Annotated[bool, typer.Option("--all", help="Azure: also delete what heartflow created")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Stop and delete the endpoint (idempotent)."""
+    """Stop the endpoint (idempotent). Local: the host stops, its deployments stay recorded for the next
+    deploy. Azure: the endpoint is deleted; --all also removes what heartflow created."""
     if backend is BackendName.azure:
         from flows.azure_cli import teardown_azure
 

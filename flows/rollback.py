@@ -7,7 +7,7 @@ from pathlib import Path
 
 from backends.errors import DeploymentError, EvaluationError
 from backends.factory import create_backend
-from backends.spec import DeploySpec
+from backends.spec import DataSpec, DeploySpec
 
 
 def previous_champion_version(entries: tuple, current: str | None) -> str | None:  # type: ignore[type-arg]
@@ -33,7 +33,7 @@ def rollback_endpoint(
             f"no earlier champion of {model_name!r} on {endpoint_name} to roll back to: see `heartflow history`"
         )
     model = backend.get_model(model_name, target_version)
-    prepared = prepare_data(data, schema, 0.1, seed)
+    prepared = prepare_data(data, schema, DataSpec().holdout_fraction, seed)
     with backend.rollout_lock(endpoint_name):
         endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
         try:

@@ -17,6 +17,7 @@ from backends.azure.limits import check_traffic, enforce_limits
 from backends.azure.resilience import await_poller, translate
 from backends.base import Endpoint, EvalReport, HistoryEntry, ModelVersion
 from backends.errors import DeploymentError, RegistrationError
+from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS, recorded_holdout_accuracy, who
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
 
 if TYPE_CHECKING:
@@ -28,9 +29,6 @@ HISTORY_PREFIX = "heartflow-history-"
 HISTORY_KEEP = 20
 TAG_VALUE_LIMIT = 256
 CHAMPION_TAG = "champion"  # Azure ML has no model aliases: the champion version carries champion=true
-TAG_STATUS = "heartflow.status"  # candidate | champion | rejected | retired (as the local registry)
-TAG_HOLDOUT_ACCURACY = "heartflow.holdout_accuracy"
-TAG_REASON = "heartflow.reason"
 LOG_LINES = 60
 
 
@@ -97,16 +95,6 @@ def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[st
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def who() -> str:
-    import getpass
-    import socket
-
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except (KeyError, OSError):
-        return "unknown"
 
 
 class DeployMixin:
@@ -262,7 +250,7 @@ class DeployMixin:
         previous = self.champion(model.name)
         entry = HistoryEntry(
             time=now_iso(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment, model_name=model.name,
-            model_version=model.version, accuracy=report.accuracy, champion_accuracy=_holdout_accuracy(previous),
+            model_version=model.version, accuracy=report.accuracy, champion_accuracy=recorded_holdout_accuracy(previous),
             reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(),
         )
         current.tags = with_history(current.tags, entry)
@@ -349,7 +337,7 @@ class DeployMixin:
                 rejection = HistoryEntry(
                     time=now_iso(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
                     model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
-                    champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
+                    champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
                 )
                 refreshed.tags = with_history(refreshed.tags, rejection)
                 live = self._deployment_names(client, endpoint.name, {})
@@ -382,8 +370,3 @@ class DeployMixin:
         self.ledger.forget("endpoint", endpoint_name, self.workspace_scope)
         logger.info("deleted endpoint %s and its deployments", endpoint_name)
 
-
-def _holdout_accuracy(model: ModelVersion | None) -> float | None:
-    if model is None or TAG_HOLDOUT_ACCURACY not in model.tags:
-        return None
-    return float(model.tags[TAG_HOLDOUT_ACCURACY])

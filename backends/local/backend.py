@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,7 +29,8 @@ from backends.base import (
 from backends.dataset import canonical_csv
 from backends.errors import DeploymentError, UploadError
 from backends.local import tracking
-from backends.history import HistoryLog
+from backends.history import HistoryLog, recorded_holdout_accuracy, who
+from backends.local.locks import LockBusy, file_lock
 from backends.local.registry import LocalRegistry
 from backends.local.sweep import LocalSweepRunner
 from backends.spec import DeploySpec, SweepSpec
@@ -42,25 +45,13 @@ def default_home() -> Path:
     return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
 
 
-@contextmanager
-def _home_lock(home: Path) -> Iterator[None]:
-    """One process at a time sets up a home's MLflow store: two runs starting at once on a new home
-    would both create the SQLite schema (and the experiment), and one would fail."""
-    with open(home / ".setup.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, home: Path | str | None = None) -> None:
         self.home = Path(home).resolve() if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        with _home_lock(self.home):
+        with file_lock(self.home / ".setup.lock"):
             self._client = tracking.make_client(self.home)
             self._experiment_id = tracking.ensure_experiment(self._client, self.home)
         self.registry = LocalRegistry(self._client)
@@ -74,7 +65,7 @@ class LocalBackend(Backend):
     def upload(self, train: pd.DataFrame) -> DataRef:
         """Content-addressed under <home>/data/<sha256>/train.csv; written to a temporary file and
         renamed into place, so a crash never leaves a half-written copy under the final name."""
-        import hashlib
+
 
         payload = canonical_csv(train)
         sha = hashlib.sha256(payload).hexdigest()
@@ -104,9 +95,8 @@ class LocalBackend(Backend):
     ) -> SweepResult:
         runner = LocalSweepRunner(self.home, self._client, self._experiment_id)
         result = runner.run(data, spec, schema.to_json(), progress)
-        return SweepResult(
-            sweep_id=result.sweep_id, primary_metric=result.primary_metric, goal=result.goal,
-            trials=result.trials, best=result.best, data=result.data,
+        return dataclasses.replace(
+            result,
             url=f"mlflow ui --backend-store-uri {self.mlflow_uri} -> experiment {tracking.EXPERIMENT}, run {result.sweep_id}",
         )
 
@@ -189,7 +179,7 @@ class LocalBackend(Backend):
         return report
 
     def _log_evaluation(self, endpoint: Endpoint, report: EvalReport) -> None:
-        import time
+
 
         from mlflow.entities import Metric
 
@@ -232,7 +222,7 @@ class LocalBackend(Backend):
             HistoryEntry(
                 time=_now(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
                 model_name=model.name, model_version=model.version, accuracy=report.accuracy,
-                champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or _who(),
+                champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
             )
         )
         return self._endpoint(manager, manager.status() or status, endpoint.deployment)
@@ -255,7 +245,7 @@ class LocalBackend(Backend):
             HistoryEntry(
                 time=_now(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
                 model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
-                champion_accuracy=_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or _who(),
+                champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
             )
         )
 
@@ -265,50 +255,20 @@ class LocalBackend(Backend):
     @contextmanager
     def rollout_lock(self, endpoint_name: str, timeout_s: float = 7200.0) -> Iterator[None]:
         """An exclusive lock on <home>/endpoints/<name>/rollout.lock: two `heartflow run`s on one home,
-        each with its own temporary Prefect API, still roll out one after the other. The kernel drops
-        the lock when its holder dies, so a killed run never blocks the next."""
-        import fcntl
-        import time
-
+        each with its own temporary Prefect API, still roll out one after the other."""
         path = self.home / "endpoints" / endpoint_name / "rollout.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout_s
-        with open(path, "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise DeploymentError(
-                            f"another run is rolling out to endpoint {endpoint_name} (lock {path}); "
-                            f"nothing was deployed: try again when it has finished"
-                        ) from None
-                    time.sleep(0.5)
-            try:
+        try:
+            with file_lock(path, timeout_s):
                 yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        except LockBusy as exc:
+            raise DeploymentError(
+                f"another run is rolling out to endpoint {endpoint_name} (lock {path}); "
+                f"nothing was deployed: try again when it has finished"
+            ) from exc
 
     def teardown(self, endpoint_name: str) -> None:
         self._manager(endpoint_name).stop()
 
 
-def _holdout_accuracy(model: ModelVersion | None) -> float | None:
-    if model is None or "heartflow.holdout_accuracy" not in model.tags:
-        return None
-    return float(model.tags["heartflow.holdout_accuracy"])
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _who() -> str:
-    import getpass
-    import socket
-
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except (KeyError, OSError):
-        return "unknown"

@@ -10,14 +10,12 @@ from mlflow.tracking import MlflowClient
 
 from backends.base import ModelVersion, SweepResult
 from backends.errors import RegistrationError
+from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.local import tracking
 
 logger = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-TAG_STATUS = "heartflow.status"  # candidate | champion | rejected | retired
-TAG_HOLDOUT_ACCURACY = "heartflow.holdout_accuracy"
-TAG_REASON = "heartflow.reason"
 
 
 def _to_model_version(mv: object) -> ModelVersion:

@@ -278,15 +278,17 @@ class LocalSweepRunner:
                 if not in_flight:
                     break
                 finished, _ = wait(in_flight, timeout=_next_wait(in_flight, spec, deadline), return_when=FIRST_COMPLETED)
+                broken = False
                 for future in finished:
                     job, run_id, _ = in_flight.pop(future)
                     try:
                         outcome = future.result()
                     except BrokenProcessPool:
+                        broken = True
                         outcome = _TrialOutcome(job.number, {}, 0.0, "the worker process died (out of memory or killed)")
                     self._record(run_id, job, outcome, sampler, spec, done, total, progress)
                 expired = _expired(in_flight, spec, deadline)
-                if expired or any(f.exception() is not None for f in finished if isinstance(f.exception(), BrokenProcessPool)):
+                if expired or broken:
                     # A worker cannot be stopped one task at a time: replace the pool, fail the
                     # trials that ran out of time and run the others again.
                     for future, (job, run_id, _) in list(in_flight.items()):

@@ -13,7 +13,6 @@ Everything lives in ``<home>/endpoints/<name>/``:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -23,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from backends.local.locks import file_lock
 
 KEY_ENV = "HEARTFLOW_ENDPOINT_KEY"
 ENDPOINT_DIR_ENV = "HEARTFLOW_ENDPOINT_DIR"
@@ -218,10 +219,5 @@ def read_key(paths: EndpointPaths) -> str:
 @contextlib.contextmanager
 def locked(paths: EndpointPaths) -> Iterator[None]:
     """An exclusive lock on the endpoint, so two managers never interleave their changes."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.lock, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with file_lock(paths.lock):
+        yield

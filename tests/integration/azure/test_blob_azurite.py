@@ -15,6 +15,7 @@ from azure.storage.blob import BlobServiceClient
 
 from backends.azure import create_azure_backend
 from backends.azure.storage import serialise_split
+from tests.net import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-blob"
@@ -23,18 +24,12 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start azurite-blob from the repo's node_modules (`npm ci`); yield its connection string."""
     if not AZURITE.exists() or shutil.which("node") is None:
         pytest.fail("azurite is not installed: run `make test` (or `npm ci`) so the Blob Storage checks run")
-    port = _free_port()
+    port = free_port()
     location = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen(
         [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,9 @@ import pytest
 import requests
 
 from tests.integration.endpoint.conftest import RECORD
+from tests.net import free_port
 
 SCORE_PY = Path(__file__).resolve().parents[3] / "src" / "score.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ from typing import Any
 
 import requests
 import yaml
+from tests.net import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 HEALTH_TIMEOUT_S = 120.0
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prefect_yaml() -> dict[str, Any]:
