@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -127,7 +128,16 @@ def _run_local(spec: Any, prepared: Any) -> None:
     from flows.train_and_deploy import train_and_deploy
 
     with sweep_progress(console):
-        summary = _check(train_and_deploy, spec=spec)
+        try:
+            summary = _check(train_and_deploy, spec=spec)
+        except RuntimeError as exc:
+            if "ephemeral Prefect API server" not in str(exc):
+                raise
+            _fail(
+                "the temporary Prefect API did not start in time (a busy machine?): start one with "
+                "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api, or "
+                "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+            )
     _print_summary(summary, spec, prepared)
 
 
@@ -311,7 +321,22 @@ def teardown(
     console.print(f"endpoint {endpoint_name} stopped")
 
 
+# Defaults for the temporary Prefect API a run starts when PREFECT_API_URL is unset (the user's own settings
+# win). The server's analytics heartbeat logs a "database is locked" traceback on a first start and, offline,
+# "Failed to send telemetry"; Prefect's 20 s start-up timeout is missed on a busy 2-core machine.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+def apply_prefect_defaults() -> None:
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def main() -> None:
+    apply_prefect_defaults()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()
 

