@@ -20,8 +20,10 @@ for _name, _value in PREFECT_DEFAULTS.items():
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop Prefect's temporary API server while pytest's output streams are open: its own atexit hook
     logs "Stopping temporary server" after they close, which ends the run with "Logging error" tracebacks."""
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
+    APILogWorker.drain_all(timeout=10)  # logs still queued for the API go before the API does
     for server in list(SubprocessASGIServer._instances.values()):  # Prefect keeps one per port
         server.stop()
 
