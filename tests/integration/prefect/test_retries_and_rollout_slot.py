@@ -5,13 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from prefect import flow, task
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from backends.base import DataRef
 from backends.errors import DataValidationError, DeploymentError, EvaluationError, TransientBackendError
+from backends.local.backend import LocalBackend
+from backends.spec import DataSpec
 from tasks import stages
 from tasks.retries import is_transient, retry_only_transient
 from tasks.rollout import deploy_limit_name, ensure_deploy_limit, rollout_slot
@@ -43,14 +49,46 @@ def test_transient_means_throttling_or_a_dropped_connection_anywhere_in_the_caus
     assert not is_transient(None)
 
 
-def test_network_stages_retry_with_backoff_and_validation_never_retries() -> None:
-    for network_task in (stages.upload_data, stages.run_sweep, stages.register_best_model, stages.deploy_endpoint,
-                         stages.evaluate_endpoint, stages.measure_feature_importance):
-        assert network_task.retries >= 2, network_task.name
-        assert network_task.retry_condition_fn is retry_only_transient, network_task.name
-        assert network_task.retry_delay_seconds[0] < network_task.retry_delay_seconds[-1], network_task.name
-    assert stages.validate_data.retries == 0
-    assert stages.promotion_gate.retries == 0
+class FlakyUploads(LocalBackend):
+    """A real local backend whose first ``failures`` uploads drop the connection, as a network blip would."""
+
+    def __init__(self, home: Path, failures: int) -> None:
+        super().__init__(home)
+        self.failures = failures
+        self.attempts = 0
+
+    def upload(self, train: pd.DataFrame) -> DataRef:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise _dropped_connection()
+        return super().upload(train)
+
+
+def test_the_upload_stage_retries_a_dropped_connection_and_validation_fails_at_once(
+    on_test_server: None, api: SyncPrefectClient, tmp_path: Path,
+) -> None:
+    backend = FlakyUploads(tmp_path / "home", failures=2)
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("age,output\nabc,1\n")
+
+    @flow(name="stage-retry-check")
+    def check() -> tuple[DataRef, Any]:
+        prepared = stages.validate_data(DataSpec())
+        uploaded = stages.upload_data.with_options(retry_delay_seconds=0, refresh_cache=True)(backend, prepared)
+        invalid = stages.validate_data(DataSpec(path=str(bad_csv)), return_state=True)
+        return uploaded, invalid
+
+    uploaded, invalid = check()
+    assert backend.attempts == 3 and uploaded.rows > 0  # two dropped connections, then the upload
+    assert invalid.is_failed() and "DataValidationError" in (invalid.message or "")
+    task_run_id = invalid.state_details.task_run_id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # Prefect 3 records task runs through events, asynchronously
+        run = api.read_task_run(task_run_id)
+        if run.state and run.state.is_final():
+            break
+        time.sleep(0.5)
+    assert run.run_count == 1, f"a validation error was retried ({run.run_count} attempts)"
 
 
 def test_prefect_retries_a_transient_failure_and_not_a_validation_error(on_test_server: None) -> None:
