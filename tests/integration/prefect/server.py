@@ -137,6 +137,9 @@ def running_server(base: Path) -> Iterator[PrefectServer]:
         server.wait_healthy()
         yield server
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # this process's queued run logs reach the server before it stops
         server.stop()
 
 
