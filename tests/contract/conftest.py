@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from backends.domain.rollout import RolloutPolicy
 from backends.base import Backend, DataRef, EvalReport, ModelVersion, SweepResult, TrialResult, TrialStatus
 from backends.spec import DeploySpec
 from tests.unit.azure.conftest import clean_env, settings  # noqa: F401 - the Azure fixtures, shared
@@ -40,6 +41,7 @@ def report_for(endpoint_name: str, deployment: str, model: ModelVersion, accurac
 
 class Harness(Protocol):
     backend: Backend
+    policy: RolloutPolicy  # the backend's rollout collaborator (for what Backend.deploy does not expose)
     model_name: str
     spec: DeploySpec
 
@@ -56,6 +58,7 @@ class LocalHarness:
         from backends.local.backend import LocalBackend
 
         self.backend = LocalBackend(home)
+        self.policy: RolloutPolicy = self.backend.endpoints
         self.model_name = f"contract-{uuid.uuid4().hex[:8]}"
         self.spec = DeploySpec(endpoint_name=f"c-{uuid.uuid4().hex[:10]}", workers=1)
         self._client = tracking.make_client(home)
@@ -83,7 +86,7 @@ class LocalHarness:
     def _manager(self) -> Any:
         from backends.local.endpoint import LocalEndpointManager
 
-        return LocalEndpointManager(self.backend.home, self.spec.endpoint_name)  # type: ignore[attr-defined]
+        return LocalEndpointManager(self.backend.home, self.spec.endpoint_name)
 
     def traffic(self) -> dict[str, int]:
         status = self._manager().status()
@@ -114,6 +117,7 @@ class AzureHarness:
                                     trial_reader=self.fake.trial_reader,
                                     retry=RetryPolicy(attempts=2, initial_s=0, max_s=0, sleep=lambda s: None),
                                     sleep=lambda s: None)
+        self.policy: RolloutPolicy = self.backend.endpoints
         self.model_name = "heart-classifier"
         self.spec = DeploySpec(endpoint_name=f"c-{uuid.uuid4().hex[:10]}")
         self._count = 0

@@ -120,3 +120,21 @@ def test_a_failed_deployment_leaves_traffic_and_deployments_as_they_were(harness
     with pytest.raises(DeploymentError):
         harness.backend.deploy(broken, harness.spec)
     assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+
+
+def test_a_failed_smoke_test_removes_the_candidate_and_keeps_the_champion_serving(harness: Harness) -> None:
+    from backends.errors import EvaluationError
+
+    first, _ = _promote_first(harness)
+    second = harness.model()
+    seen = []
+
+    def smoke(endpoint) -> None:  # noqa: ANN001 - an Endpoint
+        seen.append((endpoint.deployment, endpoint.model_version))
+        raise EvaluationError("the candidate answered 500")
+
+    with pytest.raises(EvaluationError):
+        harness.policy.deploy(second, harness.spec, smoke_test=smoke)
+    assert seen == [("green", second.version)]
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+    assert harness.backend.champion(harness.model_name).version == first.version
