@@ -13,7 +13,15 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import create_autospec
 
-from azure.ai.ml.entities import EndpointAuthKeys, OnlineDeployment, OnlineEndpoint
+from azure.ai.ml.entities import (
+    AmlCompute,
+    AzureBlobDatastore,
+    EndpointAuthKeys,
+    Environment,
+    OnlineDeployment,
+    OnlineEndpoint,
+    Workspace,
+)
 from azure.ai.ml.operations._online_endpoint_operations import _strip_zeroes_from_traffic
 from azure.ai.ml.operations import (
     ComputeOperations,
@@ -115,18 +123,28 @@ class FakeAzure:
         def created(kind: str) -> Callable[..., Any]:
             def create(entity: Any, *args: Any, **kwargs: Any) -> Any:
                 self.existing.add(kind)
+                self.stored[kind] = entity
                 return poller(entity) if kind in ("compute", "workspace") else entity
             return create
 
+        # What a get answers: the entity created here, else one that existed before (real SDK entities).
+        workspace = Workspace(name="ws-heartflow", location=LOCATION)
+        workspace._mlflow_tracking_uri = f"azureml://{LOCATION}.api.azureml.ms/mlflow/v1.0{ARM_SCOPE}"
+        self.stored: dict[str, Any] = {
+            "compute": AmlCompute(name="heartclassifycluster", size="Standard_DS3_v2", min_instances=0, max_instances=4),
+            "environment": Environment(name="heartflow-sklearn", version="1",
+                                       image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"),
+            "datastore": AzureBlobDatastore(name="heartflowdata", account_name="heartacct", container_name="data4ml"),
+            "workspace": workspace,
+        }
         for kind, ops, create_name in (
             ("compute", self.compute, "begin_create_or_update"),
             ("environment", self.environments, "create_or_update"),
             ("datastore", self.datastores, "create_or_update"),
         ):
-            ops.get.side_effect = get_or_missing(kind, lambda: SimpleNamespace(name=kind))
+            ops.get.side_effect = get_or_missing(kind, lambda kind=kind: self.stored[kind])
             getattr(ops, create_name).side_effect = created(kind)
-        self.workspaces.get.side_effect = get_or_missing(
-            "workspace", lambda: SimpleNamespace(name="ws", mlflow_tracking_uri="azureml://x", tags={}))
+        self.workspaces.get.side_effect = get_or_missing("workspace", lambda: self.stored["workspace"])
         self.workspaces.begin_create.side_effect = created("workspace")
         self.workspaces.begin_delete.side_effect = lambda name, **kw: poller(None)
         self.compute.begin_delete.side_effect = lambda name, **kw: poller(None)
