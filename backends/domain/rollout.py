@@ -91,9 +91,10 @@ class RolloutPolicy(abc.ABC):
         """The endpoint a spec's name refers to on this backend (Azure derives a default)."""
         return requested
 
-    def prepare(self, endpoint_name: str, spec: DeploySpec, model: ModelVersion) -> None:  # noqa: B027 - optional hook
+    def prepare(self, endpoint_name: str, spec: DeploySpec, model: ModelVersion) -> None:
         """Check limits and get-or-create what a deployment needs (the endpoint, an environment). The base
         has nothing to prepare: the local host starts with its first deployment."""
+        return None
 
     @abc.abstractmethod
     def read_traffic(self, endpoint_name: str) -> dict[str, int]:
