@@ -1,154 +1,73 @@
-"""The Backend interface and its typed results.
+"""The Backend interface, the Provisioner interface, and (re-exported) the typed results.
 
-Every stage returns a frozen dataclass, never a dict and never an SDK object, so that tasks, the CLI and
-Prefect artifacts see the same shape whichever backend ran.
+Every stage returns a frozen dataclass from ``backends.results``, never a dict and never an SDK object, so
+that tasks, the CLI and Prefect artifacts see the same shape whichever backend ran. The rollout (deploy,
+promote, reject) is one policy for both backends, ``backends.domain.rollout.RolloutPolicy``; a backend
+supplies its primitives.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from backends.results import (
+    DataRef,
+    Endpoint,
+    EvalReport,
+    HistoryEntry,
+    ModelVersion,
+    SweepResult,
+    TrialResult,
+    TrialStatus,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from backends.spec import DeploySpec, SweepSpec
+    from backends.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
+__all__ = [
+    "Backend", "DataRef", "Endpoint", "EvalReport", "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult",
+    "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+]
 
-def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
+logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class DataRef:
-    """Where the training split was stored, and what it holds."""
-
-    uri: str
-    sha256: str
-    rows: int
-    columns: tuple[str, ...] = ()
+DEFAULT_MODEL_NAME = "heart-classifier"
 
 
-class TrialStatus(str, Enum):
-    COMPLETED = "completed"
-    FAILED = "failed"
+class Rendered(Protocol):
+    """A report a command prints."""
+
+    def render(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class TrialResult:
-    """One trial of a sweep: its parameters, its validation metrics and how it ended."""
+@runtime_checkable
+class Provisioner(Protocol):
+    """A backend with resources to plan, create and remove beyond one endpoint (Azure: workspace,
+    compute, environment, storage). The local backend has none: its home folder is created on use."""
 
-    number: int
-    run_id: str
-    params: Mapping[str, Any]
-    metrics: Mapping[str, float]
-    status: TrialStatus
-    duration_s: float = 0.0
-    error: str | None = None
+    def plan(self, spec: PipelineSpec, *, data_sha256: str | None = None) -> Rendered:
+        """Every object a run would create, validated; calls nothing remote."""
+        ...
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _frozen(self.params))
-        object.__setattr__(self, "metrics", _frozen(self.metrics))
+    def provision(self, create_workspace: bool = False) -> Rendered:
+        """Get-or-create what a run needs. Idempotent."""
+        ...
 
+    def teardown_all(self, yes: bool = False) -> Rendered:
+        """Remove what heartflow created (without ``yes``: report what would be removed)."""
+        ...
 
-@dataclass(frozen=True)
-class SweepResult:
-    """Every trial of a sweep and the best one (chosen by ``backends.selection.pick_best_trial``)."""
-
-    sweep_id: str
-    primary_metric: str
-    goal: str
-    trials: tuple[TrialResult, ...]
-    best: TrialResult
-    data: DataRef
-    url: str | None = None  # MLflow UI or Azure ML Studio page of the sweep
-
-    @property
-    def completed(self) -> tuple[TrialResult, ...]:
-        return tuple(t for t in self.trials if t.status is TrialStatus.COMPLETED)
-
-    @property
-    def failed(self) -> tuple[TrialResult, ...]:
-        return tuple(t for t in self.trials if t.status is TrialStatus.FAILED)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A registered model version and where it came from."""
-
-    name: str
-    version: str
-    source_run_id: str
-    sweep_id: str
-    metric_name: str
-    metric_value: float
-    data_sha256: str
-    uri: str
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tags", _frozen(self.tags))
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A real-time endpoint and the deployment a call is addressed to.
-
-    The key is never part of this object: ``key_hint`` says how a person gets it, and
-    ``Backend.endpoint_key`` returns it to code that must call the endpoint.
-    """
-
-    name: str
-    deployment: str
-    scoring_uri: str
-    model_name: str
-    model_version: str
-    key_hint: str
-    traffic: Mapping[str, int] = field(default_factory=dict)
-    url: str | None = None  # a page to look at (local: the OpenAPI docs; azure: the Studio page)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "traffic", _frozen(self.traffic))
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """Holdout predictions that came back over HTTP, and what they score."""
-
-    endpoint: str
-    deployment: str
-    model_version: str
-    rows: int
-    labels: tuple[int, ...]
-    predictions: tuple[int, ...]
-    accuracy: float
-    report_text: str  # sklearn.metrics.classification_report, text format
-    report: Mapping[str, Any]  # the same report as a dict
-    confusion_matrix: tuple[tuple[int, ...], ...]
-    requests: int
-    latency_ms_p50: float
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One promotion, rejection or rollback: what an operator needs to answer "what served when"."""
-
-    time: str  # ISO 8601, UTC
-    event: str  # "promoted", "rejected" or "rollback"
-    endpoint: str
-    deployment: str
-    model_name: str
-    model_version: str
-    accuracy: float | None
-    champion_accuracy: float | None
-    reason: str
-    triggered_by: str
+    def teardown(self, endpoint_name: str) -> None:
+        """Delete one endpoint and its deployments (as ``Backend.teardown``)."""
+        ...
 
 
 class Backend(abc.ABC):
@@ -176,15 +95,17 @@ class Backend(abc.ABC):
         trial completed."""
 
     @abc.abstractmethod
-    def register(self, sweep: SweepResult) -> ModelVersion:
-        """Register ``sweep.best`` as a new version with lineage tags. The new version is a candidate:
-        it becomes champion only through ``promote``. Raises RegistrationError."""
+    def register(self, sweep: SweepResult, model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion:
+        """Register ``sweep.best`` as a new version of ``model_name`` with lineage tags. The new version is
+        a candidate: it becomes champion only through ``promote``. Registering the same trial again
+        returns the version it already made. Raises RegistrationError."""
 
     @abc.abstractmethod
     def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
-        """Deploy ``model`` beside whatever serves now, with no traffic unless nothing else serves.
-        Blocks until the new deployment answers. Raises DeploymentError; on failure the endpoint keeps
-        its previous deployments and traffic."""
+        """Deploy ``model`` beside whatever serves now, with no traffic unless nothing else serves (the
+        policy: ``backends.domain.rollout.RolloutPolicy.deploy``). Blocks until the new deployment
+        answers. Raises DeploymentError; on failure the endpoint keeps its previous deployments and
+        traffic."""
 
     @abc.abstractmethod
     def endpoint_key(self, endpoint: Endpoint) -> str:
@@ -237,6 +158,37 @@ class Backend(abc.ABC):
         The base needs none: Prefect's global concurrency slot (tasks/rollout.py) serialises runs that
         share a Prefect server. The local backend adds a file lock for runs that do not."""
         return nullcontext()
+
+    # ---- what tasks need besides the stages --------------------------------------------------------
+    stores_files: bool = False
+    """True when ``attach_files`` keeps the files with the model's run (the reports then link there and
+    may write their plots to a scratch folder); False when the files stay where they were written."""
+
+    def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
+        """Store report files (plots) with ``model``'s run, under ``plots/`` (``runs:/<source_run_id>/plots/
+        <name>``). The base stores nothing: the files stay where they are. Raises a HeartflowError when a
+        backend that stores files could not."""
+        logger.info("the %s backend does not store report files; %d file(s) not stored with %s v%s",
+                    self.name, len(files), model.name, model.version)
+
+    def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
+        """Store report files with the sweep's run (``runs:/<sweep_id>/plots/<name>``); as ``attach_files``."""
+        logger.info("the %s backend does not store report files; %d file(s) of sweep %s not stored",
+                    self.name, len(files), sweep.sweep_id)
+
+    @abc.abstractmethod
+    def store_identity(self) -> str:
+        """Which store this backend writes to (local: its home; azure: its workspace). A cached upload or
+        sweep is valid only for the same store."""
+
+    @abc.abstractmethod
+    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
+        """What decides a sweep's result: the data, the schema, the search and validation, the seed and
+        the training code (not concurrency or timeouts, which change how fast, not what)."""
+
+    def result_storage(self) -> Path | None:
+        """Where Prefect keeps this backend's cached results; None means Prefect's default storage."""
+        return None
 
     @abc.abstractmethod
     def teardown(self, endpoint_name: str) -> None:

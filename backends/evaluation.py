@@ -19,7 +19,7 @@ import requests
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from backends.base import EvalReport, Endpoint
+from backends.results import EvalReport, Endpoint
 from backends.errors import EvaluationError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend
+from backends.base import Backend, Provisioner
 from backends.errors import ConfigurationError
 from backends.spec import PipelineSpec
 
@@ -38,3 +38,15 @@ def backend_for_spec(spec: PipelineSpec) -> Backend:
             **spec.azure_overrides,
         }
     return create_backend(spec.backend, home=spec.home, overrides=overrides, model_name=spec.model_name)
+
+
+def provisioner_for_spec(spec: PipelineSpec) -> Provisioner:
+    """The spec's backend as a Provisioner (plan, provision, teardown_all); ConfigurationError when the
+    backend has no resources to provision (the local backend)."""
+    backend = backend_for_spec(spec)
+    if not isinstance(backend, Provisioner):
+        raise ConfigurationError(
+            f"the {backend.name} backend has nothing to plan, provision or tear down beyond an endpoint; "
+            "use --backend azure"
+        )
+    return backend

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from backends.base import HistoryEntry, ModelVersion
+from backends.results import HistoryEntry, ModelVersion
 
 # Model-version tags, the same on both backends.
 TAG_STATUS = "heartflow.status"  # candidate | champion | rejected | retired

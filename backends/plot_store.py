@@ -1,21 +1,20 @@
-"""Where the plots go: into the MLflow run they describe (local backend), else a local folder.
+"""Where the plots go: stored with the run they describe when the backend stores files
+(``Backend.attach_files``: the model's run; ``Backend.attach_sweep_files``: the sweep's run), else kept as
+files in the folder they were written to (and the markdown links point there).
 
-On the local backend a plot is logged with ``MlflowClient.log_artifact`` under ``plots/`` of the run
-(the sweep's parent run, or the model version's source trial run), so it sits beside the model in the
-MLflow UI. The Azure backend reads its workspace's MLflow through a small REST reader and has no
-artifact upload path, so its plots stay as files in ``folder`` (and the markdown links point there).
+On the local backend a plot is an MLflow artifact under ``plots/`` of the run, beside the model in the
+MLflow UI.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.exceptions import MlflowException
-
-from backends.base import Backend
+from backends.base import Backend, ModelVersion, SweepResult
+from backends.errors import HeartflowError
 
 logger = logging.getLogger(__name__)
 
@@ -25,31 +24,31 @@ PLOTS_DIR = "plots"
 @dataclass(frozen=True)
 class StoredPlot:
     name: str  # the file name, e.g. sweep-accuracy.png
-    uri: str  # where it is now: an MLflow artifact URI, or a file:// URI
-    mlflow_path: str | None = None  # runs:/<run id>/plots/<name> when logged to MLflow
+    uri: str  # where it is now: an MLflow runs:/ URI, or a file:// URI
+    mlflow_path: str | None = None  # runs:/<run id>/plots/<name> when stored with a run
 
 
-def store_plots(backend: Backend, run_id: str | None, files: Sequence[Path]) -> list[StoredPlot]:
-    """Log ``files`` to MLflow run ``run_id`` when the backend is local; otherwise keep them where they are."""
-    from backends.local.backend import LocalBackend
-
-    if isinstance(backend, LocalBackend) and run_id:
-        from backends.local import tracking
-
-        client = tracking.make_client(backend.home)
+def _store(backend: Backend, run_id: str, files: Sequence[Path], attach: Callable[[], None]) -> list[StoredPlot]:
+    if backend.stores_files and run_id:
         try:
-            artifact_uri = client.get_run(run_id).info.artifact_uri
-            stored = []
-            for file in files:
-                client.log_artifact(run_id, str(file), artifact_path=PLOTS_DIR)
-                stored.append(
-                    StoredPlot(file.name, f"{artifact_uri}/{PLOTS_DIR}/{file.name}", f"runs:/{run_id}/{PLOTS_DIR}/{file.name}")
-                )
-            return stored
-        except (MlflowException, OSError) as exc:
+            attach()
+        except HeartflowError as exc:
             # A plot is a convenience: losing it must not fail a run whose model is already deployed.
-            logger.warning("could not log plots to MLflow run %s (%s); keeping them as files", run_id, exc)
+            logger.warning("could not store plots with run %s (%s); keeping them as files", run_id, exc)
+        else:
+            return [StoredPlot(f.name, f"runs:/{run_id}/{PLOTS_DIR}/{f.name}", f"runs:/{run_id}/{PLOTS_DIR}/{f.name}")
+                    for f in files]
     return [StoredPlot(file.name, file.resolve().as_uri()) for file in files]
+
+
+def store_plots(backend: Backend, model: ModelVersion, files: Sequence[Path]) -> list[StoredPlot]:
+    """Store ``files`` with the run that trained ``model`` when the backend stores files."""
+    return _store(backend, model.source_run_id, files, lambda: backend.attach_files(model, files))
+
+
+def store_sweep_plots(backend: Backend, sweep: SweepResult, files: Sequence[Path]) -> list[StoredPlot]:
+    """Store ``files`` with the sweep's run when the backend stores files."""
+    return _store(backend, sweep.sweep_id, files, lambda: backend.attach_sweep_files(sweep, files))
 
 
 def plot_links(plots: Sequence[StoredPlot]) -> list[str]:

@@ -190,7 +190,9 @@ class DeploySpec(BaseModel):
     port: int | None = Field(default=None, ge=0, le=65535, description="Local: None picks a free port")
     workers: int = Field(default=1, ge=1, le=64)
     stop_endpoint: bool = Field(default=False, description="Stop the local endpoint when the flow ends")
-    instance_type: str = "Standard_DS1_v2"
+    # Azure: the SDK warns about Standard_DS1_v2/DS2_v2 (azure.ai.ml.constants._deployment.SmallSKUs) and
+    # recommends at least Standard_DS3_v2 for a managed online deployment.
+    instance_type: str = "Standard_DS3_v2"
     instance_count: int = Field(default=1, ge=1)
     request_timeout_ms: int = Field(default=5000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
     max_rows: int = Field(default=1000, ge=1, description="Largest batch a request may carry")

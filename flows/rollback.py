@@ -5,18 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backends.domain.rollout import previous_champion_version
 from backends.errors import DeploymentError, EvaluationError
 from backends.factory import create_backend
 from backends.spec import DataSpec, DeploySpec
-
-
-def previous_champion_version(entries: tuple, current: str | None) -> str | None:  # type: ignore[type-arg]
-    """The last version promoted (or rolled back to) before the current champion took over."""
-    served = [e.model_version for e in entries if e.event in {"promoted", "rollback"}]
-    for version in reversed(served):
-        if version != current:
-            return version
-    return None
 
 
 def rollback_endpoint(

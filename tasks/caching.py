@@ -2,8 +2,10 @@
 
 A cache key is computed from what decides the result, never from the inputs' pickles (a DataFrame
 hashes poorly): the training data's sha256, the search space and validation, the training code's version
-and where the backend stores things. Results are persisted under the heartflow home (local backend), so
-deleting a home also forgets its cache, or under PREFECT_HOME's default result storage (azure).
+and where the backend stores things; the backend says what those are (``Backend.store_identity``,
+``Backend.sweep_identity``). Results are persisted where the backend says (``Backend.result_storage``: the
+heartflow home on the local backend, so deleting a home also forgets its cache), else under PREFECT_HOME's
+default result storage.
 """
 
 from __future__ import annotations
@@ -14,21 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Backend
-from backends.local import tracking
-from backends.local.sweep import sweep_key
 
 # Bump to invalidate every cached upload and sweep (a change in what the cached objects hold).
 CACHE_FORMAT = "1"
-RESULTS_DIR = "prefect-results"
 
 
 def backend_identity(backend: Backend) -> str:
     """Which store a backend writes to: a cached result is valid only for the same store."""
-    home = getattr(backend, "home", None)
-    if home is not None:
-        return f"{backend.name}:{Path(home).resolve()}"
-    scope = getattr(backend, "workspace_scope", None)
-    return f"{backend.name}:{scope}" if scope else backend.name
+    return backend.store_identity()
 
 
 def _digest(payload: dict[str, Any]) -> str:
@@ -42,13 +37,12 @@ def upload_key(backend: Backend, train_sha256: str) -> str:
 
 
 def sweep_cache_key(backend: Backend, data: Any, spec: Any, schema_json: str) -> str:
-    """The local sweep's own key (data sha256, search spec, schema, training-code version) plus the store."""
+    """The backend's sweep identity (data sha256, search spec, schema, training-code version) plus the store."""
     return "heartflow-sweep-" + _digest(
         {
             "format": CACHE_FORMAT,
             "backend": backend_identity(backend),
-            "sweep": sweep_key(data, spec, schema_json),
-            "code": tracking.code_version(),
+            "sweep": backend.sweep_identity(data, spec, schema_json),
         }
     )
 
@@ -66,9 +60,4 @@ def sweep_cache_key_fn(context: Any, parameters: dict[str, Any]) -> str:  # noqa
 def result_storage_for(backend: Backend) -> Path | None:
     """Where cached results live: <home>/prefect-results on the local backend; None means Prefect's
     default (PREFECT_LOCAL_STORAGE_PATH, under PREFECT_HOME)."""
-    home = getattr(backend, "home", None)
-    if home is None:
-        return None
-    folder = Path(home).resolve() / RESULTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return backend.result_storage()

@@ -24,10 +24,9 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from backends import plots, reports
-from backends.base import Backend, Endpoint, EvalReport, ModelVersion, SweepResult
+from backends.base import Backend, Endpoint, EvalReport, ModelVersion, Provisioner, SweepResult
 from backends.importance import ImportanceResult
-from backends.local.backend import LocalBackend
-from backends.plot_store import StoredPlot, plot_links, store_plots
+from backends.plot_store import StoredPlot, plot_links, store_plots, store_sweep_plots
 from backends.selection import GateDecision
 from backends.spec import PipelineSpec
 from tasks.stages import SWEEP_PROGRESS_KEY
@@ -37,9 +36,9 @@ TOP_FEATURES = 3
 
 @contextmanager
 def _plot_folder(backend: Backend) -> Iterator[Path]:
-    """A scratch folder when MLflow keeps the plots (local backend); otherwise a lasting folder under
+    """A scratch folder when the backend stores the plots with their runs; otherwise a lasting folder under
     PREFECT_HOME named after the flow run, since the files themselves are what the links point to."""
-    if isinstance(backend, LocalBackend):
+    if backend.stores_files:
         with tempfile.TemporaryDirectory(prefix="heartflow-plots-") as scratch:
             yield Path(scratch)
         return
@@ -58,7 +57,7 @@ def report_sweep(backend: Backend, sweep: SweepResult, from_cache: bool) -> list
                                  description=f"{len(sweep.trials)} trials reused from the cached sweep {sweep.sweep_id}")
     with _plot_folder(backend) as folder:
         figure_file = plots.save_png(plots.sweep_figure(sweep), folder / f"sweep-{sweep.primary_metric}.png")
-        stored = store_plots(backend, sweep.sweep_id, [figure_file])
+        stored = store_sweep_plots(backend, sweep, [figure_file])
     cached = " (reused from cache)" if from_cache else ""
     create_table_artifact(
         reports.leaderboard_rows(sweep), key="sweep-leaderboard",
@@ -81,13 +80,13 @@ def report_model(
     logger = get_run_logger()
     with _plot_folder(backend) as folder:
         confusion_file = plots.save_png(plots.confusion_figure(report), folder / "confusion-matrix.png")
-        confusion = store_plots(backend, model.source_run_id, [confusion_file])
+        confusion = store_plots(backend, model, [confusion_file])
         importance_plots: list[StoredPlot] = []
         if importance is not None and champion is not None:
             title = f"{champion.name} v{champion.version}: permutation importance ({importance.repeats} repeats)"
             importance_file = plots.save_png(plots.importance_figure(importance.features, title),
                                              folder / "feature-importance.png")
-            importance_plots = store_plots(backend, champion.source_run_id, [importance_file])
+            importance_plots = store_plots(backend, champion, [importance_file])
 
     create_markdown_artifact(
         reports.classification_markdown(report, plot_uri=confusion[0].mlflow_path or confusion[0].uri)
@@ -126,11 +125,10 @@ def report_model(
 def publish_plan(backend: Backend, spec: PipelineSpec, data_sha256: str) -> None:
     """A dry run's only output: the plan of every object the run would create (``dry-run-plan`` artifact).
     Nothing is uploaded, trained or deployed."""
-    plan = getattr(backend, "plan", None)
-    if plan is None:
-        text = f"The {backend.name} backend has no dry run: nothing was done beyond validating the data."
+    if isinstance(backend, Provisioner):
+        text = backend.plan(spec, data_sha256=data_sha256).render()
     else:
-        text = plan(spec, data_sha256=data_sha256).render()
+        text = f"The {backend.name} backend has no dry run: nothing was done beyond validating the data."
     create_markdown_artifact(f"# Dry run ({backend.name})\n\n```\n{text}\n```", key="dry-run-plan",
                              description="What a real run would create; nothing was called")
     get_run_logger().info("dry run: plan published as the dry-run-plan artifact\n%s", text)

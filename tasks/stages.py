@@ -96,7 +96,7 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
       retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
 def register_best_model(backend: Backend, sweep: SweepResult, model_name: str) -> ModelVersion:
     """Idempotent on both backends: a retry finds the version registered from the same trial."""
-    model = backend.register(sweep, model_name=model_name)  # type: ignore[call-arg]
+    model = backend.register(sweep, model_name=model_name)
     get_run_logger().info("registered %s version %s from trial run %s", model.name, model.version, model.source_run_id)
     return model
 

@@ -3,7 +3,6 @@ managed online endpoints). Deployment and provisioning live in ``deploy.py`` and
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -11,21 +10,23 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError
 
 from backends.azure import entities
-from backends.azure.deploy import CHAMPION_TAG, TAG_STATUS, DeployMixin
+from backends.azure.deploy import AzureEndpoints
 from backends.azure.ledger import Ledger
 from backends.history import HistoryLog
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
-from backends.azure.provisioning import ProvisionMixin
+from backends.azure.provisioning import AzureProvisioner, ProvisionReport, TeardownReport
+from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import RetryPolicy, translate
 from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, create_blob_service
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, TrialWatcher
-from backends.base import Backend, DataRef, ModelVersion, SweepResult, TrialResult
-from backends.errors import RegistrationError, SweepError
+from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult
+from backends.domain.identity import sweep_identity
+from backends.errors import SweepError
 from backends.selection import pick_best_trial
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
@@ -35,21 +36,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The local registry's tag names, so both backends describe a version the same way. Azure ML has no
-# model aliases: the champion is the version tagged champion=true.
-TAG_SWEEP = "heartflow.sweep_run"
-TAG_TRIAL = "heartflow.trial_run"
-TAG_METRIC_NAME = "heartflow.metric_name"
-TAG_METRIC_VALUE = "heartflow.metric_value"
-TAG_DATA_SHA = "heartflow.data_sha256"
-TAG_DATA_URI = "heartflow.data_uri"
-TAG_PARAMS = "heartflow.params"
-
-
-class AzureBackend(DeployMixin, ProvisionMixin, Backend):
+class AzureBackend(Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
-    needs them, so an upload needs only storage settings."""
+    needs them, so an upload needs only storage settings.
+
+    Built from collaborators that share this backend as their ``AzureSession``: ``registry``
+    (AzureRegistry: register, champion, tags), ``endpoints`` (AzureEndpoints: the rollout primitives under
+    the shared rollout policy) and ``provisioner`` (AzureProvisioner: get-or-create, provision,
+    teardown_all). It satisfies ``backends.base.Provisioner``."""
 
     name = "azure"
 
@@ -77,7 +72,9 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
         self._clock = clock
         self.ledger = Ledger(settings.ledger_path)
         self.history_log = HistoryLog(Path(settings.ledger_path).parent / "azure-history.jsonl")
-        self._ensured: set[str] = set()
+        self.registry = AzureRegistry(self, trained_as=model_name)
+        self.provisioner = AzureProvisioner(self)
+        self.endpoints = AzureEndpoints(self, self.registry, self.provisioner, self.history_log)
 
     # --- clients ---------------------------------------------------------------------------------
 
@@ -225,60 +222,59 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
             )
         return self._trial_reader
 
-    # --- register and champion -------------------------------------------------------------------
+    # --- register and champion: AzureRegistry -------------------------------------------------------
 
-    def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:  # type: ignore[override]
-        client = self.client("register")
-        name = model_name or self.model_name
-        best = sweep.best
-        tags = {
-            TAG_SWEEP: sweep.sweep_id, TAG_TRIAL: best.run_id, TAG_METRIC_NAME: sweep.primary_metric,
-            TAG_METRIC_VALUE: repr(float(best.metrics[sweep.primary_metric])), TAG_DATA_SHA: sweep.data.sha256,
-            TAG_DATA_URI: sweep.data.uri, TAG_PARAMS: json.dumps(dict(best.params), sort_keys=True, default=str),
-            TAG_STATUS: "candidate", **entities.CREATED_BY_TAG,
-        }
-        existing = next((m for m in self._versions(client, name) if (m.tags or {}).get(TAG_TRIAL) == best.run_id), None)
-        if existing is not None:
-            logger.info("trial %s is already registered as %s:%s", best.run_id, existing.name, existing.version)
-            return self.to_model_version(existing)
-        model = entities.build_model(name, best.run_id, entities.model_folder_for(self.model_name), tags)
-        try:
-            registered = self.call("register the model", client.models.create_or_update, model)
-        except AzureError as exc:
-            raise translate(exc, RegistrationError, f"registering {name} from trial {best.run_id}",
-                            check=f"that trial {best.run_id} saved outputs/{entities.model_folder_for(self.model_name)}",
-                            logs=f"{sweep.url} (the trial's Outputs + logs tab)") from exc
-        logger.info("registered %s version %s from trial %s", registered.name, registered.version, best.run_id)
-        return self.to_model_version(registered)
+    def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:
+        """A version of ``model_name`` (default: the model name this backend trains) from the best trial."""
+        return self.registry.register(sweep, model_name or self.model_name)
 
     def get_model(self, model_name: str, version: str) -> ModelVersion:
-        client = self.client("registry")
-        try:
-            return self.to_model_version(self.call("read the model version", client.models.get, name=model_name, version=str(version)))
-        except AzureError as exc:
-            raise translate(exc, RegistrationError, f"reading model {model_name} version {version}") from exc
-
-    def _versions(self, client: Any, name: str) -> list[Any]:
-        try:
-            return list(self.call("list model versions", client.models.list, name=name))
-        except ResourceNotFoundError:
-            return []
-        except AzureError as exc:
-            raise translate(exc, RegistrationError, f"listing versions of model {name}") from exc
-
-    @staticmethod
-    def to_model_version(model: Any) -> ModelVersion:
-        tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
-        return ModelVersion(
-            name=model.name, version=str(model.version), source_run_id=tags.get(TAG_TRIAL, ""),
-            sweep_id=tags.get(TAG_SWEEP, ""), metric_name=tags.get(TAG_METRIC_NAME, ""),
-            metric_value=float(tags.get(TAG_METRIC_VALUE, "nan")), data_sha256=tags.get(TAG_DATA_SHA, ""),
-            uri=f"azureml:{model.name}:{model.version}", tags=tags,
-        )
+        return self.registry.get(model_name, version)
 
     def champion(self, model_name: str) -> ModelVersion | None:
-        client = self.client("champion")
-        holders = [m for m in self._versions(client, model_name) if (m.tags or {}).get(CHAMPION_TAG) == "true"]
-        if not holders:
-            return None
-        return self.to_model_version(max(holders, key=lambda m: int(m.version) if str(m.version).isdigit() else 0))
+        return self.registry.champion(model_name)
+
+    # --- rollout: the shared policy over AzureEndpoints ---------------------------------------------
+
+    def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
+        return self.endpoints.deploy(model, spec)
+
+    def endpoint_key(self, endpoint: Endpoint) -> str:
+        return self.endpoints.endpoint_key(endpoint)
+
+    def promote(
+        self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
+        triggered_by: str = "", event: str = "promoted",
+    ) -> Endpoint:
+        return self.endpoints.promote(endpoint, model, report, reason=reason, triggered_by=triggered_by, event=event)
+
+    def reject(
+        self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
+        triggered_by: str = "",
+    ) -> None:
+        self.endpoints.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
+
+    def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self.endpoints.history(self.endpoints.endpoint_name(endpoint_name))
+
+    def teardown(self, endpoint_name: str) -> None:
+        self.endpoints.teardown(self.endpoints.endpoint_name(endpoint_name))
+
+    # --- resources: AzureProvisioner ----------------------------------------------------------------
+
+    def ensure_sweep_resources(self) -> str:
+        return self.provisioner.ensure_sweep_resources()
+
+    def provision(self, create_workspace: bool = False) -> ProvisionReport:
+        return self.provisioner.provision(create_workspace)
+
+    def teardown_all(self, yes: bool = False) -> TeardownReport:
+        return self.provisioner.teardown_all(yes)
+
+    # --- cache identity -----------------------------------------------------------------------------
+
+    def store_identity(self) -> str:
+        return f"{self.name}:{self.workspace_scope}"
+
+    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
+        return sweep_identity(data, spec, schema_json)

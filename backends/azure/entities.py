@@ -323,10 +323,11 @@ def build_deployment(
     environment: str | Environment,
     code: str | Path | None = None,
 ) -> ManagedOnlineDeployment:
-    """The model served by src/score.py, with request limits and health probes."""
+    """The model served by src/score.py, with request limits and health probes. The name is lowercased:
+    Azure ML lowercases traffic keys, so a mixed-case deployment would never be seen serving."""
     probe = {"initial_delay": 10, "period": 10, "timeout": 2, "failure_threshold": 30, "success_threshold": 1}
     return ManagedOnlineDeployment(
-        name=name,
+        name=name.lower(),
         endpoint_name=endpoint_name,
         model=model,
         environment=environment,

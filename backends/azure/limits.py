@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from backends.azure import naming
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
 from backends.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
@@ -51,7 +52,7 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     out: list[LimitViolation] = []
     sweep, deploy = spec.sweep, spec.deploy
 
-    endpoint = settings.endpoint_name or deploy.endpoint_name
+    endpoint = naming.endpoint_name(settings, deploy.endpoint_name)
     for field, value in (
         ("deploy.endpoint_name", endpoint),
         ("settings.blue_deployment", settings.blue_deployment),

@@ -15,7 +15,7 @@ from azure.ai.ml import load_compute, load_datastore, load_environment, load_job
 from azure.ai.ml import load_online_deployment, load_online_endpoint
 from azure.ai.ml.entities import Environment, OnlineDeployment, OnlineEndpoint
 
-from backends.azure import entities
+from backends.azure import entities, naming
 from backends.azure.limits import check_limits, check_traffic, enforce_limits
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
@@ -160,8 +160,9 @@ def _probe(probe: Mapping[str, Any] | None) -> str:
 def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str | None = None) -> AzurePlan:
     """Build and validate every object of a run; raise ConfigurationError naming every problem."""
     settings.require("workspace", "storage", stage="dry run")
-    endpoint_name = settings.endpoint_name or spec.deploy.endpoint_name
-    first_traffic = {settings.blue_deployment: 100}
+    endpoint_name = naming.endpoint_name(settings, spec.deploy.endpoint_name)
+    blue, green = naming.deployment_names(settings)
+    first_traffic = {blue: 100}
     enforce_limits(spec, settings, extra=check_traffic(first_traffic, "traffic"))
 
     blob = f"{settings.blob_prefix}/{data_sha256 + '.csv' if data_sha256 else PLACEHOLDER_DATA}"
@@ -181,7 +182,7 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
     )
     endpoint_dict, _ = sdk_round_trip(entities.build_endpoint(endpoint_name), load_online_endpoint)
     deployment = entities.build_deployment(
-        settings, spec.deploy, name=settings.blue_deployment, endpoint_name=endpoint_name,
+        settings, spec.deploy, name=blue, endpoint_name=endpoint_name,
         model=f"azureml:{spec.model_name}:<new version>", environment=env_ref,
     )
     deployment.model = f"azureml:{spec.model_name}:1"  # a concrete reference, so the schema can check it
@@ -189,6 +190,9 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
     deployment_dict["model"] = f"azureml:{spec.model_name}:<version registered by this run>"
 
     notes = []
+    if endpoint_name != (settings.endpoint_name or spec.deploy.endpoint_name):
+        notes.append(f"endpoint name {endpoint_name} is derived from the workspace (endpoint names are unique per Azure "
+                     f"region, so {naming.TUTORIAL_ENDPOINT_NAME} is likely taken); --endpoint-name chooses another")
     grid = spec.sweep.grid_size()
     if spec.sweep.sampling == "grid" and grid is not None and grid > spec.sweep.max_total_trials:
         notes.append(f"the grid has {grid} combinations; max_total_trials={spec.sweep.max_total_trials} runs only part of it")
@@ -201,7 +205,7 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
         compute=_ro(compute_dict), environment=_ro(env_dict), datastore=_ro(store_dict),
         sweep=_ro(sweep_dict), model=_ro(model_dict), endpoint=_ro(endpoint_dict), deployment=_ro(deployment_dict),
         traffic_first_deploy=_ro(first_traffic),
-        traffic_next_deploy=f"{settings.blue_deployment} or {settings.green_deployment}, whichever is not serving",
+        traffic_next_deploy=f"{blue} or {green}, whichever is not serving",
         notes=tuple(notes),
     )
 

@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from backends.base import (
+    DEFAULT_MODEL_NAME,
     Backend,
     DataRef,
     Endpoint,
@@ -27,18 +28,20 @@ from backends.base import (
     TrialResult,
 )
 from backends.dataset import canonical_csv
-from backends.errors import DeploymentError, UploadError
+from backends.errors import DeploymentError, RegistrationError, UploadError
 from backends.local import tracking
-from backends.history import HistoryLog, recorded_holdout_accuracy, who
+from backends.history import HistoryLog
 from backends.local.locks import LockBusy, file_lock
+from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
-from backends.local.sweep import LocalSweepRunner
+from backends.local.sweep import LocalSweepRunner, sweep_key
 from backends.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
 
 logger = logging.getLogger(__name__)
 
-DEPLOYMENT_NAMES = ("blue", "green")
+PLOTS_DIR = "plots"
+RESULTS_DIR = "prefect-results"  # Prefect's cached results of this home's uploads and sweeps
 
 
 def default_home() -> Path:
@@ -56,6 +59,7 @@ class LocalBackend(Backend):
             self._experiment_id = tracking.ensure_experiment(self._client, self.home)
         self.registry = LocalRegistry(self._client)
         self._history = HistoryLog(self.home / "history.jsonl")
+        self.endpoints = LocalEndpoints(self.home, self.registry, self._history)
 
     @property
     def mlflow_uri(self) -> str:
@@ -101,7 +105,7 @@ class LocalBackend(Backend):
         )
 
     # ---- registry ---------------------------------------------------------------------------------
-    def register(self, sweep: SweepResult, model_name: str = "heart-classifier") -> ModelVersion:  # type: ignore[override]
+    def register(self, sweep: SweepResult, model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion:
         return self.registry.register(model_name, sweep)
 
     def get_model(self, model_name: str, version: str) -> ModelVersion:
@@ -110,49 +114,14 @@ class LocalBackend(Backend):
     def champion(self, model_name: str) -> ModelVersion | None:
         return self.registry.champion(model_name)
 
-    # ---- endpoint ---------------------------------------------------------------------------------
+    # ---- endpoint: the rollout policy over the local primitives ---------------------------------------
     def _manager(self, endpoint_name: str):  # noqa: ANN202 - imported lazily
-        from backends.local.endpoint import LocalEndpointManager
-
-        return LocalEndpointManager(self.home, endpoint_name)
+        return self.endpoints.manager(endpoint_name)
 
     def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
-        """Deploy ``model`` as blue or green, whichever is not serving. When nothing serves (a new
-        endpoint, or one stopped by an earlier run) but the registry has a champion, the champion is put
-        back in front first, so the candidate still lands beside it with no traffic and the gate still
-        compares the two live, on the same holdout."""
-        manager = self._manager(spec.endpoint_name)
-        status = manager.status() if manager.is_running() else None
-        serving = [d for d, share in (status.traffic.items() if status else []) if share > 0]
-        options = {"port": spec.port, "workers": spec.workers, "max_rows": spec.max_rows,
-                   "request_timeout_ms": spec.request_timeout_ms}
-        champion = self.registry.champion(model.name)
-        if not serving and champion is not None and champion.version != model.version:
-            logger.info("endpoint %s serves nothing: restoring champion v%s first", spec.endpoint_name, champion.version)
-            manager.deploy(DEPLOYMENT_NAMES[0], self._model_dir(champion), champion.name, champion.version, **options)
-            serving = [DEPLOYMENT_NAMES[0]]
-        deployment = next((d for d in DEPLOYMENT_NAMES if d not in serving), DEPLOYMENT_NAMES[0])
-        status = manager.deploy(deployment, self._model_dir(model), model.name, model.version, **options)
-        return self._endpoint(manager, status, deployment)
-
-    def _model_dir(self, model: ModelVersion) -> Path:
-        model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
-        if not (model_dir / "MLmodel").is_file():
-            raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
-        return model_dir
-
-    def _endpoint(self, manager, status, deployment: str) -> Endpoint:  # noqa: ANN001
-        info = next(d for d in status.deployments if d.name == deployment)
-        return Endpoint(
-            name=status.name,
-            deployment=deployment,
-            scoring_uri=status.scoring_uri,
-            model_name=info.model_name,
-            model_version=info.model_version,
-            key_hint=f"the file {manager.paths.key} (mode 0600), or HEARTFLOW_ENDPOINT_KEY when set",
-            traffic=dict(status.traffic),
-            url=status.scoring_uri.rsplit("/", 1)[0] + "/docs",
-        )
+        """Blue or green, whichever does not serve, after restoring a lost champion: see
+        ``backends.domain.rollout``."""
+        return self.endpoints.deploy(model, spec)
 
     def endpoint(self, endpoint_name: str, deployment: str | None = None) -> Endpoint | None:
         """The running endpoint, addressed to ``deployment`` or to the one with the most traffic."""
@@ -163,7 +132,7 @@ class LocalBackend(Backend):
         if status is None or not status.deployments:
             return None
         chosen = deployment or max(status.traffic.items(), key=lambda kv: kv[1])[0]
-        return self._endpoint(manager, status, chosen)
+        return self.endpoints.to_endpoint(manager, status, chosen)
 
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self._manager(endpoint.name).key()
@@ -210,44 +179,13 @@ class LocalBackend(Backend):
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
         triggered_by: str = "", event: str = "promoted",
     ) -> Endpoint:
-        manager = self._manager(endpoint.name)
-        before = manager.status()
-        champion = self.registry.champion(model.name)
-        old = [d.name for d in (before.deployments if before else []) if d.name != endpoint.deployment]
-        status = manager.set_traffic({endpoint.deployment: 100, **{d: 0 for d in old}})
-        self.registry.make_champion(model, report.accuracy)
-        for name in old:
-            manager.delete_deployment(name)
-        self._history.append(
-            HistoryEntry(
-                time=_now(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
-                model_name=model.name, model_version=model.version, accuracy=report.accuracy,
-                champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
-            )
-        )
-        return self._endpoint(manager, manager.status() or status, endpoint.deployment)
+        return self.endpoints.promote(endpoint, model, report, reason=reason, triggered_by=triggered_by, event=event)
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
         triggered_by: str = "",
     ) -> None:
-        manager = self._manager(endpoint.name)
-        status = manager.status()
-        if status is not None and any(d.name == endpoint.deployment for d in status.deployments):
-            if status.traffic.get(endpoint.deployment, 0) > 0 and len(status.deployments) == 1:
-                # The only deployment cannot be removed without leaving the endpoint empty.
-                logger.warning("rejected deployment %s is the endpoint's only one; it keeps serving", endpoint.deployment)
-            else:
-                manager.delete_deployment(endpoint.deployment)
-        self.registry.mark_rejected(model, reason, report.accuracy if report else None)
-        champion = self.registry.champion(model.name)
-        self._history.append(
-            HistoryEntry(
-                time=_now(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
-                model_name=model.name, model_version=model.version, accuracy=report.accuracy if report else None,
-                champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
-            )
-        )
+        self.endpoints.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)
@@ -269,6 +207,34 @@ class LocalBackend(Backend):
     def teardown(self, endpoint_name: str) -> None:
         self._manager(endpoint_name).stop()
 
+    # ---- what tasks need besides the stages -----------------------------------------------------------
+    stores_files = True
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
+        """MLflow artifacts under ``plots/`` of the run that trained ``model``."""
+        self._log_files(model.source_run_id, files)
+
+    def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
+        """MLflow artifacts under ``plots/`` of the sweep's parent run."""
+        self._log_files(sweep.sweep_id, files)
+
+    def _log_files(self, run_id: str, files: Sequence[Path]) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            for file in files:
+                self._client.log_artifact(run_id, str(file), artifact_path=PLOTS_DIR)
+        except (MlflowException, OSError) as exc:
+            raise RegistrationError(f"could not log {len(files)} file(s) to MLflow run {run_id}: {exc}") from exc
+
+    def store_identity(self) -> str:
+        return f"{self.name}:{self.home}"
+
+    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
+        """The local sweep's own key (it also finds the MLflow sweep run a rerun reuses)."""
+        return sweep_key(data, spec, schema_json)
+
+    def result_storage(self) -> Path:
+        folder = self.home / RESULTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

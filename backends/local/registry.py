@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -18,17 +19,17 @@ logger = logging.getLogger(__name__)
 CHAMPION_ALIAS = "champion"
 
 
-def _to_model_version(mv: object) -> ModelVersion:
-    tags = dict(getattr(mv, "tags", {}) or {})
+def _to_model_version(mv: MlflowModelVersion) -> ModelVersion:
+    tags = dict(mv.tags or {})
     return ModelVersion(
-        name=mv.name,  # type: ignore[attr-defined]
-        version=str(mv.version),  # type: ignore[attr-defined]
-        source_run_id=tags.get("heartflow.trial_run", mv.run_id or ""),  # type: ignore[attr-defined]
+        name=mv.name,
+        version=str(mv.version),
+        source_run_id=tags.get("heartflow.trial_run", mv.run_id or ""),
         sweep_id=tags.get("heartflow.sweep_run", ""),
         metric_name=tags.get("heartflow.metric_name", ""),
         metric_value=float(tags.get("heartflow.metric_value", "nan")),
         data_sha256=tags.get(tracking.TAG_DATA_SHA, ""),
-        uri=f"models:/{mv.name}/{mv.version}",  # type: ignore[attr-defined]
+        uri=f"models:/{mv.name}/{mv.version}",
         tags=tags,
     )
 

@@ -27,7 +27,7 @@ def test_dry_run_prints_the_whole_plan_and_calls_nothing(tmp_path: Path) -> None
     result = _cli(tmp_path, "--trials", "30", "--compute", "cpu-cluster", env=AZURE_ENV)
     assert result.returncode == 0, result.stderr
     for expected in ("nothing was called on Azure", "sweep", "max_total_trials=30", "cpu-cluster",
-                     "heart-classify-endpoint", "auth_mode key", "Standard_DS1_v2", "n_estimators", "score.py"):
+                     "derived from the workspace", "auth_mode key", "Standard_DS3_v2", "n_estimators", "score.py"):
         assert expected in result.stdout
     assert "Traceback" not in result.stderr
 

@@ -7,12 +7,22 @@ injected through the constructor.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import create_autospec
 
-from azure.ai.ml.entities import ManagedOnlineEndpoint
+from azure.ai.ml.entities import (
+    AmlCompute,
+    AzureBlobDatastore,
+    EndpointAuthKeys,
+    Environment,
+    OnlineDeployment,
+    OnlineEndpoint,
+    Workspace,
+)
+from azure.ai.ml.operations._online_endpoint_operations import _strip_zeroes_from_traffic
 from azure.ai.ml.operations import (
     ComputeOperations,
     DatastoreOperations,
@@ -27,6 +37,11 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.polling import LROPoller
 
 from backends.azure.trials import TrialData
+
+
+LOCATION = "westeurope"
+ARM_SCOPE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-heartflow/providers/"
+             "Microsoft.MachineLearningServices/workspaces/ws-heartflow")
 
 
 def http_error(status: int, message: str = "") -> HttpResponseError:
@@ -67,8 +82,8 @@ class FakeAzure:
         self.environments = create_autospec(EnvironmentOperations, instance=True)
         self.datastores = create_autospec(DatastoreOperations, instance=True)
         self.workspaces = create_autospec(WorkspaceOperations, instance=True)
-        self.endpoints: dict[str, Any] = {}
-        self.deployments: dict[tuple[str, str], Any] = {}
+        self.endpoints: dict[str, Any] = {}  # name -> the REST object the service holds
+        self.deployments: dict[tuple[str, str], Any] = {}  # (endpoint, deployment) -> its REST object
         self.model_versions: dict[str, list[Any]] = {}
         self.existing = set(existing)  # e.g. {"compute", "environment", "datastore", "workspace"}
         self.statuses = list(sweep_statuses)
@@ -108,18 +123,28 @@ class FakeAzure:
         def created(kind: str) -> Callable[..., Any]:
             def create(entity: Any, *args: Any, **kwargs: Any) -> Any:
                 self.existing.add(kind)
+                self.stored[kind] = entity
                 return poller(entity) if kind in ("compute", "workspace") else entity
             return create
 
+        # What a get answers: the entity created here, else one that existed before (real SDK entities).
+        workspace = Workspace(name="ws-heartflow", location=LOCATION)
+        workspace._mlflow_tracking_uri = f"azureml://{LOCATION}.api.azureml.ms/mlflow/v1.0{ARM_SCOPE}"
+        self.stored: dict[str, Any] = {
+            "compute": AmlCompute(name="heartclassifycluster", size="Standard_DS3_v2", min_instances=0, max_instances=4),
+            "environment": Environment(name="heartflow-sklearn", version="1",
+                                       image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"),
+            "datastore": AzureBlobDatastore(name="heartflowdata", account_name="heartacct", container_name="data4ml"),
+            "workspace": workspace,
+        }
         for kind, ops, create_name in (
             ("compute", self.compute, "begin_create_or_update"),
             ("environment", self.environments, "create_or_update"),
             ("datastore", self.datastores, "create_or_update"),
         ):
-            ops.get.side_effect = get_or_missing(kind, lambda: SimpleNamespace(name=kind))
+            ops.get.side_effect = get_or_missing(kind, lambda kind=kind: self.stored[kind])
             getattr(ops, create_name).side_effect = created(kind)
-        self.workspaces.get.side_effect = get_or_missing(
-            "workspace", lambda: SimpleNamespace(name="ws", mlflow_tracking_uri="azureml://x", tags={}))
+        self.workspaces.get.side_effect = get_or_missing("workspace", lambda: self.stored["workspace"])
         self.workspaces.begin_create.side_effect = created("workspace")
         self.workspaces.begin_delete.side_effect = lambda name, **kw: poller(None)
         self.compute.begin_delete.side_effect = lambda name, **kw: poller(None)
@@ -162,26 +187,39 @@ class FakeAzure:
         self.models.get.side_effect = get_model
         self.models.list.side_effect = list_models
 
-        # endpoints
-        def get_endpoint(name: str, **kw: Any) -> Any:
+        # endpoints: what OnlineEndpointOperations does around the service call. begin_create_or_update
+        # lowercases the traffic keys and strips the zero entries of the caller's entity
+        # (_strip_zeroes_from_traffic), sends the REST object and answers an OnlineEndpoint built from the
+        # service's reply; get fills in 0 for each deployment the traffic map leaves out.
+        def endpoint_from_store(name: str) -> OnlineEndpoint:
+            rest = self.endpoints[name]
+            converted = OnlineEndpoint._from_rest_object(copy.deepcopy(rest))
+            for (endpoint_name, deployment) in self.deployments:
+                if endpoint_name == name and not converted.traffic.get(deployment):
+                    converted.traffic[deployment] = 0
+            return converted
+
+        def get_endpoint(name: str, *, local: bool = False) -> Any:
             if name not in self.endpoints:
                 raise ResourceNotFoundError(f"endpoint {name} not found")
-            stored = self.endpoints[name]
-            copy = ManagedOnlineEndpoint(name=stored.name, auth_mode=stored.auth_mode, tags=dict(stored.tags or {}),
-                                         traffic=dict(stored.traffic or {}))
-            copy._scoring_uri = f"https://{name}.westeurope.inference.ml.azure.com/score"  # set by Azure
-            return copy
+            return endpoint_from_store(name)
 
-        def put_endpoint(endpoint: Any, **kw: Any) -> Any:
+        def put_endpoint(endpoint: Any, *, local: bool = False) -> Any:
             self._maybe_throttle("online_endpoints.begin_create_or_update")
-            traffic = dict(endpoint.traffic or {})
-            unknown = set(traffic) - {d for (e, d) in self.deployments if e == endpoint.name}
+            if endpoint.traffic:
+                endpoint.traffic = _strip_zeroes_from_traffic(endpoint.traffic)
+            rest = endpoint._to_rest_online_endpoint(location=LOCATION)
+            known = {d.lower() for (e, d) in self.deployments if e == endpoint.name}
+            unknown = {k for k in (rest.properties.traffic or {}) if k.lower() not in known}
             if unknown:
                 return poller(error=http_error(400, f"traffic names deployments that do not exist: {unknown}"))
-            self.endpoints[endpoint.name] = endpoint
-            return poller(get_endpoint(endpoint.name))
+            rest.name, rest.id = endpoint.name, f"{ARM_SCOPE}/onlineEndpoints/{endpoint.name}"
+            rest.properties.scoring_uri = f"https://{endpoint.name}.{LOCATION}.inference.ml.azure.com/score"
+            rest.properties.provisioning_state = "Succeeded"
+            self.endpoints[endpoint.name] = rest
+            return poller(OnlineEndpoint._from_rest_object(copy.deepcopy(rest)))
 
-        def delete_endpoint(name: str | None = None, **kw: Any) -> Any:
+        def delete_endpoint(name: str | None = None, *, local: bool = False) -> Any:
             if name not in self.endpoints:
                 raise ResourceNotFoundError(f"endpoint {name} not found")
             del self.endpoints[name]
@@ -189,38 +227,60 @@ class FakeAzure:
                 del self.deployments[key]
             return poller(None)
 
+        def endpoint_keys(name: str) -> EndpointAuthKeys:
+            if name not in self.endpoints:
+                raise ResourceNotFoundError(f"endpoint {name} not found")
+            return EndpointAuthKeys(primary_key="k-" + name, secondary_key="s-" + name)
+
         self.online_endpoints.get.side_effect = get_endpoint
         self.online_endpoints.begin_create_or_update.side_effect = put_endpoint
         self.online_endpoints.begin_delete.side_effect = delete_endpoint
-        self.online_endpoints.get_keys.side_effect = lambda name: SimpleNamespace(primary_key="k-" + name, secondary_key="s")
+        self.online_endpoints.get_keys.side_effect = endpoint_keys
 
-        # deployments
-        def put_deployment(deployment: Any, **kw: Any) -> Any:
+        # deployments: the entity goes through its REST form and comes back as the SDK builds it.
+        def put_deployment(deployment: Any, *, local: bool = False, **kw: Any) -> Any:
             self._maybe_throttle("online_deployments.begin_create_or_update")
-            self.deployments[(deployment.endpoint_name, deployment.name)] = deployment
-            if self.deployment_error is not None:
-                deployment._provisioning_state = "Failed"  # set by Azure
+            if deployment.endpoint_name not in self.endpoints:
+                raise ResourceNotFoundError(f"endpoint {deployment.endpoint_name} not found")
+            rest = deployment._to_rest_object(location=LOCATION)
+            rest.name = deployment.name
+            rest.id = f"{ARM_SCOPE}/onlineEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
+            failed = self.deployment_error is not None
+            rest.properties.provisioning_state = "Failed" if failed else "Succeeded"
+            self.deployments[(deployment.endpoint_name, deployment.name)] = rest
+            if failed:
                 return poller(error=self.deployment_error)
-            deployment._provisioning_state = "Succeeded"
-            return poller(deployment)
+            return poller(OnlineDeployment._from_rest_object(copy.deepcopy(rest)))
 
-        def delete_deployment(name: str, endpoint_name: str, **kw: Any) -> Any:
+        def delete_deployment(name: str, endpoint_name: str, *, local: bool = False) -> Any:
             if (endpoint_name, name) not in self.deployments:
                 raise ResourceNotFoundError(f"deployment {name} not found")
-            if self.endpoints.get(endpoint_name) is not None and (self.endpoints[endpoint_name].traffic or {}).get(name, 0) > 0:
+            stored = self.endpoints.get(endpoint_name)
+            if stored is not None and int((stored.properties.traffic or {}).get(name.lower(), 0)) > 0:
                 return poller(error=http_error(400, f"deployment {name} still receives traffic"))
             del self.deployments[(endpoint_name, name)]
-            if endpoint_name in self.endpoints:  # Azure drops a deleted deployment from the traffic map
-                stored = self.endpoints[endpoint_name]
-                stored.traffic = {k: v for k, v in (stored.traffic or {}).items() if k != name}
+            if stored is not None:  # Azure drops a deleted deployment from the traffic map
+                stored.properties.traffic = {k: v for k, v in (stored.properties.traffic or {}).items() if k != name.lower()}
             return poller(None)
+
+        def list_deployments(endpoint_name: str, *, local: bool = False) -> Any:
+            return iter([OnlineDeployment._from_rest_object(copy.deepcopy(d))
+                         for (e, _), d in self.deployments.items() if e == endpoint_name])
 
         self.online_deployments.begin_create_or_update.side_effect = put_deployment
         self.online_deployments.begin_delete.side_effect = delete_deployment
-        self.online_deployments.list.side_effect = lambda endpoint_name, **kw: iter(
-            [d for (e, _), d in self.deployments.items() if e == endpoint_name])
+        self.online_deployments.list.side_effect = list_deployments
         self.online_deployments.get_logs.side_effect = (
             lambda name, endpoint_name, lines, **kw: "Traceback (most recent call last):\nValueError: model folder not found")
 
+    def deployment(self, endpoint: str, name: str) -> OnlineDeployment:
+        """A deployment as ``online_deployments.get`` returns it."""
+        return OnlineDeployment._from_rest_object(copy.deepcopy(self.deployments[(endpoint, name)]))
+
+    def endpoint(self, name: str) -> OnlineEndpoint:
+        """An endpoint as ``online_endpoints.get`` returns it."""
+        return self.online_endpoints.get(name)
+
     def traffic(self, endpoint: str) -> dict[str, int]:
-        return dict(self.endpoints[endpoint].traffic or {})
+        """The traffic map as ``online_endpoints.get`` reports it (every deployment, 0 included)."""
+        return dict(self.endpoint(endpoint).traffic or {})

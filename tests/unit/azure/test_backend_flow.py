@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from backends.azure import AzureBackend
+from backends.azure.naming import workspace_endpoint_name
 from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef, EvalReport, TrialStatus
@@ -19,7 +20,8 @@ from tests.unit.azure.fakes import FakeAzure, http_error
 SHA = "5e" * 32
 DATA = DataRef(uri=f"https://heartacct.blob.core.windows.net/data4ml/heartflow/train/{SHA}.csv", sha256=SHA, rows=272)
 SPEC = SweepSpec(sampling="grid", max_total_trials=3, max_concurrent_trials=2)
-ENDPOINT = "heart-classify-endpoint"
+# The tutorial's endpoint name is replaced by the workspace's own (endpoint names are unique per region).
+ENDPOINT = workspace_endpoint_name("00000000-0000-0000-0000-000000000000", "rg-heartflow", "ws-heartflow")
 
 
 def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
@@ -60,7 +62,7 @@ def test_whole_run_succeeds_in_order(settings: AzureSettings, caplog: pytest.Log
 
     endpoint = backend.deploy(model, DeploySpec())
     assert (endpoint.deployment, dict(endpoint.traffic)) == ("blue", {"blue": 100})
-    assert fake.endpoints[ENDPOINT].auth_mode == "key"
+    assert fake.endpoint(ENDPOINT).auth_mode == "key"
     assert backend.endpoint_key(endpoint) == f"k-{ENDPOINT}"
     assert f"k-{ENDPOINT}" not in caplog.text
     promoted = backend.promote(endpoint, model, report(0.9))
@@ -241,7 +243,7 @@ def test_an_emptied_endpoint_gets_its_champion_back_before_a_candidate(settings:
     candidate = backend.deploy(second, DeploySpec())
     # the champion serves again on blue; the candidate waits beside it with no traffic
     assert candidate.deployment == "green" and fake.traffic(ENDPOINT) == {"blue": 100, "green": 0}
-    assert fake.deployments[(ENDPOINT, "blue")].model == "azureml:heart-classifier:1"
+    assert fake.deployment(ENDPOINT, "blue").model == "azureml:heart-classifier:1"
     backend.reject(candidate, second, "worse", report=report(0.5, "green"))
     assert fake.traffic(ENDPOINT) == {"blue": 100}
 

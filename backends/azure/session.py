@@ -1,0 +1,31 @@
+"""What the Azure collaborators (registry, endpoints, provisioner) share: the settings, the MLClient, the
+retry policy, the ledger of created resources and the blob store. ``AzureBackend`` provides it; the
+collaborators depend on this protocol, not on the backend class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from backends.azure.ledger import Ledger
+    from backends.azure.settings import AzureSettings, Need
+    from backends.azure.storage import BlobStore
+
+
+class AzureSession(Protocol):
+    settings: AzureSettings
+    ledger: Ledger
+
+    @property
+    def workspace_scope(self) -> str: ...
+
+    def client(self, stage: str, *extra: Need) -> Any:
+        """The MLClient, after checking that ``stage`` has every setting it needs."""
+        ...
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One Azure call under the retry policy."""
+        ...
+
+    def blob_store(self) -> BlobStore: ...

@@ -1,0 +1,97 @@
+"""The rollout primitives on this machine: the local endpoint host (blue/green deployments in
+<home>/endpoints/<name>/state.json), the MLflow registry and the history log. The policy itself, which
+colour and which share, is ``backends.domain.rollout.RolloutPolicy``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backends.domain.rollout import RolloutPolicy
+from backends.errors import DeploymentError
+from backends.history import HistoryLog
+from backends.local import tracking
+from backends.local.registry import LocalRegistry
+from backends.results import Endpoint, HistoryEntry, ModelVersion
+from backends.spec import DeploySpec
+
+if TYPE_CHECKING:
+    from backends.local.endpoint import EndpointStatus, LocalEndpointManager
+
+logger = logging.getLogger(__name__)
+
+
+class LocalEndpoints(RolloutPolicy):
+    def __init__(self, home: Path, registry: LocalRegistry, history: HistoryLog) -> None:
+        self.home = home
+        self.registry = registry
+        self.history = history
+
+    def manager(self, endpoint_name: str) -> LocalEndpointManager:
+        from backends.local.endpoint import LocalEndpointManager  # imported lazily: it starts processes
+
+        return LocalEndpointManager(self.home, endpoint_name)
+
+    # ---- endpoint primitives ------------------------------------------------------------------------
+    def read_traffic(self, endpoint_name: str) -> dict[str, int]:
+        manager = self.manager(endpoint_name)
+        status = manager.status() if manager.is_running() else None
+        if status is None:
+            return {}
+        return {d.name: int(status.traffic.get(d.name, 0)) for d in status.deployments}
+
+    def put_deployment(self, endpoint_name: str, deployment: str, model: ModelVersion, spec: DeploySpec) -> None:
+        # The manager gives a new deployment 0 % while another serves, and restores the previous state
+        # when the deployment does not answer its smoke request.
+        self.manager(endpoint_name).deploy(
+            deployment, self.model_dir(model), model.name, model.version, port=spec.port, workers=spec.workers,
+            max_rows=spec.max_rows, request_timeout_ms=spec.request_timeout_ms,
+        )
+
+    def set_traffic(self, endpoint_name: str, traffic: Mapping[str, int]) -> None:
+        self.manager(endpoint_name).set_traffic(traffic)
+
+    def delete_deployment(self, endpoint_name: str, deployment: str) -> None:
+        self.manager(endpoint_name).delete_deployment(deployment)
+
+    def describe(self, endpoint_name: str, deployment: str, model: ModelVersion) -> Endpoint:
+        manager = self.manager(endpoint_name)
+        status = manager.status()
+        if status is None or status.deployment(deployment) is None:
+            raise DeploymentError(f"endpoint {endpoint_name} has no deployment {deployment}")
+        return self.to_endpoint(manager, status, deployment)
+
+    @staticmethod
+    def to_endpoint(manager: LocalEndpointManager, status: EndpointStatus, deployment: str) -> Endpoint:
+        info = next(d for d in status.deployments if d.name == deployment)
+        return Endpoint(
+            name=status.name,
+            deployment=deployment,
+            scoring_uri=status.scoring_uri,
+            model_name=info.model_name,
+            model_version=info.model_version,
+            key_hint=f"the file {manager.paths.key} (mode 0600), or HEARTFLOW_ENDPOINT_KEY when set",
+            traffic=dict(status.traffic),
+            url=status.scoring_uri.rsplit("/", 1)[0] + "/docs",
+        )
+
+    def model_dir(self, model: ModelVersion) -> Path:
+        model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
+        if not (model_dir / "MLmodel").is_file():
+            raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
+        return model_dir
+
+    # ---- registry and history primitives ----------------------------------------------------------------
+    def champion(self, model_name: str) -> ModelVersion | None:
+        return self.registry.champion(model_name)
+
+    def make_champion(self, model: ModelVersion, holdout_accuracy: float) -> None:
+        self.registry.make_champion(model, holdout_accuracy)
+
+    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
+        self.registry.mark_rejected(model, reason, holdout_accuracy)
+
+    def append_history(self, entry: HistoryEntry) -> None:
+        self.history.append(entry)

@@ -1,0 +1,144 @@
+"""The typed results every stage returns: frozen dataclasses, never a dict and never an SDK object, so
+that tasks, the CLI and Prefect artifacts see the same shape whichever backend ran.
+
+They live apart from the Backend interface (backends.base re-exports them) so that modules the interface
+uses, such as the HTTP evaluation client, can import them without importing the interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Where the training split was stored, and what it holds."""
+
+    uri: str
+    sha256: str
+    rows: int
+    columns: tuple[str, ...] = ()
+
+
+class TrialStatus(str, Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial of a sweep: its parameters, its validation metrics and how it ended."""
+
+    number: int
+    run_id: str
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    status: TrialStatus
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _frozen(self.params))
+        object.__setattr__(self, "metrics", _frozen(self.metrics))
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every trial of a sweep and the best one (chosen by ``backends.selection.pick_best_trial``)."""
+
+    sweep_id: str
+    primary_metric: str
+    goal: str
+    trials: tuple[TrialResult, ...]
+    best: TrialResult
+    data: DataRef
+    url: str | None = None  # MLflow UI or Azure ML Studio page of the sweep
+
+    @property
+    def completed(self) -> tuple[TrialResult, ...]:
+        return tuple(t for t in self.trials if t.status is TrialStatus.COMPLETED)
+
+    @property
+    def failed(self) -> tuple[TrialResult, ...]:
+        return tuple(t for t in self.trials if t.status is TrialStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version and where it came from."""
+
+    name: str
+    version: str
+    source_run_id: str
+    sweep_id: str
+    metric_name: str
+    metric_value: float
+    data_sha256: str
+    uri: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", _frozen(self.tags))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A real-time endpoint and the deployment a call is addressed to.
+
+    The key is never part of this object: ``key_hint`` says how a person gets it, and
+    ``Backend.endpoint_key`` returns it to code that must call the endpoint.
+    """
+
+    name: str
+    deployment: str
+    scoring_uri: str
+    model_name: str
+    model_version: str
+    key_hint: str
+    traffic: Mapping[str, int] = field(default_factory=dict)
+    url: str | None = None  # a page to look at (local: the OpenAPI docs; azure: the Studio page)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "traffic", _frozen(self.traffic))
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Holdout predictions that came back over HTTP, and what they score."""
+
+    endpoint: str
+    deployment: str
+    model_version: str
+    rows: int
+    labels: tuple[int, ...]
+    predictions: tuple[int, ...]
+    accuracy: float
+    report_text: str  # sklearn.metrics.classification_report, text format
+    report: Mapping[str, Any]  # the same report as a dict
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    requests: int
+    latency_ms_p50: float
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One promotion, rejection or rollback: what an operator needs to answer "what served when"."""
+
+    time: str  # ISO 8601, UTC
+    event: str  # "promoted", "rejected" or "rollback"
+    endpoint: str
+    deployment: str
+    model_name: str
+    model_version: str
+    accuracy: float | None
+    champion_accuracy: float | None
+    reason: str
+    triggered_by: str

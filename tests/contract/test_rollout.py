@@ -1,0 +1,140 @@
+"""The rollout contract, the same on every backend: where a new model lands, who serves after a promotion,
+a rejection, a rollback, a lost champion or a failed deployment, and what the registry and the history say.
+
+An unevaluated model never takes a live share of traffic; the champion keeps serving until a promotion.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.errors import DeploymentError
+from backends.history import TAG_REASON, TAG_STATUS
+from tests.contract.conftest import Harness, report_for
+
+
+def _promote_first(h: Harness, accuracy: float = 0.9):  # noqa: ANN202 - (model, endpoint)
+    model = h.model(accuracy)
+    endpoint = h.backend.deploy(model, h.spec)
+    return model, h.backend.promote(endpoint, model, report_for(endpoint.name, endpoint.deployment, model, accuracy))
+
+
+def test_first_deploy_serves_on_blue(harness: Harness) -> None:
+    model = harness.model()
+    endpoint = harness.backend.deploy(model, harness.spec)
+    assert (endpoint.deployment, endpoint.model_version) == ("blue", model.version)
+    assert harness.traffic() == {"blue": 100}
+    assert harness.backend.champion(harness.model_name) is None  # serving is not being champion
+
+
+def test_a_candidate_lands_beside_the_champion_with_no_traffic(harness: Harness) -> None:
+    champion, _ = _promote_first(harness)
+    candidate = harness.model()
+    endpoint = harness.backend.deploy(candidate, harness.spec)
+    assert endpoint.deployment == "green" and endpoint.model_version == candidate.version
+    assert harness.traffic() == {"blue": 100}
+    assert harness.deployments() == {"blue", "green"}
+    assert harness.backend.champion(harness.model_name).version == champion.version
+
+
+def test_promote_moves_traffic_then_the_champion_then_removes_the_old_deployment(harness: Harness) -> None:
+    first, _ = _promote_first(harness)
+    second = harness.model()
+    endpoint = harness.backend.deploy(second, harness.spec)
+    promoted = harness.backend.promote(endpoint, second, report_for(endpoint.name, "green", second, 0.93),
+                                       reason="better")
+    assert promoted.deployment == "green" and harness.traffic() == {"green": 100}
+    assert harness.deployments() == {"green"}
+    champion = harness.backend.champion(harness.model_name)
+    assert champion.version == second.version and champion.tags[TAG_STATUS] == "champion"
+    assert harness.backend.get_model(harness.model_name, first.version).tags[TAG_STATUS] == "retired"
+    history = harness.backend.history(endpoint.name)
+    assert [(e.event, e.model_version) for e in history] == [("promoted", first.version), ("promoted", second.version)]
+    assert (history[-1].accuracy, history[-1].champion_accuracy, history[-1].reason) == (0.93, 0.9, "better")
+
+
+def test_reject_keeps_the_champion_serving_and_removes_the_candidate(harness: Harness) -> None:
+    first, _ = _promote_first(harness)
+    second = harness.model()
+    endpoint = harness.backend.deploy(second, harness.spec)
+    harness.backend.reject(endpoint, second, "accuracy 0.70 < champion 0.90",
+                           report=report_for(endpoint.name, "green", second, 0.7))
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+    rejected = harness.backend.get_model(harness.model_name, second.version)
+    assert rejected.tags[TAG_STATUS] == "rejected" and rejected.tags[TAG_REASON] == "accuracy 0.70 < champion 0.90"
+    assert harness.backend.champion(harness.model_name).version == first.version
+    last = harness.backend.history(endpoint.name)[-1]
+    assert (last.event, last.model_version, last.accuracy) == ("rejected", second.version, 0.7)
+
+
+def test_a_rejected_first_model_is_the_only_one_serving_and_keeps_serving(harness: Harness) -> None:
+    model = harness.model()
+    endpoint = harness.backend.deploy(model, harness.spec)
+    harness.backend.reject(endpoint, model, "below the floor")
+    assert harness.traffic() == {"blue": 100}
+    assert harness.backend.get_model(harness.model_name, model.version).tags[TAG_STATUS] == "rejected"
+
+
+def test_rollback_puts_the_previous_champion_back_through_a_promotion(harness: Harness) -> None:
+    first, _ = _promote_first(harness)
+    second = harness.model()
+    candidate = harness.backend.deploy(second, harness.spec)
+    harness.backend.promote(candidate, second, report_for(candidate.name, "green", second, 0.95))
+    back = harness.backend.deploy(harness.backend.get_model(harness.model_name, first.version), harness.spec)
+    assert back.deployment == "blue" and harness.traffic() == {"green": 100}  # evaluated before it serves
+    harness.backend.promote(back, first, report_for(back.name, "blue", first, 0.9), event="rollback",
+                            reason=f"rollback from v{second.version}")
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+    assert harness.backend.champion(harness.model_name).version == first.version
+    assert harness.backend.history(back.name)[-1].event == "rollback"
+
+
+def test_when_both_colours_serve_a_new_model_is_refused_and_nothing_changes(harness: Harness) -> None:
+    _promote_first(harness)
+    second = harness.model()
+    harness.backend.deploy(second, harness.spec)
+    harness.set_traffic({"blue": 50, "green": 50})  # an operator's hand-made split
+    third = harness.model()
+    with pytest.raises(DeploymentError, match="both blue and green"):
+        harness.backend.deploy(third, harness.spec)
+    assert harness.traffic() == {"blue": 50, "green": 50}
+    assert third.version not in {e.model_version for e in harness.backend.history(harness.spec.endpoint_name)}
+
+
+def test_a_lost_champion_is_restored_before_the_candidate_lands(harness: Harness) -> None:
+    first, endpoint = _promote_first(harness)
+    harness.backend.teardown(endpoint.name)  # an operator stopped or deleted the endpoint
+    second = harness.model()
+    candidate = harness.backend.deploy(second, harness.spec)
+    assert candidate.deployment == "green" and candidate.model_version == second.version
+    assert harness.traffic() == {"blue": 100}  # the champion, restored; the candidate has no share
+    assert harness.deployments() == {"blue", "green"}
+    harness.backend.reject(candidate, second, "worse")
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+
+
+def test_a_failed_deployment_leaves_traffic_and_deployments_as_they_were(harness: Harness) -> None:
+    _promote_first(harness)
+    harness.break_next_deployment()
+    broken = harness.model()
+    with pytest.raises(DeploymentError):
+        harness.backend.deploy(broken, harness.spec)
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+
+
+def test_a_failed_smoke_test_removes_the_candidate_and_keeps_the_champion_serving(harness: Harness) -> None:
+    from backends.errors import EvaluationError
+
+    first, _ = _promote_first(harness)
+    second = harness.model()
+    seen = []
+
+    def smoke(endpoint) -> None:  # noqa: ANN001 - an Endpoint
+        seen.append((endpoint.deployment, endpoint.model_version))
+        raise EvaluationError("the candidate answered 500")
+
+    with pytest.raises(EvaluationError):
+        harness.policy.deploy(second, harness.spec, smoke_test=smoke)
+    assert seen == [("green", second.version)]
+    assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
+    assert harness.backend.champion(harness.model_name).version == first.version
