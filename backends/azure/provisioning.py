@@ -12,6 +12,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from backends.azure import entities
 from backends.azure.ledger import CreatedResource
 from backends.azure.resilience import await_poller, translate
+from backends.azure.storage import container_scope
 from backends.errors import ConfigurationError, DeploymentError, HeartflowError, SweepError
 
 if TYPE_CHECKING:
@@ -120,12 +121,14 @@ class ProvisionMixin:
         self._ensure_workspace(client, create_workspace, report)
         self.ensure_compute(client, report)
         self.ensure_environment(client, report)
-        if self.blob_store().ensure_container():
-            self.ledger.record("container", self.settings.container, self.workspace_scope)
-            report["created"].append(f"container {self.settings.container}")
-        else:
-            report["existing"].append(f"container {self.settings.container}")
-        self.ensure_datastore(client, report)
+        if self.settings.storage_mode != "workspace":  # else the workspace's default datastore holds the data
+            store = self.blob_store()
+            if store.ensure_container():
+                self.ledger.record("container", store.container, container_scope(store.service))
+                report["created"].append(f"container {store.container}")
+            else:
+                report["existing"].append(f"container {store.container}")
+            self.ensure_datastore(client, report)
         return ProvisionReport(created=tuple(report["created"]), existing=tuple(report["existing"]))
 
     def _ensure_workspace(self: AzureBackend, client: Any, create: bool, report: dict[str, list[str]]) -> None:
@@ -161,7 +164,7 @@ class ProvisionMixin:
         cluster, the datastore, the environment (archived), the container, and the workspace itself only
         if heartflow created it (permanently, with its dependent resources). Without ``yes`` nothing is
         deleted and the report lists what would be."""
-        entries = self.ledger.in_scope({self.workspace_scope})
+        entries = self.ledger.in_scope({self.workspace_scope, *self.storage_scopes()})
         planned = tuple(f"{e.kind} {e.name}" for e in entries)
         if not yes:
             return TeardownReport(planned=planned, deleted=(), missing=(), confirmed=False)
@@ -191,7 +194,7 @@ class ProvisionMixin:
                 name, _, version = entry.name.partition(":")
                 self.call("archive the environment", client.environments.archive, name=name, version=version or None)
             elif entry.kind == "container":
-                return self.blob_store().delete_container()
+                return self.blob_store().delete_container(entry.name)
             elif entry.kind == "workspace":
                 poller = self.call("delete the workspace", client.workspaces.begin_delete, entry.name,
                                    delete_dependent_resources=True, permanently_delete=True)
