@@ -91,11 +91,11 @@ class ReadinessCheck:
     """The checks, each isolated: one failing never hides the others."""
 
     def __init__(self, backend: AzureBackend, spec: PipelineSpec,
-                 name_taken: Callable[[str], bool | None] = dns_name_taken) -> None:
+                 name_taken: Callable[[str], bool | None] | None = None) -> None:
         self.backend = backend
         self.spec = spec
         self.settings = backend.settings
-        self._name_taken = name_taken
+        self._name_taken = name_taken or dns_name_taken
         self.region: str | None = None
         self._sizes: dict[str, Any] | None = None
 
@@ -249,6 +249,6 @@ def _access_fix(exc: BaseException) -> str:
 
 
 def check_readiness(backend: AzureBackend, spec: PipelineSpec,
-                    name_taken: Callable[[str], bool | None] = dns_name_taken) -> ReadinessReport:
+                    name_taken: Callable[[str], bool | None] | None = None) -> ReadinessReport:
     """Run every readiness check against the workspace (read-only)."""
     return ReadinessCheck(backend, spec, name_taken).run()
