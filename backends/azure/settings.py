@@ -133,7 +133,7 @@ class AzureSettings(BaseSettings):
         wanted = set(needs)
         if "workspace" in wanted:
             missing += [env for field, env in _WORKSPACE_FIELDS.items() if not getattr(self, field)]
-        if "storage" in wanted and self.storage_mode == "workspace" and "workspace" not in wanted:
+        if "storage" in wanted and self.storage_mode == "workspace":
             if any(not getattr(self, field) for field in _WORKSPACE_FIELDS):
                 missing.append(_STORAGE_HINT)
         if "location" in wanted and not self.location:
