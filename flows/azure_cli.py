@@ -48,3 +48,23 @@ def teardown_azure(endpoint_name: str, *, all_resources: bool, yes: bool) -> Non
         console.print("nothing else deleted")
         return
     console.print(backend.teardown_all(yes=True).render(), highlight=False, soft_wrap=True)
+
+
+def check_azure(spec: PipelineSpec) -> None:
+    """Read-only readiness of the workspace, one table; exit 1 if anything blocks a run."""
+    from rich.table import Table
+
+    from backends.azure.readiness import check_readiness
+
+    report = check_readiness(provisioner_for_spec(spec), spec)  # type: ignore[arg-type]
+    table = Table(title="Azure readiness (read-only)", show_lines=False)
+    for column in ("check", "status", "found", "what to do"):
+        table.add_column(column, overflow="fold")
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for line in report.lines:
+        table.add_row(line.name, f"[{style[line.status]}]{line.status}[/]", line.detail, line.fix)
+    console.print(table)
+    if not report.ready:
+        console.print("[bold red]not ready:[/] fix the failing lines above, then run the check again.")
+        raise typer.Exit(code=1)
+    console.print("[bold green]ready:[/] nothing blocks an Azure run.")

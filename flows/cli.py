@@ -301,6 +301,28 @@ def provision(
 
 
 @app.command()
+def check(
+    backend: BackendOption = BackendName.azure,
+    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    compute: Annotated[str | None, typer.Option("--compute", help="Compute cluster name")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials the sweep will ask for")] = None,
+    instance_type: Annotated[str | None, typer.Option("--instance-type", help="Endpoint VM size")] = None,
+) -> None:
+    """Azure: read-only readiness of the workspace (credential, region, cluster, quota, endpoint name,
+    storage); exits 1 if anything blocks a run."""
+    if backend is not BackendName.azure:
+        _fail("`heartflow check` checks an Azure workspace: use --backend azure")
+    from backends.spec import PipelineSpec
+    from flows.azure_cli import check_azure
+
+    spec = _check(lambda: PipelineSpec(
+        backend="azure", sweep={"max_concurrent_trials": concurrency},
+        deploy={"endpoint_name": endpoint_name, **({"instance_type": instance_type} if instance_type else {})},
+        azure_overrides={"compute": compute} if compute else {}))
+    _check(check_azure, spec)
+
+
+@app.command()
 def teardown(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from backends.azure import entities
 from backends.azure.deploy import AzureEndpoints
@@ -20,13 +19,14 @@ from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
 from backends.azure.provisioning import AzureProvisioner, ProvisionReport, TeardownReport
 from backends.azure.registry import AzureRegistry
-from backends.azure.resilience import RetryPolicy, translate
+from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
 from backends.azure.settings import AzureSettings, Need
-from backends.azure.storage import BlobStore, create_blob_service
-from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, TrialWatcher
+from backends.azure.storage import BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url
+from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
+from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
 from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult
 from backends.domain.identity import sweep_identity
-from backends.errors import SweepError
+from backends.errors import ConfigurationError, SweepError, UploadError
 from backends.selection import pick_best_trial
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
@@ -72,6 +72,7 @@ class AzureBackend(Backend):
         self._clock = clock
         self.ledger = Ledger(settings.ledger_path)
         self.history_log = HistoryLog(Path(settings.ledger_path).parent / "azure-history.jsonl")
+        self._ensured: set[str] = set()  # data assets known to exist in this run
         self.registry = AzureRegistry(self, trained_as=model_name)
         self.provisioner = AzureProvisioner(self)
         self.endpoints = AzureEndpoints(self, self.registry, self.provisioner, self.history_log)
@@ -96,14 +97,39 @@ class AzureBackend(Backend):
                 self.credential, self.settings.subscription_id, self.settings.resource_group,
                 self.settings.workspace_name, show_progress=False,
                 connection_timeout=self.settings.http_timeout_s, read_timeout=self.settings.http_timeout_s,
+                **SDK_CLIENT_OPTIONS,
             )
         return self._ml_client
 
     def blob_store(self) -> BlobStore:
+        """Where the training split goes: the override container, or the workspace's default datastore's."""
         self.settings.require("storage", stage="upload")
+        if self.settings.storage_mode == "workspace":
+            default = self.default_datastore()
+            if self._blob_service is None:
+                self._blob_service = create_blob_service(self.settings, self.credential, account_url=datastore_account_url(default))
+            return BlobStore(self._blob_service, default.container_name, self.settings.blob_prefix, self.retry, self.settings.http_timeout_s)
         if self._blob_service is None:
             self._blob_service = create_blob_service(self.settings, None if self.settings.storage_connection_string else self.credential)
         return BlobStore(self._blob_service, self.settings.container, self.settings.blob_prefix, self.retry, self.settings.http_timeout_s)
+
+    def default_datastore(self) -> Any:
+        """The workspace's default blob datastore (read once)."""
+        if getattr(self, "_default_datastore", None) is None:
+            client = self.client("upload")
+            try:
+                self._default_datastore = self.call("read the default datastore", client.datastores.get_default)
+            except AzureError as exc:
+                raise translate(exc, UploadError, "reading the workspace's default datastore",
+                                check="the AzureML Data Scientist role on the workspace, or set AZURE_STORAGE_ACCOUNT_URL") from exc
+        return self._default_datastore
+
+    def storage_scopes(self) -> list[str]:
+        """Ledger scopes of containers this backend can reach: the override storage account's (a container in
+        the workspace's default datastore is never heartflow's to delete)."""
+        if self.settings.storage_mode == "workspace":
+            return []
+        return [container_scope(self.blob_store().service)]
 
     @property
     def workspace_scope(self) -> str:
@@ -123,15 +149,71 @@ class AzureBackend(Backend):
     # --- upload ----------------------------------------------------------------------------------
 
     def upload(self, train: pd.DataFrame) -> DataRef:
-        return self.blob_store().upload(train)
+        """Store the split (content-addressed) and, with a workspace, register it as a versioned data asset.
+        A container this upload created is recorded (under its storage account) for ``teardown --all``."""
+        store = self.blob_store()
+        workspace_mode = self.settings.storage_mode == "workspace"
+        stored: StoredSplit = store.store(train, create_container=not workspace_mode)
+        if stored.container_created:
+            self.ledger.record("container", store.container, container_scope(store.service))
+        if not self.settings.missing(["workspace"]):
+            self.ensure_data_asset(self.client("upload"), stored.ref)
+        return stored.ref
 
-    # --- sweep -----------------------------------------------------------------------------------
+    def datastore_name(self) -> str:
+        """The datastore the job reads the split through: the default one, or heartflow's own."""
+        return str(self.default_datastore().name) if self.settings.storage_mode == "workspace" else self.settings.datastore_name
 
     def data_path(self, data: DataRef) -> str:
         """The datastore URI of an uploaded split (the job reads it through the workspace)."""
-        marker = f"/{self.settings.container}/"
-        blob = data.uri.split(marker, 1)[1] if marker in data.uri else f"{self.settings.blob_prefix}/{data.sha256}.csv"
-        return entities.datastore_uri(self.settings, blob)
+        return entities.datastore_uri(self.datastore_name(), blob_name_for(self.settings.blob_prefix, data.sha256))
+
+    def ensure_data_asset(self, client: Any, data: DataRef) -> str:
+        """Get-or-create the split's data asset (version from its sha256); its ``azureml:name:version``."""
+        asset = entities.build_data_asset(self.settings, path=self.data_path(data), sha256=data.sha256, rows=data.rows)
+        ref = entities.data_asset_ref(asset)
+        if ref in self._ensured:
+            return ref
+        try:
+            existing = self.call("read the data asset", client.data.get, name=asset.name, version=asset.version)
+        except ResourceNotFoundError:
+            existing = None
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"reading data asset {ref}") from exc
+        if existing is not None and (existing.tags or {}).get("sha256") not in (None, data.sha256):
+            raise ConfigurationError(
+                f"data asset {ref} already holds another split (sha256 {existing.tags['sha256']}); set "
+                "HEARTFLOW_AZURE_DATA_ASSET_NAME to another name")
+        if existing is None:
+            try:
+                self.call("register the data asset", client.data.create_or_update, asset)
+            except AzureError as exc:
+                raise translate(exc, UploadError, f"registering data asset {ref}",
+                                check="the AzureML Data Scientist role on the workspace") from exc
+            logger.info("registered the training split as data asset %s", ref)
+        self._ensured.add(ref)
+        return ref
+
+    def _user_identity(self) -> bool:
+        """True when the datastore holds no secret, so trials must read it as the submitting user."""
+        mode = self.settings.storage_mode
+        if mode == "account_url":
+            return True
+        if mode == "workspace":
+            credentials = getattr(self.default_datastore(), "credentials", None)
+            return credentials is None or type(credentials).__name__ == "NoneCredentialConfiguration"
+        return False
+
+    def _cluster_size(self, client: Any) -> int:
+        """The real max nodes of the cluster (an existing cluster may differ from the settings)."""
+        try:
+            cluster = self.call("read the compute cluster", client.compute.get, self.settings.compute)
+        except AzureError as exc:
+            raise translate(exc, SweepError, f"reading compute {self.settings.compute}") from exc
+        size = getattr(cluster, "max_instances", None)
+        return int(size) if isinstance(size, int) and size > 0 else self.settings.compute_max_nodes
+
+    # --- sweep -----------------------------------------------------------------------------------
 
     def sweep(
         self, data: DataRef, spec: SweepSpec, schema: DatasetSchema | None = None,
@@ -140,23 +222,34 @@ class AzureBackend(Backend):
         client = self.client("sweep", "storage")
         enforce_limits(PipelineSpec.model_construct(
             model_name=self.model_name, sweep=spec, deploy=DeploySpec()), self.settings)
-        env_ref = self.ensure_sweep_resources()
+        self.provisioner.ensure_compute(client)
+        if self.settings.storage_mode != "workspace":
+            self.provisioner.ensure_datastore(client)
+        env_ref = self.provisioner.ensure_environment(client)
+        nodes = self._cluster_size(client)
+        if spec.max_concurrent_trials and spec.max_concurrent_trials > nodes:
+            raise ConfigurationError(
+                f"sweep.max_concurrent_trials = {spec.max_concurrent_trials} but cluster {self.settings.compute} has at "
+                f"most {nodes} nodes, so only {nodes} trials would run at once: lower max_concurrent_trials or raise "
+                "the cluster's max nodes (az ml compute update --max-instances)")
+        data_ref = self.ensure_data_asset(client, data)
         schema_json = schema.to_json() if schema is not None and schema != HEART_SCHEMA else None
-        job = entities.build_sweep(self.settings, spec, data_path=self.data_path(data), model_name=self.model_name,
-                                   environment=env_ref, schema_json=schema_json)
-        job.name = f"heartflow-sweep-{data.sha256[:8]}-{uuid.uuid4().hex[:8]}"  # fixed before retries: a retried submit cannot duplicate
-        try:
-            submitted = self.call("submit the sweep", client.jobs.create_or_update, job, experiment_name=self.settings.experiment_name)
-        except AzureError as exc:
-            raise translate(exc, SweepError, "submitting the sweep", check=f"compute {self.settings.compute} and environment {env_ref}") from exc
-        name = submitted.name or job.name
-        url = getattr(submitted, "studio_url", None)
-        logger.info("sweep %s submitted (%s trials at most); follow it in Azure ML Studio: %s", name, spec.max_total_trials, url)
+        job = entities.build_sweep(self.settings.model_copy(update={"compute_max_nodes": nodes}), spec,
+                                   data_path=data_ref, model_name=self.model_name, environment=env_ref,
+                                   schema_json=schema_json, user_identity=self._user_identity())
+        key = sweep_key(data_sha256=data.sha256, spec=spec, schema_json=schema_json,
+                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name)
+        attached = submit_or_attach(client, job, key, call=self.call, experiment_name=self.settings.experiment_name,
+                                    check=f"compute {self.settings.compute} and environment {env_ref}")
+        name = attached.name
+        url = getattr(attached.job, "studio_url", None)
+        logger.info("sweep %s %s (%s trials at most, data %s); follow it in Azure ML Studio: %s",
+                    name, attached.action, spec.max_total_trials, data_ref, url)
         total = min(spec.max_total_trials, spec.grid_size() or spec.max_total_trials)
         watcher = TrialWatcher(lambda: self.trial_reader(client), spec.search_space, total, progress)
-        final = self._follow_sweep(client, name, spec, url, watcher)
+        final = attached.job if attached.action == "completed" else self._follow_sweep(client, name, spec, url, watcher)
         try:
-            children = list(self.call("list the sweep's trials", client.jobs.list, parent_job_name=name))
+            children = self.retry.listing("list the sweep's trials", client.jobs.list, parent_job_name=name)
         except AzureError as exc:
             raise translate(exc, SweepError, f"listing the trials of sweep {name}", logs=str(url)) from exc
         trials = watcher.all_trials(children)
@@ -167,9 +260,7 @@ class AzureBackend(Backend):
         except SweepError as exc:
             raise SweepError(f"sweep {name} ({final.status}): {exc}. Trial logs: {url} or `az ml job stream -n {name}`") from exc
         reported = (getattr(final, "properties", None) or {}).get("best_child_run_id")
-        if reported and reported != best.run_id:
-            logger.warning("Azure reports %s as the best trial; heartflow's rule (ties -> lower trial number) picked %s",
-                           reported, best.run_id)
+        check_best_trial(reported, best, trials, spec.primary_metric, spec.goal, name)
         return SweepResult(sweep_id=name, primary_metric=spec.primary_metric, goal=spec.goal, trials=trials,
                            best=best, data=data, url=url)
 
@@ -201,7 +292,7 @@ class AzureBackend(Backend):
 
     def _poll_trials(self, client: Any, name: str, watcher: TrialWatcher) -> str:
         try:
-            children = list(self.call("list the sweep's trials", client.jobs.list, parent_job_name=name))
+            children = self.retry.listing("list the sweep's trials", client.jobs.list, parent_job_name=name)
         except AzureError as exc:
             logger.debug("could not list the trials of %s: %s", name, exc)
             return ""
@@ -215,9 +306,8 @@ class AzureBackend(Backend):
             except AzureError as exc:
                 raise translate(exc, SweepError, "reading the workspace's MLflow tracking URI") from exc
             credential = self.credential
-            self._trial_reader = MlflowRestReader(
-                tracking_uri=str(workspace.mlflow_tracking_uri),
-                token=lambda: credential.get_token(ARM_SCOPE).token,
+            self._trial_reader = make_trial_reader(
+                str(workspace.mlflow_tracking_uri), lambda: credential.get_token(ARM_SCOPE).token,
                 timeout_s=self.settings.http_timeout_s, retry=self.retry,
             )
         return self._trial_reader

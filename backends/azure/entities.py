@@ -22,6 +22,7 @@ from azure.ai.ml.entities import (
     AmlCompute,
     AzureBlobDatastore,
     CodeConfiguration,
+    Data,
     DefaultScaleSettings,
     Environment,
     ManagedOnlineDeployment,
@@ -29,9 +30,10 @@ from azure.ai.ml.entities import (
     Model,
     OnlineRequestSettings,
     ProbeSettings,
+    UserIdentityConfiguration,
 )
 
-from backends.azure.settings import AzureSettings, parse_connection_string
+from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
 from backends.spec import DeploySpec, EarlyTermination, SweepSpec
 
@@ -118,18 +120,16 @@ def build_compute(settings: AzureSettings) -> AmlCompute:
 
 
 def build_datastore(settings: AzureSettings) -> AzureBlobDatastore:
-    """The container as a datastore. With a connection string its account key is stored in the workspace;
-    with an account URL the datastore is identity-based (no secret stored)."""
-    account = settings.storage_account_name
+    """The override container as a datastore. With a connection string its account key is stored in the
+    workspace; with an account URL the datastore is identity-based (no secret stored), so the job reads it
+    with the submitting user's identity (see ``build_sweep``'s ``user_identity``)."""
+    account, key = storage_account(settings)
     if not account:
         raise ConfigurationError(
-            "cannot tell the storage account name: set AZURE_STORAGE_CONNECTION_STRING (with AccountName) "
-            "or AZURE_STORAGE_ACCOUNT_URL"
+            "the storage override names no account: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL, "
+            "or unset both to use the workspace's default datastore"
         )
-    credentials = None
-    if settings.storage_connection_string is not None:
-        key = parse_connection_string(settings.storage_connection_string.get_secret_value()).get("AccountKey")
-        credentials = AccountKeyConfiguration(account_key=key) if key else None
+    credentials = AccountKeyConfiguration(account_key=key) if key else None
     return AzureBlobDatastore(
         name=settings.datastore_name,
         account_name=account,
@@ -140,8 +140,34 @@ def build_datastore(settings: AzureSettings) -> AzureBlobDatastore:
     )
 
 
-def datastore_uri(settings: AzureSettings, blob_name: str) -> str:
-    return f"azureml://datastores/{settings.datastore_name}/paths/{blob_name}"
+def datastore_uri(settings: AzureSettings | str, blob_name: str) -> str:
+    """``azureml://datastores/<name>/paths/<blob>``; ``settings`` may be the datastore name itself."""
+    name = settings if isinstance(settings, str) else settings.datastore_name
+    return f"azureml://datastores/{name}/paths/{blob_name}"
+
+
+DATA_ASSET_VERSION_CHARS = 16  # hex digits of the split's sha256 used as the data asset's version
+
+
+def data_asset_version(sha256: str) -> str:
+    """The data asset's version: the start of the split's sha256, so the same split is the same version."""
+    return sha256[:DATA_ASSET_VERSION_CHARS]
+
+
+def build_data_asset(settings: AzureSettings, *, path: str, sha256: str, rows: int) -> Data:
+    """The training split as a versioned uri_file data asset (Studio then shows data -> sweep -> model)."""
+    return Data(
+        name=settings.data_asset_name,
+        version=data_asset_version(sha256),
+        type="uri_file",
+        path=path,
+        description=f"heartflow training split ({rows} rows), sha256 {sha256}",
+        tags={**CREATED_BY_TAG, "sha256": sha256, "rows": str(rows)},
+    )
+
+
+def data_asset_ref(asset: Data) -> str:
+    return f"azureml:{asset.name}:{asset.version}"
 
 
 # --- sweep ---------------------------------------------------------------------------------------
@@ -229,8 +255,12 @@ def build_sweep(
     environment: str | Environment,
     code: str | Path | None = None,
     schema_json: str | None = None,
+    user_identity: bool = False,
 ) -> Any:
-    """The command job (one trial) turned into a sweep over ``spec.search_space``."""
+    """The command job (one trial) turned into a sweep over ``spec.search_space``. ``data_path`` is a data
+    asset (``azureml:<name>:<version>``) or a datastore URI. ``user_identity``: the trials run with the
+    submitting user's identity (``UserIdentityConfiguration``, as the azure-ai-ml docs prescribe for an
+    identity-based datastore); that user needs Storage Blob Data Reader on the storage account."""
     folder = model_folder_for(model_name)
     inputs: dict[str, Any] = {
         "input_data": Input(type="uri_file", path=data_path),
@@ -251,6 +281,7 @@ def build_sweep(
         experiment_name=settings.experiment_name,
         display_name=f"{model_name}-trial",
         tags=dict(CREATED_BY_TAG),
+        identity=UserIdentityConfiguration() if user_identity else None,
     )
     sampled = trial(**{name: translate_distribution(dist) for name, dist in spec.search_space.items()})
     sampling: Any = spec.sampling

@@ -17,6 +17,28 @@ from backends.errors import ConfigurationError
 from backends.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
+# AmlCompute names. The SDK (azure-ai-ml 1.35, entities/_compute and _schema/compute) checks none; the
+# service refuses a name that breaks its rule with: "A name for an Azure ML Compute ... must be between 3
+# and 24 characters in length and must use only numbers, letters and minus symbol (-), must start with
+# letters", and "Compute name: ... 3 to 24 characters ... Valid characters are upper and lower case letters,
+# digits, and the - character. Name must start with a letter" (Azure ML docs, how to create a compute
+# cluster). A name ending in '-' is refused too.
+_COMPUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
+COMPUTE_NAME_RULE = "3 to 24 characters: letters, digits and '-', starting with a letter and not ending with '-'"
+# VM sizes a managed online deployment accepts. The SDK carries no such list: constants/_deployment.py has
+# only SmallSKUs (standard_ds1_v2, standard_ds2_v2: accepted with a warning that at least Standard_DS3_v2 is
+# recommended) and constants/_endpoint.py the default Standard_F4s_v2. The families below are those of the
+# Azure ML docs' "Managed online endpoints SKU list" (general purpose, compute and memory optimised, GPU).
+_ONLINE_SKU = re.compile(
+    r"^standard_(?:"
+    r"ds[1-5]_v2|f(?:2|4|8|16|32|48|64|72)s_v2|d(?:2|4|8|16|32|48|64|96)as?_v4|"
+    r"e(?:2|4|8|16|20|32|48|64)s_v3|e(?:2|4|8|16|20|32|48|64|96)as_v4|"
+    r"nc(?:6|12|24)s_v3|nc24rs_v3|nc(?:4|8|16|64)as_t4_v3|nc(?:24|48|96)ads_a100_v4|"
+    r"nd40rs_v2|nd96asr_v4|nd96amsr_a100_v4"
+    r")$"
+)
+ONLINE_SKU_RULE = ("a VM size managed online endpoints offer (Standard_DS3_v2, Standard_F4s_v2, Standard_D4as_v4, "
+                   "Standard_E4s_v3, Standard_NC6s_v3 ...; see the Azure ML managed online endpoints SKU list)")
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,10 +79,11 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
         ("deploy.endpoint_name", endpoint),
         ("settings.blue_deployment", settings.blue_deployment),
         ("settings.green_deployment", settings.green_deployment),
-        ("settings.compute", settings.compute),
     ):
         if not name_ok(value):
             out.append(LimitViolation(field, NAME_RULE, value))
+    if not _COMPUTE_NAME.match(settings.compute or ""):
+        out.append(LimitViolation("settings.compute", f"an AmlCompute name: {COMPUTE_NAME_RULE}", settings.compute))
     if settings.blue_deployment == settings.green_deployment:
         out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ", settings.green_deployment))
     if not _ASSET_NAME.match(spec.model_name or ""):
@@ -70,6 +93,16 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
         out.append(LimitViolation("sweep.max_total_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT}", sweep.max_total_trials))
     if sweep.max_concurrent_trials is not None and not 1 <= sweep.max_concurrent_trials <= MAX_TOTAL_TRIALS_LIMIT:
         out.append(LimitViolation("sweep.max_concurrent_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT}", sweep.max_concurrent_trials))
+    elif sweep.max_concurrent_trials is not None and sweep.max_concurrent_trials > settings.compute_max_nodes:
+        out.append(LimitViolation(
+            "sweep.max_concurrent_trials",
+            f"must not exceed the cluster's max nodes ({settings.compute_max_nodes}, settings.compute_max_nodes; the "
+            "sweep re-checks an existing cluster's real size): lower it or raise HEARTFLOW_AZURE_COMPUTE_MAX_NODES",
+            sweep.max_concurrent_trials))
+    if sweep.sampling == "bayesian" and sweep.early_termination is not None:
+        out.append(LimitViolation(
+            "sweep.early_termination", "Azure ML refuses an early termination policy with bayesian sampling: "
+            "remove it or use random sampling", sweep.early_termination.policy))
     for field in ("timeout_s", "trial_timeout_s"):
         value = getattr(sweep, field)
         if value is not None and value < 1:
@@ -110,8 +143,8 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     if deploy.instance_count < 1:
         out.append(LimitViolation("deploy.instance_count", "must be at least 1", deploy.instance_count))
     instance_type = settings.instance_type or deploy.instance_type
-    if not instance_type or not instance_type.lower().startswith("standard_"):
-        out.append(LimitViolation("deploy.instance_type", "an Azure VM size such as Standard_DS3_v2", instance_type))
+    if not instance_type or not _ONLINE_SKU.match(instance_type.lower()):
+        out.append(LimitViolation("deploy.instance_type", ONLINE_SKU_RULE, instance_type))
     return out
 
 

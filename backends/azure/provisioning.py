@@ -13,6 +13,7 @@ from backends.azure import entities
 from backends.azure.ledger import CreatedResource
 from backends.azure.resilience import await_poller, translate
 from backends.azure.session import AzureSession
+from backends.azure.storage import container_scope
 from backends.errors import ConfigurationError, DeploymentError, HeartflowError, SweepError
 
 logger = logging.getLogger(__name__)
@@ -122,12 +123,14 @@ class AzureProvisioner:
         self._ensure_workspace(client, create_workspace, report)
         self.ensure_compute(client, report)
         self.ensure_environment(client, report)
-        if self._az.blob_store().ensure_container():
-            self._az.ledger.record("container", self._az.settings.container, self._az.workspace_scope)
-            report["created"].append(f"container {self._az.settings.container}")
-        else:
-            report["existing"].append(f"container {self._az.settings.container}")
-        self.ensure_datastore(client, report)
+        if self._az.settings.storage_mode != "workspace":  # else the workspace's default datastore holds the data
+            store = self._az.blob_store()
+            if store.ensure_container():
+                self._az.ledger.record("container", store.container, container_scope(store.service))
+                report["created"].append(f"container {store.container}")
+            else:
+                report["existing"].append(f"container {store.container}")
+            self.ensure_datastore(client, report)
         return ProvisionReport(created=tuple(report["created"]), existing=tuple(report["existing"]))
 
     def _ensure_workspace(self, client: Any, create: bool, report: dict[str, list[str]]) -> None:
@@ -163,7 +166,7 @@ class AzureProvisioner:
         cluster, the datastore, the environment (archived), the container, and the workspace itself only
         if heartflow created it (permanently, with its dependent resources). Without ``yes`` nothing is
         deleted and the report lists what would be."""
-        entries = self._az.ledger.in_scope({self._az.workspace_scope})
+        entries = self._az.ledger.in_scope({self._az.workspace_scope, *self._az.storage_scopes()})
         planned = tuple(f"{e.kind} {e.name}" for e in entries)
         if not yes:
             return TeardownReport(planned=planned, deleted=(), missing=(), confirmed=False)
@@ -193,7 +196,7 @@ class AzureProvisioner:
                 name, _, version = entry.name.partition(":")
                 self._az.call("archive the environment", client.environments.archive, name=name, version=version or None)
             elif entry.kind == "container":
-                return self._az.blob_store().delete_container()
+                return self._az.blob_store().delete_container(entry.name)
             elif entry.kind == "workspace":
                 poller = self._az.call("delete the workspace", client.workspaces.begin_delete, entry.name,
                                    delete_dependent_resources=True, permanently_delete=True)

@@ -1,8 +1,11 @@
 """Retries, timeouts and error translation at the Azure edge.
 
-Transient failures (throttling, 5xx, dropped connections) are retried with exponential backoff through
-tenacity; everything else is translated once into heartflow's error hierarchy with a message that says
-what happened, what to check and where the logs are.
+Transient failures (throttling, 5xx, dropped connections, including ``requests``' own ConnectionError and
+Timeout, which do not inherit the builtin ones) are retried with exponential backoff through tenacity,
+waiting at least what a ``Retry-After`` header asks. This is the ONE retry layer: the clients heartflow
+builds have azure-core's pipeline retries switched off (``SDK_CLIENT_OPTIONS``), so a throttled call is
+tried ``attempts`` times, not attempts x azure-core's ten. Everything else is translated once into
+heartflow's error hierarchy with a message that says what happened, what to check and where the logs are.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from azure.core.pipeline.policies import RetryPolicy as _CoreRetryPolicy
+from requests import ConnectionError as RequestsConnectionError
+from requests import Timeout as RequestsTimeout
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from backends.errors import ConfigurationError, HeartflowError, TransientBackendError
 
@@ -30,6 +36,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Passed to MLClient and BlobServiceClient: azure-core's pipeline would otherwise retry every request up
+# to ten times beneath RetryPolicy.call, multiplying the attempts.
+SDK_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0}
 _QUOTA_MARKERS = ("quota", "QuotaExceeded", "OutOfQuota", "InsufficientQuota", "exceeds the limit")
 
 
@@ -45,11 +54,26 @@ def is_transient(exc: BaseException) -> bool:
     """Throttling, server errors and dropped connections; never auth, not-found or validation errors."""
     if isinstance(exc, (ClientAuthenticationError, ResourceNotFoundError, ResourceExistsError)):
         return False
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError,
+                        RequestsConnectionError, RequestsTimeout)):
         return True
     if isinstance(exc, HttpResponseError):
         return status_of(exc) in TRANSIENT_STATUS
     return False
+
+
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """What a ``Retry-After`` (or ``x-ms-retry-after-ms``) header of the failed response asks, in seconds."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        millis = headers.get("x-ms-retry-after-ms") or headers.get("retry-after-ms")
+        if millis:
+            return float(millis) / 1000.0
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        return float(_CoreRetryPolicy().parse_retry_after(str(value))) if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -61,11 +85,17 @@ class RetryPolicy:
     max_s: float = 60.0
     sleep: Callable[[float], None] | None = None  # tests pass a no-op
 
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+        backoff = wait_exponential_jitter(initial=self.initial_s, max=self.max_s)(state)
+        asked = retry_after_s(state.outcome.exception() if state.outcome else None)
+        return max(backoff, asked) if asked is not None else backoff
+
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` and retry transient failures; the last transient failure propagates as it is."""
         options: dict[str, Any] = {
             "stop": stop_after_attempt(self.attempts),
-            "wait": wait_exponential_jitter(initial=self.initial_s, max=self.max_s),
+            "wait": self._wait,
             "retry": retry_if_exception(is_transient),
             "reraise": True,
             "before_sleep": lambda state: logger.warning(
@@ -79,6 +109,11 @@ class RetryPolicy:
             with attempt:
                 return fn(*args, **kwargs)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to the end inside the retry: the SDK's pagers fetch pages lazily, so a
+        blip on page two would otherwise escape the retry."""
+        return self.call(what, lambda: list(fn(*args, **kwargs)))
 
 
 def _short(exc: BaseException | None) -> str:

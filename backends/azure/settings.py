@@ -19,15 +19,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backends.errors import ConfigurationError
 
-# What each stage needs. "storage" is satisfied by either a connection string or an account URL.
+# What each stage needs. "storage" is satisfied by a connection string, an account URL, or (by default)
+# the workspace, whose default blob datastore then holds the data.
 Need = Literal["workspace", "storage", "location"]
+StorageMode = Literal["connection_string", "account_url", "workspace"]
 
 _WORKSPACE_FIELDS: dict[str, str] = {
     "subscription_id": "AZURE_SUBSCRIPTION_ID",
     "resource_group": "AZURE_RESOURCE_GROUP",
     "workspace_name": "AZUREML_WORKSPACE_NAME",
 }
-_STORAGE_HINT = "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL"
+_STORAGE_HINT = (
+    "AZURE_SUBSCRIPTION_ID + AZURE_RESOURCE_GROUP + AZUREML_WORKSPACE_NAME (the workspace's default datastore), "
+    "or AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL"
+)
 _CONFIG_JSON_KEYS: dict[str, str] = {
     "subscription_id": "subscription_id",
     "resource_group": "resource_group",
@@ -65,7 +70,8 @@ class AzureSettings(BaseSettings):
         description="An .azureml/config.json; default: searched from the working directory upwards",
     )
 
-    # Storage: a connection string, or an account URL used with DefaultAzureCredential.
+    # Storage overrides: a connection string, or an account URL used with DefaultAzureCredential. Without
+    # either, the training split goes to the workspace's default blob datastore.
     storage_connection_string: SecretStr | None = Field(
         default=None, validation_alias=_env("AZURE_STORAGE_CONNECTION_STRING", "storage_connection_string")
     )
@@ -75,6 +81,7 @@ class AzureSettings(BaseSettings):
     container: str = "data4ml"
     blob_prefix: str = "heartflow/train"
     datastore_name: str = "heartflowdata"
+    data_asset_name: str = "heartflow-train"
 
     # Compute, environment, experiment (HEARTFLOW_AZURE_<FIELD> in the environment).
     compute: str = "heartclassifycluster"
@@ -126,8 +133,9 @@ class AzureSettings(BaseSettings):
         wanted = set(needs)
         if "workspace" in wanted:
             missing += [env for field, env in _WORKSPACE_FIELDS.items() if not getattr(self, field)]
-        if "storage" in wanted and self.storage_connection_string is None and not self.storage_account_url:
-            missing.append(_STORAGE_HINT)
+        if "storage" in wanted and self.storage_mode == "workspace":
+            if any(not getattr(self, field) for field in _WORKSPACE_FIELDS):
+                missing.append(_STORAGE_HINT)
         if "location" in wanted and not self.location:
             missing.append("AZURE_LOCATION")
         return missing
@@ -143,15 +151,21 @@ class AzureSettings(BaseSettings):
             )
 
     @property
-    def storage_account_name(self) -> str | None:
-        """The account name, from the connection string or the account URL (for the datastore)."""
+    def storage_mode(self) -> StorageMode:
+        """Where the training split goes: an override account, or the workspace's default datastore."""
         if self.storage_connection_string is not None:
-            parts = parse_connection_string(self.storage_connection_string.get_secret_value())
-            return parts.get("AccountName")
+            return "connection_string"
         if self.storage_account_url:
-            host = self.storage_account_url.split("://", 1)[-1].split("/", 1)[0]
-            return host.split(".", 1)[0] or None
-        return None
+            return "account_url"
+        return "workspace"
+
+    @property
+    def storage_account_name(self) -> str | None:
+        """The account name of an override (None in workspace mode), parsed by azure-storage-blob itself,
+        so every form the SDK accepts (``UseDevelopmentStorage=true``, ``BlobEndpoint=...``, SAS) works."""
+        if self.storage_mode == "workspace":
+            return None
+        return storage_account(self)[0]
 
     def describe(self) -> dict[str, str]:
         """A loggable view: secrets shown as set/unset only."""
@@ -167,14 +181,28 @@ class AzureSettings(BaseSettings):
         return view
 
 
-def parse_connection_string(value: str) -> dict[str, str]:
-    """``Key=Value;...`` into a dict (values may hold '=')."""
-    parts: dict[str, str] = {}
-    for item in value.split(";"):
-        if "=" in item:
-            key, _, val = item.partition("=")
-            parts[key.strip()] = val.strip()
-    return parts
+def storage_account(settings: AzureSettings) -> tuple[str | None, str | None]:
+    """(account name, account key) of the override storage, as azure-storage-blob parses the connection
+    string or account URL; the key is None for an account URL or a SAS. A malformed value is a
+    ConfigurationError naming the variable (never echoing the secret)."""
+    from azure.storage.blob import BlobServiceClient
+
+    try:
+        if settings.storage_connection_string is not None:
+            client = BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
+        elif settings.storage_account_url:
+            client = BlobServiceClient(account_url=settings.storage_account_url)
+        else:
+            return None, None
+    except ValueError as exc:
+        variable = "AZURE_STORAGE_CONNECTION_STRING" if settings.storage_connection_string is not None else "AZURE_STORAGE_ACCOUNT_URL"
+        raise ConfigurationError(
+            f"{variable} is not a storage connection string or account URL the Azure SDK accepts "
+            f"({type(exc).__name__}); copy it from the portal (Storage account > Access keys) or unset it to "
+            "use the workspace's default datastore") from exc
+    credential = client.credential
+    key = getattr(credential, "account_key", None)
+    return client.account_name or getattr(credential, "account_name", None), key
 
 
 def find_azureml_config(start: Path | None = None) -> Path | None:

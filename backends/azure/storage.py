@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from backends.azure.resilience import RetryPolicy, translate
+from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef
 from backends.errors import UploadError
@@ -33,17 +33,43 @@ def blob_name_for(prefix: str, sha256: str) -> str:
     return f"{prefix.strip('/')}/{sha256}.csv"
 
 
-def create_blob_service(settings: AzureSettings, credential: Any | None = None) -> BlobServiceClient:
-    """A client from the connection string, or from the account URL with DefaultAzureCredential."""
-    settings.require("storage", stage="upload")
-    timeouts = {"connection_timeout": settings.http_timeout_s, "read_timeout": settings.http_timeout_s}
-    if settings.storage_connection_string is not None:
+def create_blob_service(settings: AzureSettings, credential: Any | None = None, *, account_url: str | None = None) -> BlobServiceClient:
+    """A client from the connection string, or from an account URL (the override, or ``account_url``: the
+    workspace's default datastore's account) with DefaultAzureCredential. azure-core's own retries are off:
+    RetryPolicy is the one retry layer."""
+    timeouts = {"connection_timeout": settings.http_timeout_s, "read_timeout": settings.http_timeout_s, **SDK_CLIENT_OPTIONS}
+    if settings.storage_connection_string is not None and account_url is None:
         return BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value(), **timeouts)
+    url = account_url or settings.storage_account_url
+    if not url:
+        settings.require("storage", stage="upload")
+        raise AssertionError("unreachable: require raised")  # pragma: no cover
     if credential is None:
         from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential()
-    return BlobServiceClient(account_url=str(settings.storage_account_url), credential=credential, **timeouts)
+    return BlobServiceClient(account_url=str(url), credential=credential, **timeouts)
+
+
+def datastore_account_url(datastore: Any) -> str:
+    """The blob endpoint of an AzureBlobDatastore (``https://<account>.blob.<endpoint>``)."""
+    protocol = getattr(datastore, "protocol", None) or "https"
+    endpoint = getattr(datastore, "endpoint", None) or "core.windows.net"
+    return f"{protocol}://{datastore.account_name}.blob.{endpoint}"
+
+
+def container_scope(service: BlobServiceClient) -> str:
+    """The ledger scope of a container: the storage account it belongs to."""
+    return f"storage/{service.account_name}"
+
+
+@dataclass(frozen=True)
+class StoredSplit:
+    """An uploaded split: where it is, and whether this upload created its container."""
+
+    ref: DataRef
+    blob_name: str
+    container_created: bool
 
 
 @dataclass
@@ -82,16 +108,21 @@ class BlobStore:
         return False
 
     def upload(self, frame: pd.DataFrame) -> DataRef:
+        return self.store(frame).ref
+
+    def store(self, frame: pd.DataFrame, *, create_container: bool = True) -> StoredSplit:
+        """Upload the split (content-addressed, idempotent). ``create_container``: False for a container
+        heartflow does not own (the workspace's default datastore), which must already exist."""
         payload = serialise_split(frame)
         sha256 = hashlib.sha256(payload).hexdigest()
         name = blob_name_for(self.prefix, sha256)
-        self.ensure_container()
+        created = self.ensure_container() if create_container else False
         blob = self.service.get_blob_client(self.container, name)
         ref = DataRef(uri=blob.url, sha256=sha256, rows=len(frame), columns=tuple(str(c) for c in frame.columns))
         try:
             if self.retry.call("check the training blob", blob.exists, timeout=int(self.timeout_s)):
                 logger.info("training split %s already stored as %s; upload skipped", sha256[:12], name)
-                return ref
+                return StoredSplit(ref, name, created)
             # overwrite=False: a concurrent upload of the same content wins and ours is a no-op. A blob
             # becomes visible only when its single put or its block list commits, so a failure leaves none.
             self.retry.call(
@@ -110,14 +141,15 @@ class BlobStore:
         except AzureError as exc:
             raise translate(exc, UploadError, f"uploading the training split to {self.container}/{name}",
                             check="the storage settings and the Storage Blob Data Contributor role") from exc
-        return ref
+        return StoredSplit(ref, name, created)
 
-    def delete_container(self) -> bool:
-        """Delete the container (teardown --all); False when it did not exist."""
+    def delete_container(self, name: str | None = None) -> bool:
+        """Delete the container (``name``, default this store's; teardown --all); False when it did not exist."""
+        container = name or self.container
         try:
-            self.retry.call("delete the blob container", self.service.delete_container, self.container, timeout=int(self.timeout_s))
+            self.retry.call("delete the blob container", self.service.delete_container, container, timeout=int(self.timeout_s))
             return True
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
-            raise translate(exc, UploadError, f"deleting blob container {self.container}") from exc
+            raise translate(exc, UploadError, f"deleting blob container {container}") from exc

@@ -1,8 +1,14 @@
 """Reading a finished sweep's trials into TrialResults.
 
 The trials are the sweep's child jobs (``jobs.list(parent_job_name=...)``); their parameters and metrics
-are what model_train.py logged to the workspace's MLflow tracking, read through MLflow's REST API
-(``/api/2.0/mlflow/runs/get``) with an Azure token, so no tracking plugin is needed.
+are what model_train.py logged to the workspace's MLflow tracking (``workspace.mlflow_tracking_uri``).
+Two readers sit behind one interface (``TrialDataReader``: run id -> TrialData): MLflow's own client when
+the azureml-mlflow plugin is installed (the documented way), else MLflow's REST API
+(``/api/2.0/mlflow/runs/get``) with an Azure token. ``make_trial_reader`` picks one.
+
+A trial whose data cannot be read because of a transient failure is never marked failed (that would
+drop it and could register a worse model): the read raises TransientBackendError, so the stage retries
+and re-attaches to the same sweep.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from importlib.metadata import entry_points
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +24,9 @@ from typing import Any
 import requests
 from azure.core.exceptions import HttpResponseError
 
-from backends.azure.resilience import RetryPolicy
+from backends.azure.resilience import TRANSIENT_STATUS, RetryPolicy, is_transient
 from backends.base import TrialResult, TrialStatus
+from backends.errors import ConfigurationError, TransientBackendError
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,51 @@ class MlflowRestReader:
         return TrialData(params=params, metrics=metrics, duration_s=duration)
 
 
+@dataclass
+class MlflowClientReader:
+    """Params, metrics and duration of a run through ``mlflow.MlflowClient`` (with azureml-mlflow, an
+    ``azureml://`` tracking URI signs in with DefaultAzureCredential). MLflow's HTTP layer already retries
+    with backoff and honours Retry-After, so this reader adds no retry of its own."""
+
+    tracking_uri: str
+
+    def __call__(self, run_id: str) -> TrialData:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = MlflowClient(tracking_uri=self.tracking_uri).get_run(run_id)
+        except MlflowException as exc:
+            status = exc.get_http_status_code()
+            if status in (401, 403):
+                raise ConfigurationError(
+                    f"MLflow refused to read trial {run_id} (HTTP {status}): check the AzureML Data Scientist role "
+                    "on the workspace (docs/azure.md)") from exc
+            if status in TRANSIENT_STATUS:
+                raise TransientBackendError(f"reading trial {run_id} from MLflow failed after retries: {exc}") from exc
+            raise KeyError(f"MLflow has no readable run {run_id}: {exc}") from exc
+        start, end = run.info.start_time, run.info.end_time
+        return TrialData(
+            params={k: _number(v) for k, v in run.data.params.items()},
+            metrics={k: float(v) for k, v in run.data.metrics.items()},
+            duration_s=(int(end) - int(start)) / 1000.0 if start and end else 0.0,
+        )
+
+
+def azureml_mlflow_installed() -> bool:
+    """True when MLflow can open ``azureml://`` tracking URIs (the azureml-mlflow plugin's entry point)."""
+    return any(ep.name == "azureml" for ep in entry_points(group="mlflow.tracking_store"))
+
+
+def make_trial_reader(tracking_uri: str, token: Callable[[], str], *, timeout_s: float, retry: RetryPolicy,
+                      prefer_mlflow: bool | None = None) -> TrialDataReader:
+    """MLflow's client when it can open the workspace's tracking URI, else the REST reader."""
+    use_mlflow = azureml_mlflow_installed() if prefer_mlflow is None else prefer_mlflow
+    if use_mlflow:
+        return MlflowClientReader(tracking_uri=tracking_uri)
+    return MlflowRestReader(tracking_uri=tracking_uri, token=token, timeout_s=timeout_s, retry=retry)
+
+
 def trial_number(name: str, fallback: int) -> int:
     """Sweep trials are named ``<sweep>_<n>``; the n orders them."""
     match = re.search(r"_(\d+)$", name or "")
@@ -97,13 +150,19 @@ def _is_trial(job: Any) -> bool:
 
 
 def read_trial(job: Any, reader: TrialDataReader, wanted: set[str], fallback_number: int = 0) -> TrialResult:
-    """One child job as a TrialResult. A trial whose data cannot be read is kept, marked failed."""
+    """One child job as a TrialResult. A trial whose data cannot be read (not found, malformed) is kept,
+    marked failed; a transient failure (after the reader's retries) raises TransientBackendError instead,
+    so a network blip never turns a good trial into a dropped one."""
     number = trial_number(job.name, fallback_number)
     status = str(getattr(job, "status", "") or "Unknown")
     error = None if status in COMPLETED_STATES else f"trial ended {status}; see its logs in Studio: {getattr(job, 'studio_url', '') or job.name}"
     try:
         data = reader(job.name)
     except (HttpResponseError, requests.RequestException, ValueError, KeyError) as exc:
+        if is_transient(exc):
+            raise TransientBackendError(
+                f"could not read trial {job.name} from MLflow after retries ({exc}); the sweep is kept and a "
+                "retry re-attaches to it") from exc
         logger.warning("could not read trial %s from MLflow: %s", job.name, exc)
         data = TrialData(params=_params_from_inputs(job, wanted))
         error = error or f"its params and metrics could not be read from MLflow: {exc}"
@@ -134,11 +193,17 @@ class TrialWatcher:
         self._progress = progress
         self._done: dict[str, TrialResult] = {}
 
-    def _absorb(self, children: list[Any]) -> None:
+    def _absorb(self, children: list[Any], *, final: bool = False) -> None:
         for index, job in enumerate(sorted(children, key=lambda j: trial_number(j.name, 10**9))):
             if job.name in self._done or str(getattr(job, "status", "")) not in TERMINAL_STATES:
                 continue
-            trial = read_trial(job, self._reader(), self._wanted, index)
+            try:
+                trial = read_trial(job, self._reader(), self._wanted, index)
+            except TransientBackendError as exc:
+                if final:
+                    raise
+                logger.info("trial %s not read yet (%s); trying again at the next poll", job.name, exc)
+                continue
             self._done[job.name] = trial
             if self._progress is not None:
                 self._progress(trial, len(self._done), max(self._total, len(children)))
@@ -153,7 +218,7 @@ class TrialWatcher:
     def all_trials(self, children: Iterable[Any]) -> tuple[TrialResult, ...]:
         """Every trial once the sweep has ended (a trial still listed as running counts as failed)."""
         jobs = [j for j in children if _is_trial(j)]
-        self._absorb(jobs)
+        self._absorb(jobs, final=True)
         for index, job in enumerate(jobs):
             if job.name not in self._done:
                 self._done[job.name] = read_trial(job, self._reader(), self._wanted, index)

@@ -29,3 +29,12 @@ def test_live_dry_run_and_provision_are_idempotent(live_backend) -> None:  # noq
 
 def test_live_teardown_of_a_missing_endpoint_is_a_no_op(live_backend) -> None:  # noqa: ANN001
     live_backend.teardown("heartflow-no-such-endpoint")
+
+
+def test_live_readiness_check_reads_every_line(live_backend) -> None:  # noqa: ANN001
+    from backends.azure.readiness import check_readiness
+
+    report = check_readiness(live_backend, PipelineSpec(backend="azure"))
+    names = [line.name for line in report.lines]
+    assert names[:2] == ["credential", "workspace"] and "storage" in names
+    assert all(line.fix for line in report.lines if line.status == "fail")

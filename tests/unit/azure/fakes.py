@@ -25,6 +25,7 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.operations._online_endpoint_operations import _strip_zeroes_from_traffic
 from azure.ai.ml.operations import (
     ComputeOperations,
+    DataOperations,
     DatastoreOperations,
     EnvironmentOperations,
     JobOperations,
@@ -144,25 +145,63 @@ class FakeAzure:
         ):
             ops.get.side_effect = get_or_missing(kind, lambda kind=kind: self.stored[kind])
             getattr(ops, create_name).side_effect = created(kind)
+        # An existing cluster reports its real size (tests set cluster_max_nodes); a created one, what was asked.
+        self.cluster_max_nodes = 4
+        preexisting_compute = self.stored["compute"]
+        self.compute.get.side_effect = get_or_missing("compute", lambda: AmlCompute(
+            name=preexisting_compute.name, size=preexisting_compute.size, min_instances=0,
+            max_instances=self.cluster_max_nodes) if self.stored["compute"] is preexisting_compute else self.stored["compute"])
         self.workspaces.get.side_effect = get_or_missing("workspace", lambda: self.stored["workspace"])
         self.workspaces.begin_create.side_effect = created("workspace")
         self.workspaces.begin_delete.side_effect = lambda name, **kw: poller(None)
         self.compute.begin_delete.side_effect = lambda name, **kw: poller(None)
 
-        # jobs
+        # jobs: found by name, as on Azure. ``earlier_jobs`` (name -> status) are sweeps an earlier attempt
+        # of the stage submitted; the sweep this run submits or attaches to follows ``sweep_statuses``.
+        self.earlier_jobs: dict[str, str] = {}
+        self.best_child: Callable[[str], str | None] = lambda name: f"{name}_1"
+
         def create_job(job: Any, **kwargs: Any) -> Any:
             self._maybe_throttle("jobs.create_or_update")
+            if job.name in self.earlier_jobs or job.name == self.sweep_name:
+                raise http_error(409, f"job {job.name} already exists")
             self.sweep_name = job.name
             return SimpleNamespace(name=job.name, status="Starting", studio_url=f"https://ml.azure.com/runs/{job.name}")
 
         def get_job(name: str) -> Any:
             self._maybe_throttle("jobs.get")
+            if name != self.sweep_name:
+                if name not in self.earlier_jobs:
+                    raise ResourceNotFoundError(f"job {name} not found")
+                status = self.earlier_jobs[name]
+                if status in ("Failed", "Canceled"):
+                    return SimpleNamespace(name=name, status=status, properties={}, studio_url=None)
+                self.sweep_name = name  # attached: from now on it follows sweep_statuses
+                if status == "Completed":
+                    self.statuses = ["Completed"]
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-            return SimpleNamespace(name=name, status=status, properties={"best_child_run_id": f"{name}_1"})
+            return SimpleNamespace(name=name, status=status, properties={"best_child_run_id": self.best_child(name)},
+                                   studio_url=f"https://ml.azure.com/runs/{name}")
 
         self.jobs.create_or_update.side_effect = create_job
         self.jobs.get.side_effect = get_job
         self.jobs.list.side_effect = lambda parent_job_name=None, **kw: iter(self.children())
+
+        # data assets (the training split, versioned by its sha256)
+        self.data = create_autospec(DataOperations, instance=True)
+        self.data_assets: dict[tuple[str, str], Any] = {}
+
+        def get_data(name: str, version: str | None = None, label: str | None = None) -> Any:
+            if (name, str(version)) not in self.data_assets:
+                raise ResourceNotFoundError(f"data {name}:{version} not found")
+            return self.data_assets[(name, str(version))]
+
+        def create_data(data: Any, **kw: Any) -> Any:
+            self.data_assets[(data.name, str(data.version))] = data
+            return data
+
+        self.data.get.side_effect = get_data
+        self.data.create_or_update.side_effect = create_data
 
         # models
         def create_model(model: Any) -> Any:

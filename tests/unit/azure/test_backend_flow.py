@@ -46,7 +46,11 @@ def test_whole_run_succeeds_in_order(settings: AzureSettings, caplog: pytest.Log
     fake.datastores.create_or_update.assert_called_once()
     fake.environments.create_or_update.assert_called_once()
     submitted = fake.jobs.create_or_update.call_args.args[0]
-    assert submitted.inputs["input_data"].path == f"azureml://datastores/heartflowdata/paths/heartflow/train/{SHA}.csv"
+    # the trials read the split as a versioned data asset on the datastore path of the upload (lineage)
+    assert submitted.inputs["input_data"].path == f"azureml:heartflow-train:{SHA[:16]}"
+    asset = fake.data_assets[("heartflow-train", SHA[:16])]
+    assert asset.path == f"azureml://datastores/heartflowdata/paths/heartflow/train/{SHA}.csv"
+    assert asset.tags["sha256"] == SHA and submitted.identity is None  # the datastore holds the account key
     fake.jobs.list.assert_called_with(parent_job_name=sweep.sweep_id)
     assert "https://ml.azure.com/runs/" in caplog.text  # the Studio URL is logged
     assert [t.number for t in sweep.trials] == [0, 1, 2] and sorted(seen)[-1][1] == 3
@@ -174,6 +178,7 @@ def test_provision_is_get_or_create_and_teardown_all_removes_what_heartflow_crea
     from azure.storage.blob import BlobServiceClient, ContainerClient
 
     blob = create_autospec(BlobServiceClient, instance=True)
+    blob.account_name = "heartacct"  # set by the real client's constructor, so not on the autospec
     blob.get_container_client.return_value = create_autospec(ContainerClient, instance=True)
     fake = FakeAzure(existing=("workspace", "environment"))
     backend = AzureBackend(settings, ml_client=fake, blob_service=blob, trial_reader=fake.trial_reader,

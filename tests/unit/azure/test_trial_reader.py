@@ -59,3 +59,29 @@ def test_reader_retries_throttling_and_parses_the_run(server: tuple[str, list[di
 
 def test_azureml_tracking_uri_maps_to_https() -> None:
     assert https_tracking_uri("azureml://westeurope.api.azureml.ms/mlflow/v1.0/x") == "https://westeurope.api.azureml.ms/mlflow/v1.0/x"
+
+
+def test_mlflows_own_client_reads_a_trial(tmp_path) -> None:
+    """The documented reader (MLflow with the workspace's tracking URI), here on a real SQLite store."""
+    import mlflow
+
+    from backends.azure.trials import MlflowClientReader, MlflowRestReader, make_trial_reader
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("sweep", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(experiment)
+    client.log_param(run.info.run_id, "n_estimators", "50")
+    client.log_param(run.info.run_id, "criterion", "gini")
+    client.log_metric(run.info.run_id, "accuracy", 0.85)
+    client.set_terminated(run.info.run_id)
+
+    reader = make_trial_reader(uri, lambda: "unused", timeout_s=5, retry=RetryPolicy(), prefer_mlflow=True)
+    assert isinstance(reader, MlflowClientReader)
+    data = reader(run.info.run_id)
+    assert data.params == {"n_estimators": 50, "criterion": "gini"} and data.metrics == {"accuracy": 0.85}
+    assert data.duration_s >= 0
+    with pytest.raises(KeyError):  # an unknown run: the trial is kept, marked failed (not a transient error)
+        reader("0" * 32)
+    assert isinstance(make_trial_reader(uri, lambda: "t", timeout_s=5, retry=RetryPolicy(), prefer_mlflow=False),
+                      MlflowRestReader)

@@ -1,0 +1,119 @@
+"""A retried sweep stage never starts a second sweep: the job is named from the sweep key and an earlier
+job of that name is followed (running), read (completed) or replaced by a named new attempt (failed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.azure import AzureBackend
+from backends.azure.resilience import RetryPolicy
+from backends.azure.settings import AzureSettings
+from backends.azure.sweeps import sweep_job_name, sweep_key, training_code_hash
+from backends.base import DataRef
+from backends.errors import SweepError, TransientBackendError
+from backends.spec import SweepSpec
+from src.features import HEART_SCHEMA
+from tests.unit.azure.fakes import FakeAzure
+
+SHA = "7a" * 32
+DATA = DataRef(uri=f"https://heartacct.blob.core.windows.net/data4ml/heartflow/train/{SHA}.csv", sha256=SHA, rows=272)
+SPEC = SweepSpec(sampling="grid", max_total_trials=3, max_concurrent_trials=2)
+
+
+def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
+    return AzureBackend(settings, ml_client=fake, blob_service=object(), trial_reader=fake.trial_reader,
+                        retry=RetryPolicy(attempts=3, initial_s=0, max_s=0, sleep=lambda s: None), sleep=lambda s: None)
+
+
+def expected_name(attempt: int = 1, spec: SweepSpec = SPEC, sha: str = SHA) -> str:
+    from backends.azure.entities import source_dir
+
+    key = sweep_key(data_sha256=sha, spec=spec, schema_json=None, code_hash=training_code_hash(source_dir()),
+                    model_name="heart-classifier")
+    return sweep_job_name(key, attempt)
+
+
+def test_the_job_name_comes_from_the_sweep_key(settings: AzureSettings) -> None:
+    fake = FakeAzure()
+    result = make(settings, fake).sweep(DATA, SPEC)
+    assert result.sweep_id == expected_name() and fake.jobs.create_or_update.call_count == 1
+    # same inputs -> same name; any input changed -> another name
+    assert expected_name() == expected_name()
+    assert expected_name(spec=SPEC.model_copy(update={"max_total_trials": 4})) != expected_name()
+    assert expected_name(sha="8b" * 32) != expected_name()
+    key = sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="c", model_name="m")
+    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=None, code_hash="c", model_name="m")
+    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="d", model_name="m")
+
+
+def test_the_code_hash_follows_the_training_code(tmp_path) -> None:
+    (tmp_path / "model_train.py").write_text("print(1)\n")
+    first = training_code_hash(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"cache")
+    assert training_code_hash(tmp_path) == first  # caches do not count
+    (tmp_path / "model_train.py").write_text("print(2)\n")
+    assert training_code_hash(tmp_path) != first
+
+
+def test_a_retry_while_following_attaches_to_the_running_sweep(settings: AzureSettings) -> None:
+    fake = FakeAzure(sweep_statuses=("Running", "Running", "Completed"))
+    backend = make(settings, fake)
+    # the first attempt: a transient failure while following, after the submit
+    original = fake.jobs.get.side_effect
+    calls = {"n": 0}
+
+    def flaky_get(name: str) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first poll after the submit: Azure keeps failing for this attempt
+            from tests.unit.azure.fakes import http_error
+            raise http_error(503)
+        return original(name)
+
+    fake.jobs.get.side_effect = flaky_get
+    backend.retry = RetryPolicy(attempts=1, initial_s=0, max_s=0, sleep=lambda s: None)
+    with pytest.raises(TransientBackendError):
+        backend.sweep(DATA, SPEC)
+    assert fake.jobs.create_or_update.call_count == 1
+    # the task retries the whole stage: the same name is found running and followed, nothing submitted
+    fake.jobs.get.side_effect = original
+    result = make(settings, fake).sweep(DATA, SPEC)
+    assert fake.jobs.create_or_update.call_count == 1
+    assert result.sweep_id == expected_name() and result.best.number == 1
+
+
+def test_a_completed_sweep_is_read_not_rerun(settings: AzureSettings) -> None:
+    fake = FakeAzure(sweep_statuses=("Running",))  # would never end if it were followed
+    fake.earlier_jobs[expected_name()] = "Completed"
+    result = make(settings, fake).sweep(DATA, SPEC)
+    fake.jobs.create_or_update.assert_not_called()
+    assert result.sweep_id == expected_name() and len(result.trials) == 3
+
+
+def test_a_failed_or_canceled_sweep_gets_a_new_named_attempt(settings: AzureSettings) -> None:
+    fake = FakeAzure()
+    fake.earlier_jobs[expected_name(1)] = "Failed"
+    fake.earlier_jobs[expected_name(2)] = "Canceled"
+    result = make(settings, fake).sweep(DATA, SPEC)
+    assert fake.jobs.create_or_update.call_count == 1
+    assert result.sweep_id == expected_name(3) and result.sweep_id.endswith("-a3")
+
+
+def test_a_running_later_attempt_is_followed(settings: AzureSettings) -> None:
+    fake = FakeAzure(sweep_statuses=("Running", "Completed"))
+    fake.earlier_jobs[expected_name(1)] = "Failed"
+    fake.earlier_jobs[expected_name(2)] = "Running"
+    result = make(settings, fake).sweep(DATA, SPEC)
+    fake.jobs.create_or_update.assert_not_called()
+    assert result.sweep_id == expected_name(2)
+
+
+def test_endless_failures_stop_with_a_clear_error(settings: AzureSettings) -> None:
+    from backends.azure.sweeps import MAX_ATTEMPTS
+
+    fake = FakeAzure()
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        fake.earlier_jobs[expected_name(attempt)] = "Failed"
+    with pytest.raises(SweepError, match="failed or was canceled"):
+        make(settings, fake).sweep(DATA, SPEC)
+    fake.jobs.create_or_update.assert_not_called()
