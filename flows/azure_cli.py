@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -12,15 +14,19 @@ from backends.spec import PipelineSpec
 console = Console()
 
 
-def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None = None) -> None:
-    """--dry-run prints the plan and calls nothing on Azure; otherwise the flow runs on Azure.
-    ``prepared`` is the data the CLI already validated."""
+def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None = None, plan_dir: Path | None = None) -> None:
+    """--dry-run prints the plan and calls nothing on Azure (``plan_dir``: also writes it as Azure ML CLI v2
+    YAML); otherwise the flow runs on Azure. ``prepared`` is the data the CLI already validated."""
     if compute:
         spec = spec.model_copy(update={"azure_overrides": {**spec.azure_overrides, "compute": compute}})
     if spec.dry_run:
         backend = provisioner_for_spec(spec)
         plan = backend.plan(spec, data_sha256=prepared.train_sha256)
         console.print(plan.render(), highlight=False, soft_wrap=True)
+        if plan_dir is not None:
+            from backends.azure.plan_yaml import write_plan_yaml
+
+            console.print(write_plan_yaml(plan, plan_dir).render(), highlight=False, soft_wrap=True)
         console.print("[bold]dry run:[/] every object above was validated with the Azure ML SDK; nothing was called on Azure.")
         return
     from flows.cli import _print_summary  # the same summary as a local run

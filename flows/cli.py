@@ -89,6 +89,7 @@ def run(
     tolerance: Annotated[float, typer.Option("--tolerance", help="Promotion gate: accuracy may drop by this much")] = 0.0,
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
+    plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
     compute: Annotated[str | None, typer.Option("--compute", help="Azure compute cluster name")] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="Azure endpoint VM size")] = None,
 ) -> None:
@@ -113,12 +114,14 @@ def run(
             dry_run=dry_run,
         )
     )
+    if plan_dir is not None and not (dry_run and backend is BackendName.azure):
+        _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
     prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
     if backend is BackendName.azure:
         from flows.azure_cli import run_azure
 
-        _check(run_azure, spec, prepared, compute=compute)
+        _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
         return
     _run_local(spec, prepared)
 

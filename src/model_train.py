@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,12 +70,15 @@ def train_trial(
     test_size: float = 0.3,
     folds: int = 5,
     random_state: int = 0,
+    on_fold: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrialFit:
     """Fit and score one trial. Deterministic for the same inputs (the forest and the split are seeded).
 
     method "split": the tutorial's train_test_split(test_size, random_state); the model is the one fitted
     on the training part. method "kfold": metrics are the mean over stratified folds; the model is refit
-    on all of ``frame``.
+    on all of ``frame``. ``on_fold(k, metrics)`` is called after fold k (1-based) with the mean over
+    folds 1..k (method "split": once, k=1), so a tracker can report interim values early termination
+    acts on; the last call carries the final metrics.
     """
     started = time.perf_counter()
     x = frame.loc[:, list(schema.features)]
@@ -84,13 +87,16 @@ def train_trial(
         x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=test_size, random_state=random_state)
         model = build_pipeline(schema, params, seed)
         metrics = _fit_and_score(model, x_fit, y_fit, x_val, y_val)
+        if on_fold is not None:
+            on_fold(1, metrics)
     elif method == "kfold":
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-        per_fold = [
-            _fit_and_score(build_pipeline(schema, params, seed), x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b])
-            for a, b in splitter.split(x, y)
-        ]
-        metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
+        per_fold: list[dict[str, float]] = []
+        for a, b in splitter.split(x, y):
+            per_fold.append(_fit_and_score(build_pipeline(schema, params, seed), x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b]))
+            metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
+            if on_fold is not None:
+                on_fold(len(per_fold), metrics)
         model = build_pipeline(schema, params, seed).fit(x, y)
     else:
         raise ValueError(f"unknown validation method {method!r}: use 'split' or 'kfold'")
@@ -183,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         params.update(json.loads(args.extra_params_json))
     with mlflow.start_run():
         mlflow.log_params(params)
+        # Every metric (the sweep's primary metric among them) after each fold, step = fold: the interim
+        # values Azure ML's early termination compares; the last step holds the final value.
         fit = train_trial(
             frame, schema, params, seed=args.seed, method=args.validation, test_size=args.test_size,
             folds=args.folds, random_state=args.random_state,
+            on_fold=lambda fold, interim: mlflow.log_metrics(interim, step=fold),
         )
-        mlflow.log_metrics(fit.metrics)
         target = args.output_dir / args.model_name
         save_model(fit.model, target, model_signature(frame, schema), pip_requirements())
         logger.info("trial done: %s; model saved to %s", fit.metrics, target)

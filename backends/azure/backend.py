@@ -33,6 +33,7 @@ from src.features import HEART_SCHEMA, DatasetSchema
 
 if TYPE_CHECKING:
     import pandas as pd
+    from collections.abc import Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -368,3 +369,24 @@ class AzureBackend(Backend):
 
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
         return sweep_identity(data, spec, schema_json)
+
+    # --- artifacts -------------------------------------------------------------------------------
+
+    stores_files = True  # plots go to the workspace's MLflow, beside the run they describe
+
+    def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
+        """Log ``files`` (plots, the feature-importance image) as artifacts under ``plots/`` of the model's
+        source trial run in the workspace's MLflow, so they sit beside its metrics in Azure ML Studio.
+        Raises RegistrationError when the workspace or the run cannot be reached."""
+        self._attach(model.source_run_id, files)
+
+    def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
+        """As ``attach_files``, on the sweep job's run."""
+        self._attach(sweep.sweep_id, files)
+
+    def _attach(self, run_id: str, files: Sequence[Path]) -> None:
+        from backends.azure import artifacts
+
+        client = self.client("attach files")
+        uri = artifacts.workspace_tracking_uri(client, self.settings.workspace_name, self.call)
+        artifacts.attach_to_run(uri, run_id, files)

@@ -11,7 +11,6 @@ import json
 import shlex
 import sys
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ from azure.ai.ml.entities import (
 
 from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
+from backends.azure import packages
 from backends.spec import DeploySpec, EarlyTermination, SweepSpec
 
-# The packages whose versions training, serving and local runs must share, plus the scoring server.
-PINNED_PACKAGES: tuple[str, ...] = (
-    "scikit-learn", "mlflow", "pandas", "numpy", "skops", "azureml-inference-server-http",
-)
+# The packages training and serving import (the Environment pins them and everything they need).
+PINNED_PACKAGES: tuple[str, ...] = packages.ENVIRONMENT_PACKAGES
 # The arguments model_train.py takes directly (the tutorial's command line); other hyperparameters
 # travel in --extra_params_json.
 TRAIN_SCRIPT_PARAMS: tuple[str, ...] = ("n_estimators", "max_depth", "criterion", "max_features")
@@ -59,25 +57,19 @@ def source_dir() -> Path:
 
 # --- environment ---------------------------------------------------------------------------------
 
-def pinned_requirements(packages: tuple[str, ...] = PINNED_PACKAGES) -> list[str]:
-    """``name==version`` of each installed package, so Azure runs what ran locally."""
-    pins = []
-    for package in packages:
-        try:
-            pins.append(f"{package}=={version(package)}")
-        except PackageNotFoundError as exc:
-            raise ConfigurationError(
-                f"{package} is not installed, so the Azure environment cannot pin its version: install the project"
-            ) from exc
-    return pins
+def pinned_requirements(packages_: tuple[str, ...] = PINNED_PACKAGES, python: str | None = None) -> list[str]:
+    """``name==version`` of each package and of all it needs, as installed here, so Azure runs what ran
+    locally (the same scikit-learn, skops and mlflow, and azureml-mlflow for the job's tracking URI)."""
+    return packages.requirement_closure(packages_, python)
 
 
 def conda_specification(pins: list[str] | None = None, python: str | None = None) -> dict[str, Any]:
+    """The Environment's conda file: Python and pip from conda-forge, every package pinned for pip."""
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     return {
         "name": "heartflow",
         "channels": ["conda-forge"],
-        "dependencies": [f"python={python}", "pip", {"pip": list(pins if pins is not None else pinned_requirements())}],
+        "dependencies": [f"python={python}", "pip", {"pip": list(pins if pins is not None else pinned_requirements(python=python))}],
     }
 
 
@@ -95,7 +87,7 @@ def build_environment(settings: AzureSettings, pins: list[str] | None = None) ->
         image=settings.environment_image,
         conda_file=conda,
         description="heartflow: training and scoring with the project's pinned scikit-learn and mlflow",
-        tags={**CREATED_BY_TAG, "pins": ";".join(conda["dependencies"][2]["pip"])[:256]},
+        tags={**CREATED_BY_TAG, "pins": ";".join(packages.top_level(packages.pip_entries(conda)))[:256]},
     )
 
 
@@ -292,7 +284,7 @@ def build_sweep(
         sampling_algorithm=sampling,
         primary_metric=spec.primary_metric,
         goal="Maximize" if spec.goal == "maximize" else "Minimize",
-        early_termination_policy=build_early_termination(spec.early_termination),
+        early_termination_policy=build_early_termination(spec.early_termination, interim_reports(spec)),
     )
     sweep_job.set_limits(
         max_total_trials=spec.max_total_trials,
@@ -306,9 +298,26 @@ def build_sweep(
     return sweep_job
 
 
-def build_early_termination(policy: EarlyTermination | None) -> Any:
+def interim_reports(spec: SweepSpec) -> int:
+    """How often a trial logs its metrics: once per fold (model_train.py, step = fold)."""
+    return spec.validation.folds if spec.validation.method == "kfold" else 1
+
+
+def build_early_termination(policy: EarlyTermination | None, reports: int) -> Any:
+    """The policy, refused when it could not stop a trial before its last report: each logged value of the
+    primary metric is one interval, and the first evaluation waits delay_evaluation + evaluation_interval."""
     if policy is None:
         return None
+    first = policy.delay_evaluation + policy.evaluation_interval
+    if first >= reports:
+        fix = ("use validation kfold (one report per fold)" if reports == 1 else
+               f"set delay_evaluation to at most {max(reports - policy.evaluation_interval - 1, 0)} or use more folds")
+        raise ConfigurationError(
+            f"early termination ({policy.policy}) would never stop a trial: a trial reports its metrics {reports} "
+            f"time(s) (once per fold) and the policy first looks at report {first} "
+            f"(delay_evaluation={policy.delay_evaluation} + evaluation_interval={policy.evaluation_interval}); "
+            f"{fix}, or drop early_termination"
+        )
     common = {"evaluation_interval": policy.evaluation_interval, "delay_evaluation": policy.delay_evaluation}
     if policy.policy == "bandit":
         return az_sweep.BanditPolicy(slack_factor=policy.slack_factor, **common)

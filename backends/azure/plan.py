@@ -11,11 +11,12 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from azure.ai.ml import load_compute, load_datastore, load_environment, load_job, load_model
+from azure.ai.ml import load_compute, load_data, load_datastore, load_environment, load_job, load_model
 from azure.ai.ml import load_online_deployment, load_online_endpoint
-from azure.ai.ml.entities import Environment, OnlineDeployment, OnlineEndpoint
+from azure.ai.ml.entities import Data, Environment, OnlineDeployment, OnlineEndpoint
 
 from backends.azure import entities, naming
+from backends.azure.packages import top_level
 from backends.azure.limits import check_limits, check_traffic, enforce_limits
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
@@ -23,6 +24,11 @@ from backends.spec import PipelineSpec
 
 PLACEHOLDER_RUN_ID = "BEST_TRIAL_RUN_ID"
 PLACEHOLDER_DATA = "<sha256-of-training-split>.csv"
+# Without a storage override the split goes to the workspace's default blob datastore, which Azure ML
+# names workspaceblobstore when it creates a workspace (the dry run cannot ask which one is the default).
+WORKSPACE_DATASTORE = "workspaceblobstore"
+DATA_ASSET_NAME = "heartflow-train"  # the training split as a versioned data asset (version: its sha256)
+DATA_ASSET_VERSION_CHARS = 16
 
 
 def to_plain(value: Any) -> Any:
@@ -79,6 +85,7 @@ class AzurePlan:
     traffic_first_deploy: Mapping[str, int]
     traffic_next_deploy: str
     notes: tuple[str, ...] = field(default=())
+    data_asset: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def render(self) -> str:
         """A human-readable plan: each object and the settings that matter."""
@@ -98,9 +105,12 @@ class AzurePlan:
             f"idle scale-down {self.compute.get('idle_time_before_scale_down')} s",
             f"environment      {self.environment.get('name')}:{self.environment.get('version')} "
             f"on {self.environment.get('image')}",
-            f"                 pip: {', '.join(_pip_pins(self.environment))}",
+            f"                 pip: {', '.join(top_level(_pip_pins(self.environment)))} "
+            f"(+{len(_pip_pins(self.environment)) - len(top_level(_pip_pins(self.environment)))} dependencies, all pinned)",
             f"datastore        {self.datastore.get('name')} -> container {self.datastore.get('container_name')} "
-            f"of account {self.datastore.get('account_name')} (private)",
+            f"of account {self.datastore.get('account_name')} (private)" if self.datastore else
+            f"datastore        {WORKSPACE_DATASTORE} (the workspace's default blob datastore; no storage setting needed)",
+            f"data asset       {self.data_asset.get('name')}:{self.data_asset.get('version')} ({self.data_asset.get('type')})",
             "",
             f"sweep            {sweep.get('display_name')} in experiment {sweep.get('experiment_name')} "
             f"on {sweep.get('compute')}",
@@ -159,20 +169,28 @@ def _probe(probe: Mapping[str, Any] | None) -> str:
 
 def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str | None = None) -> AzurePlan:
     """Build and validate every object of a run; raise ConfigurationError naming every problem."""
-    settings.require("workspace", "storage", stage="dry run")
+    settings.require("workspace", stage="dry run")
+    own_storage = settings.storage_connection_string is not None or bool(settings.storage_account_url)
     endpoint_name = naming.endpoint_name(settings, spec.deploy.endpoint_name)
     blue, green = naming.deployment_names(settings)
     first_traffic = {blue: 100}
     enforce_limits(spec, settings, extra=check_traffic(first_traffic, "traffic"))
 
     blob = f"{settings.blob_prefix}/{data_sha256 + '.csv' if data_sha256 else PLACEHOLDER_DATA}"
-    data_path = entities.datastore_uri(settings, blob)
+    datastore_name = settings.datastore_name if own_storage else WORKSPACE_DATASTORE
+    data_path = f"azureml://datastores/{datastore_name}/paths/{blob}"
     environment = entities.build_environment(settings)
     env_ref = entities.environment_ref(environment)
     env_dict, _ = sdk_round_trip(environment, load_environment)
     compute_dict, _ = sdk_round_trip(entities.build_compute(settings), load_compute)
-    store_dict, _ = sdk_round_trip(entities.build_datastore(settings), load_datastore)
-    _redact_secrets(store_dict)
+    store_dict: dict[str, Any] = {}
+    if own_storage:
+        store_dict, _ = sdk_round_trip(entities.build_datastore(settings), load_datastore)
+        _redact_secrets(store_dict)
+    asset = Data(name=DATA_ASSET_NAME, version=(data_sha256 or "0")[:DATA_ASSET_VERSION_CHARS], type="uri_file",
+                 path=data_path, description=f"heartflow training split, sha256 {data_sha256 or '<from the run>'}",
+                 tags={**entities.CREATED_BY_TAG, "sha256": data_sha256 or "<from the run>"})
+    asset_dict, _ = sdk_round_trip(asset, load_data)
 
     sweep_node = entities.build_sweep(settings, spec.sweep, data_path=data_path, model_name=spec.model_name, environment=env_ref)
     sweep_dict, _ = sdk_round_trip(sweep_node._to_job(), load_job)
@@ -200,13 +218,14 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
                  f"{settings.compute_idle_seconds} s idle; the deployment bills per instance-hour until teardown")
     return AzurePlan(
         workspace=f"{settings.workspace_name} (resource group {settings.resource_group})",
-        storage=f"container {settings.container} of account {settings.storage_account_name}",
+        storage=(f"container {settings.container} of account {settings.storage_account_name}" if own_storage
+                 else f"the workspace's default blob datastore ({WORKSPACE_DATASTORE})"),
         data_path=data_path,
         compute=_ro(compute_dict), environment=_ro(env_dict), datastore=_ro(store_dict),
         sweep=_ro(sweep_dict), model=_ro(model_dict), endpoint=_ro(endpoint_dict), deployment=_ro(deployment_dict),
         traffic_first_deploy=_ro(first_traffic),
         traffic_next_deploy=f"{blue} or {green}, whichever is not serving",
-        notes=tuple(notes),
+        notes=tuple(notes), data_asset=_ro(asset_dict),
     )
 
 

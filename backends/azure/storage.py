@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef
+from backends.dataset import canonical_csv
 from backends.errors import UploadError
 
 if TYPE_CHECKING:
@@ -23,10 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def serialise_split(frame: pd.DataFrame) -> bytes:
-    """The bytes that are hashed and stored: UTF-8 CSV without the index, '\\n' line endings."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n")
-    return buffer.getvalue().encode("utf-8")
+    """The bytes that are hashed and stored: the one serialisation both backends use, so a split has
+    the same sha256 locally, as a blob name and as the blob's content."""
+    return canonical_csv(frame)
 
 
 def blob_name_for(prefix: str, sha256: str) -> str:

@@ -35,8 +35,9 @@ def test_dry_run_prints_the_whole_plan_and_calls_nothing(tmp_path: Path) -> None
 def test_missing_settings_are_named_all_at_once(tmp_path: Path) -> None:
     result = _cli(tmp_path)
     assert result.returncode == 1
-    for variable in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZURE_STORAGE_"):
+    for variable in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):
         assert variable in result.stderr
+    assert "AZURE_STORAGE_" not in result.stderr  # a storage setting is an override, never required
     assert "Traceback" not in result.stderr
 
 
@@ -46,3 +47,66 @@ def test_a_broken_azure_limit_is_refused_before_any_call(tmp_path: Path) -> None
     assert result.returncode == 1 and "endpoint_name" in result.stderr and "3 to 32 characters" in result.stderr
     result = _cli(tmp_path, "--trials", "1001", env=AZURE_ENV)
     assert result.returncode != 0 and "less than or equal to 1000" in result.stderr + result.stdout
+
+
+WORKSPACE_ONLY = {k: v for k, v in AZURE_ENV.items() if not k.startswith("AZURE_STORAGE")}
+
+
+def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
+    """With only the three workspace variables: every object as an Azure ML CLI v2 YAML file with its
+    $schema line, each loaded back with azure.ai.ml's load_* function (what `az ml ... create -f` parses)."""
+    import yaml
+    from azure.ai.ml import (load_compute, load_data, load_environment, load_job, load_online_deployment,
+                             load_online_endpoint)
+
+    plan_dir = tmp_path / "plan"
+    result = _cli(tmp_path, "--trials", "12", "--plan-dir", str(plan_dir), env=WORKSPACE_ONLY)
+    assert result.returncode == 0, result.stderr
+    assert "workspaceblobstore" in result.stdout and "Traceback" not in result.stderr
+    loaders = {"sweep-job.yml": load_job, "environment.yml": load_environment, "compute.yml": load_compute,
+               "data.yml": load_data, "endpoint.yml": load_online_endpoint, "deployment.yml": load_online_deployment}
+    assert {p.name for p in plan_dir.iterdir()} == {*loaders, "conda.yml"}  # no datastore: the workspace's default
+    loaded = {}
+    for name, loader in loaders.items():
+        text = (plan_dir / name).read_text()
+        first = next(line for line in text.splitlines() if not line.startswith("#"))
+        assert first.startswith("$schema: https://azuremlschemas.azureedge.net/latest/") and first.endswith(".schema.json")
+        loaded[name] = loader(source=plan_dir / name)
+
+    job, env, data = loaded["sweep-job.yml"], loaded["environment.yml"], loaded["data.yml"]
+    assert job.type == "sweep" and job.limits.max_total_trials == 12
+    assert str(job.trial.environment).removeprefix("azureml:") == f"{env.name}:{env.version}"
+    assert str(job.inputs["input_data"].path).removeprefix("azureml:") == f"{data.name}:{data.version}"
+    assert data.path.startswith("azureml://datastores/workspaceblobstore/paths/") and data.type == "uri_file"
+    assert (plan_dir / job.trial.code / "model_train.py").is_file()  # code path relative to the YAML file
+    assert "python model_train.py --input_data ${{inputs.input_data}}" in job.trial.command
+    conda = yaml.safe_load((plan_dir / "conda.yml").read_text())
+    pins = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert env.conda_file == conda and any(p.startswith("azureml-mlflow==") for p in pins)
+    assert all("==" in p for p in pins)
+    deployment, endpoint = loaded["deployment.yml"], loaded["endpoint.yml"]
+    assert deployment.endpoint_name == endpoint.name == "heart-classify-endpoint"
+    assert deployment.code_configuration.scoring_script == "score.py"
+    assert loaded["compute.yml"].min_instances == 0
+
+
+def test_plan_dir_with_a_storage_override_adds_its_datastore_and_never_a_secret(tmp_path: Path) -> None:
+    key = "c2VjcmV0LWtleS1uZXZlci13cml0dGVu"
+    env = {**WORKSPACE_ONLY, "AZURE_STORAGE_CONNECTION_STRING":
+           f"DefaultEndpointsProtocol=https;AccountName=heartacct;AccountKey={key};EndpointSuffix=core.windows.net"}
+    plan_dir = tmp_path / "plan"
+    result = _cli(tmp_path, "--plan-dir", str(plan_dir), env=env)
+    assert result.returncode == 0, result.stderr
+    from azure.ai.ml import load_datastore
+
+    store = load_datastore(source=plan_dir / "datastore.yml")
+    assert store.account_name == "heartacct"
+    assert all(key not in p.read_text() for p in plan_dir.iterdir()) and key not in result.stdout
+
+
+def test_plan_dir_needs_an_azure_dry_run(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AZUREML"))}
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--plan-dir", str(tmp_path / "p")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean)
+    assert result.returncode == 1 and "--backend azure --dry-run" in result.stderr
+    assert not (tmp_path / "p").exists()

@@ -1,0 +1,68 @@
+"""Files (plots, the feature-importance image) attached to a trial's run in the workspace's MLflow, so they
+sit next to the trial's metrics in Azure ML Studio instead of staying on the machine that made them.
+
+The workspace's MLflow tracking URI (``azureml://...``, from ``ml_client.workspaces.get(name)``) is the
+documented way to reach its runs with MLflow; the ``azureml-mlflow`` plugin handles that scheme and
+signs in with the same Azure identity as the SDK. MLflow bounds each HTTP request with its own timeout
+(MLFLOW_HTTP_REQUEST_TIMEOUT, 120 s by default).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from backends.azure.resilience import translate
+from backends.errors import ConfigurationError, RegistrationError
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_FOLDER = "plots"  # the folder under the run's artifacts (runs:/<run id>/plots/<name>, as the local backend)
+
+
+def workspace_tracking_uri(ml_client: Any, workspace_name: str, call: Callable[..., Any]) -> str:
+    """The workspace's MLflow tracking URI (``call`` wraps the SDK call in the retry policy)."""
+    try:
+        workspace = call("read the workspace", ml_client.workspaces.get, workspace_name)
+    except AzureError as exc:
+        raise translate(exc, RegistrationError, f"reading the MLflow tracking URI of workspace {workspace_name}") from exc
+    uri = getattr(workspace, "mlflow_tracking_uri", None)
+    if not uri:
+        raise RegistrationError(
+            f"workspace {workspace_name} reports no MLflow tracking URI: check that it is an Azure ML workspace "
+            "(not a hub) and that your identity may read it"
+        )
+    return str(uri)
+
+
+def attach_to_run(tracking_uri: str, run_id: str, files: Sequence[Path], folder: str = ARTIFACT_FOLDER) -> list[str]:
+    """Log ``files`` as artifacts of run ``run_id`` under ``folder``; return their artifact paths. Every file
+    is checked before the first upload, so a missing one leaves nothing half-attached."""
+    paths = [Path(f) for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigurationError(f"cannot attach {', '.join(missing)} to run {run_id}: no such file")
+    if not run_id:
+        raise RegistrationError("the model version names no source trial run, so its files have no run to go to")
+    names = [p.name for p in paths]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigurationError(f"cannot attach two files named {duplicates} to one run folder: rename one")
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        client.get_run(run_id)
+        for path in paths:
+            client.log_artifact(run_id, str(path), artifact_path=folder)
+    except MlflowException as exc:
+        raise RegistrationError(
+            f"could not attach {len(paths)} file(s) to run {run_id} in the workspace's MLflow: {exc}. "
+            "Check that the run exists and that your identity may write to the workspace (AzureML Data Scientist)"
+        ) from exc
+    logger.info("attached %s file(s) to run %s under %s/", len(paths), run_id, folder)
+    return [f"{folder}/{name}" for name in names]
