@@ -52,9 +52,8 @@ def workspace_fake(*, cluster: Any = None, used: int = 0, limit: int = 24, endpo
         Usage(name=UsageName(value="standardFSv2Family", localized_value="Standard FSv2 Family vCPUs"),
               current_value=0, limit=8, unit="Count"),
     ])
-    if endpoint is not None:  # through the fake's own create, which stores it as Azure would
-        fake.online_endpoints.begin_create_or_update(endpoint).result()
-        fake.online_endpoints.reset_mock(return_value=False, side_effect=False)
+    if endpoint is not None:
+        fake.endpoints[endpoint.name] = endpoint
     return fake
 
 
@@ -178,8 +177,7 @@ def test_the_cli_prints_one_table_and_exits_1_when_blocked(settings: AzureSettin
     cluster = AmlCompute(name="heartclassifycluster", size="Standard_DS3_v2", max_instances=4)
     fake = workspace_fake(cluster=cluster, used=0 if exit_code == 0 else 24)
     backend = AzureBackend(settings, ml_client=fake, blob_service=blob_service(), credential=FakeCredential())
-    factory = next(name for name in ("provisioner_for_spec", "backend_for_spec") if hasattr(flows.azure_cli, name))
-    monkeypatch.setattr(flows.azure_cli, factory, lambda spec: backend)
+    monkeypatch.setattr(flows.azure_cli, "backend_for_spec", lambda spec: backend)
     import backends.azure.readiness as readiness
 
     monkeypatch.setattr(readiness, "dns_name_taken", lambda host, timeout_s=5.0: False)
