@@ -181,6 +181,29 @@ class AzureSettings(BaseSettings):
         return view
 
 
+# The storage emulator's documented well-known development account (public; it opens only a local
+# emulator). azure-storage-blob expands the `UseDevelopmentStorage=true` shortcut itself only from 12.28;
+# the version azureml-mlflow allows (<= 12.27.1) refuses it, so heartflow expands it the same way then.
+_DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+
+
+def blob_service_from_connection_string(value: str, **options: Any) -> Any:
+    """``BlobServiceClient.from_connection_string``, with the emulator shortcut expanded when this
+    version of azure-storage-blob does not know it. Raises the SDK's ValueError for a malformed string."""
+    from azure.storage.blob import BlobServiceClient
+
+    try:
+        return BlobServiceClient.from_connection_string(value, **options)
+    except ValueError:
+        if "usedevelopmentstorage=true" not in value.replace(" ", "").lower():
+            raise
+        return BlobServiceClient.from_connection_string(_DEVELOPMENT_STORAGE, **options)
+
+
 def storage_account(settings: AzureSettings) -> tuple[str | None, str | None]:
     """(account name, account key) of the override storage, as azure-storage-blob parses the connection
     string or account URL; the key is None for an account URL or a SAS. A malformed value is a
@@ -189,7 +212,7 @@ def storage_account(settings: AzureSettings) -> tuple[str | None, str | None]:
 
     try:
         if settings.storage_connection_string is not None:
-            client = BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value())
+            client = blob_service_from_connection_string(settings.storage_connection_string.get_secret_value())
         elif settings.storage_account_url:
             client = BlobServiceClient(account_url=settings.storage_account_url)
         else:

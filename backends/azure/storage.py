@@ -11,7 +11,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
-from backends.azure.settings import AzureSettings
+from backends.azure.settings import AzureSettings, blob_service_from_connection_string
 from backends.base import DataRef
 from backends.dataset import canonical_csv
 from backends.errors import UploadError
@@ -38,7 +38,7 @@ def create_blob_service(settings: AzureSettings, credential: Any | None = None, 
     RetryPolicy is the one retry layer."""
     timeouts = {"connection_timeout": settings.http_timeout_s, "read_timeout": settings.http_timeout_s, **SDK_CLIENT_OPTIONS}
     if settings.storage_connection_string is not None and account_url is None:
-        return BlobServiceClient.from_connection_string(settings.storage_connection_string.get_secret_value(), **timeouts)
+        return blob_service_from_connection_string(settings.storage_connection_string.get_secret_value(), **timeouts)
     url = account_url or settings.storage_account_url
     if not url:
         settings.require("storage", stage="upload")

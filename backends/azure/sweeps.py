@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
-from backends.azure.resilience import translate
+from backends.azure.resilience import status_of, translate
 from backends.errors import SweepError
 from backends.spec import SweepSpec
 
@@ -96,7 +96,14 @@ def submit_or_attach(
             try:
                 submitted = call("submit the sweep", client.jobs.create_or_update, job, experiment_name=experiment_name)
             except AzureError as exc:
-                raise translate(exc, SweepError, "submitting the sweep", check=check) from exc
+                if not (isinstance(exc, ResourceExistsError) or status_of(exc) == 409):
+                    raise translate(exc, SweepError, "submitting the sweep", check=check) from exc
+                # a submit whose answer was lost created the job after all: attach to it
+                logger.info("sweep %s exists already (an earlier submit went through); following it", name)
+                try:
+                    return AttachedSweep(name, call(f"read sweep {name}", client.jobs.get, name), "following", attempt)
+                except AzureError as again:
+                    raise translate(again, SweepError, f"reading sweep {name}") from again
             return AttachedSweep(submitted.name or name, submitted, "submitted", attempt)
         status = str(existing.status)
         if status in RETRY_STATES:

@@ -81,6 +81,7 @@ class MlflowRestReader:
         if response.status_code >= 400:
             error = HttpResponseError(message=f"MLflow runs/get {run_id}: HTTP {response.status_code} {response.text[:200]}")
             error.status_code = response.status_code
+            error.response = response  # type: ignore[assignment] # its headers carry Retry-After
             raise error
         return dict(response.json().get("run", {}))
 

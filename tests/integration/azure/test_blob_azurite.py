@@ -14,6 +14,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from backends.azure import create_azure_backend
+from backends.azure.settings import blob_service_from_connection_string
 from backends.azure.storage import serialise_split
 from tests.net import free_port
 
@@ -110,8 +111,8 @@ DEV_PORT = 10000  # `UseDevelopmentStorage=true` always means 127.0.0.1:10000
 
 def _is_azurite(connection_string: str) -> bool:
     try:
-        BlobServiceClient.from_connection_string(connection_string, retry_total=0, connection_timeout=2,
-                                                 read_timeout=2).get_service_properties()
+        blob_service_from_connection_string(connection_string, retry_total=0, connection_timeout=2,
+                                            read_timeout=2).get_service_properties()
         return True
     except Exception:  # noqa: BLE001 - any failure means: not an emulator we can use
         return False
@@ -170,11 +171,11 @@ def test_the_emulators_standard_connection_string_works(dev_storage: str, upload
     assert build_datastore(backend.settings).account_name == "devstoreaccount1"  # was "cannot tell the account"
     frame = pd.DataFrame({"age": [63.5, 37.25], "thal": ["fixed", None], "output": [1, 0]})
     ref = backend.upload(frame)
-    blob = BlobServiceClient.from_connection_string(dev_storage).get_blob_client(container, f"heartflow/train/{ref.sha256}.csv")
+    blob = blob_service_from_connection_string(dev_storage).get_blob_client(container, f"heartflow/train/{ref.sha256}.csv")
     assert blob.download_blob().readall() == serialise_split(frame)
     (entry,) = backend.ledger.entries()
     assert (entry.kind, entry.name, entry.scope) == ("container", container, "storage/devstoreaccount1")
-    BlobServiceClient.from_connection_string(dev_storage).delete_container(container)
+    blob_service_from_connection_string(dev_storage).delete_container(container)
 
 
 def _fake_workspace() -> object:

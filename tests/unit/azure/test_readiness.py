@@ -187,3 +187,17 @@ def test_the_cli_prints_one_table_and_exits_1_when_blocked(settings: AzureSettin
     assert result.exit_code == exit_code, result.output
     assert "Azure readiness" in result.output and "cluster quota" in result.output
     assert ("not ready" in result.output) is (exit_code == 1)
+
+
+def test_usages_as_the_sdks_listing_returns_them(settings: AzureSettings) -> None:
+    """``compute.list_usage`` builds each Usage from the REST object's ``as_dict()``: its name is a dict."""
+    from azure.ai.ml._restclient.arm_ml_service.models import Usage as RestUsage
+    from azure.ai.ml._restclient.arm_ml_service.models import UsageName as RestUsageName
+
+    rest = RestUsage(name=RestUsageName(value="standardDSv2Family", localized_value="Standard DSv2 Family vCPUs"),
+                     current_value=10, limit=12, unit="Count")
+    usage = Usage._from_rest_object(rest)
+    fake = workspace_fake()
+    fake.compute.list_usage.side_effect = lambda **kw: iter([usage])
+    line = run(settings, fake).line("cluster quota")
+    assert line.status == "fail" and "2 of 12 left" in line.detail

@@ -117,3 +117,24 @@ def test_endless_failures_stop_with_a_clear_error(settings: AzureSettings) -> No
     with pytest.raises(SweepError, match="failed or was canceled"):
         make(settings, fake).sweep(DATA, SPEC)
     fake.jobs.create_or_update.assert_not_called()
+
+
+def test_a_submit_whose_answer_was_lost_attaches_instead_of_failing(settings: AzureSettings) -> None:
+    """The submit reaches Azure but the connection drops before the answer: the retried submit of the
+    same name meets 409 Conflict, and the run follows the job the first submit created."""
+    from azure.core.exceptions import ServiceResponseError
+
+    fake = FakeAzure()
+    original = fake.jobs.create_or_update.side_effect
+    calls = {"n": 0}
+
+    def lossy(job: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        created = original(job, **kwargs)
+        if calls["n"] == 1:
+            raise ServiceResponseError("connection closed before the response")
+        return created
+
+    fake.jobs.create_or_update.side_effect = lossy
+    result = make(settings, fake).sweep(DATA, SPEC)
+    assert calls["n"] == 2 and result.sweep_id == expected_name() and result.best.number == 1

@@ -28,6 +28,7 @@ def server() -> Iterator[tuple[str, list[dict]]]:
             if throttle["left"]:
                 throttle["left"] -= 1
                 self.send_response(429)
+                self.send_header("Retry-After", "3")
                 self.end_headers()
                 return
             body = json.dumps(RUN).encode()
@@ -49,8 +50,11 @@ def server() -> Iterator[tuple[str, list[dict]]]:
 
 def test_reader_retries_throttling_and_parses_the_run(server: tuple[str, list[dict]]) -> None:
     uri, seen = server
-    reader = MlflowRestReader(uri, token=lambda: "tok", timeout_s=5, retry=RetryPolicy(attempts=3, initial_s=0, max_s=0))
+    slept: list[float] = []
+    reader = MlflowRestReader(uri, token=lambda: "tok", timeout_s=5,
+                              retry=RetryPolicy(attempts=3, initial_s=0, max_s=0, sleep=slept.append))
     data = reader("sweep_1")
+    assert slept == [3.0]  # the server's Retry-After, not the (zero) backoff
     assert data.params == {"n_estimators": 50, "criterion": "gini"}
     assert data.metrics == {"accuracy": 0.85} and data.duration_s == 3.5
     assert len(seen) == 2 and seen[-1]["auth"] == "Bearer tok"
