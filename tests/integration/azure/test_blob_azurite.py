@@ -45,7 +45,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                    raise RuntimeError(f"azurite did not start: {_why_not(process)}")
                 time.sleep(0.1)
         yield (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
                f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};")
@@ -109,6 +109,14 @@ def test_a_public_container_is_refused(azurite: str, upload_env: Path) -> None:
 DEV_PORT = 10000  # `UseDevelopmentStorage=true` always means 127.0.0.1:10000
 
 
+def _why_not(process: subprocess.Popen[bytes]) -> str:
+    """Why azurite is not answering; its stderr is read only once it has exited (a live one never ends it)."""
+    if process.poll() is None:
+        process.kill()
+        return "no answer within 30 s"
+    return process.stderr.read().decode() if process.stderr else f"exit code {process.returncode}"
+
+
 def _is_azurite(connection_string: str) -> bool:
     try:
         blob_service_from_connection_string(connection_string, retry_total=0, connection_timeout=2,
@@ -144,7 +152,7 @@ def dev_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while not _is_azurite(connection):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"azurite did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                raise RuntimeError(f"azurite did not start: {_why_not(process)}")
             time.sleep(0.2)
         yield connection
     finally:
