@@ -120,7 +120,7 @@ def run(
 
     if spec_file is not None:
         given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend"}
-                 and ctx.get_parameter_source(p.name) is not click_default()]
+                 and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in {"DEFAULT", "DEFAULT_MAP"}]
         if given:
             _fail(f"--spec gives the whole spec: put {', '.join(given)} in {spec_file} instead of the command line")
         spec = _check(load_spec, spec_file)
@@ -151,12 +151,6 @@ def run(
         _check(run_azure, spec, prepared, compute=compute)
         return
     _run_local(spec, prepared)
-
-
-def click_default() -> Any:
-    from click.core import ParameterSource
-
-    return ParameterSource.DEFAULT
 
 
 def _build_spec(
