@@ -36,8 +36,11 @@ _STATE: dict = {}
 def _init(path: str, schema_json: str) -> None:
     import json
 
+    from threadpoolctl import threadpool_limits
+
     from src.features import DatasetSchema, read_training_csv
 
+    threadpool_limits(1)  # as the tracked sweep's workers
     schema = DatasetSchema.from_mapping(json.loads(schema_json))
     _STATE.update(frame=read_training_csv(path, schema), schema=schema)
 

@@ -83,6 +83,18 @@ def schema_infer(
     console.print(_check(infer_schema_yaml, data, target, positive_class), end="", highlight=False, markup=False)
 
 
+@schema_app.command("show")
+def schema_show(
+    home: HomeOption = None,
+    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    model_version: Annotated[str | None, typer.Option("--model-version", help="Default: the champion")] = None,
+) -> None:
+    """Print the schema a registered model was trained with (local), to retrain with the same --schema."""
+    from flows.cli_spec import recorded_schema_yaml
+
+    console.print(_check(recorded_schema_yaml, _home(home), model_name, model_version), end="", highlight=False, markup=False)
+
+
 @app.command()
 def run(
     ctx: typer.Context,

@@ -60,3 +60,26 @@ def infer_schema_yaml(data: Path, target: str, positive_class: str | None) -> st
 
     raw, _source = read_table(data)
     return infer_schema(raw, target, positive_class).to_yaml()
+
+
+def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> str:
+    """The schema a registered model (the champion by default) was trained with, as a --schema file, so a
+    retraining run uses exactly the schema the served model was trained and validated with."""
+    import yaml
+
+    from backends.local import tracking
+    from backends.local.backend import LocalBackend
+    from src.model_files import find_model_dir, read_model_info
+
+    local = LocalBackend(home)
+    model = local.registry.get(model_name, version) if version else local.champion(model_name)
+    if model is None:
+        raise ConfigurationError(f"no champion of {model_name!r} in {home}: run `heartflow run` first or pass --model-version")
+    info = read_model_info(find_model_dir(tracking.local_path(local.registry.model_dir(model.name, model.version))))
+    if info.schema is None:
+        raise ConfigurationError(f"{model.name} v{model.version} was saved before schemas were recorded: it uses the heart schema")
+    mapping = info.schema.to_mapping()
+    mapping.pop("labels", None)
+    mapping["missing"] = dict(info.schema.missing) if len(info.schema.missing) > 1 else info.schema.policy("")
+    header = f"# the schema {model.name} v{model.version} was trained with (recorded in its MLmodel)\n"
+    return header + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)

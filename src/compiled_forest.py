@@ -51,6 +51,10 @@ class FramePredictor:
         self._integer = [f.integer for f in features]
         self.classes = np.asarray(getattr(model, "classes_", []))
         self.has_proba = hasattr(model, "predict_proba")
+        # Gradient boosting predicts with OpenMP threads; the endpoint's workers are the parallelism, and a
+        # thread pool per request on a busy machine costs more than it gives.
+        step = model.steps[-1][1] if hasattr(model, "steps") else model
+        self._one_thread = type(step).__name__ == "HistGradientBoostingClassifier"
 
     def frame(self, x: np.ndarray) -> Any:
         columns = {}
@@ -60,6 +64,14 @@ class FramePredictor:
         return self._pd.DataFrame(columns, copy=False)
 
     def predict(self, x: Any, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._one_thread:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                return self._predict(x, with_proba)
+        return self._predict(x, with_proba)
+
+    def _predict(self, x: Any, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         frame = x if isinstance(x, self._pd.DataFrame) else self.frame(x)
         labels = np.asarray(self._model.predict(frame))
         proba = np.asarray(self._model.predict_proba(frame)) if with_proba and self.has_proba else None

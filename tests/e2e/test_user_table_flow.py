@@ -93,6 +93,7 @@ def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: P
     assert set(meta["heartflow_imputed_cells"]) == {"Cholesterol mg/dl", "Chest.Pain Type"}
 
 
+@pytest.mark.timeout(1800)  # 10,000 rows, 5-fold forests: minutes on a shared 2-core machine
 def test_ten_thousand_rows_by_twenty_five_columns_run_the_default_flow(home: Path, tmp_path: Path) -> None:
     frame = user_table(rows=10_000, seed=5, extra_numeric=11, extra_categorical=6)
     assert frame.shape == (10_000, 25)
@@ -103,3 +104,16 @@ def test_ten_thousand_rows_by_twenty_five_columns_run_the_default_flow(home: Pat
     summary = train_and_deploy(spec=spec)
     assert summary.report.rows == 1000 and summary.report.accuracy > 0.7
     assert summary.decision.promote
+
+
+def test_schema_show_gives_back_the_schema_to_retrain_with(home: Path, run) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from backends.dataset import check_schema_mapping
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["schema", "show", "--home", str(home), "--model-name", MODEL])
+    assert result.exit_code == 0, result.output
+    mapping = yaml.safe_load(result.output)
+    check_schema_mapping(mapping, "shown")
+    assert mapping["target"] == TARGET and mapping["drop"] == ["Patient ID"] and mapping["missing"] == "impute"
