@@ -102,3 +102,17 @@ def test_the_compiled_path_falls_back_when_it_disagrees(tmp_path: Path) -> None:
     model, features = load_sklearn_model(model_dir), read_features(model_dir)
     assert build_predictor(model, features).kind == "compiled-forest"
     assert build_predictor(model, features, compiler=_OffByOne.build).kind == "dataframe"
+
+
+def test_the_openapi_document_shows_the_schema(trained) -> None:  # noqa: ANN001
+    from backends.local.endpoint.openapi import openapi_document
+
+    scorer, *_ = trained
+    document = openapi_document("e", scorer)
+    request = document["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    record = request["properties"]["data"]["items"]
+    assert record["properties"]["Sex"]["type"] == "string" and "Known: F, M" in record["properties"]["Sex"]["description"]
+    assert record["properties"]["Cholesterol mg/dl"] == {"type": "number", "nullable": True, "description": "Null: imputed inside the model"}
+    assert record["properties"]["Age"]["type"] == "integer" and set(record["required"]) == set(scorer.names)
+    answers = json.dumps(document["paths"]["/score"]["post"]["responses"])
+    assert '"enum": ["Absence", "Presence"]' in answers
