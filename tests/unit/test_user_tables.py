@@ -143,3 +143,17 @@ def test_skops_trusts_exactly_the_types_every_family_needs(tmp_path) -> None:  #
         skops.io.dump(model, tmp_path / f"{family}.skops")
         needed |= set(skops.io.get_untrusted_types(file=tmp_path / f"{family}.skops"))
     assert needed == set(SKOPS_TRUSTED_TYPES)
+
+
+def test_evaluation_maps_the_endpoints_labels_back_to_zero_and_one() -> None:
+    from backends.base import Endpoint
+    from backends.errors import EvaluationError
+    from backends.evaluation import predictions_of
+
+    endpoint = Endpoint.__new__(Endpoint)
+    object.__setattr__(endpoint, "name", "e")
+    answer = {"predictions": ["Presence", "Absence"], "probabilities": [[0.2, 0.8], [0.9, 0.1]], "classes": list(LABELS)}
+    assert predictions_of(answer, 2, endpoint) == [1, 0]
+    assert predictions_of({"predictions": [1, 0], "classes": [0, 1]}, 2, endpoint) == [1, 0]
+    with pytest.raises(EvaluationError, match="outside its classes"):
+        predictions_of(dict(answer, predictions=["Maybe", "Absence"]), 2, endpoint)
