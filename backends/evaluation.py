@@ -34,8 +34,15 @@ class _TransientHTTPError(Exception):
 
 
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts of plain Python numbers (numpy scalars are not JSON)."""
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    """Rows as JSON-ready dicts of plain Python values (numpy scalars are not JSON; a missing cell is null)."""
+    return [
+        {k: None if _is_nan(v) else (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def call_endpoint(
@@ -70,12 +77,25 @@ def call_endpoint(
         raise EvaluationError(f"endpoint {endpoint.name} answered with a body that is not JSON: {response.text[:200]}") from exc
 
 
+# Asked of the endpoint so that its answer names its classes: the data's labels ("Presence"/"Absence"),
+# listed negative first, are turned back into the 0/1 the holdout's target holds.
+WITH_CLASSES = {"return_probabilities": True}
+
+
 def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
-    """The 0/1 labels in an endpoint's answer (a list, or Azure's doubly encoded JSON string)."""
+    """The 0/1 labels in an endpoint's answer (a list, or Azure's doubly encoded JSON string); an answer
+    with ``classes`` (the data's labels, negative first) is mapped to each label's index."""
     if isinstance(answer, str):  # an Azure run() that returns a JSON string gets encoded twice
         answer = json.loads(answer)
     if isinstance(answer, dict):
+        classes = answer.get("classes")
         answer = answer.get("predictions", answer.get("result"))
+        if isinstance(classes, list) and len(classes) == 2 and isinstance(answer, list):
+            index = {json.dumps(c): i for i, c in enumerate(classes)}
+            unknown = [p for p in answer if json.dumps(p) not in index]
+            if unknown:
+                raise EvaluationError(f"endpoint {endpoint.name} answered labels {unknown[:5]} outside its classes {classes}")
+            answer = [index[json.dumps(p)] for p in answer]
     if not isinstance(answer, list) or len(answer) != expected:
         raise EvaluationError(
             f"endpoint {endpoint.name} answered {type(answer).__name__} for {expected} rows; expected a list of {expected} labels"
@@ -102,7 +122,7 @@ def evaluate_over_http(
             for start in range(0, len(features), batch_size):
                 batch = records_of(features.iloc[start : start + batch_size])
                 started = time.perf_counter()
-                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment)
+                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment, extra=WITH_CLASSES)
                 latencies.append((time.perf_counter() - started) * 1000)
                 predictions.extend(predictions_of(answer, len(batch), endpoint))
     except requests.RequestException as exc:

@@ -20,7 +20,7 @@ import requests
 
 from backends.base import Endpoint
 from backends.errors import EvaluationError
-from backends.evaluation import call_endpoint, predictions_of, records_of
+from backends.evaluation import WITH_CLASSES, call_endpoint, predictions_of, records_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class EndpointPredictor:
             with requests.Session() as session:
                 for start in range(0, len(frame), self.batch_size):
                     batch = records_of(frame.iloc[start : start + self.batch_size])
-                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment)
+                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment, extra=WITH_CLASSES)
                     self.requests += 1
                     predictions.extend(predictions_of(answer, len(batch), self.endpoint))
         except requests.RequestException as exc:

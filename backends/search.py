@@ -27,7 +27,7 @@ from backends.spec import (
     SweepSpec,
     Uniform,
 )
-from src.features import tunable_parameters
+from src.features import FAMILIES, FAMILY_PARAM, tunable_parameters
 
 
 class ParameterSampler(Protocol):
@@ -39,13 +39,23 @@ class ParameterSampler(Protocol):
 
 
 def check_search_space(spec: SweepSpec) -> None:
-    """Names must be parameters of the model; Choice values must be scalars."""
+    """Names must be parameters of a model family (``model`` picks the family; unprefixed names are the
+    random forest's, ``hgb__*`` and ``logreg__*`` the other families'); Choice values must be scalars."""
     known = tunable_parameters()
     unknown = sorted(set(spec.search_space) - known)
     if unknown:
         raise ConfigurationError(
-            f"search_space names {unknown} are not RandomForestClassifier parameters; valid: {sorted(known)}"
+            f"search_space names {unknown} are not parameters of a model family: use model (one of "
+            f"{', '.join(FAMILIES)}), RandomForestClassifier's names as they are, and "
+            f"HistGradientBoostingClassifier's or LogisticRegression's as hgb__<name> or logreg__<name>"
         )
+    family = spec.search_space.get(FAMILY_PARAM)
+    if family is not None:
+        values = getattr(family, "values", None)
+        if values is None or any(v not in FAMILIES for v in values):
+            raise ConfigurationError(
+                f"search_space.{FAMILY_PARAM} must be a choice among {', '.join(FAMILIES)}; got {family.model_dump()}"
+            )
     for name, dist in spec.search_space.items():
         if isinstance(dist, Choice):
             for value in dist.values:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backends.errors import ConfigurationError
+
 # Azure ML's documented limits, checked before any call on either backend.
 MAX_TOTAL_TRIALS_LIMIT = 1000
 MAX_REQUEST_TIMEOUT_MS = 180_000
@@ -110,6 +112,33 @@ def tutorial_search_space() -> dict[str, Distribution]:
         "criterion": Choice(values=["gini", "entropy"]),
         "max_features": Choice(values=["sqrt", "log2"]),
     }
+
+
+MODEL_FAMILIES: tuple[str, ...] = ("rf", "hgb", "logreg")
+
+
+def family_search_space(models: list[str] | tuple[str, ...]) -> dict[str, Distribution]:
+    """The default space for the chosen model families: the tutorial's alone for ["rf"], else a ``model``
+    dimension and each family's own parameters (hgb__*, logreg__*; a family ignores the others')."""
+    chosen = list(dict.fromkeys(models))
+    unknown = [m for m in chosen if m not in MODEL_FAMILIES]
+    if unknown or not chosen:
+        raise ConfigurationError(f"unknown model famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; choose among {', '.join(MODEL_FAMILIES)}")
+    if chosen == ["rf"]:
+        return tutorial_search_space()
+    space: dict[str, Distribution] = {"model": Choice(values=chosen)}
+    if "rf" in chosen:
+        space.update(tutorial_search_space())
+    if "hgb" in chosen:
+        space.update({
+            "hgb__learning_rate": Choice(values=[0.03, 0.1, 0.3]),
+            "hgb__max_depth": Choice(values=[3, 6, -1]),
+            "hgb__max_iter": Choice(values=[100, 200]),
+            "hgb__l2_regularization": Choice(values=[0.0, 1.0]),
+        })
+    if "logreg" in chosen:
+        space.update({"logreg__C": Choice(values=[0.01, 0.1, 1.0, 10.0])})
+    return space
 
 
 class ValidationSpec(BaseModel):
@@ -223,7 +252,9 @@ def check_resource_name(field_name: str, value: str) -> None:
 class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str | None = Field(default=None, description="A CSV file; None uses the embedded heart dataset")
-    schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: the heart schema")
+    schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: inferred when target is set, else the heart schema")
+    target: str | None = Field(default=None, description="The label column; with no schema_path the schema is inferred")
+    positive_class: str | None = Field(default=None, description="The target's positive label when it is not 0/1")
     holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     seed: int = 42
 

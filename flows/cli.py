@@ -68,8 +68,37 @@ def _check(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return None
 
 
+schema_app = typer.Typer(help="Dataset schemas: propose one for your table.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    data: Annotated[Path, typer.Argument(help="Your CSV")],
+    target: Annotated[str, typer.Option("--target", help="The label column")],
+    positive_class: Annotated[str | None, typer.Option("--positive-class", help="The target's positive label")] = None,
+) -> None:
+    """Print a proposed schema (YAML, a comment per column saying why) to review and pass to --schema."""
+    from flows.cli_spec import infer_schema_yaml
+
+    console.print(_check(infer_schema_yaml, data, target, positive_class), end="", highlight=False, markup=False)
+
+
+@schema_app.command("show")
+def schema_show(
+    home: HomeOption = None,
+    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    model_version: Annotated[str | None, typer.Option("--model-version", help="Default: the champion")] = None,
+) -> None:
+    """Print the schema a registered model was trained with (local), to retrain with the same --schema."""
+    from flows.cli_spec import recorded_schema_yaml
+
+    console.print(_check(recorded_schema_yaml, _home(home), model_name, model_version), end="", highlight=False, markup=False)
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     data: Annotated[Path | None, typer.Option("--data", help="Your CSV (default: the embedded 303-row heart table)")] = None,
@@ -92,9 +121,61 @@ def run(
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
     compute: Annotated[str | None, typer.Option("--compute", help="Azure compute cluster name")] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="Azure endpoint VM size")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Label column; without --schema the schema is inferred")] = None,
+    positive_class: Annotated[str | None, typer.Option("--positive-class", help="The target's positive label")] = None,
+    models: Annotated[str, typer.Option("--models", help="Model families to sweep: rf, hgb, logreg (comma-separated)")] = "rf",
+    search_space: Annotated[Path | None, typer.Option("--search-space", help="Search space file, YAML or JSON")] = None,
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="The whole PipelineSpec (YAML or JSON), as a deployment's parameters")] = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
     from backends.dataset import prepare_data
+    from backends.spec import family_search_space
+    from flows.cli_spec import load_search_space, load_spec
+
+    if spec_file is not None:
+        given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend", "plan_dir"}
+                 and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in {"DEFAULT", "DEFAULT_MAP"}]
+        if given:
+            _fail(f"--spec gives the whole spec: put {', '.join(given)} in {spec_file} instead of the command line")
+        spec = _check(load_spec, spec_file)
+        if spec.backend == "local" and spec.home is None:
+            spec = spec.model_copy(update={"home": str(_home(home))})
+    else:
+        space = _check(load_search_space, search_space) if search_space else _check(
+            family_search_space, [m.strip() for m in models.split(",") if m.strip()])
+        spec = _build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
+                           trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
+                           instance_type, target, positive_class, space)
+    if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
+        _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
+    if spec.data.path and not spec.data.schema_path and not spec.data.target:
+        _fail("your table needs a schema: pass --target COLUMN (the schema is inferred, see `heartflow schema infer`) "
+              "or --schema FILE")
+    # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
+    prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed,
+                      spec.data.target, spec.data.positive_class)
+    if prepared.inferred:
+        console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
+                      f"categorical {len(prepared.schema.categorical)}, dropped {list(prepared.schema.drop)}); it is "
+                      f"recorded with the model. Review it with `heartflow schema infer {prepared.source} --target "
+                      f"{prepared.schema.target}`", highlight=False)
+    if prepared.missing_cells:
+        console.print(f"missing cells imputed inside the model, per column: {prepared.missing_cells}", highlight=False)
+    if spec.backend == "azure":
+        from flows.azure_cli import run_azure
+
+        _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
+        return
+    _run_local(spec, prepared)
+
+
+def _build_spec(
+    backend: BackendName, home: Path | None, data: Path | None, schema: Path | None, trials: int, concurrency: int | None,
+    sampling: SamplingName, seed: int, validation: str, folds: int, timeout: int | None, trial_timeout: int | None,
+    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float, stop_endpoint: bool,
+    dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
+) -> Any:
+    from backends.search import check_search_space
     from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
 
     spec: PipelineSpec = _check(
@@ -102,8 +183,10 @@ def run(
             backend=backend.value,
             home=str(_home(home)) if backend is BackendName.local else None,
             model_name=model_name,
-            data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed),
+            data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed,
+                          target=target, positive_class=positive_class),
             sweep=SweepSpec(
+                search_space=space,
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
                 validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
             ),
@@ -114,16 +197,8 @@ def run(
             dry_run=dry_run,
         )
     )
-    if plan_dir is not None and not (dry_run and backend is BackendName.azure):
-        _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
-    # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
-    prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
-    if backend is BackendName.azure:
-        from flows.azure_cli import run_azure
-
-        _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
-        return
-    _run_local(spec, prepared)
+    _check(check_search_space, spec.sweep)
+    return spec
 
 
 def _run_local(spec: Any, prepared: Any) -> None:

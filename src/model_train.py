@@ -24,10 +24,14 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 try:  # imported as part of the project
-    from .features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline
+    from .features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, read_training_csv
+    from .model_files import SCHEMA_METADATA_KEY
 except ImportError:  # run as a script from a copy of src/ (Azure ML), so no parent package
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline  # type: ignore[no-redef]
+    from features import (  # type: ignore[no-redef]
+        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, read_training_csv,
+    )
+    from model_files import SCHEMA_METADATA_KEY  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -120,14 +124,27 @@ def model_signature(frame: pd.DataFrame, schema: DatasetSchema) -> Any:
     """An MLflow signature naming every feature column and its type, so servers can check requests."""
     from mlflow.models import infer_signature
 
-    features = frame.loc[:, list(schema.features)].head(5)
+    features = frame.loc[:, list(schema.features)].head(5).copy()
+    for column in schema.categorical:  # a text column whose first rows are empty still types as text
+        if features[column].dtype == object:
+            present = frame[column].dropna()
+            features[column] = features[column].fillna(present.iloc[0] if len(present) else "missing")
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; heartflow rejects those anyway.
         warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
         return infer_signature(features, np.zeros(len(features), dtype=np.int64))
 
 
-def save_model(model: Pipeline, path: Path, signature: Any, requirements: list[str]) -> None:
+def model_metadata(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, Any]:
+    """What MLmodel records besides the signature: the schema (serving checks requests and answers in the
+    data's labels with it; retraining reuses it) and the missing cells the pipeline imputed, per column."""
+    missing = {c: int(n) for c, n in frame.loc[:, list(schema.features)].isna().sum().items() if n}
+    return {SCHEMA_METADATA_KEY: schema.to_mapping(), "heartflow_imputed_cells": missing}
+
+
+def save_model(
+    model: Pipeline, path: Path, signature: Any, requirements: list[str], metadata: dict[str, Any] | None = None
+) -> None:
     """Save in MLflow's sklearn flavour, skops format with explicit trusted types."""
     import mlflow.sklearn
 
@@ -138,21 +155,34 @@ def save_model(model: Pipeline, path: Path, signature: Any, requirements: list[s
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         signature=signature,
         pip_requirements=requirements,
+        metadata=metadata,
     )
 
 
-def read_input(path: Path) -> pd.DataFrame:
-    """A CSV file, or a folder holding exactly one (an Azure uri_folder input)."""
+def read_input(path: Path, schema: DatasetSchema = HEART_SCHEMA) -> pd.DataFrame:
+    """A CSV file, or a folder holding exactly one (an Azure uri_folder input), typed by the schema."""
     if path.is_dir():
         files = sorted(path.glob("*.csv"))
         if len(files) != 1:
             raise SystemExit(f"--input_data {path}: expected exactly one .csv file in the folder, found {len(files)}")
         path = files[0]
-    return pd.read_csv(path, encoding="utf-8-sig")
+    return read_training_csv(path, schema)
+
+
+def decode_schema(text: str) -> DatasetSchema:
+    """A schema given on the command line: JSON, or URL-safe base64 of JSON (a job input that survives any
+    shell and any column name: spaces, dots, quotes)."""
+    import base64
+
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        stripped = base64.urlsafe_b64decode(stripped.encode("ascii")).decode("utf-8")
+    return DatasetSchema.from_mapping(json.loads(stripped))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train and score one random-forest trial (the tutorial's command line).")
+    parser = argparse.ArgumentParser(description="Train and score one trial (the tutorial's command line; the family "
+                                     "comes as model in --extra_params_json, random forest by default).")
     parser.add_argument("--input_data", type=Path, required=True, help="CSV file or folder with one CSV")
     parser.add_argument("--model_name", default="heart_classifier", help="folder name of the saved model under --output_dir")
     parser.add_argument("--test_size", type=float, default=0.3)
@@ -164,8 +194,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="seed of the forest")
     parser.add_argument("--validation", choices=["split", "kfold"], default="split")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--schema_json", default=None, help="dataset schema as JSON; default: the heart schema")
-    parser.add_argument("--extra_params_json", default=None, help="further RandomForest parameters as a JSON object")
+    parser.add_argument("--schema_json", default=None,
+                        help="dataset schema as JSON or base64 of JSON (an Azure job input); default: the heart schema")
+    parser.add_argument("--extra_params_json", default=None,
+                        help='further parameters as a JSON object, including the family: {"model": "hgb", ...}')
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="Azure ML uploads ./outputs")
     return parser.parse_args(argv)
 
@@ -177,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    schema = DatasetSchema.from_mapping(json.loads(args.schema_json)) if args.schema_json else HEART_SCHEMA
-    frame = read_input(args.input_data)
+    schema = decode_schema(args.schema_json) if args.schema_json else HEART_SCHEMA
+    frame = read_input(args.input_data, schema)
     params: dict[str, Any] = {
         "n_estimators": args.n_estimators,
         "max_depth": args.max_depth,
@@ -197,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             on_fold=lambda fold, interim: mlflow.log_metrics(interim, step=fold),
         )
         target = args.output_dir / args.model_name
-        save_model(fit.model, target, model_signature(frame, schema), pip_requirements())
+        save_model(fit.model, target, model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))
         logger.info("trial done: %s; model saved to %s", fit.metrics, target)
     return 0
 

@@ -3,7 +3,7 @@ inference server (azmlinfsrv), also used by heartflow's local host.
 
 ``init()`` loads the MLflow model under AZUREML_MODEL_DIR once per worker; ``run(raw)`` takes the request
 body ``{"data": [records]}`` (as the JSON string azmlinfsrv passes to an undecorated run()) and returns the
-list of predicted labels. A request it refuses comes back as an AMLResponse with a 4xx status and
+list of predicted labels, in the data's own labels (the schema recorded with the model says which). A request it refuses comes back as an AMLResponse with a 4xx status and
 ``{"error": "..."}`` naming the problem, never as an exception (which azmlinfsrv would turn into a bare 500).
 """
 
@@ -42,8 +42,8 @@ def init() -> None:
 
 
 def run(raw_data: str | bytes) -> Any:
-    """Predict for ``{"data": [records]}``: a list of 0/1, or with ``"return_probabilities": true`` a dict
-    with predictions, probabilities and classes. Refused requests: AMLResponse({"error": ...}, 4xx)."""
+    """Predict for ``{"data": [records]}``: a list of labels, or with ``"return_probabilities": true`` a dict
+    with predictions, probabilities and the classes they belong to. Refused requests: AMLResponse({"error": ...}, 4xx)."""
     if _scorer is None:
         return _respond({"error": "the model is not loaded: init() has not run"}, 503)
     status, payload = _scorer.score(raw_data)

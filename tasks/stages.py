@@ -40,7 +40,19 @@ __all__ = [
 def validate_data(spec: DataSpec) -> PreparedData:
     """Read and check the table, set the holdout aside. Never retried: a bad file stays bad."""
     logger = get_run_logger()
-    prepared = prepare_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed)
+    prepared = prepare_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, spec.target, spec.positive_class)
+    if prepared.inferred:
+        logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())
+    if prepared.missing_cells:
+        logger.info("missing cells the model's pipeline imputes, per column: %s", prepared.missing_cells)
+    from prefect.artifacts import create_markdown_artifact
+
+    rows = "\n".join(f"| {column} | {count} |" for column, count in prepared.missing_cells.items()) or "| (none) | 0 |"
+    create_markdown_artifact(
+        key="data-schema", description="The dataset schema used and the missing cells imputed inside the model",
+        markdown=f"**schema** ({'inferred' if prepared.inferred else 'given'}): `{prepared.schema.to_json()}`\n\n"
+                 f"| column | imputed cells |\n|---|---:|\n{rows}\n",
+    )
     logger.info(
         "data %s: %d rows valid; %d for training (sha256 %s), %d held out (never uploaded)",
         prepared.source, len(prepared.train) + len(prepared.holdout), len(prepared.train),

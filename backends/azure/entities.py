@@ -5,6 +5,7 @@ Nothing here calls Azure. The same objects are submitted by ``AzureBackend`` and
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import json
@@ -228,8 +229,8 @@ def training_command(spec: SweepSpec, model_folder: str, schema_json: str | None
             extra.append(f'"{name}": ${{{{inputs.{name}}}}}')
     if extra:
         parts.append("--extra_params_json " + shlex.quote("{" + ", ".join(extra) + "}"))
-    if schema_json:
-        parts.append("--schema_json " + shlex.quote(schema_json))
+    if schema_json:  # a job input (base64 of the JSON), so no column name can break the command line
+        parts.append("--schema_json ${{inputs.schema}}")
     return " ".join(parts)
 
 
@@ -264,6 +265,8 @@ def build_sweep(
         "folds": int(spec.validation.folds),
     }
     inputs.update({name: _placeholder(dist) for name, dist in spec.search_space.items()})
+    if schema_json:
+        inputs["schema"] = base64.urlsafe_b64encode(schema_json.encode("utf-8")).decode("ascii")
     trial = command(
         code=str(code or source_dir()),
         command=training_command(spec, folder, schema_json),

@@ -58,15 +58,16 @@ def skops_dump_compact(obj: Any, file: Path) -> None:
 class TrialModelWriter:
     """Saves trial models in one worker process; the first one through MLflow itself."""
 
-    def __init__(self, signature: Any, requirements: list[str]) -> None:
+    def __init__(self, signature: Any, requirements: list[str], metadata: dict[str, Any] | None = None) -> None:
         self._signature = signature
         self._requirements = requirements
+        self._metadata = metadata
         self._reference: Path | None = None
         self._template: Model | None = None
 
     def save(self, model: Any, path: Path) -> None:
         if self._reference is None:
-            save_model(model, path, self._signature, self._requirements)
+            save_model(model, path, self._signature, self._requirements, self._metadata)
             if self._reference_is_usable(path):
                 self._reference = path
                 self._template = Model.load(str(path / "MLmodel"))

@@ -99,3 +99,38 @@ def test_bayesian_is_seeded_and_resumes_from_finished_trials() -> None:
     done = {n: (p, 0.5) for n, p in first[:5]}
     resumed = _drain(make_sampler(spec, done))
     assert [n for n, _ in resumed] == [5, 6, 7]
+
+
+def test_model_families_widen_the_space_and_the_default_stays_the_tutorials() -> None:
+    from backends.spec import family_search_space
+
+    assert family_search_space(["rf"]) == tutorial_search_space()
+    wide = family_search_space(["rf", "hgb", "logreg"])
+    assert wide["model"].values == ["rf", "hgb", "logreg"] and "hgb__learning_rate" in wide and "logreg__C" in wide
+    make_sampler(SweepSpec(search_space=wide))  # accepted
+    with pytest.raises(ConfigurationError, match="unknown model family"):
+        family_search_space(["rf", "xgb"])
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"model": Choice(values=["rf", "svm"])}, "must be a choice among rf, hgb, logreg"),
+    ({"model": Choice(values=["rf"]), "hgb__no_such": Choice(values=[1])}, "not parameters of a model family"),
+    ({"learning_rate": Choice(values=[0.1])}, "hgb__<name>"),
+])
+def test_family_spaces_are_checked(space: dict, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        make_sampler(SweepSpec(search_space=space))
+
+
+def test_each_family_gets_only_its_own_parameters() -> None:
+    from src.features import build_pipeline, to_estimator_params
+
+    params = {"model": "hgb", "n_estimators": 50, "max_depth": 4, "hgb__max_depth": -1, "hgb__learning_rate": 0.3, "logreg__C": 2.0}
+    assert to_estimator_params(params, "hgb") == {"max_depth": None, "learning_rate": 0.3}
+    assert to_estimator_params(params, "rf") == {"n_estimators": 50, "max_depth": 4}
+    assert to_estimator_params(params, "logreg") == {"C": 2.0}
+    from src.features import HEART_SCHEMA
+
+    classifier = build_pipeline(HEART_SCHEMA, params, seed=3).steps[-1][1]
+    assert type(classifier).__name__ == "HistGradientBoostingClassifier"
+    assert classifier.learning_rate == 0.3 and classifier.max_depth is None and classifier.random_state == 3

@@ -16,12 +16,37 @@ _ERROR = {
 }
 
 
+def feature_schema(scorer: Scorer, feature: Any) -> dict[str, Any]:
+    """One column as the dataset schema recorded with the model describes it: a number (an integer where
+    the signature says so) or a category (text; the known ones listed), nullable where the column imputes."""
+    levels = scorer.category_levels(feature.name)
+    if feature.text:
+        out: dict[str, Any] = {"type": "string", "description": "A category; one the model never saw is answered (as no known category) and counted"}
+        if levels:
+            out["example"] = levels[0]
+            out["description"] += f". Known: {', '.join(map(str, levels[:50]))}"
+    else:
+        out = {"type": "integer" if feature.integer else "number"}
+        if levels:
+            out["description"] = f"A category code. Known: {', '.join(map(str, levels[:50]))}"
+    if feature.nullable:
+        out["nullable"] = True
+        out["description"] = (out.get("description", "") + ". Null: imputed inside the model").lstrip(". ")
+    return out
+
+
 def record_schema(scorer: Scorer | None) -> dict[str, Any]:
-    """One input record: every feature of the model's signature, a number (integer where the signature says so)."""
+    """One input record: every feature of the model, typed as its dataset schema says."""
     if scorer is None:
         return {"type": "object", "additionalProperties": {"type": "number"}}
-    properties = {f.name: {"type": "integer" if f.integer else "number"} for f in scorer.features}
+    properties = {f.name: feature_schema(scorer, f) for f in scorer.features}
     return {"type": "object", "required": list(scorer.names), "properties": properties}
+
+
+def _label_type(scorer: Scorer | None) -> dict[str, Any]:
+    if scorer is not None and scorer.classes and all(isinstance(c, str) for c in scorer.classes):
+        return {"type": "string", "enum": list(scorer.classes)}
+    return {"type": "integer"}
 
 
 def openapi_document(endpoint: str, scorer: Scorer | None) -> dict[str, Any]:
@@ -36,14 +61,14 @@ def openapi_document(endpoint: str, scorer: Scorer | None) -> dict[str, Any]:
             "return_probabilities": {"type": "boolean", "default": False},
         },
     }
-    labels = {"type": "array", "items": {"type": "integer"}, "description": "The predicted label of each record"}
+    labels = {"type": "array", "items": _label_type(scorer), "description": "The predicted label of each record, as the data labels it"}
     with_proba = {
         "type": "object",
         "required": ["predictions", "probabilities", "classes"],
         "properties": {
             "predictions": labels,
             "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-            "classes": {"type": "array", "items": {"type": "integer"}},
+            "classes": {"type": "array", "items": _label_type(scorer), "description": "The label of each probability column"},
         },
     }
     return {

@@ -1,0 +1,85 @@
+"""What the CLI reads from files: a whole PipelineSpec (--spec, the Prefect deployment's parameter format),
+a search space (--search-space), and the schema proposal of `heartflow schema infer`.
+
+Files are checked by the same pydantic models as the flow's parameters, so a mistake gets the same
+message from the CLI, the Prefect UI and a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from backends.errors import ConfigurationError
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML or JSON file holding a mapping."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigurationError(f"{what} file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{what} file {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{what} file {path} must hold a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def load_spec(path: Path) -> Any:
+    """The whole PipelineSpec from ``path``: the mapping itself, or a deployment's ``parameters`` holding it
+    under ``spec`` (``{"spec": {...}}``), as prefect.yaml writes it."""
+    from backends.search import check_search_space
+    from backends.spec import PipelineSpec
+
+    raw = read_mapping(path, "spec")
+    if set(raw) == {"spec"}:
+        raw = raw["spec"]
+    elif "parameters" in raw and isinstance(raw["parameters"], dict) and "spec" in raw["parameters"]:
+        raw = raw["parameters"]["spec"]
+    spec = PipelineSpec.model_validate(raw)
+    check_search_space(spec.sweep)
+    return spec
+
+
+def load_search_space(path: Path) -> dict[str, Any]:
+    """A search space: {name: {type: choice, values: [...]}, ...}, or the same under ``search_space``."""
+    raw = read_mapping(path, "search-space")
+    if set(raw) == {"search_space"}:
+        raw = raw["search_space"]
+    return raw
+
+
+def infer_schema_yaml(data: Path, target: str, positive_class: str | None) -> str:
+    from backends.dataset import read_table
+    from backends.domain.inference import infer_schema
+
+    raw, _source = read_table(data)
+    return infer_schema(raw, target, positive_class).to_yaml()
+
+
+def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> str:
+    """The schema a registered model (the champion by default) was trained with, as a --schema file, so a
+    retraining run uses exactly the schema the served model was trained and validated with."""
+    import yaml
+
+    from backends.local import tracking
+    from backends.local.backend import LocalBackend
+    from src.model_files import find_model_dir, read_model_info
+
+    local = LocalBackend(home)
+    model = local.registry.get(model_name, version) if version else local.champion(model_name)
+    if model is None:
+        raise ConfigurationError(f"no champion of {model_name!r} in {home}: run `heartflow run` first or pass --model-version")
+    info = read_model_info(find_model_dir(tracking.local_path(local.registry.model_dir(model.name, model.version))))
+    if info.schema is None:
+        raise ConfigurationError(f"{model.name} v{model.version} was saved before schemas were recorded: it uses the heart schema")
+    mapping = info.schema.to_mapping()
+    mapping.pop("labels", None)
+    mapping["missing"] = dict(info.schema.missing) if len(info.schema.missing) > 1 else info.schema.policy("")
+    header = f"# the schema {model.name} v{model.version} was trained with (recorded in its MLmodel)\n"
+    return header + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)

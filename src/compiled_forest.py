@@ -1,0 +1,262 @@
+"""The predictors behind the endpoint: the general DataFrame path, and a compiled random forest.
+
+For the project's own random-forest pipeline (ColumnTransformer of StandardScaler, optionally after a
+number SimpleImputer, OneHotEncoder(handle_unknown="ignore"), imputed or plain passthrough, then the
+forest) the compiled predictor does the same arithmetic as scikit-learn on numpy arrays, without building
+a DataFrame. ``build_predictor`` checks it against the model on probe rows (nulls included where a column
+imputes) and uses the DataFrame path whenever the two disagree or the model has another shape (gradient
+boosting, logistic regression, text categories).
+
+This module runs on Azure's compute as part of a copy of src/, so it imports only third-party packages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+try:  # imported as part of the project
+    from .model_files import Feature
+except ImportError:  # a copy of src/ on the scoring path
+    from model_files import Feature  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    """Predicts from a float64 array whose columns follow the signature's order."""
+
+    kind: str
+    classes: np.ndarray
+
+    def predict(self, x: np.ndarray, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+class FramePredictor:
+    """The general path: a DataFrame with the signature's column names and dtypes, then the model. It takes
+    a float64 array (all-number features; NaN where a nullable column was null) or a ready DataFrame."""
+
+    kind = "dataframe"
+
+    def __init__(self, model: Any, features: Sequence[Feature]) -> None:
+        import pandas as pd
+
+        self._pd = pd
+        self._model = model
+        self._names = [f.name for f in features]
+        self._integer = [f.integer for f in features]
+        self.classes = np.asarray(getattr(model, "classes_", []))
+        self.has_proba = hasattr(model, "predict_proba")
+        # Gradient boosting predicts with OpenMP threads; the endpoint's workers are the parallelism, and a
+        # thread pool per request on a busy machine costs more than it gives.
+        step = model.steps[-1][1] if hasattr(model, "steps") else model
+        self._one_thread = type(step).__name__ == "HistGradientBoostingClassifier"
+
+    def frame(self, x: np.ndarray) -> Any:
+        columns = {}
+        for j, (name, integer) in enumerate(zip(self._names, self._integer)):
+            column = x[:, j]
+            columns[name] = column.astype(np.int64) if integer and not np.isnan(column).any() else column
+        return self._pd.DataFrame(columns, copy=False)
+
+    def predict(self, x: Any, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._one_thread:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                return self._predict(x, with_proba)
+        return self._predict(x, with_proba)
+
+    def _predict(self, x: Any, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        frame = x if isinstance(x, self._pd.DataFrame) else self.frame(x)
+        labels = np.asarray(self._model.predict(frame))
+        proba = np.asarray(self._model.predict_proba(frame)) if with_proba and self.has_proba else None
+        return labels, proba
+
+
+class CompiledForestPredictor:
+    """ColumnTransformer(scale, one-hot, passthrough) + random forest, computed on numpy arrays.
+
+    The same operations scikit-learn performs (scaling in float64, one-hot with unknown categories as
+    zeros, float32 input to the trees, per-tree class fractions summed in order and divided by the
+    number of trees), without the DataFrame and validation overhead of each call.
+    """
+
+    kind = "compiled-forest"
+
+    def __init__(self, blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]], width: int, forest: Any) -> None:
+        self._blocks = blocks
+        self._width = width
+        self._trees = [estimator.tree_ for estimator in forest.estimators_]
+        self._n_classes = int(forest.n_classes_)
+        self.classes = np.asarray(forest.classes_)
+
+    @classmethod
+    def build(cls, model: Any, features: Sequence[Feature]) -> CompiledForestPredictor | None:
+        """A compiled predictor when ``model`` has exactly the supported shape, else None."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+        from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+        if any(f.text for f in features):
+            return None
+
+        if not isinstance(model, Pipeline) or len(model.steps) != 2:
+            return None
+        pre, forest = model.steps[0][1], model.steps[1][1]
+        if not isinstance(pre, ColumnTransformer) or type(forest) not in (RandomForestClassifier, ExtraTreesClassifier):
+            return None
+        if getattr(forest, "n_outputs_", 1) != 1:
+            return None
+        inputs = list(getattr(pre, "feature_names_in_", []))
+        position = {f.name: j for j, f in enumerate(features)}
+        if sorted(inputs) != sorted(position):
+            return None
+        blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]] = []
+        width = 0
+        for _name, transformer, columns in pre.transformers_:
+            if isinstance(columns, slice) or np.asarray(columns).dtype == bool:
+                return None
+            names = [inputs[c] if isinstance(c, (int, np.integer)) else str(c) for c in list(columns)]
+            if not names or (isinstance(transformer, str) and transformer == "drop"):
+                continue
+            idx = np.asarray([position[n] for n in names], dtype=np.intp)
+            fill = None
+            if type(transformer) is Pipeline and len(transformer.steps) == 2 and _is_number_imputer(transformer.steps[0][1]):
+                fill, transformer = transformer.steps[0][1].statistics_.astype(np.float64), transformer.steps[1][1]
+            elif _is_number_imputer(transformer):
+                blocks.append(("copy", idx, (transformer.statistics_.astype(np.float64),)))
+                width += len(idx)
+                continue
+            identity = type(transformer) is FunctionTransformer and transformer.func is None  # fitted passthrough
+            if identity or (isinstance(transformer, str) and transformer == "passthrough"):
+                if fill is not None:
+                    return None
+                blocks.append(("copy", idx, (None,)))
+                width += len(idx)
+            elif type(transformer) is StandardScaler:
+                mean = transformer.mean_ if transformer.with_mean else None
+                scale = transformer.scale_ if transformer.with_std else None
+                blocks.append(("scale", idx, (mean, scale, fill)))
+                width += len(idx)
+            elif type(transformer) is OneHotEncoder and fill is None:
+                if (
+                    transformer.handle_unknown != "ignore"
+                    or transformer.drop_idx_ is not None
+                    or getattr(transformer, "_infrequent_enabled", False)
+                    or any(np.asarray(c).dtype.kind not in "iuf" for c in transformer.categories_)
+                    or any(np.isnan(np.asarray(c, dtype=np.float64)).any() for c in transformer.categories_)
+                ):
+                    return None
+                categories = tuple(np.asarray(c, dtype=np.float64)[None, :] for c in transformer.categories_)
+                blocks.append(("onehot", idx, categories))
+                width += sum(c.shape[1] for c in categories)
+            else:
+                return None
+        if width != forest.n_features_in_:
+            return None
+        return cls(blocks, width, forest)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((x.shape[0], self._width), dtype=np.float64)
+        at = 0
+        for kind, idx, extra in self._blocks:
+            part = x[:, idx]
+            if kind == "copy":
+                if extra[0] is not None:
+                    part = np.where(np.isnan(part), extra[0], part)
+                out[:, at : at + len(idx)] = part
+                at += len(idx)
+            elif kind == "scale":
+                mean, scale, fill = extra
+                if fill is not None:
+                    part = np.where(np.isnan(part), fill, part)
+                if mean is not None:
+                    part = part - mean
+                if scale is not None:
+                    part = part / scale
+                out[:, at : at + len(idx)] = part
+                at += len(idx)
+            else:
+                for j, categories in enumerate(extra):
+                    size = categories.shape[1]
+                    out[:, at : at + size] = part[:, j : j + 1] == categories
+                    at += size
+        return out
+
+    def predict(self, x: np.ndarray, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        x32 = np.ascontiguousarray(self.transform(x), dtype=np.float32)
+        n = self._n_classes
+        proba = np.zeros((x32.shape[0], n), dtype=np.float64)
+        for tree in self._trees:
+            proba += tree.predict(x32)[:, :n]
+        proba /= len(self._trees)
+        return self.classes.take(np.argmax(proba, axis=1), axis=0), proba
+
+
+def _is_number_imputer(transformer: Any) -> bool:
+    from sklearn.impute import SimpleImputer
+
+    return (
+        type(transformer) is SimpleImputer
+        and not transformer.add_indicator
+        and transformer.keep_empty_features is False
+        and np.asarray(transformer.statistics_).dtype.kind in "iuf"
+        and transformer.statistics_.shape == (transformer.n_features_in_,)
+        and not np.isnan(np.asarray(transformer.statistics_, dtype=np.float64)).any()
+    )
+
+
+def _probe_rows(model: Any, features: Sequence[Feature], rows: int = 200, seed: int = 0) -> np.ndarray:
+    """Rows that exercise every branch of the compiled path: known and unknown categories, scaled values."""
+    rng = np.random.default_rng(seed)
+    pre = model.steps[0][1]
+    centre: dict[str, tuple[float, float]] = {}
+    levels: dict[str, np.ndarray] = {}
+    inputs = list(pre.feature_names_in_)
+    for _name, transformer, columns in pre.transformers_:
+        names = [inputs[c] if isinstance(c, (int, np.integer)) else str(c) for c in list(columns)]
+        if hasattr(transformer, "steps"):  # imputer then scaler
+            transformer = transformer.steps[-1][1]
+        for j, name in enumerate(names):
+            if hasattr(transformer, "mean_") and transformer.mean_ is not None:
+                centre[name] = (float(transformer.mean_[j]), float(transformer.scale_[j] or 1.0))
+            if hasattr(transformer, "categories_"):
+                levels[name] = np.append(np.asarray(transformer.categories_[j], dtype=np.float64), 99.0)
+    x = np.empty((rows, len(features)), dtype=np.float64)
+    for j, feature in enumerate(features):
+        if feature.name in levels:
+            column = rng.choice(levels[feature.name], size=rows)
+        elif feature.name in centre:
+            mean, scale = centre[feature.name]
+            column = rng.normal(mean, 2 * scale, size=rows)
+        else:
+            column = rng.integers(-1, 6, size=rows).astype(np.float64)
+        x[:, j] = np.round(column) if feature.integer else column
+        if feature.nullable:
+            x[rng.random(rows) < 0.1, j] = np.nan
+    return x
+
+
+def build_predictor(model: Any, features: Sequence[Feature], compiler: Any = None) -> Predictor:
+    """The compiled predictor when it reproduces the model exactly on probe rows, else the DataFrame path.
+    ``compiler`` (model, features) -> predictor or None: CompiledForestPredictor.build unless given."""
+    general = FramePredictor(model, features)
+    try:
+        compiled = (compiler or CompiledForestPredictor.build)(model, features)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        logger.info("model shape not compilable (%s); using the DataFrame path", exc)
+        compiled = None
+    if compiled is None:
+        return general
+    probe = _probe_rows(model, features)
+    labels, proba = compiled.predict(probe, True)
+    expected_labels, expected_proba = general.predict(probe, True)
+    if not (np.array_equal(labels, expected_labels) and np.allclose(proba, expected_proba, rtol=0, atol=1e-12)):  # type: ignore[arg-type]
+        logger.warning("compiled predictor disagrees with the model on probe rows; using the DataFrame path")
+        return general
+    return compiled

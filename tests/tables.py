@@ -1,0 +1,47 @@
+"""Tables as users bring them, generated: text categories, text labels, empty cells, an ID column, text
+booleans and column names with spaces, dots and mixed case. The label depends on the features, so a model
+can learn it (accuracy well above chance) and a wrong mapping of labels shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TARGET = "Heart Disease"
+LABELS = ("Absence", "Presence")
+
+
+def user_table(rows: int = 400, seed: int = 0, extra_numeric: int = 0, extra_categorical: int = 0,
+               missing_fraction: float = 0.05) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.integers(29, 78, rows)
+    chest = rng.choice(["ATA", "NAP", "ASY", "TA"], rows)
+    sex = rng.choice(["M", "F"], rows)
+    chol = rng.normal(240, 45, rows).round(1)
+    angina = rng.choice(["Yes", "No"], rows)
+    score = (age - 50) / 10 + (chest == "ASY") * 1.5 + (sex == "M") * 0.7 + (angina == "Yes") * 1.0 + rng.normal(0, 0.8, rows)
+    frame = pd.DataFrame({
+        "Patient ID": [f"P{100000 + i}" for i in range(rows)],
+        "Age": age.astype(str),
+        "Chest.Pain Type": chest,
+        "Sex": sex,
+        "Cholesterol mg/dl": chol.astype(str),
+        "Exercise Angina": angina,
+        "Fasting BS": rng.choice(["TRUE", "FALSE"], rows),
+    })
+    for k in range(extra_numeric):
+        frame[f"Lab Value.{k}"] = rng.normal(k, 1.0, rows).round(3).astype(str)
+    for k in range(extra_categorical):
+        frame[f"Site Code {k}"] = rng.choice([f"S{j}" for j in range(6)], rows)
+    for column in ("Cholesterol mg/dl", "Chest.Pain Type"):
+        holes = rng.random(rows) < missing_fraction
+        frame.loc[holes, column] = ""
+    frame[TARGET] = np.where(score > np.median(score), LABELS[1], LABELS[0])
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
