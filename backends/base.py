@@ -33,6 +33,7 @@ class DataRef:
     sha256: str
     rows: int
     columns: tuple[str, ...] = ()
+    split: str = ""  # how these training rows were chosen (backends.domain.split.split_tag), recorded on the model
 
 
 class TrialStatus(str, Enum):
@@ -133,6 +134,7 @@ class EvalReport:
     confusion_matrix: tuple[tuple[int, ...], ...]
     requests: int
     latency_ms_p50: float
+    row_ids: tuple[str, ...] = ()  # each row's content key (backends.domain.split), aligned with labels
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,10 @@ class Backend(abc.ABC):
     ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
         rejected with ``reason`` and append a HistoryEntry with event "rejected"."""
+
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
+        """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
+        backend's tracking. The base keeps nothing beyond the history entry's reason."""
 
     @abc.abstractmethod
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:

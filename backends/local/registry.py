@@ -9,6 +9,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from backends.base import ModelVersion, SweepResult
+from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
 from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.local import tracking
@@ -67,6 +68,8 @@ class LocalRegistry:
                 "heartflow.code_version": tracking.code_version(),
                 TAG_STATUS: "candidate",
             }
+            if sweep.data.split:
+                tags[TAG_SPLIT] = sweep.data.split
             mv = self._client.create_model_version(
                 name, source=f"{run.info.artifact_uri}/model", run_id=best.run_id, tags=tags,
                 description=f"Best of sweep {sweep.sweep_id}: {sweep.primary_metric}={tags['heartflow.metric_value']}",
