@@ -34,9 +34,7 @@ def store_plots(backend: Backend, run_id: str | None, files: Sequence[Path]) -> 
     from backends.local.backend import LocalBackend
 
     if isinstance(backend, LocalBackend) and run_id:
-        from backends.local import tracking
-
-        client = tracking.make_client(backend.home)
+        client = backend.mlflow_client
         try:
             artifact_uri = client.get_run(run_id).info.artifact_uri
             stored = []

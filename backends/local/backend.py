@@ -9,10 +9,11 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -32,6 +33,7 @@ from backends.local import tracking
 from backends.history import HistoryLog, recorded_holdout_accuracy, who
 from backends.local.locks import LockBusy, file_lock
 from backends.local.registry import LocalRegistry
+from backends.local.shared_history import MlflowHistoryLog
 from backends.local.sweep import LocalSweepRunner
 from backends.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
@@ -48,18 +50,32 @@ def default_home() -> Path:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, home: Path | str | None = None) -> None:
+    def __init__(
+        self, home: Path | str | None = None, tracking_uri: str | None = None, artifact_root: str | None = None,
+    ) -> None:
+        """``tracking_uri`` (else MLFLOW_TRACKING_URI, else <home>/mlflow.db) is the MLflow tracking and
+        registry store; a shared one also keeps the promotion history, so every machine sees it."""
         self.home = Path(home).resolve() if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
+        tracking.check_no_password(tracking_uri)  # a flag or a flow parameter is seen by others; the environment is not
+        uri = tracking.resolve_tracking_uri(self.home, tracking_uri)
         with file_lock(self.home / ".setup.lock"):
-            self._client = tracking.make_client(self.home)
-            self._experiment_id = tracking.ensure_experiment(self._client, self.home)
+            self._client = tracking.make_client(self.home, uri)
+            self._experiment_id = tracking.ensure_experiment(self._client, self.home, artifact_root)
         self.registry = LocalRegistry(self._client)
-        self._history = HistoryLog(self.home / "history.jsonl")
+        self.shared_store = tracking.is_shared(uri, self.home)
+        self._history: HistoryLog | MlflowHistoryLog = (
+            MlflowHistoryLog(self._client) if self.shared_store else HistoryLog(self.home / "history.jsonl")
+        )
 
     @property
     def mlflow_uri(self) -> str:
-        return tracking.tracking_uri(self.home)
+        """The tracking store's URI, any password masked."""
+        return tracking.redact(self._client.tracking_uri)
+
+    @property
+    def mlflow_client(self):  # noqa: ANN201 - MlflowClient
+        return self._client
 
     # ---- upload -----------------------------------------------------------------------------------
     def upload(self, train: pd.DataFrame) -> DataRef:
@@ -136,7 +152,7 @@ class LocalBackend(Backend):
         return self._endpoint(manager, status, deployment)
 
     def _model_dir(self, model: ModelVersion) -> Path:
-        model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
+        model_dir = tracking.served_model_dir(self._client, self.home, model.name, model.version)
         if not (model_dir / "MLmodel").is_file():
             raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
         return model_dir
@@ -248,6 +264,17 @@ class LocalBackend(Backend):
                 champion_accuracy=recorded_holdout_accuracy(champion), reason=reason, triggered_by=triggered_by or who(),
             )
         )
+
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
+        """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"gate_{k}", float(v), now, 0) for k, v in numbers.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
+        tags = [RunTag(f"heartflow.gate.{k}", str(v)[:4000]) for k, v in numbers.items()
+                if isinstance(v, str | bool) or v is None]
+        self._client.log_batch(model.source_run_id, metrics=metrics, tags=tags)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)
