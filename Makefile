@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-test run test test-fast bench node-deps chromium lock clean help
+.PHONY: setup setup-test run test test-fast bench node-deps chromium postgres lock clean help
 
 help:
 	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
@@ -27,7 +27,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-setup-test: $(VENV)/.installed-test node-deps chromium
+setup-test: $(VENV)/.installed-test node-deps chromium postgres
 
 run: setup
 	$(BIN)/heartflow run
@@ -43,6 +43,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+# PostgreSQL server binaries for the shared-MLflow tests (Debian package; the tests start their own cluster).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi; }
 
 test: setup-test
 	$(BIN)/python -m pytest

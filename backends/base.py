@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from backends.results import (
     DataRef,
@@ -140,6 +140,10 @@ class Backend(abc.ABC):
     ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
         rejected with ``reason`` and append a HistoryEntry with event "rejected"."""
+
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
+        """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
+        backend's tracking. The base keeps nothing beyond the history entry's reason."""
 
     @abc.abstractmethod
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:

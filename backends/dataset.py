@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from backends.domain.split import split_by_row_hash
 
 from backends.errors import ConfigurationError, DataValidationError
 from backends.domain.validation import MIN_ROWS_PER_CLASS, check_table  # noqa: F401
@@ -143,7 +143,7 @@ def prepare_data(
     path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int,
     target: str | None = None, positive_class: str | None = None,
 ) -> PreparedData:
-    """Read, validate and split: a stratified, seeded holdout is set aside before anything is stored.
+    """Read, validate and split: the holdout (by a stable hash of each row) is set aside before anything is stored.
     With no schema file but a ``target``, the schema is inferred from the table (and said so)."""
     raw, source = read_table(path)
     inferred = schema_path is None and target is not None
@@ -160,10 +160,8 @@ def prepare_data(
     frame, schema = checked.frame, checked.schema
     if checked.missing_cells:
         logger.info("%s: missing cells the pipeline imputes, per column: %s", source, checked.missing_cells)
-    train, holdout = train_test_split(
-        frame, test_size=holdout_fraction, stratify=frame[schema.target], random_state=seed
-    )
-    train = train.sort_index().reset_index(drop=True)
-    holdout = holdout.sort_index().reset_index(drop=True)
+    # A row's side is fixed by a stable hash of its content (backends.domain.split): the seed does not move
+    # it and a grown table keeps every old row where it was. The holdout is indexed by the rows' keys.
+    train, holdout, _ = split_by_row_hash(frame, schema.target, holdout_fraction)
     return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train),
                         missing_cells=checked.missing_cells, inferred=inferred)

@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from backends.results import EvalReport, Endpoint
+from backends.domain.split import ROW_KEY
 from backends.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def evaluate_over_http(
     endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
     deployment: str | None = None,
 ) -> EvalReport:
-    """Send ``holdout`` (features only) in batches and score the answers against its labels."""
+    """Send ``holdout`` (features only) in batches and score the answers against its labels. The report's
+    predictions stay in the holdout's row order; a holdout indexed by row keys gives them as ``row_ids``,
+    so two reports on the same rows pair up row by row (the gate's paired test)."""
     if holdout.empty:
         raise EvaluationError("the holdout is empty: nothing to evaluate")
     features = holdout.drop(columns=[target])
@@ -145,4 +148,5 @@ def evaluate_over_http(
         confusion_matrix=tuple(tuple(int(x) for x in row) for row in matrix),
         requests=requests_sent,
         latency_ms_p50=float(statistics.median(latencies)),
+        row_ids=tuple(map(str, holdout.index)) if holdout.index.name == ROW_KEY else (),
     )

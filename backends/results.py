@@ -26,6 +26,7 @@ class DataRef:
     sha256: str
     rows: int
     columns: tuple[str, ...] = ()
+    split: str = ""  # how these training rows were chosen (backends.domain.split.split_tag), recorded on the model
 
 
 class TrialStatus(str, Enum):

@@ -225,9 +225,16 @@ class DeploySpec(BaseModel):
     instance_count: int = Field(default=1, ge=1)
     request_timeout_ms: int = Field(default=5000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
     max_rows: int = Field(default=1000, ge=1, description="Largest batch a request may carry")
-    promotion_tolerance: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="Promote when candidate accuracy >= champion's - tolerance"
+    promotion_tolerance: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="The largest accuracy drop the gate accepts; default 0 (gate tolerance) or 0.05 (gate paired)",
     )
+    gate: Literal["tolerance", "paired"] = Field(
+        default="tolerance",
+        description="tolerance: promote when candidate >= champion - tolerance; paired: promote unless "
+        "McNemar's exact test finds the candidate worse at gate_alpha, never beyond the tolerance",
+    )
+    gate_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Significance level of the paired gate")
 
     @field_validator("endpoint_name")
     @classmethod
@@ -259,12 +266,28 @@ class DataSpec(BaseModel):
     seed: int = 42
 
 
+def _no_password(value: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    if value and urlsplit(value).password is not None:
+        raise ValueError("contains a password: give it as MLFLOW_TRACKING_PASSWORD or PGPASSWORD / ~/.pgpass instead")
+    return value
+
+
 class PipelineSpec(BaseModel):
     """Everything one run of ``train-and-deploy`` needs besides secrets."""
 
     model_config = ConfigDict(extra="forbid")
     backend: Literal["local", "azure"] = "local"
     home: str | None = Field(default=None, description="Local: where MLflow, data and endpoints live")
+    tracking_uri: str | None = Field(
+        default=None,
+        description="Local: a shared MLflow tracking server or database (no password in it); "
+        "default MLFLOW_TRACKING_URI, else <home>/mlflow.db",
+    )
+    artifact_root: str | None = Field(
+        default=None, description="Local, with a database tracking_uri: where every machine reads artifacts"
+    )
     model_name: str = "heart-classifier"
     data: DataSpec = Field(default_factory=DataSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
@@ -274,3 +297,13 @@ class PipelineSpec(BaseModel):
         default_factory=dict,
         description="Azure settings that win over the environment (compute, container, instance_type, ...)",
     )
+    azure_secret_blocks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Azure secrets from Prefect Secret blocks: setting -> block name, e.g. "
+        "{'AZURE_STORAGE_CONNECTION_STRING': 'heartflow-storage', 'AZURE_CLIENT_SECRET': 'heartflow-sp'}",
+    )
+
+    @field_validator("tracking_uri", "artifact_root")
+    @classmethod
+    def _without_password(cls, value: str | None) -> str | None:
+        return _no_password(value)

@@ -35,12 +35,27 @@ class SamplingName(str, Enum):
     bayesian = "bayesian"
 
 
+class GateRule(str, Enum):
+    tolerance = "tolerance"
+    paired = "paired"
+
+
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Local state folder (MLflow, data, endpoints). Default: $HEARTFLOW_HOME or ./.heartflow"),
 ]
 BackendOption = Annotated[BackendName, typer.Option("--backend", help="Where to run: local or azure")]
 EndpointOption = Annotated[str, typer.Option("--endpoint-name", help="Endpoint name (3-32 chars, starts with a letter)")]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="Local: a shared MLflow tracking server or database, without a password "
+                 "(default: $MLFLOW_TRACKING_URI, else <home>/mlflow.db)"),
+]
+ArtifactRootOption = Annotated[
+    str | None,
+    typer.Option("--artifact-root", help="Local, with a database --tracking-uri: artifacts every machine can read "
+                 "(default: $HEARTFLOW_ARTIFACT_ROOT)"),
+]
 
 
 def _fail(message: str) -> None:
@@ -115,7 +130,9 @@ def run(
     endpoint_name: EndpointOption = "heart-classify-endpoint",
     port: Annotated[int | None, typer.Option("--port", help="Local endpoint port (default: a free one)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Endpoint worker processes")] = 1,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Promotion gate: accuracy may drop by this much")] = 0.0,
+    tolerance: Annotated[float | None, typer.Option("--tolerance", min=0.0, max=1.0, help="Promotion gate: the largest accuracy drop accepted (default 0; 0.05 with --gate paired)")] = None,
+    gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
+    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of --gate paired")] = 0.05,
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
@@ -126,6 +143,8 @@ def run(
     models: Annotated[str, typer.Option("--models", help="Model families to sweep: rf, hgb, logreg (comma-separated)")] = "rf",
     search_space: Annotated[Path | None, typer.Option("--search-space", help="Search space file, YAML or JSON")] = None,
     spec_file: Annotated[Path | None, typer.Option("--spec", help="The whole PipelineSpec (YAML or JSON), as a deployment's parameters")] = None,
+    tracking_uri: TrackingOption = None,
+    artifact_root: ArtifactRootOption = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
     from backends.dataset import prepare_data
@@ -133,7 +152,7 @@ def run(
     from flows.cli_spec import load_search_space, load_spec
 
     if spec_file is not None:
-        given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend", "plan_dir"}
+        given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend", "plan_dir", "tracking_uri", "artifact_root"}
                  and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in {"DEFAULT", "DEFAULT_MAP"}]
         if given:
             _fail(f"--spec gives the whole spec: put {', '.join(given)} in {spec_file} instead of the command line")
@@ -145,7 +164,7 @@ def run(
             family_search_space, [m.strip() for m in models.split(",") if m.strip()])
         spec = _build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
-                           instance_type, target, positive_class, space)
+                           instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec.data.path and not spec.data.schema_path and not spec.data.target:
@@ -172,8 +191,9 @@ def run(
 def _build_spec(
     backend: BackendName, home: Path | None, data: Path | None, schema: Path | None, trials: int, concurrency: int | None,
     sampling: SamplingName, seed: int, validation: str, folds: int, timeout: int | None, trial_timeout: int | None,
-    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float, stop_endpoint: bool,
+    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
+    gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
 ) -> Any:
     from backends.search import check_search_space
     from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -182,6 +202,7 @@ def _build_spec(
         lambda: PipelineSpec(
             backend=backend.value,
             home=str(_home(home)) if backend is BackendName.local else None,
+            tracking_uri=tracking_uri, artifact_root=artifact_root,
             model_name=model_name,
             data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed,
                           target=target, positive_class=positive_class),
@@ -192,7 +213,7 @@ def _build_spec(
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, **({"instance_type": instance_type} if instance_type else {}),
+                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **({"instance_type": instance_type} if instance_type else {}),
             ),
             dry_run=dry_run,
         )
@@ -230,13 +251,19 @@ def _print_summary(summary: Any, spec: Any, prepared: Any) -> None:
     console.print(report.report_text, highlight=False)
     console.print(reports.confusion_markdown(report), highlight=False)
     console.print(f"[bold]{summary.decision.reason}[/]")
+    for warning in summary.decision.warnings:
+        console.print(f"[yellow]gate:[/] {warning}", highlight=False)
     model, endpoint = summary.model, summary.endpoint
     console.print(f"model: {model.name} v{model.version}  (best trial #{summary.sweep.best.number}, "
                   f"validation {model.metric_name}={model.metric_value:.4f})")
     local = spec.backend == "local"
     if local:
+        from backends.local import tracking
+
+        store = tracking.redact(tracking.resolve_tracking_uri(Path(spec.home), spec.tracking_uri))
         console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
-                      f"sqlite:///{Path(spec.home) / 'mlflow.db'}  (then http://127.0.0.1:5000)", highlight=False)
+                      f"{store}  (then http://127.0.0.1:5000)" if store.startswith("sqlite:") else f"MLflow: {store}",
+                      highlight=False)
     if spec.deploy.stop_endpoint and local:
         console.print("endpoint stopped (--stop-endpoint)")
         return
@@ -284,17 +311,18 @@ def serve(
     model_version: Annotated[str | None, typer.Option("--model-version", help="Default: the champion")] = None,
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default)")] = "127.0.0.1",
+    tracking_uri: TrackingOption = None,
 ) -> None:
     """Serve the champion (or --model-version) in the foreground until Ctrl-C."""
     from backends.local import tracking
     from backends.local.backend import LocalBackend
     from backends.local.endpoint import serve_foreground
 
-    local = _check(LocalBackend, _home(home))
+    local = _check(LocalBackend, _home(home), tracking_uri)
     model = local.registry.get(model_name, model_version) if model_version else local.champion(model_name)
     if model is None:
-        _fail(f"no champion of {model_name!r} in {local.home}: run `heartflow run` first or pass --model-version")
-    model_dir = tracking.local_path(local.registry.model_dir(model.name, model.version))
+        _fail(f"no champion of {model_name!r} in {local.mlflow_uri}: run `heartflow run` first or pass --model-version")
+    model_dir = _check(tracking.served_model_dir, local.mlflow_client, local.home, model.name, model.version)
 
     def listening(status: Any) -> None:
         console.print(
@@ -307,11 +335,24 @@ def serve(
 
 
 @app.command()
-def status(home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint") -> None:
-    """What the local endpoint serves now."""
+def status(
+    home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
+    tracking_uri: TrackingOption = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
+) -> None:
+    """The champion in the registry, and what the local endpoint serves now."""
+    from backends.history import recorded_holdout_accuracy
     from backends.local.backend import LocalBackend
 
-    local = _check(LocalBackend, _home(home))
+    local = _check(LocalBackend, _home(home), tracking_uri)
+    champion = local.champion(model_name)
+    if champion is None:
+        console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
+    else:
+        accuracy = recorded_holdout_accuracy(champion)
+        console.print(f"champion: {champion.name} v{champion.version}"
+                      + (f" (holdout accuracy {accuracy:.4f})" if accuracy is not None else "")
+                      + f" in {local.mlflow_uri}", highlight=False)
     endpoint = local.endpoint(endpoint_name)
     if endpoint is None:
         console.print(f"endpoint {endpoint_name} is not running")
@@ -326,12 +367,13 @@ def history(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     endpoint_name: EndpointOption = "heart-classify-endpoint",
+    tracking_uri: TrackingOption = None,
 ) -> None:
     """Every promotion, rejection and rollback: what served when, and why."""
     from backends import reports
     from backends.factory import create_backend
 
-    store = _check(create_backend, backend.value, home=_home(home))
+    store = _check(create_backend, backend.value, home=_home(home), tracking_uri=tracking_uri)
     rows = reports.history_rows(_check(store.history, endpoint_name))
     if not rows:
         console.print(f"no promotions or rejections recorded for {endpoint_name}")

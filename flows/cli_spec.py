@@ -75,7 +75,7 @@ def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> st
     model = local.registry.get(model_name, version) if version else local.champion(model_name)
     if model is None:
         raise ConfigurationError(f"no champion of {model_name!r} in {home}: run `heartflow run` first or pass --model-version")
-    info = read_model_info(find_model_dir(tracking.local_path(local.registry.model_dir(model.name, model.version))))
+    info = read_model_info(find_model_dir(tracking.served_model_dir(local.registry.client, local.home, model.name, model.version)))
     if info.schema is None:
         raise ConfigurationError(f"{model.name} v{model.version} was saved before schemas were recorded: it uses the heart schema")
     mapping = info.schema.to_mapping()

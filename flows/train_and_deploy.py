@@ -23,11 +23,13 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
+from backends.domain.split import split_tag
 from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import backend_for_spec
 from backends.importance import ImportanceResult
 from backends.selection import GateDecision
 from backends.spec import PipelineSpec
+from flows.secret_blocks import secrets_from_blocks
 from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
 from tasks.reports import publish_plan, report_model, report_sweep
@@ -104,7 +106,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
     logger = get_run_logger()
     try:
-        backend = backend_for_spec(spec)
+        backend = backend_for_spec(spec, secrets=secrets_from_blocks(spec.azure_secret_blocks))
     except Exception as exc:  # noqa: BLE001 - whatever stops the store opening, the run's state must name it
         raise StageFailed(f"open-backend-{spec.backend}", exc) from exc
     storage = result_storage_for(backend)
@@ -117,6 +119,8 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
         return None
     data, _ = _stage(upload_data.with_options(**cached), backend, prepared)
     sweep, sweep_state = _stage(run_sweep.with_options(**cached), backend, data, spec.sweep, prepared)
+    # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
+    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=split_tag(spec.data.holdout_fraction)))
     sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")
     model, _ = _stage(register_best_model, backend, sweep, spec.model_name)
     rename_flow_run(model_run_name(spec.backend, prepared.train_sha256, model.name, model.version))
@@ -136,7 +140,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
         triggered_by = f"flow run {flow_run.name or flow_run.id}"
         (decision, endpoint), _ = _stage(
             promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
-            triggered_by,
+            triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha,
         )
         if decision.promote:
             champion: ModelVersion | None = model

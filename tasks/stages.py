@@ -13,13 +13,13 @@ import logging
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
 from backends.dataset import PreparedData, prepare_data
 from backends.importance import ImportanceResult, endpoint_importance
 from backends.search import planned_trials
-from backends.selection import GateDecision, decide_promotion
+from backends.selection import GateDecision, decide_gate
 from backends.spec import DataSpec, DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
 from tasks.naming import validate_task_run_name
@@ -138,11 +138,20 @@ def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFram
 @task(name="promotion-gate", task_run_name="promotion-gate-{model.name}-v{model.version}")
 def promotion_gate(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, report: EvalReport, champion_report: EvalReport | None,
-    tolerance: float, triggered_by: str,
+    tolerance: float | None, triggered_by: str, rule: str = "tolerance", alpha: float = 0.05,
 ) -> tuple[GateDecision, Endpoint]:
-    """Promote the candidate (traffic, alias, old deployment removed) or reject it (champion keeps serving)."""
+    """Promote the candidate (traffic, alias, old deployment removed) or reject it (champion keeps serving).
+    The decision's numbers go to the run log, the ``gate-decision`` table artifact and the backend's
+    tracking (``Backend.record_gate``)."""
     logger = get_run_logger()
-    decision = decide_promotion(report.accuracy, champion_report.accuracy if champion_report else None, tolerance)
+    champion_tags = backend.get_model(model.name, champion_report.model_version).tags if champion_report else None
+    decision = decide_gate(report, champion_report, rule=rule, tolerance=tolerance, alpha=alpha,
+                           champion_tags=champion_tags)
+    for warning in decision.warnings:
+        logger.warning("gate: %s", warning)
+    create_table_artifact([decision.record()], key="gate-decision",
+                          description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
+    backend.record_gate(model, decision.record())
     if decision.promote:
         endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by)
         logger.info("promoted %s v%s: %s", model.name, model.version, decision.reason)

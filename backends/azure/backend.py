@@ -83,9 +83,19 @@ class AzureBackend(Backend):
     @property
     def credential(self) -> Any:
         if self._credential is None:
-            from azure.identity import DefaultAzureCredential
+            settings = self.settings
+            if settings.client_secret is not None:
+                if not (settings.tenant_id and settings.client_id):
+                    raise ConfigurationError("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID as well")
+                from azure.identity import ClientSecretCredential
 
-            self._credential = DefaultAzureCredential()
+                self._credential = ClientSecretCredential(
+                    settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value()
+                )
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
         return self._credential
 
     def client(self, stage: str, *extra: Need) -> Any:

@@ -13,6 +13,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from backends.azure import entities
 from backends.azure.resilience import translate
 from backends.azure.session import AzureSession
+from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
 from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.results import ModelVersion, SweepResult
@@ -61,6 +62,7 @@ class AzureRegistry:
             TAG_METRIC_VALUE: repr(float(best.metrics[sweep.primary_metric])), TAG_DATA_SHA: sweep.data.sha256,
             TAG_DATA_URI: sweep.data.uri, TAG_PARAMS: json.dumps(dict(best.params), sort_keys=True, default=str),
             TAG_STATUS: "candidate", **entities.CREATED_BY_TAG,
+            **({TAG_SPLIT: sweep.data.split} if sweep.data.split else {}),
         }
         existing = next((m for m in self.versions(name) if (m.tags or {}).get(TAG_TRIAL) == best.run_id), None)
         if existing is not None:

@@ -78,6 +78,10 @@ class AzureSettings(BaseSettings):
     storage_account_url: str | None = Field(
         default=None, validation_alias=_env("AZURE_STORAGE_ACCOUNT_URL", "storage_account_url")
     )
+    # A service principal's secret (with AZURE_TENANT_ID and AZURE_CLIENT_ID); without it, DefaultAzureCredential.
+    tenant_id: str | None = Field(default=None, validation_alias=_env("AZURE_TENANT_ID", "tenant_id"))
+    client_id: str | None = Field(default=None, validation_alias=_env("AZURE_CLIENT_ID", "client_id"))
+    client_secret: SecretStr | None = Field(default=None, validation_alias=_env("AZURE_CLIENT_SECRET", "client_secret"))
     container: str = "data4ml"
     blob_prefix: str = "heartflow/train"
     datastore_name: str = "heartflowdata"

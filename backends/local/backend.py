@@ -9,10 +9,11 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -34,6 +35,7 @@ from backends.history import HistoryLog
 from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
+from backends.local.shared_history import MlflowHistoryLog
 from backends.local.sweep import LocalSweepRunner, sweep_key
 from backends.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
@@ -51,19 +53,33 @@ def default_home() -> Path:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, home: Path | str | None = None) -> None:
+    def __init__(
+        self, home: Path | str | None = None, tracking_uri: str | None = None, artifact_root: str | None = None,
+    ) -> None:
+        """``tracking_uri`` (else MLFLOW_TRACKING_URI, else <home>/mlflow.db) is the MLflow tracking and
+        registry store; a shared one also keeps the promotion history, so every machine sees it."""
         self.home = Path(home).resolve() if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
+        tracking.check_no_password(tracking_uri)  # a flag or a flow parameter is seen by others; the environment is not
+        uri = tracking.resolve_tracking_uri(self.home, tracking_uri)
         with file_lock(self.home / ".setup.lock"):
-            self._client = tracking.make_client(self.home)
-            self._experiment_id = tracking.ensure_experiment(self._client, self.home)
+            self._client = tracking.make_client(self.home, uri)
+            self._experiment_id = tracking.ensure_experiment(self._client, self.home, artifact_root)
         self.registry = LocalRegistry(self._client)
-        self._history = HistoryLog(self.home / "history.jsonl")
+        self.shared_store = tracking.is_shared(uri, self.home)
+        self._history: HistoryLog | MlflowHistoryLog = (
+            MlflowHistoryLog(self._client) if self.shared_store else HistoryLog(self.home / "history.jsonl")
+        )
         self.endpoints = LocalEndpoints(self.home, self.registry, self._history)
 
     @property
     def mlflow_uri(self) -> str:
-        return tracking.tracking_uri(self.home)
+        """The tracking store's URI, any password masked."""
+        return tracking.redact(self._client.tracking_uri)
+
+    @property
+    def mlflow_client(self):  # noqa: ANN201 - MlflowClient
+        return self._client
 
     # ---- upload -----------------------------------------------------------------------------------
     def upload(self, train: pd.DataFrame) -> DataRef:
@@ -186,6 +202,17 @@ class LocalBackend(Backend):
         triggered_by: str = "",
     ) -> None:
         self.endpoints.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
+
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
+        """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"gate_{k}", float(v), now, 0) for k, v in numbers.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
+        tags = [RunTag(f"heartflow.gate.{k}", str(v)[:4000]) for k, v in numbers.items()
+                if isinstance(v, str | bool) or v is None]
+        self._client.log_batch(model.source_run_id, metrics=metrics, tags=tags)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)

@@ -78,7 +78,8 @@ class LocalEndpoints(RolloutPolicy):
         )
 
     def model_dir(self, model: ModelVersion) -> Path:
-        model_dir = tracking.local_path(self.registry.model_dir(model.name, model.version))
+        # A shared store's artifacts may be remote: served_model_dir downloads them into the home once.
+        model_dir = tracking.served_model_dir(self.registry.client, self.home, model.name, model.version)
         if not (model_dir / "MLmodel").is_file():
             raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
         return model_dir

@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from backends.base import ModelVersion, SweepResult
+from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
 from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.local import tracking
@@ -37,6 +38,10 @@ def _to_model_version(mv: MlflowModelVersion) -> ModelVersion:
 class LocalRegistry:
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
+
+    @property
+    def client(self) -> MlflowClient:
+        return self._client
 
     def register(self, name: str, sweep: SweepResult) -> ModelVersion:
         """A new version from the best trial's model; a rerun for the same trial returns the existing
@@ -68,6 +73,8 @@ class LocalRegistry:
                 "heartflow.code_version": tracking.code_version(),
                 TAG_STATUS: "candidate",
             }
+            if sweep.data.split:
+                tags[TAG_SPLIT] = sweep.data.split
             mv = self._client.create_model_version(
                 name, source=f"{run.info.artifact_uri}/model", run_id=best.run_id, tags=tags,
                 description=f"Best of sweep {sweep.sweep_id}: {sweep.primary_metric}={tags['heartflow.metric_value']}",

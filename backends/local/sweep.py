@@ -271,7 +271,7 @@ class LocalSweepRunner:
                         number, params = asked
                         run = self._start_trial_run(parent_id, number, params, key)
                         run_id = run.info.run_id
-                        model_dir = tracking.local_path(run.info.artifact_uri) / "model"
+                        model_dir = tracking.trial_model_dir(self._home, run_id, run.info.artifact_uri)
                         job = _TrialJob(
                             number, params, str(model_dir), spec.seed, spec.validation.method,
                             spec.validation.test_size, spec.validation.folds, spec.validation.random_state,
@@ -328,6 +328,8 @@ class LocalSweepRunner:
         self, run_id: str, job: _TrialJob, outcome: _TrialOutcome, sampler: Any, spec: SweepSpec,
         done: dict[int, TrialResult], total: int, progress: ProgressCallback | None,
     ) -> None:
+        if not outcome.error:
+            tracking.publish_trial_model(self._client, self._home, run_id, Path(job.model_dir))
         self._finish_trial_run(run_id, job.params, outcome)
         trial = TrialResult(
             number=job.number, run_id=run_id, params=job.params, metrics=outcome.metrics,

@@ -1,4 +1,14 @@
-"""MLflow on SQLite under the heartflow home: one place that knows the URIs and names."""
+"""The local backend's MLflow: one place that knows the URIs and names.
+
+By default the tracking and registry store is SQLite under the heartflow home and artifacts live in
+<home>/artifacts. A team shares one store instead: any MLflow tracking server (``http(s)://``) or
+SQLAlchemy database (``postgresql://``, ``mysql://``, ...), given as ``--tracking-uri`` or
+MLFLOW_TRACKING_URI, so a Prefect worker and a laptop see the same runs and champion. Artifacts must then
+live where every machine reads them: the server's artifact store (``mlflow server`` serves artifacts by
+default), or a shared artifact root (``--artifact-root`` / HEARTFLOW_ARTIFACT_ROOT, e.g. a mounted folder).
+Passwords never go in a URI heartflow is given: use MLFLOW_TRACKING_USERNAME/PASSWORD for a server, and
+PGPASSWORD or ~/.pgpass for PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,11 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.tracking import MlflowClient
+
+from backends.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +36,41 @@ TAG_DURATION = "heartflow.duration_s"
 PARENT_TAG = "mlflow.parentRunId"
 
 
+ARTIFACT_ROOT_ENV = "HEARTFLOW_ARTIFACT_ROOT"
+STAGING_DIR = "staging"  # trial models wait here until uploaded, when artifacts are not a local folder
+MODELS_DIR = "models"  # registered models downloaded for serving, when artifacts are not a local folder
+
+
 def tracking_uri(home: Path) -> str:
+    """The home's own store (the default)."""
     return f"sqlite:///{(home / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(home: Path, explicit: str | None = None) -> str:
+    """``explicit``, else MLFLOW_TRACKING_URI, else the home's SQLite store."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri(home)
+
+
+def is_shared(uri: str, home: Path) -> bool:
+    return uri != tracking_uri(home)
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_no_password(uri: str | None, what: str = "tracking URI") -> None:
+    """A URI that heartflow passes around (a flow parameter, shown in the Prefect UI) holds no password."""
+    if uri and urlsplit(uri).password is not None:
+        raise ConfigurationError(
+            f"the {what} {redact(uri)} contains a password: remove it from the URI and give it as "
+            "MLFLOW_TRACKING_PASSWORD (a tracking server) or PGPASSWORD / ~/.pgpass (PostgreSQL)"
+        )
 
 
 def artifact_root(home: Path) -> Path:
@@ -60,8 +106,8 @@ def _tune_sqlite_connections() -> None:
     _SQLITE_TUNED = True
 
 
-def make_client(home: Path) -> MlflowClient:
-    """A client bound to this home's store (no process-global tracking URI is changed)."""
+def make_client(home: Path, uri: str | None = None) -> MlflowClient:
+    """A client bound to ``uri`` (default: this home's store); no process-global tracking URI is changed."""
     home.mkdir(parents=True, exist_ok=True)
     _tune_sqlite_connections()
     # MLflow's usage telemetry wraps every client call; heartflow runs offline and does not send it.
@@ -69,15 +115,82 @@ def make_client(home: Path) -> MlflowClient:
     # MLflow logs its database migrations at INFO on first use; they are not news to a user.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking_uri(home)
+    uri = uri or tracking_uri(home)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def ensure_experiment(client: MlflowClient, home: Path) -> str:
+def ensure_experiment(client: MlflowClient, home: Path, shared_artifact_root: str | None = None) -> str:
+    """The experiment's id, created if missing: artifacts under <home>/artifacts for the home's own store;
+    for a shared store under ``shared_artifact_root`` (or HEARTFLOW_ARTIFACT_ROOT), else where a tracking
+    server puts them. A database store without an artifact root is refused: MLflow would put artifacts
+    in ./mlruns of whichever machine ran first."""
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(EXPERIMENT, artifact_location=artifact_root(home).as_uri())
+    uri = client.tracking_uri
+    if not is_shared(uri, home):
+        location: str | None = artifact_root(home).as_uri()
+    else:
+        location = shared_artifact_root or os.environ.get(ARTIFACT_ROOT_ENV) or None
+        if location and "://" not in location:
+            location = Path(location).expanduser().resolve().as_uri()
+        if location is None and not uri.startswith(("http://", "https://", "databricks")):
+            raise ConfigurationError(
+                f"the tracking store {redact(uri)} is a database: give an artifact root every machine can read "
+                f"with --artifact-root or {ARTIFACT_ROOT_ENV} (a shared folder or an object store URI), or use "
+                "an `mlflow server` that serves artifacts as the tracking URI"
+            )
+    return client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def is_local_artifact(artifact_uri: str) -> bool:
+    return urlsplit(artifact_uri).scheme in {"file", ""}
+
+
+def trial_model_dir(home: Path, run_id: str, artifact_uri: str) -> Path:
+    """Where a trial writes its model: straight into the run's artifacts when they are a local (or mounted)
+    folder, else a staging folder under the home that ``publish_trial_model`` uploads."""
+    if is_local_artifact(artifact_uri):
+        return local_path(artifact_uri) / "model"
+    return home / STAGING_DIR / run_id / "model"
+
+
+def publish_trial_model(client: MlflowClient, home: Path, run_id: str, model_dir: Path) -> None:
+    """Upload a staged trial model to the run's artifacts (``model/``) and drop the staged copy."""
+    staging = (home / STAGING_DIR).resolve()
+    if not model_dir.resolve().is_relative_to(staging) or not model_dir.is_dir():
+        return
+    client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+    import shutil
+
+    shutil.rmtree(model_dir.parent, ignore_errors=True)
+
+
+def served_model_dir(client: MlflowClient, home: Path, name: str, version: str) -> Path:
+    """A local folder holding a registered model: its artifact folder when local, else a download into
+    <home>/models/<name>/<version> (kept: a version's files never change)."""
+    uri = client.get_model_version_download_uri(name, version)
+    if is_local_artifact(uri):
+        return local_path(uri)
+    target = home / MODELS_DIR / name / str(version)
+    if (target / "model" / "MLmodel").is_file():
+        return target / "model"
+    from mlflow.artifacts import download_artifacts
+
+    partial = target.with_name(f"{target.name}.part")
+    import shutil
+
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    download_artifacts(artifact_uri=uri, dst_path=str(partial), tracking_uri=client.tracking_uri)
+    downloaded = next((p.parent for p in partial.rglob("MLmodel")), None)
+    if downloaded is None:
+        raise ConfigurationError(f"model {name} version {version} at {uri} holds no MLmodel file")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    os.replace(downloaded, target / "model")
+    shutil.rmtree(partial, ignore_errors=True)
+    return target / "model"
 
 
 def code_version() -> str:

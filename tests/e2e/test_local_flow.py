@@ -56,8 +56,9 @@ def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, firs
 def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, first_run) -> None:  # noqa: ANN001
     holdout = prepare_data(None, None, 0.1, 42).holdout
     report = first_run.report
-    assert report.rows == len(holdout) == 31 == len(report.predictions)
-    assert sum(map(sum, report.confusion_matrix)) == 31
+    assert report.rows == len(holdout) == 32 == len(report.predictions)  # 10 % by row hash: 32 of 303 rows
+    assert sum(map(sum, report.confusion_matrix)) == 32
+    assert list(report.row_ids) == list(holdout.index)
     assert list(report.labels) == holdout["output"].tolist()
     assert "precision    recall  f1-score   support" in report.report_text
     assert report.requests >= 1 and report.latency_ms_p50 > 0
@@ -97,6 +98,19 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0)})
     newer = train_and_deploy(spec=spec)
     assert newer.decision.promote and newer.endpoint.model_version != first_run.model.version
+    # Seed 7 moves no row across the split: the champion is compared on all 32 rows, none of which it saw.
+    gate = newer.decision
+    assert gate.rows == 32 and gate.rows_excluded == 0 and gate.champion_rows_known and gate.p_value is not None
+    assert gate.difference == pytest.approx(gate.candidate - gate.champion)
+    run = tracking.make_client(home).get_run(newer.model.source_run_id)
+    assert run.data.metrics["gate_rows"] == 32 and run.data.tags["heartflow.gate.rule"] == "tolerance"
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gate-decision"])))
+    latest = max(tables, key=lambda a: a.created)
+    assert '"rows": 32' in str(latest.data) or "'rows': 32" in str(latest.data), latest.data
     message = rollback_endpoint("local", home, ENDPOINT, None, None, 42)
     assert f"v{first_run.model.version}" in message
     backend = LocalBackend(home)

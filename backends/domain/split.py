@@ -1,0 +1,126 @@
+"""The holdout split by a stable hash of each row's content.
+
+A row's side (training or holdout) is a function of its values alone: not of the seed, not of the other
+rows, not of the order of rows or columns. So a row keeps its side forever as the data grows, and a model
+trained on an older table never saw a row that is on the holdout side today (with the same fraction).
+
+The rule (``RULE``): a row's key is the sha256 of its ``column=value`` pairs, columns sorted by name and
+every value written as the float it parses to (so ``3``, ``3.0`` and ``3.00`` are one value); its
+position is the key's first 64 bits divided by 2**64, uniform on [0, 1); it is held out when its position
+is below the holdout fraction. Identical rows share a key, so a duplicated row never sits on both sides.
+
+The trade-off: stability rules out an exact, stratified quota. Each class holds out the fraction only in
+expectation (binomially: 303 rows at 10 % give 30 +- 5 holdout rows), and a row's side never depends on
+its class's count. ``SplitInfo`` reports the realised sizes per class, and the split refuses a table on
+which a side would miss a class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from backends.errors import DataValidationError
+
+RULE = "row-sha256-v1"
+ROW_KEY = "row_key"  # the name of the holdout's index: each row's content key
+TAG_SPLIT = "heartflow.split"  # "<rule>;holdout_fraction=<f>" on a model version: how its training rows were chosen
+_SCALE = float(2**64)
+
+
+def _value_text(value: object) -> str:
+    try:
+        return format(float(value), ".17g")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def row_keys(frame: pd.DataFrame) -> list[str]:
+    """The content key (sha256 hex) of every row of ``frame``, in order."""
+    columns = sorted(map(str, frame.columns))
+    ordered = frame.set_axis(list(map(str, frame.columns)), axis=1).loc[:, columns]
+    keys = []
+    for values in ordered.itertuples(index=False, name=None):
+        text = "\x1f".join(f"{c}={_value_text(v)}" for c, v in zip(columns, values, strict=True))
+        keys.append(hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return keys
+
+
+def position(key: str) -> float:
+    """Where a row falls on [0, 1): the first 64 bits of its key."""
+    return int(key[:16], 16) / _SCALE
+
+
+def is_holdout(key: str, fraction: float) -> bool:
+    return position(key) < fraction
+
+
+def split_tag(fraction: float) -> str:
+    """The value recorded with a model: the rule and the fraction that chose its training rows."""
+    return f"{RULE};holdout_fraction={fraction!r}"
+
+
+def parse_split_tag(value: str | None) -> float | None:
+    """The holdout fraction of a split tag written by this rule; None when absent or another rule."""
+    if not value:
+        return None
+    rule, _, rest = value.partition(";")
+    name, _, fraction = rest.partition("=")
+    if rule != RULE or name != "holdout_fraction":
+        return None
+    try:
+        return float(fraction)
+    except ValueError:
+        return None
+
+
+def unseen_rows(keys: Iterable[str], model_tags: Mapping[str, str]) -> tuple[frozenset[str], bool]:
+    """The keys among ``keys`` that the model with ``model_tags`` cannot have trained on, and whether
+    that is known. A model split by this rule trained only on rows at or above its own fraction, so a
+    row below it was held out (or absent) when the model was trained. A model without the tag (trained
+    before this rule) gives every key back with ``known=False``."""
+    fraction = parse_split_tag(model_tags.get(TAG_SPLIT))
+    keys = frozenset(keys)
+    if fraction is None:
+        return keys, False
+    return frozenset(k for k in keys if is_holdout(k, fraction)), True
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    rule: str
+    fraction: float
+    train_rows: int
+    holdout_rows: int
+    holdout_share_by_class: Mapping[int, float]  # class -> share of its rows held out
+
+    def describe(self) -> str:
+        shares = ", ".join(f"class {c}: {s:.1%}" for c, s in sorted(self.holdout_share_by_class.items()))
+        return (f"{self.rule} at {self.fraction:.0%}: {self.holdout_rows} held out, {self.train_rows} for training "
+                f"({shares} held out)")
+
+
+def split_by_row_hash(
+    frame: pd.DataFrame, target: str, fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame, SplitInfo]:
+    """(training rows, holdout rows indexed by their keys, what the split did). Rows keep their order."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), not {fraction}")
+    keys = row_keys(frame)
+    held = pd.Series([is_holdout(k, fraction) for k in keys], index=frame.index)
+    train = frame.loc[~held].reset_index(drop=True)
+    holdout = frame.loc[held].set_axis(pd.Index([k for k, h in zip(keys, held, strict=True) if h], name=ROW_KEY))
+    labels = frame[target]
+    shares = {int(c): float(held[labels == c].mean()) for c in sorted(labels.unique())}
+    for side, part in (("holdout", holdout), ("training", train)):
+        missing = sorted(set(shares) - set(part[target].unique().tolist()))
+        if missing:
+            raise DataValidationError(
+                f"the {side} side of the {fraction:.0%} split by row hash has no row of class {missing}: "
+                f"the table is too small for this holdout fraction; add rows or change the holdout fraction"
+            )
+    info = SplitInfo(RULE, fraction, len(train), len(holdout), shares)
+    return train, holdout, info
