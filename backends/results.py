@@ -127,6 +127,7 @@ class EvalReport:
     confusion_matrix: tuple[tuple[int, ...], ...]
     requests: int
     latency_ms_p50: float
+    row_ids: tuple[str, ...] = ()  # each row's content key (backends.domain.split), aligned with labels
 
 
 @dataclass(frozen=True)
