@@ -220,7 +220,18 @@ def check_resource_name(field_name: str, value: str) -> None:
 
 class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, description="A CSV file; None uses the embedded heart dataset")
+    path: str | None = Field(
+        default=None,
+        description="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL, or (azure) "
+        "azureml:NAME@latest; None uses the embedded heart dataset",
+    )
+    folder_rule: Literal["newest", "all"] = Field(
+        default="newest", description="A folder: read its newest *.csv, or all of them appended"
+    )
+    retrain_on: Literal["always", "drift"] = Field(
+        default="always", description="always: retrain on any new data; drift: only when a column drifted"
+    )
+    force: bool = Field(default=False, description="Retrain even when the data is the champion's")
     schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: the heart schema")
     holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     seed: int = 42

@@ -71,7 +71,10 @@ def _check(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def run(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Your CSV (default: the embedded 303-row heart table)")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL or (azure) azureml:NAME@latest (default: the embedded 303-row heart table)")] = None,
+    folder_rule: Annotated[str, typer.Option("--folder-rule", help="A data folder: newest (its newest *.csv) or all (every *.csv appended)")] = "newest",
+    force: Annotated[bool, typer.Option("--force", help="Retrain even when the data is the serving champion's")] = False,
+    retrain_on: Annotated[str, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
     schema: Annotated[Path | None, typer.Option("--schema", help="Dataset schema, YAML or JSON")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="max_total_trials")] = 25,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
@@ -92,7 +95,6 @@ def run(
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="Azure endpoint VM size")] = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
-    from backends.dataset import prepare_data
     from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
 
     spec: PipelineSpec = _check(
@@ -100,7 +102,8 @@ def run(
             backend=backend.value,
             home=str(_home(home)) if backend is BackendName.local else None,
             model_name=model_name,
-            data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed),
+            data=DataSpec(path=data or None, schema_path=str(schema) if schema else None, seed=seed,
+                          folder_rule=folder_rule, force=force, retrain_on=retrain_on),
             sweep=SweepSpec(
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
                 validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
@@ -113,13 +116,26 @@ def run(
         )
     )
     # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
-    prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
+    prepared = _check(_load, spec).prepared
     if backend is BackendName.azure:
         from flows.azure_cli import run_azure
 
         _check(run_azure, spec, prepared, compute=compute)
         return
     _run_local(spec, prepared)
+
+
+def _load(spec: Any) -> Any:
+    """Fetch and validate the data named by the spec (an Azure data asset through the workspace)."""
+    from backends.domain.sources import load_data
+
+    resolver = None
+    if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
+        from backends.factory import backend_for_spec
+
+        resolver = backend_for_spec(spec).resolve_data_asset
+    d = spec.data
+    return load_data(d.path, d.schema_path, d.holdout_fraction, d.seed, folder_rule=d.folder_rule, asset_resolver=resolver)
 
 
 def _run_local(spec: Any, prepared: Any) -> None:
@@ -137,6 +153,9 @@ def _print_summary(summary: Any, spec: Any, prepared: Any) -> None:
     from backends import reports
     from backends.evaluation import records_of
 
+    if not hasattr(summary, "report"):  # the run ended before training: its state says why
+        console.print(f"[bold]{getattr(summary, 'message', None) or 'nothing to do'}[/]", highlight=False)
+        return
     report = summary.report
     console.rule(f"[bold]Holdout evaluation through the endpoint[/] ({report.rows} rows, {report.requests} request(s))")
     console.print(report.report_text, highlight=False)
@@ -219,12 +238,21 @@ def serve(
 
 
 @app.command()
-def status(home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint") -> None:
+def status(
+    home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
+    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+) -> None:
     """What the local endpoint serves now."""
     from backends.local.backend import LocalBackend
 
     local = _check(LocalBackend, _home(home))
     endpoint = local.endpoint(endpoint_name)
+    if as_json:
+        from flows.cli_json import status_record
+
+        typer.echo(status_record(endpoint_name, endpoint, local.champion(model_name)))
+        raise typer.Exit(code=0 if endpoint is not None else 3)
     if endpoint is None:
         console.print(f"endpoint {endpoint_name} is not running")
         raise typer.Exit(code=3)
@@ -238,13 +266,21 @@ def history(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     endpoint_name: EndpointOption = "heart-classify-endpoint",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
 ) -> None:
     """Every promotion, rejection and rollback: what served when, and why."""
     from backends import reports
     from backends.factory import create_backend
 
     store = _check(create_backend, backend.value, home=_home(home))
-    rows = reports.history_rows(_check(store.history, endpoint_name))
+    entries = _check(store.history, endpoint_name)
+    if as_json:
+        from flows.cli_json import history_records
+
+        for line in history_records(store, entries):
+            typer.echo(line)
+        return
+    rows = reports.history_rows(entries)
     if not rows:
         console.print(f"no promotions or rejections recorded for {endpoint_name}")
         return

@@ -23,6 +23,7 @@ from backends.azure.provisioning import ProvisionMixin
 from backends.azure.resilience import RetryPolicy, translate
 from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, create_blob_service
+from backends.azure.watch import WatchMixin
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, MlflowRestReader, TrialDataReader, TrialWatcher
 from backends.base import Backend, DataRef, ModelVersion, SweepResult, TrialResult
 from backends.errors import RegistrationError, SweepError
@@ -46,7 +47,7 @@ TAG_DATA_URI = "heartflow.data_uri"
 TAG_PARAMS = "heartflow.params"
 
 
-class AzureBackend(DeployMixin, ProvisionMixin, Backend):
+class AzureBackend(WatchMixin, DeployMixin, ProvisionMixin, Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
     needs them, so an upload needs only storage settings."""

@@ -33,6 +33,7 @@ from backends.history import HistoryLog, recorded_holdout_accuracy, who
 from backends.local.locks import LockBusy, file_lock
 from backends.local.registry import LocalRegistry
 from backends.local.sweep import LocalSweepRunner
+from backends.local.watch import LocalWatchMixin
 from backends.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
 
@@ -45,7 +46,7 @@ def default_home() -> Path:
     return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
 
 
-class LocalBackend(Backend):
+class LocalBackend(LocalWatchMixin, Backend):
     name = "local"
 
     def __init__(self, home: Path | str | None = None) -> None:
