@@ -208,7 +208,8 @@ def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, mes
             endpoint, _ = _stage(restore_champion, backend, watch.champion, spec.deploy)
             if spec.deploy.stop_endpoint and spec.backend == "local":
                 backend.teardown(endpoint.name)
-        message += f"; {watch.situation} (restored on deployment {endpoint.deployment})"
+        message += (f"; nothing served on {endpoint.name}: champion {watch.champion.name} v{watch.champion.version} "
+                    f"restored on deployment {endpoint.deployment}")
     else:
         message += "; no deployment change"
     get_run_logger().info("%s", message)

@@ -15,7 +15,7 @@ from backends.errors import PromotionRejected
 from backends.evaluation import records_of
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import Choice, DeploySpec, PipelineSpec, SweepSpec
+from backends.spec import Choice, DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.rollback import rollback_endpoint
 from flows.train_and_deploy import train_and_deploy
 
@@ -81,8 +81,9 @@ def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, firs
 
 def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:  # noqa: ANN001
     worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
+    same_data = _spec(home, search_space=worse, sampling="grid").model_copy(update={"data": DataSpec(force=True)})
     with pytest.raises(PromotionRejected, match="rejected by the promotion gate"):
-        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid"))
+        train_and_deploy(spec=same_data)  # --force: the data is the champion's
     backend = LocalBackend(home)
     endpoint = backend.endpoint(ENDPOINT)
     assert endpoint is not None and endpoint.model_version == first_run.model.version

@@ -70,7 +70,7 @@ def _serving(home: Path) -> tuple[str, str, dict[str, int]] | None:
 
 
 def _versions(home: Path) -> list[str]:
-    return sorted(v.version for v in tracking.make_client(home).search_model_versions(f"name = '{MODEL}'"))
+    return sorted(str(v.version) for v in tracking.make_client(home).search_model_versions(f"name = '{MODEL}'"))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,9 @@ def test_after_the_endpoint_stopped_a_rerun_restores_the_champion(first_run: Run
     state = train_and_deploy(spec=_spec(home, str(write(tmp_path / "same.csv", first_table))), return_state=True)
     assert state.is_completed(), state.message
     assert "no champion" not in state.message
-    assert f"champion {MODEL} v{first_run.model.version} exists but nothing serves on {ENDPOINT}: the run restores it" in state.message
+    v1 = first_run.model
+    assert state.message == (f"no new data since {MODEL} v{v1.version} (sha256 {v1.data_sha256[:12]}); nothing served "
+                             f"on {ENDPOINT}: champion {MODEL} v{v1.version} restored on deployment blue")
     served = _serving(home)
     assert served is not None and served[1] == first_run.model.version and _versions(home) == [first_run.model.version]
 
