@@ -143,18 +143,19 @@ def _run_local(spec: Any, prepared: Any) -> None:
     from flows.train_and_deploy import train_and_deploy
 
     with sweep_progress(console):
-        summary = _check(train_and_deploy, spec=spec)
-    _print_summary(summary, spec, prepared)
+        state = _check(train_and_deploy, spec=spec, return_state=True)
+    ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
+    _print_summary(None if ended_early else _check(state.result), spec, prepared, state.message)
 
 
-def _print_summary(summary: Any, spec: Any, prepared: Any) -> None:
+def _print_summary(summary: Any, spec: Any, prepared: Any, message: str | None = None) -> None:
     """The report, the model, and how to call and stop the endpoint; ``prepared`` is the data the CLI
     validated before the run (its first holdout row makes the example request)."""
     from backends import reports
     from backends.evaluation import records_of
 
-    if not hasattr(summary, "report"):  # the run ended before training: its state says why
-        console.print(f"[bold]{getattr(summary, 'message', None) or 'nothing to do'}[/]", highlight=False)
+    if summary is None:  # the run ended before a new deployment: its final state says why
+        console.print(message or 'nothing to do', style='bold', highlight=False, markup=False)
         return
     report = summary.report
     console.rule(f"[bold]Holdout evaluation through the endpoint[/] ({report.rows} rows, {report.requests} request(s))")

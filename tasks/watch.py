@@ -14,7 +14,7 @@ from backends.base import Backend, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
 from backends.domain.sources import LoadedData, load_data, read_stored_table
-from backends.errors import HeartflowError
+from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.evaluation import evaluate_over_http
 from backends.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
@@ -128,8 +128,13 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
         if rows.empty:
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:
-            decay = evaluate_over_http(serving, backend.endpoint_key(serving), rows, prepared.schema.target,
-                                       deployment=serving.deployment)
+            try:
+                decay = evaluate_over_http(serving, backend.endpoint_key(serving), rows, prepared.schema.target,
+                                           deployment=serving.deployment)
+            except (EvaluationError, DeploymentError) as exc:  # the gate will meet it too; training still helps
+                logger.warning("decay not measured: champion v%s did not answer on %s (%s)", champion.version,
+                               serving.name, exc)
+                return ChampionWatch(champion, serving, unchanged, situation, None, (), drift)
             series = backend.record_champion_score(champion, decay.accuracy, decay.rows)
             logger.info("champion v%s on %d new rows through %s/%s: accuracy %.4f (run %d of its series)",
                         champion.version, decay.rows, serving.name, serving.deployment, decay.accuracy, len(series))

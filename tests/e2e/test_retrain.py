@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from backends.local import tracking
@@ -136,9 +138,11 @@ def test_new_rows_with_a_shifted_column_show_drift_and_decay(first_run: RunSumma
     decay = client.get_metric_history(first_run.model.source_run_id, DECAY_METRIC)
     assert len(decay) == 1 and 0.0 <= decay[0].value <= 1.0
     with SyncPrefectClient(api=server.api_url) as api:
-        run_id = state.state_details.flow_run_id
-        artifacts = {a.key: a for a in api.read_artifacts() if a.flow_run_id == run_id and a.key}
-    drift = {row["column"]: row for row in artifacts["data-drift"].data}
+        found = api.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    artifacts = {a.key: a for a in found if a.key}
+    table = artifacts["data-drift"].data
+    drift = {row["column"]: row for row in (json.loads(table) if isinstance(table, str) else table)}
     assert drift["chol"]["drifted"] is True and not any(r["drifted"] for c, r in drift.items() if c != "chol")
     assert "data:image/png;base64," in artifacts["data-drift-summary"].data
     assert "data:image/png;base64," in artifacts["champion-decay-plot"].data
