@@ -48,7 +48,7 @@ from tasks.stages import (
     upload_data,
     validate_data,
 )
-from tasks.watch import ChampionWatch, report_watch, restore_champion, unchanged_message, watch_champion
+from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
 
@@ -225,14 +225,10 @@ def _early_end(backend: Any, spec: PipelineSpec, watch: ChampionWatch, train_sha
         events.emit(events.DATA_DRIFTED, model=champion.name, version=champion.version,
                     endpoint=spec.deploy.endpoint_name, data_sha256=train_sha256,
                     payload={"drifted": list(watch.drift.drifted)})
-    if spec.data.force:
+    reason = early_end_reason(watch, spec.data, train_sha256)
+    if reason is None:
         return None
     if watch.unchanged:
         events.emit(events.DATA_UNCHANGED, model=champion.name, version=champion.version,
                     endpoint=spec.deploy.endpoint_name, data_sha256=train_sha256)
-        return _restore_or_keep(backend, spec, watch, unchanged_message(champion, train_sha256))
-    if spec.data.retrain_on == "drift" and watch.drift is not None and not watch.drift.drifted:
-        message = (f"no column drifted since {champion.name} v{champion.version} "
-                   f"(retrain_on drift; largest PSI {max((c.psi for c in watch.drift.columns), default=0.0):.3f})")
-        return _restore_or_keep(backend, spec, watch, message)
-    return None
+    return _restore_or_keep(backend, spec, watch, reason)

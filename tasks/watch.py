@@ -58,6 +58,20 @@ def unchanged_message(champion: ModelVersion, sha256: str) -> str:
     return f"no new data since {champion.name} v{champion.version} (sha256 {sha256[:12]})"
 
 
+def early_end_reason(watch: ChampionWatch, data: DataSpec, train_sha256: str) -> str | None:
+    """Why the run may end before training, or None: the data is the champion's, or (retrain_on drift)
+    no column drifted. ``force`` and a missing champion always train."""
+    champion = watch.champion
+    if champion is None or data.force:
+        return None
+    if watch.unchanged:
+        return unchanged_message(champion, train_sha256)
+    if data.retrain_on == "drift" and watch.drift is not None and not watch.drift.drifted:
+        largest = max((c.psi for c in watch.drift.columns), default=0.0)
+        return f"no column drifted since {champion.name} v{champion.version} (retrain_on drift; largest PSI {largest:.3f})"
+    return None
+
+
 @task(name="validate-data", task_run_name=validate_task_run_name)
 def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).

@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 from backends import plots
 from backends.base import Endpoint, HistoryEntry, ModelVersion
+from backends.domain.drift import ColumnDrift, DriftReport
 from backends.history import HistoryLog
+from backends.spec import DataSpec
 from flows.cli import app
-from tasks.watch import describe_situation, unchanged_message
+from tasks.watch import ChampionWatch, describe_situation, early_end_reason, unchanged_message
 
 CHAMPION = ModelVersion("heart-classifier", "3", "run3", "sweep", "accuracy", 0.9, "ab" * 32, "models:/h/3")
 
@@ -56,3 +58,21 @@ def test_plots_become_png_data_uris() -> None:
     assert base64.b64decode(uri.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     drift = plots.png_data_uri(plots.drift_figure([("chol", 0.9, True), ("age", 0.01, False)], 0.25, 0.1))
     assert base64.b64decode(drift.split(",", 1)[1])[:4] == b"\x89PNG"
+
+
+def _watch(unchanged: bool, drifted: bool) -> ChampionWatch:
+    psi = 0.6 if drifted else 0.02
+    drift = DriftReport(300, 400, (ColumnDrift("chol", "numeric", psi, None, 240.0, 300.0, "major" if drifted else "none", drifted),))
+    return ChampionWatch(CHAMPION, None, unchanged, "situation", drift=drift)
+
+
+def test_the_run_ends_early_on_the_champions_data_or_without_drift_when_asked() -> None:
+    sha = CHAMPION.data_sha256
+    assert early_end_reason(_watch(True, False), DataSpec(), sha) == unchanged_message(CHAMPION, sha)
+    assert early_end_reason(_watch(True, False), DataSpec(force=True), sha) is None
+    assert early_end_reason(_watch(False, False), DataSpec(), "cd" * 32) is None  # retrain_on always
+    assert early_end_reason(_watch(False, False), DataSpec(retrain_on="drift"), "cd" * 32) == (
+        "no column drifted since heart-classifier v3 (retrain_on drift; largest PSI 0.020)")
+    assert early_end_reason(_watch(False, True), DataSpec(retrain_on="drift"), "cd" * 32) is None
+    no_champion = ChampionWatch(None, None, False, "no champion yet, and nothing serves on ep")
+    assert early_end_reason(no_champion, DataSpec(retrain_on="drift"), sha) is None
