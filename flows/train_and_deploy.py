@@ -105,7 +105,7 @@ def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
 
 
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
-def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | None:  # noqa: B008 - pydantic default renders the UI form
+def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[Any] | None:  # noqa: B008 - pydantic default renders the UI form
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
     evaluate it through the live endpoint and promote it only if it is at least as good.
     With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
