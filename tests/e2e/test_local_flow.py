@@ -95,7 +95,8 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, fi
 
 
 def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:  # noqa: ANN001
-    spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0)})
+    spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0),
+                                                  "data": DataSpec(force=True)})
     newer = train_and_deploy(spec=spec)
     assert newer.decision.promote and newer.endpoint.model_version != first_run.model.version
     message = rollback_endpoint("local", home, ENDPOINT, None, None, 42)
@@ -113,7 +114,8 @@ def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, f
     backend.teardown(ENDPOINT)
     worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
     with pytest.raises(PromotionRejected):
-        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid", seed=11))
+        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid", seed=11).model_copy(
+            update={"data": DataSpec(force=True)}))
     endpoint = backend.endpoint(ENDPOINT)
     assert endpoint is not None and endpoint.model_version == champion.version
     assert list(endpoint.traffic.values()) == [100]
