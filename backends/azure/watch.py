@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from backends.azure.resilience import translate
 from backends.base import Endpoint, ModelVersion
-from backends.errors import DeploymentError
+from backends.errors import DeploymentError, RegistrationError
 
 TAG_DECAY = "heartflow.champion_scores"  # JSON list of [time, accuracy, rows], newest last
 DECAY_KEEP = 60
@@ -34,12 +34,31 @@ def _model_of(deployment: Any) -> tuple[str, str] | None:
 
 
 class WatchMixin:
-    """Mixed into AzureBackend (``self`` is one; not imported here, to keep the imports one-way)."""
+    """Mixed into AzureBackend. Uses only its ``client``, ``call``, ``get_model`` and ``settings`` and the
+    SDK's operations (not the backend's module: imports stay one-way)."""
+
+    def _read_model(self: Any, client: Any, model: ModelVersion) -> Any:
+        try:
+            return self.call("read the model version", client.models.get, name=model.name, version=model.version)
+        except AzureError as exc:
+            raise translate(exc, RegistrationError, f"reading model {model.name}:{model.version}") from exc
+
+    def _write_model_tags(self: Any, client: Any, target: Any, tags: Mapping[str, str]) -> None:
+        target.tags = {**(target.tags or {}), **dict(tags)}
+        try:
+            self.call("update the model's tags", client.models.create_or_update, target)
+        except AzureError as exc:
+            raise translate(exc, RegistrationError, f"tagging model {target.name}:{target.version}") from exc
 
     def serving(self: Any, endpoint_name: str) -> Endpoint | None:
         client = self.client("status")
-        current = self._get_endpoint(client, endpoint_name)
-        traffic = {k: int(v) for k, v in ((current.traffic or {}) if current is not None else {}).items() if int(v) > 0}
+        try:
+            current = self.call("read the endpoint", client.online_endpoints.get, endpoint_name)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise translate(exc, DeploymentError, f"reading endpoint {endpoint_name}") from exc
+        traffic = {str(k): int(v) for k, v in (current.traffic or {}).items() if int(v) > 0}
         if not traffic:
             return None
         deployment = max(traffic.items(), key=lambda kv: kv[1])[0]
@@ -51,25 +70,29 @@ class WatchMixin:
         ref = _model_of(served)
         if ref is None:
             return None
-        return self._to_endpoint(current, deployment, self.get_model(*ref), traffic)
+        model = self.get_model(*ref)
+        s = self.settings
+        return Endpoint(
+            name=endpoint_name, deployment=deployment, scoring_uri=str(getattr(current, "scoring_uri", "") or ""),
+            model_name=model.name, model_version=model.version,
+            key_hint=f"az ml online-endpoint get-credentials --name {endpoint_name} -g {s.resource_group} -w {s.workspace_name}",
+            traffic=traffic,
+        )
 
     def tag_model(self: Any, model: ModelVersion, tags: Mapping[str, str]) -> None:
         client = self.client("registry")
-        target = self._get_model(client, model)
-        target.tags = {**(target.tags or {}), **dict(tags)}
-        self._save_model(client, target)
+        self._write_model_tags(client, self._read_model(client, model), tags)
 
     def record_champion_score(self: Any, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
         client = self.client("registry")
-        target = self._get_model(client, model)
+        target = self._read_model(client, model)
         try:
             scores = list(json.loads((target.tags or {}).get(TAG_DECAY, "[]")))
         except json.JSONDecodeError:
             scores = []
         scores.append([datetime.now(UTC).isoformat(timespec="seconds"), round(float(accuracy), 6), int(rows)])
         scores = scores[-DECAY_KEEP:]
-        target.tags = {**(target.tags or {}), TAG_DECAY: json.dumps(scores, separators=(",", ":"))}
-        self._save_model(client, target)
+        self._write_model_tags(client, target, {TAG_DECAY: json.dumps(scores, separators=(",", ":"))})
         return tuple(float(s[1]) for s in scores)
 
     def resolve_data_asset(self: Any, uri: str) -> tuple[str, str]:
