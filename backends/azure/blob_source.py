@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from backends.azure.settings import AzureSettings, parse_connection_string
+from backends.azure.settings import AzureSettings
 from backends.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -36,18 +36,14 @@ def _connection_string(settings: AzureSettings) -> str | None:
 
 
 def configured_blob_endpoint(settings: AzureSettings | None = None) -> str | None:
-    """The blob endpoint of the configured connection string, if any."""
+    """The blob endpoint of the configured connection string, if any (parsed by the SDK's client)."""
     conn = _connection_string(settings or AzureSettings())
     if conn is None:
         return None
-    parts = parse_connection_string(conn)
-    if parts.get("UseDevelopmentStorage", "").lower() == "true":
-        return "http://127.0.0.1:10000/devstoreaccount1"
-    if "BlobEndpoint" in parts:
-        return parts["BlobEndpoint"]
-    account = parts.get("AccountName")
-    suffix = parts.get("EndpointSuffix", "core.windows.net")
-    return f"{parts.get('DefaultEndpointsProtocol', 'https')}://{account}.blob.{suffix}" if account else None
+    try:
+        return BlobServiceClient.from_connection_string(conn).url.rstrip("/")
+    except ValueError as exc:
+        raise DataValidationError(f"AZURE_STORAGE_CONNECTION_STRING is not a valid connection string: {exc}") from exc
 
 
 def _blob_client(uri: str, settings: AzureSettings, credential: Any | None, timeout_s: float) -> BlobClient:
