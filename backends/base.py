@@ -194,6 +194,26 @@ class Backend(abc.ABC):
         """Where Prefect keeps this backend's cached results; None means Prefect's default storage."""
         return None
 
+    # ---- scheduled retraining: what serves, what was read, how the champion ages (backends.domain) ----
+    def serving(self, endpoint_name: str) -> Endpoint | None:
+        """The endpoint addressed to the deployment with the most traffic, or None when nothing serves
+        (the endpoint does not exist, is stopped, or has no traffic)."""
+        return None
+
+    def resolve_data_asset(self, uri: str) -> tuple[str, str]:
+        """(storage URL, version) of a registered data asset (``azureml:NAME@latest``); Azure only."""
+        from backends.errors import DataValidationError
+
+        raise DataValidationError(f"{uri} is an Azure ML data asset: read it with --backend azure")
+
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+        """Add ``tags`` to a registered version (what data it was trained on, where it came from)."""
+
+    def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
+        """Record the champion's accuracy on a run's new labelled data; return every score recorded so
+        far, oldest first (the decay series)."""
+        return (accuracy,)
+
     @abc.abstractmethod
     def teardown(self, endpoint_name: str) -> None:
         """Delete the endpoint and its deployments. Idempotent: a missing endpoint is not an error."""

@@ -95,6 +95,47 @@ def importance_figure(importances: Sequence[FeatureImportance], title: str) -> F
     return figure
 
 
+def decay_figure(scores: Sequence[float], title: str) -> Figure:
+    """The champion's accuracy on each run's new data, run after run."""
+    figure = Figure(figsize=(6.0, 3.2), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    runs = list(range(1, len(scores) + 1))
+    ax.plot(runs, list(scores), marker="o", color="tab:blue")
+    ax.set_xlabel("run (scoring of new data)")
+    ax.set_ylabel("accuracy")
+    ax.set_xticks(runs)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def drift_figure(columns: Sequence[tuple[str, float, bool]], major: float, moderate: float) -> Figure:
+    """PSI per column (name, psi, drifted), with the moderate and major thresholds."""
+    ordered = sorted(columns, key=lambda c: c[1])
+    figure = Figure(figsize=(6.0, 0.32 * len(ordered) + 1.4), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    ax.barh([c[0] for c in ordered], [c[1] for c in ordered],
+            color=["tab:red" if c[2] else "tab:gray" for c in ordered])
+    ax.axvline(moderate, color="tab:orange", linestyle="--", linewidth=0.9, label=f"moderate ({moderate})")
+    ax.axvline(major, color="tab:red", linestyle="--", linewidth=0.9, label=f"major ({major})")
+    ax.set_xlabel("population stability index (PSI)")
+    ax.set_title("Drift of the new data against the champion's training data", fontsize="medium")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def png_data_uri(figure: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI, for markdown the Prefect UI renders inline."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def save_png(figure: Figure, path: Path) -> Path:
     """Write ``figure`` as a PNG (parent folders created) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)

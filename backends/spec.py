@@ -258,7 +258,18 @@ def check_resource_name(field_name: str, value: str) -> None:
 
 class DataSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, description="A CSV file; None uses the embedded heart dataset")
+    path: str | None = Field(
+        default=None,
+        description="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL, or (azure) "
+        "azureml:NAME@latest; None uses the embedded heart dataset",
+    )
+    folder_rule: Literal["newest", "all"] = Field(
+        default="newest", description="A folder: read its newest *.csv, or all of them appended"
+    )
+    retrain_on: Literal["always", "drift"] = Field(
+        default="always", description="always: retrain on any new data; drift: only when a column drifted"
+    )
+    force: bool = Field(default=False, description="Retrain even when the data is the champion's")
     schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: inferred when target is set, else the heart schema")
     target: str | None = Field(default=None, description="The label column; with no schema_path the schema is inferred")
     positive_class: str | None = Field(default=None, description="The target's positive label when it is not 0/1")

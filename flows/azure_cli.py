@@ -32,8 +32,8 @@ def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None
     from flows.cli import _print_summary  # the same summary as a local run
     from flows.train_and_deploy import train_and_deploy
 
-    summary = train_and_deploy(spec=spec)
-    _print_summary(summary, spec, prepared)
+    state = train_and_deploy(spec=spec, return_state=True)
+    _print_summary(None if state.is_completed() and state.data is None else state.result(), spec, prepared, state.message)
 
 
 def provision_azure(spec: PipelineSpec, *, create_workspace: bool) -> None:

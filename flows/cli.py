@@ -116,7 +116,10 @@ def run(
     ctx: typer.Context,
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Your CSV (default: the embedded 303-row heart table)")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL or (azure) azureml:NAME@latest (default: the embedded 303-row heart table)")] = None,
+    folder_rule: Annotated[str, typer.Option("--folder-rule", help="A data folder: newest (its newest *.csv) or all (every *.csv appended)")] = "newest",
+    force: Annotated[bool, typer.Option("--force", help="Retrain even when the data is the serving champion's")] = False,
+    retrain_on: Annotated[str, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
     schema: Annotated[Path | None, typer.Option("--schema", help="Dataset schema, YAML or JSON")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="max_total_trials")] = 25,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
@@ -147,7 +150,6 @@ def run(
     artifact_root: ArtifactRootOption = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
-    from backends.dataset import prepare_data
     from backends.spec import family_search_space
     from flows.cli_spec import load_search_space, load_spec
 
@@ -164,15 +166,15 @@ def run(
             family_search_space, [m.strip() for m in models.split(",") if m.strip()])
         spec = _build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
-                           instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root)
+                           instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
+                           folder_rule, force, retrain_on)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec.data.path and not spec.data.schema_path and not spec.data.target:
         _fail("your table needs a schema: pass --target COLUMN (the schema is inferred, see `heartflow schema infer`) "
               "or --schema FILE")
     # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
-    prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed,
-                      spec.data.target, spec.data.positive_class)
+    prepared = _check(_load, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
                       f"categorical {len(prepared.schema.categorical)}, dropped {list(prepared.schema.drop)}); it is "
@@ -194,6 +196,7 @@ def _build_spec(
     model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
+    folder_rule: str, force: bool, retrain_on: str,
 ) -> Any:
     from backends.search import check_search_space
     from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -204,8 +207,9 @@ def _build_spec(
             home=str(_home(home)) if backend is BackendName.local else None,
             tracking_uri=tracking_uri, artifact_root=artifact_root,
             model_name=model_name,
-            data=DataSpec(path=str(data) if data else None, schema_path=str(schema) if schema else None, seed=seed,
-                          target=target, positive_class=positive_class),
+            data=DataSpec(path=data or None, schema_path=str(schema) if schema else None, seed=seed,
+                          target=target, positive_class=positive_class, folder_rule=folder_rule, force=force,
+                          retrain_on=retrain_on),
             sweep=SweepSpec(
                 search_space=space,
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
@@ -222,13 +226,25 @@ def _build_spec(
     return spec
 
 
+def _load(spec: Any) -> Any:
+    """Fetch and validate the data named by the spec (an Azure data asset through the workspace)."""
+    from backends.domain.sources import load_spec_data
+
+    resolver = None
+    if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
+        from backends.factory import backend_for_spec
+
+        resolver = backend_for_spec(spec).resolve_data_asset
+    return load_spec_data(spec.data, asset_resolver=resolver)
+
+
 def _run_local(spec: Any, prepared: Any) -> None:
     from flows.progress import sweep_progress
     from flows.train_and_deploy import train_and_deploy
 
     with sweep_progress(console):
         try:
-            summary = _check(train_and_deploy, spec=spec)
+            state = _check(train_and_deploy, spec=spec, return_state=True)
         except RuntimeError as exc:
             if "ephemeral Prefect API server" not in str(exc):
                 raise
@@ -237,15 +253,19 @@ def _run_local(spec: Any, prepared: Any) -> None:
                 "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api, or "
                 "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
             )
-    _print_summary(summary, spec, prepared)
+    ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
+    _print_summary(None if ended_early else _check(state.result), spec, prepared, state.message)
 
 
-def _print_summary(summary: Any, spec: Any, prepared: Any) -> None:
+def _print_summary(summary: Any, spec: Any, prepared: Any, message: str | None = None) -> None:
     """The report, the model, and how to call and stop the endpoint; ``prepared`` is the data the CLI
     validated before the run (its first holdout row makes the example request)."""
     from backends import reports
     from backends.evaluation import records_of
 
+    if summary is None:  # the run ended before a new deployment: its final state says why
+        console.print(message or 'nothing to do', style='bold', highlight=False, markup=False)
+        return
     report = summary.report
     console.rule(f"[bold]Holdout evaluation through the endpoint[/] ({report.rows} rows, {report.requests} request(s))")
     console.print(report.report_text, highlight=False)
@@ -338,6 +358,7 @@ def serve(
 def status(
     home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
     tracking_uri: TrackingOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
     model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
 ) -> None:
     """The champion in the registry, and what the local endpoint serves now."""
@@ -346,6 +367,12 @@ def status(
 
     local = _check(LocalBackend, _home(home), tracking_uri)
     champion = local.champion(model_name)
+    endpoint = local.endpoint(endpoint_name)
+    if as_json:  # only JSON on stdout, for scripts
+        from flows.cli_json import status_record
+
+        typer.echo(status_record(endpoint_name, endpoint, champion))
+        raise typer.Exit(code=0 if endpoint is not None else 3)
     if champion is None:
         console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
     else:
@@ -353,7 +380,6 @@ def status(
         console.print(f"champion: {champion.name} v{champion.version}"
                       + (f" (holdout accuracy {accuracy:.4f})" if accuracy is not None else "")
                       + f" in {local.mlflow_uri}", highlight=False)
-    endpoint = local.endpoint(endpoint_name)
     if endpoint is None:
         console.print(f"endpoint {endpoint_name} is not running")
         raise typer.Exit(code=3)
@@ -368,13 +394,21 @@ def history(
     home: HomeOption = None,
     endpoint_name: EndpointOption = "heart-classify-endpoint",
     tracking_uri: TrackingOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
 ) -> None:
     """Every promotion, rejection and rollback: what served when, and why."""
     from backends import reports
     from backends.factory import create_backend
 
     store = _check(create_backend, backend.value, home=_home(home), tracking_uri=tracking_uri)
-    rows = reports.history_rows(_check(store.history, endpoint_name))
+    entries = _check(store.history, endpoint_name)
+    if as_json:
+        from flows.cli_json import history_records
+
+        for line in history_records(store, entries):
+            typer.echo(line)
+        return
+    rows = reports.history_rows(entries)
     if not rows:
         console.print(f"no promotions or rejections recorded for {endpoint_name}")
         return

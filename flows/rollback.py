@@ -38,6 +38,13 @@ def rollback_endpoint(
             reason=f"rollback from v{current.version if current else '?'} to v{model.version}",
             triggered_by="heartflow rollback",
         )
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks import events
+
+    if PREFECT_API_URL.value():  # a server automations listen on; never start a temporary one for an event
+        events.emit(events.ROLLED_BACK, model=model.name, version=model.version, endpoint=endpoint.name,
+                    data_sha256=model.data_sha256, payload={"from_version": current.version if current else None})
     return (
         f"rolled back {endpoint.name} to {model.name} v{model.version} (holdout accuracy {report.accuracy:.4f}); "
         f"it now serves 100 % of traffic on deployment {endpoint.deployment}"

@@ -8,7 +8,12 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
   promotion ends it Failed with the gate's reason;
 - one rollout per endpoint at a time (``tasks.rollout``: a global concurrency limit around deploy, evaluate,
   gate and importance);
-- upload and sweep cached on computed keys (``tasks.caching``), so a rerun after a crash skips them.
+- upload and sweep cached on computed keys (``tasks.caching``), so a rerun after a crash skips them;
+- before training (``tasks.watch``): what was read (``data-source``), the serving champion scored on the
+  new rows (``champion-decay``) and per-column drift (``data-drift``). When the training data is the
+  champion's, the run ends Completed with ``no new data since <model> v<n> (sha256 ...)`` and changes
+  nothing (``--force`` retrains); with ``retrain_on="drift"`` it also ends when no column drifted; when the
+  sweep's best is the champion itself, nothing is redeployed. Events for automations: ``tasks.events``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Completed, Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.domain.split import split_tag
@@ -33,6 +38,7 @@ from flows.secret_blocks import secrets_from_blocks
 from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
 from tasks.reports import publish_plan, report_model, report_sweep
+from tasks import events
 from tasks.rollout import deploy_limit_name, rollout_slot
 from tasks.stages import (
     deploy_endpoint,
@@ -44,6 +50,7 @@ from tasks.stages import (
     upload_data,
     validate_data,
 )
+from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
 
@@ -112,11 +119,17 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     storage = result_storage_for(backend)
     cached = {"result_storage": storage} if storage is not None else {}
 
-    prepared, _ = _stage(validate_data, spec.data)
+    loaded, _ = _stage(validate_data, spec.data, backend)
+    prepared, source = loaded.prepared, loaded.source
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
         _stage(publish_plan, backend, spec, prepared.train_sha256)
         return None
+    watch, _ = _stage(watch_champion, backend, spec, loaded)
+    _stage(report_watch, spec, watch)
+    early = _early_end(backend, spec, watch, prepared.train_sha256)
+    if early is not None:
+        return early
     data, _ = _stage(upload_data.with_options(**cached), backend, prepared)
     sweep, sweep_state = _stage(run_sweep.with_options(**cached), backend, data, spec.sweep, prepared)
     # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
@@ -124,6 +137,14 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")
     model, _ = _stage(register_best_model, backend, sweep, spec.model_name)
     rename_flow_run(model_run_name(spec.backend, prepared.train_sha256, model.name, model.version))
+    backend.tag_model(model, {**source.tags(), **_drift_tags(watch)})
+    if watch.champion is not None and watch.champion.source_run_id == model.source_run_id:
+        message = (f"the sweep's best model is champion {model.name} v{model.version} (same trial run): "
+                   "no new deployment")
+        return _restore_or_keep(backend, spec, watch, message)
+    if watch.champion is not None and watch.serving is None:
+        logger.info("%s (champion v%s is put back in front before the candidate is deployed beside it)",
+                    watch.situation, watch.champion.version)
 
     target = prepared.schema.target
     with (
@@ -161,6 +182,10 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
             logger.info("endpoint %s stopped (stop_endpoint)", endpoint.name)
 
     _stage(report_model, backend, sweep, model, report, decision, endpoint, importance, champion, sweep_plots)
+    events.emit(events.PROMOTED if decision.promote else events.REJECTED, model=model.name, version=model.version,
+                endpoint=endpoint.name, data_sha256=prepared.train_sha256,
+                payload={"reason": decision.reason, "accuracy": report.accuracy, "source": source.uri,
+                         "source_sha256": source.sha256})
     if not decision.promote:
         rejected = PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "
@@ -170,3 +195,47 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
         # traceback Prefect logs for a raised exception; calling the flow still raises PromotionRejected.
         return Failed(message=str(rejected), data=rejected)
     return RunSummary(sweep, model, endpoint, report, champion_report, decision, importance)
+
+
+def _drift_tags(watch: ChampionWatch) -> dict[str, str]:
+    if watch.drift is None:
+        return {}
+    tags = {f"heartflow.drift.psi.{c.column}": f"{c.psi:.4f}" for c in watch.drift.columns}
+    tags["heartflow.drift.drifted"] = ",".join(watch.drift.drifted) or "none"
+    return tags
+
+
+def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, message: str) -> State[Any]:
+    """End Completed with ``message``; when the champion exists but nothing serves, put it back first."""
+    if watch.champion is not None and not watch.champion_serves:
+        with (
+            rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
+            backend.rollout_lock(spec.deploy.endpoint_name),
+        ):
+            endpoint, _ = _stage(restore_champion, backend, watch.champion, spec.deploy)
+            if spec.deploy.stop_endpoint and spec.backend == "local":
+                backend.teardown(endpoint.name)
+        message += (f"; nothing served on {endpoint.name}: champion {watch.champion.name} v{watch.champion.version} "
+                    f"restored on deployment {endpoint.deployment}")
+    else:
+        message += "; no deployment change"
+    get_run_logger().info("%s", message)
+    return Completed(message=message)
+
+
+def _early_end(backend: Any, spec: PipelineSpec, watch: ChampionWatch, train_sha256: str) -> State[Any] | None:
+    """The run's end before any training: the data is the champion's, or (retrain_on drift) nothing drifted."""
+    champion = watch.champion
+    if champion is None:
+        return None
+    if watch.drift is not None and watch.drift.drifted:
+        events.emit(events.DATA_DRIFTED, model=champion.name, version=champion.version,
+                    endpoint=spec.deploy.endpoint_name, data_sha256=train_sha256,
+                    payload={"drifted": list(watch.drift.drifted)})
+    reason = early_end_reason(watch, spec.data, train_sha256)
+    if reason is None:
+        return None
+    if watch.unchanged:
+        events.emit(events.DATA_UNCHANGED, model=champion.name, version=champion.version,
+                    endpoint=spec.deploy.endpoint_name, data_sha256=train_sha256)
+    return _restore_or_keep(backend, spec, watch, reason)

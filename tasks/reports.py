@@ -2,8 +2,9 @@
 
 Every run creates: ``sweep-progress`` (progress), ``sweep-leaderboard`` (table), ``classification-report``,
 ``model-version`` (markdown), ``feature-importance`` (table) and ``endpoint`` (link: the scoring URI, never
-the key). Plots go to MLflow on the local backend (``backends.plot_store``) and are linked from the
-markdown artifacts.
+the key). The plots are embedded in the markdown artifacts as PNG data URIs (the Prefect UI renders them
+inline: nothing on the worker's disk has to be reachable from a browser); on the local backend they are
+also logged to MLflow (``backends.plot_store``).
 """
 
 from __future__ import annotations
@@ -55,9 +56,15 @@ def report_sweep(backend: Backend, sweep: SweepResult, from_cache: bool) -> list
     if from_cache:  # the sweep task did not run, so nothing advanced the progress artifact in this run
         create_progress_artifact(100.0, key=SWEEP_PROGRESS_KEY,
                                  description=f"{len(sweep.trials)} trials reused from the cached sweep {sweep.sweep_id}")
+    figure = plots.sweep_figure(sweep)
     with _plot_folder(backend) as folder:
-        figure_file = plots.save_png(plots.sweep_figure(sweep), folder / f"sweep-{sweep.primary_metric}.png")
+        figure_file = plots.save_png(figure, folder / f"sweep-{sweep.primary_metric}.png")
         stored = store_sweep_plots(backend, sweep, [figure_file])
+    create_markdown_artifact(
+        f"# Sweep `{sweep.sweep_id}`: {sweep.primary_metric} per hyperparameter\n\n"
+        f"![{sweep.primary_metric} per hyperparameter]({plots.png_data_uri(figure)})",
+        key="sweep-plot", description=f"{sweep.primary_metric} of every trial against each hyperparameter",
+    )
     cached = " (reused from cache)" if from_cache else ""
     create_table_artifact(
         reports.leaderboard_rows(sweep), key="sweep-leaderboard",
@@ -78,24 +85,29 @@ def report_model(
 ) -> None:
     """classification-report, model-version, feature-importance and endpoint artifacts, with their plots."""
     logger = get_run_logger()
+    confusion_fig = plots.confusion_figure(report)
+    inline = {"sweep": plots.png_data_uri(plots.sweep_figure(sweep)), "confusion": plots.png_data_uri(confusion_fig)}
     with _plot_folder(backend) as folder:
-        confusion_file = plots.save_png(plots.confusion_figure(report), folder / "confusion-matrix.png")
+        confusion_file = plots.save_png(confusion_fig, folder / "confusion-matrix.png")
         confusion = store_plots(backend, model, [confusion_file])
         importance_plots: list[StoredPlot] = []
         if importance is not None and champion is not None:
             title = f"{champion.name} v{champion.version}: permutation importance ({importance.repeats} repeats)"
-            importance_file = plots.save_png(plots.importance_figure(importance.features, title),
-                                             folder / "feature-importance.png")
+            importance_fig = plots.importance_figure(importance.features, title)
+            inline["importance"] = plots.png_data_uri(importance_fig)
+            importance_file = plots.save_png(importance_fig, folder / "feature-importance.png")
             importance_plots = store_plots(backend, champion, [importance_file])
 
     create_markdown_artifact(
         reports.classification_markdown(report, plot_uri=confusion[0].mlflow_path or confusion[0].uri)
-        + "\n\n" + "\n".join(plot_links(confusion)),
+        + f"\n\n![confusion matrix]({inline['confusion']})",
         key="classification-report", description=f"Holdout evaluation of v{model.version} through the endpoint",
     )
 
     top: tuple[str, ...] = ()
-    links = ["## Plots", "", *plot_links([*sweep_plots, *confusion, *importance_plots])]
+    links = ["## Plots", "", f"![sweep]({inline['sweep']})", f"![confusion matrix]({inline['confusion']})",
+             *([f"![feature importance]({inline['importance']})"] if "importance" in inline else []),
+             "", "Also stored:", *plot_links([*sweep_plots, *confusion, *importance_plots])]
     if importance is not None and champion is not None:
         create_table_artifact(
             importance.rows_for_table(), key="feature-importance",

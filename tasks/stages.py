@@ -16,14 +16,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
-from backends.dataset import PreparedData, prepare_data
+from backends.dataset import PreparedData
 from backends.importance import ImportanceResult, endpoint_importance
 from backends.search import planned_trials
 from backends.selection import GateDecision, decide_gate
-from backends.spec import DataSpec, DeploySpec, SweepSpec
+from backends.spec import DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
-from tasks.naming import validate_task_run_name
 from tasks.retries import BACKOFF_S, JITTER, retry_only_transient
+from tasks.watch import validate_data
 
 # Progress events for the CLI's progress bar (a plain logger: the CLI listens, Prefect is not needed).
 progress_logger = logging.getLogger("heartflow.progress")
@@ -34,31 +34,6 @@ __all__ = [
     "deploy_endpoint", "evaluate_endpoint", "measure_feature_importance", "promotion_gate",
     "register_best_model", "retry_only_transient", "run_sweep", "upload_data", "validate_data",
 ]
-
-
-@task(name="validate-data", task_run_name=validate_task_run_name)
-def validate_data(spec: DataSpec) -> PreparedData:
-    """Read and check the table, set the holdout aside. Never retried: a bad file stays bad."""
-    logger = get_run_logger()
-    prepared = prepare_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, spec.target, spec.positive_class)
-    if prepared.inferred:
-        logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())
-    if prepared.missing_cells:
-        logger.info("missing cells the model's pipeline imputes, per column: %s", prepared.missing_cells)
-    from prefect.artifacts import create_markdown_artifact
-
-    rows = "\n".join(f"| {column} | {count} |" for column, count in prepared.missing_cells.items()) or "| (none) | 0 |"
-    create_markdown_artifact(
-        key="data-schema", description="The dataset schema used and the missing cells imputed inside the model",
-        markdown=f"**schema** ({'inferred' if prepared.inferred else 'given'}): `{prepared.schema.to_json()}`\n\n"
-                 f"| column | imputed cells |\n|---|---:|\n{rows}\n",
-    )
-    logger.info(
-        "data %s: %d rows valid; %d for training (sha256 %s), %d held out (never uploaded)",
-        prepared.source, len(prepared.train) + len(prepared.holdout), len(prepared.train),
-        prepared.train_sha256[:12], len(prepared.holdout),
-    )
-    return prepared
 
 
 @task(name="upload-data", task_run_name="upload-data-{backend.name}-{prepared.train_sha256:.8}",

@@ -27,6 +27,7 @@ from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, T
 from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult
 from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, SweepError, UploadError
+from backends.azure.watch import WatchMixin
 from backends.selection import pick_best_trial
 from backends.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-class AzureBackend(Backend):
+class AzureBackend(WatchMixin, Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
     needs them, so an upload needs only storage settings.

