@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
 from backends.local.endpoint.state import ENDPOINT_DIR_ENV, EndpointPaths, read_key, read_state
 from backends.local.endpoint.table import LoadedDeployment, Table, build_table, needs_loading, state_version
 from src.scoring import Scorer, dumps
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(f"{__name__}.access")
+ACCESS_LOGGER = f"{__name__}.access"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -53,6 +54,7 @@ class EndpointApp:
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._openapi: bytes | None = None
         self._pid = os.getpid()
+        self._access = AccessLog(ACCESS_LOGGER)
 
     # -- deployment table ------------------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class EndpointApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._scoring.shutdown(wait=True)
+                self._access.flush()
                 self._loader.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -156,24 +159,17 @@ class EndpointApp:
             headers.append((b"www-authenticate", b'Bearer realm="heartflow"'))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
-        access_logger.info(
-            "%s %s %d",
-            method,
-            path,
-            status,
-            extra={
-                "access": {
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "deployment": deployment or None,
-                    "request_bytes": size,
-                    "client": (scope.get("client") or ("", 0))[0],
-                    "pid": self._pid,
-                }
-            },
-        )
+        if self._access.enabled:
+            self._access.record(method, path, status, {
+                "method": method,
+                "path": path,
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "deployment": deployment or None,
+                "request_bytes": size,
+                "client": (scope.get("client") or ("", 0))[0],
+                "pid": self._pid,
+            })
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
