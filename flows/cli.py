@@ -94,6 +94,7 @@ def run(
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
     from backends.dataset import prepare_data
     from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
+    from flows.early_server import start_temporary_server_early
 
     spec: PipelineSpec = _check(
         lambda: PipelineSpec(
@@ -112,20 +113,23 @@ def run(
             dry_run=dry_run,
         )
     )
-    # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
+    # Prefect's temporary server boots in its own process while this one validates the data and imports the
+    # flow; a bad file still fails in a second (Prefect stops its server when the CLI exits).
+    server_ready = start_temporary_server_early() if backend is BackendName.local else (lambda: None)
     prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
     if backend is BackendName.azure:
         from flows.azure_cli import run_azure
 
         _check(run_azure, spec, prepared, compute=compute)
         return
-    _run_local(spec, prepared)
+    _run_local(spec, prepared, server_ready)
 
 
-def _run_local(spec: Any, prepared: Any) -> None:
+def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
     from flows.progress import sweep_progress
     from flows.train_and_deploy import train_and_deploy
 
+    server_ready()
     with sweep_progress(console):
         summary = _check(train_and_deploy, spec=spec)
     _print_summary(summary, spec, prepared)
