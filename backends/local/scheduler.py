@@ -225,9 +225,10 @@ class TrialScheduler:
             initializer=_init_worker,
             initargs=(*self._initargs, self._leader),
         )
-        # Start every worker (imports, data load) before the first trial, so that start-up time is
-        # not charged to a trial's timeout.
-        wait([pool.submit(_warm_up, 0.2) for _ in range(self._workers)], timeout=120)
+        if self._spec.trial_timeout_s:
+            # Start every worker (imports, data load) before the first trial, so that start-up time is
+            # not charged to a trial's timeout. Without one, the first trials simply queue until it is done.
+            wait([pool.submit(_warm_up, 0.2) for _ in range(self._workers)], timeout=120)
         return pool
 
 
