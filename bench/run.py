@@ -33,9 +33,12 @@ from bench.sweep import bare_loop  # noqa: E402
 
 # What a profile's cumulative times are grouped into, by the function that owns them.
 STAGES = (
-    ("flows/cli.py:run (whole command)", "cli.py", "run"),
-    ("validate data (CLI, before Prefect)", "dataset.py", "prepare_data"),
-    ("Prefect's temporary server start", "server.py", "start"),
+    ("the whole command (flows/cli.py run)", "cli.py", "run"),
+    ("the largest import (the flow: Prefect, MLflow, scikit-learn, matplotlib)", "<frozen importlib._bootstrap>",
+     "_find_and_load"),
+    ("validate data (CLI, before the flow)", "dataset.py", "prepare_data"),
+    ("waiting for Prefect's temporary server (started early, in a thread)", "early_server.py", "wait"),
+    ("the flow run (train_and_deploy, all stages)", "flow_engine.py", "run_flow_sync"),
     ("upload", "stages.py", "upload_data"),
     ("sweep (parent: bookkeeping and waiting)", "stages.py", "run_sweep"),
     ("register", "stages.py", "register_best_model"),
