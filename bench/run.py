@@ -149,8 +149,10 @@ def main() -> int:
     if profile is not None:
         elapsed, stages, top = profile
         lines += [
-            f"Profile of one more run ({elapsed:.1f} s under cProfile, in the CLI's process; cumulative seconds of the "
-            "function that owns each stage, so nested stages overlap their parents):",
+            f"Profile of one more run ({elapsed:.1f} s under cProfile, which slows Python code; the CLI's main thread "
+            "in the bench's process, which had already imported pandas and pydantic; the sweep's workers, the "
+            "endpoint host and Prefect's server are other processes). Cumulative seconds of the function that "
+            "owns each stage, so nested stages overlap their parents:",
             "",
             "| stage | seconds |",
             "|---|---:|",
