@@ -45,3 +45,29 @@ def write_section(path: Path, title: str, body: str) -> None:
 
 def stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+class CpuClock:
+    """CPU seconds (user + system) of this process and its reaped children between start and stop: on a
+    loaded machine, the work done, which wall time mixes with time spent waiting for a core."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    @staticmethod
+    def _now() -> float:
+        import multiprocessing
+        import resource
+
+        multiprocessing.active_children()  # reaps finished worker processes, so their time counts
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def __enter__(self) -> CpuClock:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = self._now() - self._start
