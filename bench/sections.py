@@ -60,7 +60,8 @@ class CpuClock:
         import multiprocessing
         import resource
 
-        multiprocessing.active_children()  # reaps finished worker processes, so their time counts
+        for child in multiprocessing.active_children():  # reap stopped workers, so that their time counts
+            child.join(timeout=5)
         own = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
