@@ -6,12 +6,12 @@ PIP    := $(BIN)/python -m pip
 # Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-test run test test-fast bench node-deps chromium postgres lock clean help
+.PHONY: setup setup-test run test test-fast bench wrk node-deps chromium postgres lock clean help
 
 help:
 	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
 	@echo "make test   - install what the tests need (Python, azurite, chromium) and run the suite"
-	@echo "make bench  - run the sweep and endpoint benchmarks (writes docs/benchmarks.md)"
+	@echo "make bench  - run the sweep, endpoint and whole-run benchmarks (writes docs/benchmarks.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,9 +56,17 @@ test: setup-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit
 
-bench: setup-test
-	$(BIN)/python bench/sweep.py --write docs/benchmarks.md
-	$(BIN)/python bench/endpoint.py --workers 1 --seconds 4 --write
+# wrk, the native HTTP load generator of the endpoint benchmark (Debian package).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
+
+# Every figure of docs/benchmarks.md, each a ratio against a baseline measured in the same invocation.
+bench: setup-test wrk
+	$(BIN)/python bench/sweep.py --write
+	$(BIN)/python bench/endpoint.py --write
+	$(BIN)/python bench/run.py --profile --write
 
 # Refresh constraints.txt from the current environment after changing pyproject.toml.
 lock: $(VENV)/.installed-test

@@ -173,7 +173,11 @@ def run(
     if spec.data.path and not spec.data.schema_path and not spec.data.target:
         _fail("your table needs a schema: pass --target COLUMN (the schema is inferred, see `heartflow schema infer`) "
               "or --schema FILE")
-    # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
+    # Prefect's temporary server boots in its own process while this one validates the data and imports the
+    # flow; a bad file still fails in a second (Prefect stops its server when the CLI exits).
+    from flows.early_server import start_temporary_server_early
+
+    server_ready = start_temporary_server_early() if spec.backend == "local" else (lambda: None)
     prepared = _check(_load, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
@@ -187,7 +191,7 @@ def run(
 
         _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
         return
-    _run_local(spec, prepared)
+    _run_local(spec, prepared, server_ready)
 
 
 def _build_spec(
@@ -238,10 +242,11 @@ def _load(spec: Any) -> Any:
     return load_spec_data(spec.data, asset_resolver=resolver)
 
 
-def _run_local(spec: Any, prepared: Any) -> None:
+def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
     from flows.progress import sweep_progress
     from flows.train_and_deploy import train_and_deploy
 
+    server_ready()
     with sweep_progress(console):
         try:
             state = _check(train_and_deploy, spec=spec, return_state=True)

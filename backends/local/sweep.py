@@ -1,23 +1,22 @@
 """The local sweep: trials in long-lived worker processes, tracked as MLflow child runs.
 
-Only this (parent) process writes to the SQLite store, so workers never contend for its lock; a worker
-fits one trial and saves its model straight into the run's artifact folder. A sweep is identified by a
+Only this (parent) process writes to the SQLite store and the model folders; a worker
+(``backends.local.scheduler``) fits one trial and, when the trial leads the sweep as it finishes, sends its
+model back to be written into the run's artifact folder (tag ``heartflow.model`` says whether it was). A sweep is identified by a
 key (data sha256, search spec, training-code version): rerunning a finished sweep returns its recorded
 result, and rerunning an interrupted one reuses the finished trials and runs only the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
+import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
+from backends.errors import SweepError
 from backends.local import tracking
+from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler
 from backends.search import make_sampler, planned_trials
 from backends.selection import pick_best_trial
 from backends.spec import SweepSpec
@@ -34,69 +35,7 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[TrialResult, int, int], None]
 
-# Worker-process state, set once per worker by _init_worker (never in the parent).
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(data_path: str, schema_json: str) -> None:
-    from src.features import DatasetSchema, read_training_csv
-    from src.model_train import model_metadata, model_signature, pip_requirements
-
-    import mlflow.sklearn  # noqa: F401 - imported now, so the first trial is not charged for it
-    import skops.io  # noqa: F401
-
-    from backends.local.model_writer import TrialModelWriter
-
-    from threadpoolctl import threadpool_limits
-
-    # The worker processes are the parallelism: one thread each. Gradient boosting's OpenMP threads on
-    # top of them oversubscribe the cores (measured: a 5-fold hgb trial 3.7 s alone, 172 s under load).
-    threadpool_limits(1)
-    schema = DatasetSchema.from_mapping(json.loads(schema_json))
-    frame = read_training_csv(data_path, schema)
-    writer = TrialModelWriter(model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))
-    _WORKER.update(frame=frame, schema=schema, writer=writer)
-
-
-@dataclass(frozen=True)
-class _TrialJob:
-    number: int
-    params: dict[str, Any]
-    model_dir: str
-    seed: int
-    method: str
-    test_size: float
-    folds: int
-    random_state: int
-
-
-@dataclass(frozen=True)
-class _TrialOutcome:
-    number: int
-    metrics: dict[str, float]
-    seconds: float
-    error: str | None
-
-
-def _warm_up(seconds: float) -> None:
-    time.sleep(seconds)  # long enough that every worker process gets one
-
-
-def _run_trial(job: _TrialJob) -> _TrialOutcome:
-    """Runs in a worker: the same train_trial that src/model_train.py runs as a script."""
-    from src.model_train import train_trial
-
-    started = time.perf_counter()
-    try:
-        fit = train_trial(
-            _WORKER["frame"], _WORKER["schema"], job.params, seed=job.seed, method=job.method,
-            test_size=job.test_size, folds=job.folds, random_state=job.random_state,
-        )
-        _WORKER["writer"].save(fit.model, Path(job.model_dir))
-    except (ValueError, TypeError, KeyError, ArithmeticError, MemoryError, OSError) as exc:
-        # A bad parameter combination fails this trial only; the sweep goes on.
-        return _TrialOutcome(job.number, {}, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    return _TrialOutcome(job.number, fit.metrics, time.perf_counter() - started, None)
+TAG_MODEL = "heartflow.model"
 
 
 def sweep_key(data: DataRef, spec: SweepSpec, schema_json: str) -> str:
@@ -117,6 +56,7 @@ class LocalSweepRunner:
         self._home = home
         self._client = client
         self._experiment_id = experiment_id
+        self._writer: Any = None  # TrialModelWriter, built on the first model written
 
     # ---- MLflow bookkeeping -------------------------------------------------------------------
     def _find_parent(self, key: str) -> Any | None:
@@ -160,11 +100,38 @@ class LocalSweepRunner:
         )
         return run
 
-    def _finish_trial_run(self, run_id: str, params: dict[str, Any], outcome: _TrialOutcome) -> None:
+    def _write_model(
+        self, run_id: str, job: TrialJob, outcome: TrialOutcome, data: DataRef, schema_json: str,
+    ) -> str | None:
+        """Write a leading trial's model into its run's folder; what the run's model tag says."""
+        if outcome.error:
+            return None
+        if outcome.model is None:
+            return "not saved: did not lead when it finished"
+        try:
+            if self._writer is None:
+                from backends.local.model_writer import TrialModelWriter
+                from src.features import DatasetSchema, read_training_csv
+                from src.model_train import model_metadata, model_signature, pip_requirements
+
+                schema = DatasetSchema.from_mapping(json.loads(schema_json))
+                frame = read_training_csv(tracking.local_path(data.uri), schema)
+                self._writer = TrialModelWriter(
+                    model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))
+            self._writer.save(outcome.model, Path(job.model_dir))
+            tracking.publish_trial_model(self._client, self._home, run_id, Path(job.model_dir))
+        except OSError as exc:
+            logger.error("trial %d: its model could not be written to %s: %s", job.number, job.model_dir, exc)
+            return f"not saved: {exc}"
+        return "saved"
+
+    def _finish_trial_run(self, run_id: str, params: dict[str, Any], outcome: TrialOutcome, model_note: str | None) -> None:
         """Params, metrics and tags in one transaction (each SQLite commit counts in a 100-trial sweep)."""
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in outcome.metrics.items() if not math.isnan(v)]
         tags = [RunTag(tracking.TAG_DURATION, f"{outcome.seconds:.4f}")]
+        if model_note:
+            tags.append(RunTag(TAG_MODEL, model_note))
         if outcome.error:
             tags.append(RunTag(tracking.TAG_ERROR, outcome.error[:4000]))
         logged = [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in params.items()]
@@ -228,6 +195,7 @@ class LocalSweepRunner:
             raise
         result = self._result(parent_id, spec, data, done)
         best = result.best
+        self._ensure_best_model(data, spec, schema_json, best)
         self._client.log_batch(
             parent_id,
             metrics=[Metric(f"best_{k}", v, int(time.time() * 1000), 0) for k, v in best.metrics.items()],
@@ -252,123 +220,58 @@ class LocalSweepRunner:
             spec,
             {n: (dict(t.params), t.metrics.get(spec.primary_metric) if t.status is TrialStatus.COMPLETED else None) for n, t in done.items()},
         )
-        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else math.inf
+        best_so_far = None
+        with contextlib.suppress(SweepError):
+            best_so_far = pick_best_trial(done.values(), spec.primary_metric, spec.goal).metrics[spec.primary_metric]
+
+        def start(number: int, params: dict[str, Any]) -> tuple[str, Path]:
+            run = self._start_trial_run(parent_id, number, params, key)
+            return run.info.run_id, tracking.trial_model_dir(self._home, run.info.run_id, run.info.artifact_uri)
+
+        def record(run_id: str, job: TrialJob, outcome: TrialOutcome) -> None:
+            model_note = self._write_model(run_id, job, outcome, data, schema_json)
+            self._finish_trial_run(run_id, job.params, outcome, model_note)
+            trial = TrialResult(
+                number=job.number, run_id=run_id, params=job.params, metrics=outcome.metrics,
+                status=TrialStatus.FAILED if outcome.error else TrialStatus.COMPLETED,
+                duration_s=outcome.seconds, error=outcome.error,
+            )
+            done[job.number] = trial
+            sampler.tell(job.number, None if outcome.error else outcome.metrics.get(spec.primary_metric))
+            if outcome.error:
+                logger.warning("trial %d failed: %s", job.number, outcome.error)
+            if progress:
+                progress(trial, len(done), total)
+
         workers = min(spec.concurrency, max(1, total - len(done)))
-        data_path = str(tracking.local_path(data.uri))
-        pool = self._new_pool(workers, data_path, schema_json)
-        in_flight: dict[Future[_TrialOutcome], tuple[_TrialJob, str, float]] = {}
-        retry: list[tuple[_TrialJob, str]] = []
-        try:
-            while True:
-                # Keep every worker busy.
-                while len(in_flight) < workers and time.monotonic() < deadline:
-                    if retry:
-                        job, run_id = retry.pop()
-                    else:
-                        asked = sampler.ask()
-                        if asked is None:
-                            break
-                        number, params = asked
-                        run = self._start_trial_run(parent_id, number, params, key)
-                        run_id = run.info.run_id
-                        model_dir = tracking.trial_model_dir(self._home, run_id, run.info.artifact_uri)
-                        job = _TrialJob(
-                            number, params, str(model_dir), spec.seed, spec.validation.method,
-                            spec.validation.test_size, spec.validation.folds, spec.validation.random_state,
-                        )
-                    in_flight[pool.submit(_run_trial, job)] = (job, run_id, time.monotonic())
-                if not in_flight:
-                    break
-                finished, _ = wait(in_flight, timeout=_next_wait(in_flight, spec, deadline), return_when=FIRST_COMPLETED)
-                broken = False
-                for future in finished:
-                    job, run_id, _ = in_flight.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        outcome = _TrialOutcome(job.number, {}, 0.0, "the worker process died (out of memory or killed)")
-                    self._record(run_id, job, outcome, sampler, spec, done, total, progress)
-                expired = _expired(in_flight, spec, deadline)
-                if expired or broken:
-                    # A worker cannot be stopped one task at a time: replace the pool, fail the
-                    # trials that ran out of time and run the others again.
-                    for future, (job, run_id, _) in list(in_flight.items()):
-                        if future in expired:
-                            reason = "trial timeout" if time.monotonic() < deadline else "sweep timeout"
-                            self._record(run_id, job, _TrialOutcome(job.number, {}, 0.0, reason), sampler, spec, done, total, progress)
-                        elif time.monotonic() < deadline:
-                            retry.append((job, run_id))
-                        else:
-                            self._record(run_id, job, _TrialOutcome(job.number, {}, 0.0, "sweep timeout"), sampler, spec, done, total, progress)
-                    in_flight.clear()
-                    _kill_pool(pool)
-                    pool = self._new_pool(workers, data_path, schema_json)
-                if time.monotonic() >= deadline and not in_flight and not retry:
-                    logger.warning("sweep timeout (%ss) reached: %d of %d trials ran", spec.timeout_s, len(done), total)
-                    break
-        finally:
-            _kill_pool(pool, wait_for=False)
+        scheduler = TrialScheduler(spec, str(tracking.local_path(data.uri)), schema_json, workers, best_so_far)
+        scheduler.run(sampler.ask, start, record)
 
-    def _new_pool(self, workers: int, data_path: str, schema_json: str) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent may run threads (Prefect, MLflow) that fork would copy mid-flight.
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(data_path, schema_json),
-        )
-        # Start every worker (imports, data load) before the first trial, so that start-up time is
-        # not charged to a trial's timeout.
-        warm = [pool.submit(_warm_up, 0.2) for _ in range(workers)]
-        wait(warm, timeout=120)
-        return pool
+    def _ensure_best_model(self, data: DataRef, spec: SweepSpec, schema_json: str, best: TrialResult) -> None:
+        """The best trial led when it finished, so it wrote its model; unless a timeout killed the worker of
+        a better trial after it claimed the lead. Then the best trial is refitted here (same seeds, same
+        model) and its model written, so that it can be registered."""
+        artifact_uri = self._client.get_run(best.run_id).info.artifact_uri
+        if tracking.is_local_artifact(artifact_uri):
+            if (tracking.local_path(artifact_uri) / "model" / "MLmodel").exists():
+                return
+        elif any(f.path == "model" for f in self._client.list_artifacts(best.run_id)):
+            return
+        folder = tracking.trial_model_dir(self._home, best.run_id, artifact_uri)
+        from src.features import DatasetSchema, read_training_csv
+        from src.model_train import model_metadata, model_signature, pip_requirements, save_model, train_trial
 
-    def _record(
-        self, run_id: str, job: _TrialJob, outcome: _TrialOutcome, sampler: Any, spec: SweepSpec,
-        done: dict[int, TrialResult], total: int, progress: ProgressCallback | None,
-    ) -> None:
-        if not outcome.error:
-            tracking.publish_trial_model(self._client, self._home, run_id, Path(job.model_dir))
-        self._finish_trial_run(run_id, job.params, outcome)
-        trial = TrialResult(
-            number=job.number, run_id=run_id, params=job.params, metrics=outcome.metrics,
-            status=TrialStatus.FAILED if outcome.error else TrialStatus.COMPLETED,
-            duration_s=outcome.seconds, error=outcome.error,
-        )
-        done[job.number] = trial
-        sampler.tell(job.number, None if outcome.error else outcome.metrics.get(spec.primary_metric))
-        if outcome.error:
-            logger.warning("trial %d failed: %s", job.number, outcome.error)
-        if progress:
-            progress(trial, len(done), total)
-
-
-def _next_wait(in_flight: dict[Future[Any], tuple[Any, str, float]], spec: SweepSpec, deadline: float) -> float | None:
-    limits = [deadline - time.monotonic()] if deadline != math.inf else []
-    if spec.trial_timeout_s:
-        limits += [started + spec.trial_timeout_s - time.monotonic() for _, _, started in in_flight.values()]
-    return max(0.05, min(limits)) if limits else None
-
-
-def _expired(in_flight: dict[Future[Any], tuple[Any, str, float]], spec: SweepSpec, deadline: float) -> set[Future[Any]]:
-    now = time.monotonic()
-    if now >= deadline:
-        return set(in_flight)
-    if not spec.trial_timeout_s:
-        return set()
-    return {f for f, (_, _, started) in in_flight.items() if now - started >= spec.trial_timeout_s}
-
-
-def _kill_pool(pool: ProcessPoolExecutor, wait_for: bool = True) -> None:
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    if wait_for:
-        for process in processes:
-            process.join(timeout=5)
+        logger.info("sweep: refitting the best trial %d to write its model", best.number)
+        schema = DatasetSchema.from_mapping(json.loads(schema_json))
+        frame = read_training_csv(tracking.local_path(data.uri), schema)
+        v = spec.validation
+        fit = train_trial(frame, schema, dict(best.params), seed=spec.seed, method=v.method, test_size=v.test_size,
+                          folds=v.folds, random_state=v.random_state)
+        if folder.exists():
+            shutil.rmtree(folder)
+        save_model(fit.model, folder, model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))
+        tracking.publish_trial_model(self._client, self._home, best.run_id, folder)
+        self._client.set_tag(best.run_id, TAG_MODEL, "saved (refitted after the sweep)")
 
 
 def _parse_param(text: str) -> Any:

@@ -13,31 +13,23 @@ traffic, waiting for it to load when it is new.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hmac
 import logging
 import os
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
-from backends.local.endpoint.state import (
-    ENDPOINT_DIR_ENV,
-    DeploymentConfig,
-    EndpointPaths,
-    EndpointState,
-    read_key,
-    read_state,
-)
-from src.scoring import ModelLoadError, Scorer, dumps
+from backends.local.endpoint.state import ENDPOINT_DIR_ENV, EndpointPaths, read_key, read_state
+from backends.local.endpoint.table import LoadedDeployment, Table, build_table, needs_loading, state_version
+from src.scoring import Scorer, dumps
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger(f"{__name__}.access")
+ACCESS_LOGGER = f"{__name__}.access"
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -48,101 +40,6 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Bodies up to this size (about 60 heart records) are scored inline; larger ones in the scoring thread,
 # so request_timeout_ms can answer 408 while a big batch is still computing.
 INLINE_BODY_BYTES = 16 * 1024
-
-
-@dataclass(frozen=True)
-class LoadedDeployment:
-    """A deployment as one worker holds it: its scorer, or why it could not load."""
-
-    config: DeploymentConfig
-    scorer: Scorer | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Table:
-    """The deployments and traffic a worker serves now (replaced whole, never mutated)."""
-
-    version: tuple[int, int, int] | None
-    state: EndpointState | None
-    deployments: Mapping[str, LoadedDeployment] = field(default_factory=dict)
-    names: tuple[str, ...] = ()
-    cumulative: tuple[int, ...] = ()
-
-    def pick(self) -> str | None:
-        """A deployment drawn by the traffic weights, or None when nothing takes traffic."""
-        if not self.cumulative:
-            return None
-        return self.names[bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])]
-
-    @property
-    def ready(self) -> bool:
-        return (
-            self.state is not None
-            and bool(self.deployments)
-            and all(d.scorer is not None for d in self.deployments.values())
-            and bool(self.cumulative)
-        )
-
-
-def state_version(path: Path) -> tuple[int, int, int] | None:
-    """A cheap identity of state.json: os.replace gives every write a new inode."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def needs_loading(state: EndpointState | None, previous: Table) -> bool:
-    """True when ``state`` has a deployment that ``previous`` does not hold loaded with the same configuration."""
-    if state is None:
-        return False
-    for name, config in state.deployments.items():
-        old = previous.deployments.get(name)
-        if old is None or old.config != config or old.scorer is None:
-            return True
-    return False
-
-
-def build_table(
-    paths: EndpointPaths,
-    previous: Table,
-    state: EndpointState | None = None,
-    version: tuple[int, int, int] | None = None,
-) -> Table:
-    """The table for ``state`` (read from state.json when not given), loading every deployment not already
-    loaded with the same configuration."""
-    if state is None:
-        version = state_version(paths.state)
-        state = read_state(paths)
-    if state is None:
-        return Table(version=version, state=None)
-    loaded: dict[str, LoadedDeployment] = {}
-    for name, config in state.deployments.items():
-        old = previous.deployments.get(name)
-        if old is not None and old.config == config and old.scorer is not None:
-            loaded[name] = old
-            continue
-        started = time.perf_counter()
-        try:
-            scorer = Scorer.from_model_dir(Path(config.model_dir), max_rows=config.max_rows, label=name)
-        except ModelLoadError as exc:
-            logger.error("deployment %s failed to load: %s", name, exc)
-            loaded[name] = LoadedDeployment(config=config, scorer=None, error=str(exc))
-            continue
-        logger.info(
-            "deployment %s loaded: %s version %s in %.0f ms",
-            name, config.model_name, config.model_version, (time.perf_counter() - started) * 1000,
-        )
-        loaded[name] = LoadedDeployment(config=config, scorer=scorer)
-    names, cumulative, total = [], [], 0
-    for name, weight in state.traffic.items():
-        if weight > 0 and name in loaded and loaded[name].scorer is not None:
-            total += weight
-            names.append(name)
-            cumulative.append(total)
-    return Table(version=version, state=state, deployments=loaded, names=tuple(names), cumulative=tuple(cumulative))
 
 
 class EndpointApp:
@@ -157,6 +54,7 @@ class EndpointApp:
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
         self._openapi: bytes | None = None
         self._pid = os.getpid()
+        self._access = AccessLog(ACCESS_LOGGER)
 
     # -- deployment table ------------------------------------------------------------------------------
 
@@ -231,6 +129,7 @@ class EndpointApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._scoring.shutdown(wait=True)
+                self._access.flush()
                 self._loader.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -260,24 +159,17 @@ class EndpointApp:
             headers.append((b"www-authenticate", b'Bearer realm="heartflow"'))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
-        access_logger.info(
-            "%s %s %d",
-            method,
-            path,
-            status,
-            extra={
-                "access": {
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "deployment": deployment or None,
-                    "request_bytes": size,
-                    "client": (scope.get("client") or ("", 0))[0],
-                    "pid": self._pid,
-                }
-            },
-        )
+        if self._access.enabled:
+            self._access.record(method, path, status, {
+                "method": method,
+                "path": path,
+                "status": status,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "deployment": deployment or None,
+                "request_bytes": size,
+                "client": (scope.get("client") or ("", 0))[0],
+                "pid": self._pid,
+            })
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:

@@ -7,11 +7,8 @@ edits that file (atomically, under a lock) and checks the result over HTTP on 12
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,9 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from backends.errors import DeploymentError
+from backends.local.endpoint.probe import http_request, smoke_request
+from backends.local.endpoint.process import log_tail, pid_alive, spawn_detached, stop_process
 from backends.local.endpoint.state import (
     DEFAULT_HOST,
     KEY_ENV,
@@ -41,7 +39,6 @@ from src.scoring import ModelLoadError, find_model_dir, read_features
 logger = logging.getLogger(__name__)
 
 SERVER_MODULE = "backends.local.endpoint.server"
-DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 
 def default_max_body_bytes(max_rows: int) -> int:
@@ -80,49 +77,6 @@ class EndpointStatus:
 
     def deployment(self, name: str) -> DeploymentStatus | None:
         return next((d for d in self.deployments if d.name == name), None)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` runs (a zombie counts as gone, and is reaped when it is our child)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
-
-
-def http_request(
-    port: int, method: str, path: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None,
-    timeout_s: float = 5.0, host: str = DEFAULT_HOST,
-) -> tuple[int, bytes, dict[str, str]]:
-    """One request to the local host (stdlib, so no proxy settings apply to loopback)."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        connection.request(method, path, body=body, headers=dict(headers or {}))
-        response = connection.getresponse()
-        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
-    finally:
-        connection.close()
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
 
 
 class LocalEndpointManager:
@@ -241,7 +195,9 @@ class LocalEndpointManager:
                 if not running:
                     self._start(deadline)
                     started_here = True
-                self._smoke(deployment, {"data": [{f.name: 0 for f in features}]}, deadline)
+                port_now = int((read_runtime(self.paths) or {}).get("port", 0))
+                smoke_request(port_now, self.key(), deployment, {"data": [{f.name: 0 for f in features}]}, deadline,
+                              f"deployment {deployment} of endpoint {self.name}", self.paths.log)
             except DeploymentError:
                 if previous is not None:
                     write_state(self.paths, previous)
@@ -302,18 +258,8 @@ class LocalEndpointManager:
             pid = self._process.pid
         if pid_alive(pid):
             logger.info("stopping endpoint %s (pid %s)", self.name, pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            end = time.monotonic() + timeout_s
-            while pid_alive(pid) and time.monotonic() < end:
-                time.sleep(0.05)
-            if pid_alive(pid):
-                logger.warning("endpoint %s did not stop within %.0f s: killing it", self.name, timeout_s)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    if os.getpgid(pid) == pid:
-                        os.killpg(pid, signal.SIGKILL)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
+            if not stop_process(pid, timeout_s):
+                logger.warning("endpoint %s did not stop within %.0f s: killed it", self.name, timeout_s)
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=1)
@@ -367,22 +313,13 @@ class LocalEndpointManager:
         with contextlib.suppress(FileNotFoundError):
             self.paths.runtime.unlink()
         env = {k: v for k, v in os.environ.items() if k != KEY_ENV}  # the key travels in its 0600 file
-        with open(self.paths.log, "ab") as log:
-            self._process = subprocess.Popen(
-                [self._python, "-m", SERVER_MODULE, "--dir", str(self.paths.root)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-            )
+        self._process = spawn_detached([self._python, "-m", SERVER_MODULE, "--dir", str(self.paths.root)], self.paths.log, env)
         logger.info("endpoint %s starting (pid %d, log %s)", self.name, self._process.pid, self.paths.log)
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise DeploymentError(
                     f"the endpoint host of {self.name} exited with code {self._process.returncode} while starting; "
-                    f"see {self.paths.log}:\n{_log_tail(self.paths.log)}"
+                    f"see {self.paths.log}:\n{log_tail(self.paths.log)}"
                 )
             runtime = read_runtime(self.paths)
             if runtime and runtime.get("pid") == self._process.pid:
@@ -392,42 +329,6 @@ class LocalEndpointManager:
                         return
             time.sleep(0.05)
         raise DeploymentError(f"the endpoint host of {self.name} did not answer /health in time; see {self.paths.log}")
-
-    def _smoke(self, deployment: str, body: dict[str, Any], deadline: float) -> None:
-        """POST one valid record to ``deployment`` through the endpoint until it answers with one label."""
-        runtime = read_runtime(self.paths) or {}
-        port = int(runtime.get("port", 0))
-        payload = json.dumps(body).encode()
-        headers = {
-            "Authorization": f"Bearer {self.key()}",
-            "Content-Type": "application/json",
-            DEPLOYMENT_HEADER: deployment,
-        }
-        last = "no answer"
-        while time.monotonic() < deadline:
-            remaining = max(deadline - time.monotonic(), 0.5)
-            try:
-                status, answer, _ = http_request(port, "POST", "/score", body=payload, headers=headers, timeout_s=remaining)
-            except OSError as exc:
-                last = f"connection failed: {exc}"
-                time.sleep(0.1)
-                continue
-            if status == 200:
-                with contextlib.suppress(ValueError):
-                    labels = json.loads(answer)
-                    if isinstance(labels, list) and len(labels) == 1:
-                        return
-                last = f"200 with an unexpected body {answer[:200]!r}"
-                break
-            last = f"{status} {answer[:500].decode(errors='replace')}"
-            if status not in (404, 503) or b'"deployment_state":"failed"' in answer:
-                break
-            time.sleep(0.1)
-        raise DeploymentError(
-            f"deployment {deployment} of endpoint {self.name} did not pass its smoke request ({last}); "
-            f"previous deployments and traffic are kept; see {self.paths.log}"
-        )
-
 
 def serve_foreground(
     home: Path,

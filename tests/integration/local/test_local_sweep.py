@@ -12,6 +12,7 @@ from backends.base import TrialStatus
 from backends.dataset import prepare_data
 from backends.local import tracking
 from backends.local.backend import LocalBackend
+from backends.local.sweep import TAG_MODEL
 from backends.spec import Choice, SweepSpec, ValidationSpec
 
 SPACE = {
@@ -67,14 +68,21 @@ def test_every_trial_is_a_child_run_with_exact_param_names_metrics_and_a_model(s
     assert len(completed) == 4 and len(failed) == 4
     assert all(r.data.params["criterion"] == "bogus" for r in failed)
     assert all("criterion" in r.data.tags[tracking.TAG_ERROR] for r in failed)
+    # Only a trial that led the sweep when it finished wrote its model: the best always did.
+    saved = {r.info.run_id for r in completed if r.data.tags[TAG_MODEL] == "saved"}
+    assert result.best.run_id in saved
     for run in completed:
         assert set(run.data.metrics) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
         model_dir = tracking.local_path(run.info.artifact_uri) / "model"
+        if run.info.run_id not in saved:
+            assert run.data.tags[TAG_MODEL].startswith("not saved") and not model_dir.exists()
+            continue
         mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
         assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
         requirements = (model_dir / "requirements.txt").read_text()
         assert "scikit-learn==" in requirements and "skops==" in requirements
-    model = mlflow.sklearn.load_model(str(tracking.local_path(completed[0].info.artifact_uri) / "model"))
+    best = client.get_run(result.best.run_id)
+    model = mlflow.sklearn.load_model(str(tracking.local_path(best.info.artifact_uri) / "model"))
     assert hasattr(model, "predict_proba")
 
 
@@ -121,3 +129,19 @@ def test_a_trial_over_its_timeout_fails_and_the_others_finish(tmp_path: Path, pr
     by_number = {t.number: t for t in result.trials}
     assert by_number[1].status is TrialStatus.FAILED and by_number[1].error == "trial timeout"
     assert by_number[0].status is TrialStatus.COMPLETED and by_number[2].status is TrialStatus.COMPLETED
+
+
+def test_a_best_trial_without_its_model_is_refitted_so_it_can_be_registered(swept, prepared) -> None:  # noqa: ANN001
+    """A better trial killed by its timeout after it claimed the lead leaves the best without a model."""
+    import shutil
+
+    from backends.local.sweep import LocalSweepRunner
+
+    backend, data, spec, result, _ = swept
+    client = tracking.make_client(backend.home)
+    folder = tracking.local_path(client.get_run(result.best.run_id).info.artifact_uri) / "model"
+    shutil.rmtree(folder)
+    runner = LocalSweepRunner(backend.home, client, client.get_run(result.sweep_id).info.experiment_id)
+    runner._ensure_best_model(data, spec, prepared.schema.to_json(), result.best)
+    assert mlflow.sklearn.load_model(str(folder)).predict_proba is not None
+    assert client.get_run(result.best.run_id).data.tags[TAG_MODEL].startswith("saved")

@@ -1,0 +1,37 @@
+"""Which trials write their model: only those at least as good as the best the sweep has seen."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+
+from backends.local.scheduler import claims_lead
+
+
+def _leader(value: float = math.nan):  # noqa: ANN202
+    return multiprocessing.get_context("spawn").Value("d", value)
+
+
+def test_the_first_value_leads_and_a_worse_one_does_not() -> None:
+    leader = _leader()
+    assert claims_lead(leader, 0.80, "maximize")
+    assert not claims_lead(leader, 0.79, "maximize")
+    assert leader.value == 0.80
+
+
+def test_a_tie_leads_so_the_tie_break_winner_has_its_model() -> None:
+    leader = _leader(0.80)
+    assert claims_lead(leader, 0.80, "maximize")
+
+
+def test_minimize_leads_downwards() -> None:
+    leader = _leader(0.5)
+    assert not claims_lead(leader, 0.6, "minimize")
+    assert claims_lead(leader, 0.4, "minimize") and leader.value == 0.4
+
+
+def test_nan_or_missing_never_leads() -> None:
+    leader = _leader()
+    assert not claims_lead(leader, math.nan, "maximize")
+    assert not claims_lead(leader, None, "maximize")
+    assert math.isnan(leader.value)
