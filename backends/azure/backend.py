@@ -1,5 +1,7 @@
 """``AzureBackend``: the heartflow stages on Azure ML (Blob Storage, sweep jobs, the model registry,
-managed online endpoints). Deployment and provisioning live in ``deploy.py`` and ``provisioning.py``."""
+managed online endpoints). Upload and sweep are here; the registry (``registry.py``), the rollout
+primitives (``deploy.py``, under ``backends.domain.rollout``) and provisioning (``provisioning.py``) are
+collaborators the backend is built from."""
 
 from __future__ import annotations
 

@@ -162,8 +162,10 @@ class RolloutPolicy(abc.ABC):
             try:
                 smoke_test(endpoint)
             except HeartflowError:
-                if not serving(after).get(colour):
-                    self._remove_quietly(name, colour)
+                # A model that failed its smoke test serves nobody, not even on a first deploy.
+                if serving(after).get(colour):
+                    self.set_traffic(name, {deployment: 0 for deployment in after})
+                self._remove_quietly(name, colour)
                 raise
         logger.info("deployment %s of %s is ready; traffic %s", colour, name, dict(endpoint.traffic))
         return endpoint

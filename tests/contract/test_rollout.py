@@ -138,3 +138,14 @@ def test_a_failed_smoke_test_removes_the_candidate_and_keeps_the_champion_servin
     assert seen == [("green", second.version)]
     assert harness.traffic() == {"blue": 100} and harness.deployments() == {"blue"}
     assert harness.backend.champion(harness.model_name).version == first.version
+
+
+def test_a_first_model_that_fails_its_smoke_test_serves_nobody(harness: Harness) -> None:
+    from backends.errors import EvaluationError
+
+    def smoke(endpoint) -> None:  # noqa: ANN001 - an Endpoint
+        raise EvaluationError("the model answered 500")
+
+    with pytest.raises(EvaluationError):
+        harness.policy.deploy(harness.model(), harness.spec, smoke_test=smoke)
+    assert harness.traffic() == {} and harness.deployments() == set()

@@ -96,8 +96,10 @@ class EndpointState:
         object.__setattr__(self, "traffic", MappingProxyType({k: int(v) for k, v in self.traffic.items()}))
 
     def with_deployment(self, deployment: DeploymentConfig) -> EndpointState:
-        """Add or replace ``deployment``: it keeps its traffic if it had some, takes 0 % while another
-        deployment serves, and 100 % when nothing serves."""
+        """Add or replace ``deployment``: it keeps its traffic if it had some (as an Azure deployment
+        updated in place does), takes 0 % while another deployment serves, and 100 % when nothing serves.
+        The rollout policy (``backends.domain.rollout``) never replaces a deployment that serves beside
+        another one, so a new model never inherits a live share this way."""
         deployments = dict(self.deployments)
         deployments[deployment.name] = deployment
         if any(w > 0 for w in self.traffic.values()):
