@@ -141,7 +141,7 @@ class Backend(abc.ABC):
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
         rejected with ``reason`` and append a HistoryEntry with event "rejected"."""
 
-    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
         backend's tracking. The base keeps nothing beyond the history entry's reason."""
 
@@ -206,7 +206,7 @@ class Backend(abc.ABC):
 
         raise DataValidationError(f"{uri} is an Azure ML data asset: read it with --backend azure")
 
-    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:  # noqa: B027 - optional hook
         """Add ``tags`` to a registered version (what data it was trained on, where it came from)."""
 
     def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:

@@ -67,7 +67,7 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every combination, in the spec's dimension order (the last dimension varies fastest)."""
     names = list(spec.search_space)
     values = [spec.search_space[n].values for n in names]  # type: ignore[union-attr]
-    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _python_scalar(value: Any) -> Any:
@@ -133,7 +133,7 @@ class ListSampler:
         self._next += 1
         return number, dict(self._points[number])
 
-    def tell(self, number: int, value: float | None) -> None:  # noqa: ARG002 - nothing to learn
+    def tell(self, number: int, value: float | None) -> None:
         return None
 
 

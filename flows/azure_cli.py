@@ -29,11 +29,12 @@ def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None
             console.print(write_plan_yaml(plan, plan_dir).render(), highlight=False, soft_wrap=True)
         console.print("[bold]dry run:[/] every object above was validated with the Azure ML SDK; nothing was called on Azure.")
         return
-    from flows.cli import _print_summary  # the same summary as a local run
+    from flows.summary import print_summary  # the same summary as a local run
     from flows.train_and_deploy import train_and_deploy
 
     state = train_and_deploy(spec=spec, return_state=True)
-    _print_summary(None if state.is_completed() and state.data is None else state.result(), spec, prepared, state.message)
+    print_summary(console, None if state.is_completed() and state.data is None else state.result(), spec, prepared,
+                  state.message)
 
 
 def provision_azure(spec: PipelineSpec, *, create_workspace: bool) -> None:

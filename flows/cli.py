@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from backends.errors import HeartflowError
+from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the tests
+    PREFECT_DEFAULTS,
+    ArtifactRootOption,
+    BackendName,
+    BackendOption,
+    EndpointOption,
+    GateRule,
+    HomeOption,
+    SamplingName,
+    TrackingOption,
+    _check,
+    _fail,
+    _home,
+    apply_prefect_defaults,
+    console,
+    err_console,
+)
 
 app = typer.Typer(
     help="heartflow: train, tune, deploy and test a classifier (local or Azure ML) as one Prefect flow.",
@@ -20,69 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-class BackendName(str, Enum):
-    local = "local"
-    azure = "azure"
-
-
-class SamplingName(str, Enum):
-    grid = "grid"
-    random = "random"
-    bayesian = "bayesian"
-
-
-class GateRule(str, Enum):
-    tolerance = "tolerance"
-    paired = "paired"
-
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", help="Local state folder (MLflow, data, endpoints). Default: $HEARTFLOW_HOME or ./.heartflow"),
-]
-BackendOption = Annotated[BackendName, typer.Option("--backend", help="Where to run: local or azure")]
-EndpointOption = Annotated[str, typer.Option("--endpoint-name", help="Endpoint name (3-32 chars, starts with a letter)")]
-TrackingOption = Annotated[
-    str | None,
-    typer.Option("--tracking-uri", help="Local: a shared MLflow tracking server or database, without a password "
-                 "(default: $MLFLOW_TRACKING_URI, else <home>/mlflow.db)"),
-]
-ArtifactRootOption = Annotated[
-    str | None,
-    typer.Option("--artifact-root", help="Local, with a database --tracking-uri: artifacts every machine can read "
-                 "(default: $HEARTFLOW_ARTIFACT_ROOT)"),
-]
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=1)
-
-
-def _home(home: Path | None) -> Path:
-    from backends.local.backend import default_home
-
-    return home.resolve() if home else default_home()
-
-
-def _check(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` and turn heartflow's own errors (and spec errors) into one line on stderr."""
-    from pydantic import ValidationError
-
-    try:
-        return fn(*args, **kwargs)
-    except HeartflowError as exc:
-        _fail(str(exc))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(f"invalid settings: {problems}")
-    return None
-
-
 schema_app = typer.Typer(help="Dataset schemas: propose one for your table.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
@@ -151,7 +101,7 @@ def run(
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
     from backends.spec import family_search_space
-    from flows.cli_spec import load_search_space, load_spec
+    from flows.cli_spec import build_spec, load_data_of, load_search_space, load_spec
 
     if spec_file is not None:
         given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend", "plan_dir", "tracking_uri", "artifact_root"}
@@ -164,7 +114,7 @@ def run(
     else:
         space = _check(load_search_space, search_space) if search_space else _check(
             family_search_space, [m.strip() for m in models.split(",") if m.strip()])
-        spec = _build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
+        spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
                            folder_rule, force, retrain_on)
@@ -178,7 +128,7 @@ def run(
     from flows.early_server import start_temporary_server_early
 
     server_ready = start_temporary_server_early() if spec.backend == "local" else (lambda: None)
-    prepared = _check(_load, spec).prepared
+    prepared = _check(load_data_of, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
                       f"categorical {len(prepared.schema.categorical)}, dropped {list(prepared.schema.drop)}); it is "
@@ -194,56 +144,9 @@ def run(
     _run_local(spec, prepared, server_ready)
 
 
-def _build_spec(
-    backend: BackendName, home: Path | None, data: Path | None, schema: Path | None, trials: int, concurrency: int | None,
-    sampling: SamplingName, seed: int, validation: str, folds: int, timeout: int | None, trial_timeout: int | None,
-    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
-    dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
-    gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: str, force: bool, retrain_on: str,
-) -> Any:
-    from backends.search import check_search_space
-    from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
-
-    spec: PipelineSpec = _check(
-        lambda: PipelineSpec(
-            backend=backend.value,
-            home=str(_home(home)) if backend is BackendName.local else None,
-            tracking_uri=tracking_uri, artifact_root=artifact_root,
-            model_name=model_name,
-            data=DataSpec(path=data or None, schema_path=str(schema) if schema else None, seed=seed,
-                          target=target, positive_class=positive_class, folder_rule=folder_rule, force=force,
-                          retrain_on=retrain_on),
-            sweep=SweepSpec(
-                search_space=space,
-                sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
-                validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
-            ),
-            deploy=DeploySpec(
-                endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **({"instance_type": instance_type} if instance_type else {}),
-            ),
-            dry_run=dry_run,
-        )
-    )
-    _check(check_search_space, spec.sweep)
-    return spec
-
-
-def _load(spec: Any) -> Any:
-    """Fetch and validate the data named by the spec (an Azure data asset through the workspace)."""
-    from backends.domain.sources import load_spec_data
-
-    resolver = None
-    if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
-        from backends.factory import backend_for_spec
-
-        resolver = backend_for_spec(spec).resolve_data_asset
-    return load_spec_data(spec.data, asset_resolver=resolver)
-
-
 def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
     from flows.progress import sweep_progress
+    from flows.summary import print_summary
     from flows.train_and_deploy import train_and_deploy
 
     server_ready()
@@ -259,53 +162,7 @@ def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> No
                 "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
             )
     ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
-    _print_summary(None if ended_early else _check(state.result), spec, prepared, state.message)
-
-
-def _print_summary(summary: Any, spec: Any, prepared: Any, message: str | None = None) -> None:
-    """The report, the model, and how to call and stop the endpoint; ``prepared`` is the data the CLI
-    validated before the run (its first holdout row makes the example request)."""
-    from backends import reports
-    from backends.evaluation import records_of
-
-    if summary is None:  # the run ended before a new deployment: its final state says why
-        console.print(message or 'nothing to do', style='bold', highlight=False, markup=False)
-        return
-    report = summary.report
-    console.rule(f"[bold]Holdout evaluation through the endpoint[/] ({report.rows} rows, {report.requests} request(s))")
-    console.print(report.report_text, highlight=False)
-    console.print(reports.confusion_markdown(report), highlight=False)
-    console.print(f"[bold]{summary.decision.reason}[/]")
-    for warning in summary.decision.warnings:
-        console.print(f"[yellow]gate:[/] {warning}", highlight=False)
-    model, endpoint = summary.model, summary.endpoint
-    console.print(f"model: {model.name} v{model.version}  (best trial #{summary.sweep.best.number}, "
-                  f"validation {model.metric_name}={model.metric_value:.4f})")
-    local = spec.backend == "local"
-    if local:
-        from backends.local import tracking
-
-        store = tracking.redact(tracking.resolve_tracking_uri(Path(spec.home), spec.tracking_uri))
-        console.print(f"MLflow UI: {Path(sys.executable).parent / 'mlflow'} ui --backend-store-uri "
-                      f"{store}  (then http://127.0.0.1:5000)" if store.startswith("sqlite:") else f"MLflow: {store}",
-                      highlight=False)
-    if spec.deploy.stop_endpoint and local:
-        console.print("endpoint stopped (--stop-endpoint)")
-        return
-    example = records_of(prepared.holdout.drop(columns=[prepared.schema.target]).head(1))[0]
-    console.print(f"endpoint {endpoint.name} serves at {endpoint.scoring_uri}")
-    console.print(f"key: {endpoint.key_hint}")
-    if local:
-        from backends.local.endpoint.state import EndpointPaths
-
-        key_file = EndpointPaths(Path(spec.home), endpoint.name).key
-        console.print(f"call it:\n  export HEARTFLOW_ENDPOINT_KEY=$(cat {key_file})\n  "
-                      + reports.curl_example(endpoint, example).replace("\n", "\n  "), highlight=False, soft_wrap=True)
-        console.print(f"stop it: heartflow teardown --home {spec.home} --endpoint-name {endpoint.name}")
-    else:
-        console.print("call it (key from the command above, in HEARTFLOW_ENDPOINT_KEY):\n  "
-                      + reports.curl_example(endpoint, example).replace("\n", "\n  "), highlight=False, soft_wrap=True)
-        console.print(f"delete it: heartflow teardown --backend azure --endpoint-name {endpoint.name}")
+    print_summary(console, None if ended_early else _check(state.result), spec, prepared, state.message)
 
 
 @app.command()
@@ -500,20 +357,6 @@ def teardown(
 
     _check(LocalBackend(_home(home)).teardown, endpoint_name)
     console.print(f"endpoint {endpoint_name} stopped")
-
-
-# Defaults for the temporary Prefect API a run starts when PREFECT_API_URL is unset (the user's own settings
-# win). The server's analytics heartbeat logs a "database is locked" traceback on a first start and, offline,
-# "Failed to send telemetry"; Prefect's 20 s start-up timeout is missed on a busy 2-core machine.
-PREFECT_DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}
-
-
-def apply_prefect_defaults() -> None:
-    for name, value in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
 
 
 def main() -> None:

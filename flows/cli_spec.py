@@ -1,5 +1,6 @@
 """What the CLI reads from files: a whole PipelineSpec (--spec, the Prefect deployment's parameter format),
-a search space (--search-space), and the schema proposal of `heartflow schema infer`.
+a search space (--search-space), and the schema proposal of `heartflow schema infer`; the spec `run` builds
+from its options, and the data it names.
 
 Files are checked by the same pydantic models as the flow's parameters, so a mistake gets the same
 message from the CLI, the Prefect UI and a deployment.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import ConfigurationError
+from flows.cli_common import BackendName, GateRule, SamplingName, _check, _home
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -83,3 +85,51 @@ def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> st
     mapping["missing"] = dict(info.schema.missing) if len(info.schema.missing) > 1 else info.schema.policy("")
     header = f"# the schema {model.name} v{model.version} was trained with (recorded in its MLmodel)\n"
     return header + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
+
+
+def build_spec(
+    backend: BackendName, home: Path | None, data: Path | None, schema: Path | None, trials: int, concurrency: int | None,
+    sampling: SamplingName, seed: int, validation: str, folds: int, timeout: int | None, trial_timeout: int | None,
+    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
+    dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
+    gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
+    folder_rule: str, force: bool, retrain_on: str,
+) -> Any:
+    from backends.search import check_search_space
+    from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
+
+    spec: PipelineSpec = _check(
+        lambda: PipelineSpec(
+            backend=backend.value,
+            home=str(_home(home)) if backend is BackendName.local else None,
+            tracking_uri=tracking_uri, artifact_root=artifact_root,
+            model_name=model_name,
+            data=DataSpec(path=data or None, schema_path=str(schema) if schema else None, seed=seed,
+                          target=target, positive_class=positive_class, folder_rule=folder_rule, force=force,
+                          retrain_on=retrain_on),
+            sweep=SweepSpec(
+                search_space=space,
+                sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
+                validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
+            ),
+            deploy=DeploySpec(
+                endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
+                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **({"instance_type": instance_type} if instance_type else {}),
+            ),
+            dry_run=dry_run,
+        )
+    )
+    _check(check_search_space, spec.sweep)
+    return spec
+
+
+def load_data_of(spec: Any) -> Any:
+    """Fetch and validate the data named by the spec (an Azure data asset through the workspace)."""
+    from backends.domain.sources import load_spec_data
+
+    resolver = None
+    if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
+        from backends.factory import backend_for_spec
+
+        resolver = backend_for_spec(spec).resolve_data_asset
+    return load_spec_data(spec.data, asset_resolver=resolver)

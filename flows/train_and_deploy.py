@@ -114,7 +114,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     logger = get_run_logger()
     try:
         backend = backend_for_spec(spec, secrets=secrets_from_blocks(spec.azure_secret_blocks))
-    except Exception as exc:  # noqa: BLE001 - whatever stops the store opening, the run's state must name it
+    except Exception as exc:
         raise StageFailed(f"open-backend-{spec.backend}", exc) from exc
     storage = result_storage_for(backend)
     cached = {"result_storage": storage} if storage is not None else {}

@@ -58,7 +58,7 @@ class FramePredictor:
 
     def frame(self, x: np.ndarray) -> Any:
         columns = {}
-        for j, (name, integer) in enumerate(zip(self._names, self._integer)):
+        for j, (name, integer) in enumerate(zip(self._names, self._integer, strict=True)):
             column = x[:, j]
             columns[name] = column.astype(np.int64) if integer and not np.isnan(column).any() else column
         return self._pd.DataFrame(columns, copy=False)

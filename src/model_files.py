@@ -93,5 +93,5 @@ def load_sklearn_model(model_dir: Path) -> Any:
 
     try:
         return mlflow.sklearn.load_model(str(model_dir))
-    except Exception as exc:  # noqa: BLE001 - mlflow, skops and sklearn raise many kinds; one message for all
+    except Exception as exc:
         raise ModelLoadError(f"cannot load the MLflow sklearn model in {model_dir}: {exc}") from exc

@@ -40,7 +40,7 @@ except ImportError:  # a copy of src/ on the scoring path
 
 __all__ = [
     "MLMODEL", "CompiledForestPredictor", "Feature", "FramePredictor", "ModelLoadError", "Predictor", "RequestError",
-    "Scorer", "dumps", "find_model_dir", "json_error", "max_rows_from_env", "read_features", "read_model_info",
+    "Scorer", "dumps", "find_model_dir", "max_rows_from_env", "read_features", "read_model_info",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def known_categories(model: Any) -> dict[str, frozenset[Any]]:
         categories = getattr(transformer, "categories_", None)
         if categories is None or isinstance(columns, slice):
             continue
-        for column, levels in zip(list(columns), categories):
+        for column, levels in zip(list(columns), categories, strict=True):
             found[str(column)] = frozenset(v for v in levels.tolist() if v == v)  # NaN (missing) is not a category
     return found
 
@@ -158,7 +158,3 @@ class Scorer:
                 logger.info("column %s: %d value(s) the model never saw in training (%s); answered as no known "
                             "category", name, len(fresh), ", ".join(map(str, sorted(set(fresh), key=str)[:5])))
 
-
-def json_error(message: str) -> bytes:
-    """An ``{"error": message}`` body."""
-    return dumps({"error": message})

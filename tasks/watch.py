@@ -167,7 +167,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
 
 
 @task(name="report-watch", task_run_name="report-watch-{spec.model_name}")
-def report_watch(spec: PipelineSpec, watch: ChampionWatch) -> None:
+def report_watch(spec: PipelineSpec, watch: ChampionWatch) -> None:  # noqa: ARG001 - names the task run
     """``champion-decay`` (table + markdown with the accuracy over runs) and ``data-drift`` (table +
     markdown summary with the PSI per column) artifacts, pictures inline."""
     champion = watch.champion

@@ -66,3 +66,9 @@ def attach_to_run(tracking_uri: str, run_id: str, files: Sequence[Path], folder:
         ) from exc
     logger.info("attached %s file(s) to run %s under %s/", len(paths), run_id, folder)
     return [f"{folder}/{name}" for name in names]
+
+
+def attach_for(session: Any, run_id: str, files: Sequence[Path]) -> None:
+    """Log ``files`` to run ``run_id`` in the MLflow of ``session``'s workspace (an AzureSession)."""
+    client = session.client("attach files")
+    attach_to_run(workspace_tracking_uri(client, session.settings.workspace_name, session.call), run_id, files)

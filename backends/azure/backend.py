@@ -388,18 +388,13 @@ class AzureBackend(WatchMixin, Backend):
     stores_files = True  # plots go to the workspace's MLflow, beside the run they describe
 
     def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
-        """Log ``files`` (plots, the feature-importance image) as artifacts under ``plots/`` of the model's
-        source trial run in the workspace's MLflow, so they sit beside its metrics in Azure ML Studio.
-        Raises RegistrationError when the workspace or the run cannot be reached."""
-        self._attach(model.source_run_id, files)
+        """Log ``files`` under ``plots/`` of the model's trial run in the workspace's MLflow (beside its metrics
+        in Studio); RegistrationError when the workspace or the run cannot be reached."""
+        from backends.azure.artifacts import attach_for
+
+        attach_for(self, model.source_run_id, files)
 
     def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
-        """As ``attach_files``, on the sweep job's run."""
-        self._attach(sweep.sweep_id, files)
+        from backends.azure.artifacts import attach_for
 
-    def _attach(self, run_id: str, files: Sequence[Path]) -> None:
-        from backends.azure import artifacts
-
-        client = self.client("attach files")
-        uri = artifacts.workspace_tracking_uri(client, self.settings.workspace_name, self.call)
-        artifacts.attach_to_run(uri, run_id, files)
+        attach_for(self, sweep.sweep_id, files)  # as attach_files, on the sweep job's run

@@ -2,7 +2,7 @@
 
 The asset (a ``uri_file``) is looked up with ``ml_client.data``; a datastore path
 (``azureml://[...]/datastores/<store>/paths/<path>``) becomes the blob URL of that datastore's container,
-read by ``backends.azure.blob_source``. The version recorded is the asset's version.
+read by ``backends.client.blob``. The version recorded is the asset's version.
 """
 
 from __future__ import annotations

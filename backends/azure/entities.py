@@ -206,7 +206,7 @@ def _is_text_choice(dist: Any) -> bool:
     return dist.type == "choice" and all(isinstance(v, str) for v in dist.values)
 
 
-def training_command(spec: SweepSpec, model_folder: str, schema_json: str | None = None) -> str:
+def training_command(spec: SweepSpec, schema_json: str | None = None) -> str:
     """The tutorial's command line with ``${{inputs.*}}``; other hyperparameters as a JSON object, the
     dataset schema (when it is not the heart schema the script defaults to) as a quoted JSON literal."""
     parts = [
@@ -234,10 +234,6 @@ def training_command(spec: SweepSpec, model_folder: str, schema_json: str | None
     return " ".join(parts)
 
 
-def model_folder_for(model_name: str) -> str:
-    """Where model_train.py saves the model inside the job's outputs (``outputs/<model_name>``)."""
-    return model_name
-
 
 def build_sweep(
     settings: AzureSettings,
@@ -254,7 +250,7 @@ def build_sweep(
     asset (``azureml:<name>:<version>``) or a datastore URI. ``user_identity``: the trials run with the
     submitting user's identity (``UserIdentityConfiguration``, as the azure-ai-ml docs prescribe for an
     identity-based datastore); that user needs Storage Blob Data Reader on the storage account."""
-    folder = model_folder_for(model_name)
+    folder = model_name  # model_train.py saves the model under outputs/<model_name>
     inputs: dict[str, Any] = {
         "input_data": Input(type="uri_file", path=data_path),
         "model_name": folder,
@@ -269,7 +265,7 @@ def build_sweep(
         inputs["schema"] = base64.urlsafe_b64encode(schema_json.encode("utf-8")).decode("ascii")
     trial = command(
         code=str(code or source_dir()),
-        command=training_command(spec, folder, schema_json),
+        command=training_command(spec, schema_json),
         inputs=inputs,
         environment=environment,
         compute=settings.compute,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from backends.fileio import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,8 @@ class Ledger:
         return [CreatedResource(**item) for item in raw.get("created", [])]
 
     def _write(self, entries: list[CreatedResource]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"created": [asdict(e) for e in entries]}, indent=2)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(payload)
-        os.replace(tmp, self.path)  # atomic: never a half-written ledger
+        write_atomic(self.path, payload.encode("utf-8"))  # never a half-written ledger
 
     def record(self, kind: str, name: str, scope: str) -> None:
         entries = self.entries()

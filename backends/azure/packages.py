@@ -43,10 +43,7 @@ def target_markers(python: str | None = None) -> dict[str, str]:
 def _applies(requirement: Requirement, markers: dict[str, str], extras: frozenset[str]) -> bool:
     if requirement.marker is None:
         return True
-    for extra in extras or frozenset({""}):
-        if requirement.marker.evaluate({**markers, "extra": extra}):
-            return True
-    return False
+    return any(requirement.marker.evaluate({**markers, "extra": extra}) for extra in extras or frozenset({""}))
 
 
 def requirement_closure(packages: tuple[str, ...] = ENVIRONMENT_PACKAGES, python: str | None = None) -> list[str]:

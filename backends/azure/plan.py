@@ -59,7 +59,7 @@ def sdk_round_trip(entity: Any, loader: Any) -> tuple[dict[str, Any], Any]:
         to_rest(reloaded)
     except ConfigurationError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the SDK raises marshmallow, ValidationException, ValueError...
+    except Exception as exc:
         raise ConfigurationError(f"the {kind} heartflow built does not pass the Azure ML SDK's validation: {exc}") from exc
     return as_dict, reloaded
 
@@ -194,7 +194,7 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
 
     sweep_node = entities.build_sweep(settings, spec.sweep, data_path=data_path, model_name=spec.model_name, environment=env_ref)
     sweep_dict, _ = sdk_round_trip(sweep_node._to_job(), load_job)
-    folder = entities.model_folder_for(spec.model_name)
+    folder = spec.model_name
     model_dict, _ = sdk_round_trip(
         entities.build_model(spec.model_name, PLACEHOLDER_RUN_ID, folder, lineage_tag_names()), load_model
     )

@@ -68,7 +68,7 @@ class AzureRegistry:
         if existing is not None:
             logger.info("trial %s is already registered as %s:%s", best.run_id, existing.name, existing.version)
             return to_model_version(existing)
-        folder = entities.model_folder_for(self.trained_as)
+        folder = self.trained_as  # model_train.py saved it under outputs/<model name>
         model = entities.build_model(name, best.run_id, folder, tags)
         try:
             registered = self._az.call("register the model", client.models.create_or_update, model)

@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from backends.client.blob import blob_service_from_connection_string
 from backends.errors import ConfigurationError
 
 # What each stage needs. "storage" is satisfied by a connection string, an account URL, or (by default)
@@ -137,9 +138,9 @@ class AzureSettings(BaseSettings):
         wanted = set(needs)
         if "workspace" in wanted:
             missing += [env for field, env in _WORKSPACE_FIELDS.items() if not getattr(self, field)]
-        if "storage" in wanted and self.storage_mode == "workspace":
-            if any(not getattr(self, field) for field in _WORKSPACE_FIELDS):
-                missing.append(_STORAGE_HINT)
+        if ("storage" in wanted and self.storage_mode == "workspace"
+                and any(not getattr(self, field) for field in _WORKSPACE_FIELDS)):
+            missing.append(_STORAGE_HINT)
         if "location" in wanted and not self.location:
             missing.append("AZURE_LOCATION")
         return missing
@@ -183,29 +184,6 @@ class AzureSettings(BaseSettings):
             else:
                 view[name] = str(value)
         return view
-
-
-# The storage emulator's documented well-known development account (public; it opens only a local
-# emulator). azure-storage-blob expands the `UseDevelopmentStorage=true` shortcut itself only from 12.28;
-# the version azureml-mlflow allows (<= 12.27.1) refuses it, so heartflow expands it the same way then.
-_DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-)
-
-
-def blob_service_from_connection_string(value: str, **options: Any) -> Any:
-    """``BlobServiceClient.from_connection_string``, with the emulator shortcut expanded when this
-    version of azure-storage-blob does not know it. Raises the SDK's ValueError for a malformed string."""
-    from azure.storage.blob import BlobServiceClient
-
-    try:
-        return BlobServiceClient.from_connection_string(value, **options)
-    except ValueError:
-        if "usedevelopmentstorage=true" not in value.replace(" ", "").lower():
-            raise
-        return BlobServiceClient.from_connection_string(_DEVELOPMENT_STORAGE, **options)
 
 
 def storage_account(settings: AzureSettings) -> tuple[str | None, str | None]:

@@ -154,7 +154,7 @@ def is_blob_uri(uri: str) -> bool:
 
 
 def _from_blob(uri: str, scratch: Path, timeout_s: float) -> _Fetched:
-    from backends.azure.blob_source import read_blob
+    from backends.client.blob import read_blob
 
     blob = read_blob(uri, timeout_s=timeout_s)
     target = scratch / (Path(blob.name).name or "data.csv")
@@ -197,7 +197,7 @@ def fetch(
 
 def _under_configured_blob_endpoint(uri: str) -> bool:
     """A URL under the blob endpoint of the configured connection string (an emulator, a custom domain)."""
-    from backends.azure.blob_source import configured_blob_endpoint
+    from backends.client.blob import configured_blob_endpoint
 
     endpoint = configured_blob_endpoint()
     return bool(endpoint) and uri.startswith(endpoint.rstrip("/") + "/")

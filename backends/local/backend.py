@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from backends.fileio import write_atomic
 from backends.base import (
     DEFAULT_MODEL_NAME,
     Backend,
@@ -98,11 +98,7 @@ class LocalBackend(LocalWatchMixin, Backend):
             return ref
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, target)
+            write_atomic(target, payload)
             (folder / "meta.json").write_text(json.dumps({"rows": len(train), "columns": list(ref.columns)}))
         except OSError as exc:
             raise UploadError(f"could not store the training data under {folder}: {exc}") from exc

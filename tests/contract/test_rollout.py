@@ -13,7 +13,7 @@ from backends.history import TAG_REASON, TAG_STATUS
 from tests.contract.conftest import Harness, report_for
 
 
-def _promote_first(h: Harness, accuracy: float = 0.9):  # noqa: ANN202 - (model, endpoint)
+def _promote_first(h: Harness, accuracy: float = 0.9):
     model = h.model(accuracy)
     endpoint = h.backend.deploy(model, h.spec)
     return model, h.backend.promote(endpoint, model, report_for(endpoint.name, endpoint.deployment, model, accuracy))
@@ -129,7 +129,7 @@ def test_a_failed_smoke_test_removes_the_candidate_and_keeps_the_champion_servin
     second = harness.model()
     seen = []
 
-    def smoke(endpoint) -> None:  # noqa: ANN001 - an Endpoint
+    def smoke(endpoint) -> None:
         seen.append((endpoint.deployment, endpoint.model_version))
         raise EvaluationError("the candidate answered 500")
 
@@ -143,7 +143,7 @@ def test_a_failed_smoke_test_removes_the_candidate_and_keeps_the_champion_servin
 def test_a_first_model_that_fails_its_smoke_test_serves_nobody(harness: Harness) -> None:
     from backends.errors import EvaluationError
 
-    def smoke(endpoint) -> None:  # noqa: ANN001 - an Endpoint
+    def smoke(endpoint) -> None:
         raise EvaluationError("the model answered 500")
 
     with pytest.raises(EvaluationError):

@@ -23,7 +23,7 @@ ENDPOINT = "e2e-endpoint"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def home(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("heartflow-home")
     yield path
     LocalBackend(path).teardown(ENDPOINT)
@@ -38,11 +38,11 @@ def _spec(home: Path, **sweep: object) -> PipelineSpec:
 
 
 @pytest.fixture(scope="module")
-def first_run(home: Path):  # noqa: ANN201
+def first_run(home: Path):
     return train_and_deploy(spec=_spec(home))
 
 
-def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, first_run) -> None:  # noqa: ANN001
+def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, first_run) -> None:
     client = tracking.make_client(home)
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
     children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{first_run.sweep.sweep_id}'")
@@ -53,7 +53,7 @@ def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, firs
     assert champion.tags["heartflow.status"] == "champion"
 
 
-def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, first_run) -> None:  # noqa: ANN001
+def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, first_run) -> None:
     holdout = prepare_data(None, None, 0.1, 42).holdout
     report = first_run.report
     assert report.rows == len(holdout) == 32 == len(report.predictions)  # 10 % by row hash: 32 of 303 rows
@@ -80,7 +80,7 @@ def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, firs
     assert any(t.endswith("classification_report.txt") for t in texts)
 
 
-def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:  # noqa: ANN001
+def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, first_run) -> None:
     worse = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
     same_data = _spec(home, search_space=worse, sampling="grid").model_copy(update={"data": DataSpec(force=True)})
     with pytest.raises(PromotionRejected, match="rejected by the promotion gate"):
@@ -95,7 +95,7 @@ def test_a_worse_model_is_rejected_and_the_champion_keeps_serving(home: Path, fi
     assert backend.get_model("heart-classifier", "2").tags["heartflow.status"] == "rejected"
 
 
-def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:  # noqa: ANN001
+def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0),
                                                   "data": DataSpec(force=True)})
     newer = train_and_deploy(spec=spec)
@@ -122,7 +122,7 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
 
 
-def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, first_run) -> None:  # noqa: ANN001
+def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, first_run) -> None:
     backend = LocalBackend(home)
     champion = backend.champion("heart-classifier")
     backend.teardown(ENDPOINT)
@@ -137,7 +137,7 @@ def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, f
     assert last.event == "rejected" and last.champion_accuracy is not None
 
 
-def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) -> None:  # noqa: ANN001
+def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) -> None:
     import re
     import signal
 

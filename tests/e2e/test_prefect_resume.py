@@ -58,7 +58,7 @@ def _spec(home: Path) -> str:
 
 def _start(server: PrefectServer, home: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", RUN_FLOW, _spec(home)], cwd=REPO, env=server.env, stdout=open(log, "wb"),  # noqa: SIM115
+        [sys.executable, "-c", RUN_FLOW, _spec(home)], cwd=REPO, env=server.env, stdout=open(log, "wb"),
         stderr=subprocess.STDOUT, start_new_session=True,
     )
 

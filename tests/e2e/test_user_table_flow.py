@@ -25,7 +25,7 @@ MODEL = "table-classifier"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def home(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("heartflow-tables")
     yield path
     LocalBackend(path).teardown(ENDPOINT)
@@ -51,7 +51,7 @@ def test_schema_infer_prints_a_commented_schema(table: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(home: Path, table: Path):  # noqa: ANN201
+def run(home: Path, table: Path):
     spec = PipelineSpec(
         home=str(home), model_name=MODEL, data=DataSpec(path=str(table), target=TARGET),
         sweep=SweepSpec(search_space=family_search_space(["rf", "hgb", "logreg"]), max_total_trials=6, max_concurrent_trials=2),
@@ -60,7 +60,7 @@ def run(home: Path, table: Path):  # noqa: ANN201
     return train_and_deploy(spec=spec)
 
 
-def test_the_endpoint_answers_with_the_tables_labels(home: Path, table: Path, run) -> None:  # noqa: ANN001
+def test_the_endpoint_answers_with_the_tables_labels(home: Path, table: Path, run) -> None:
     import pandas as pd
 
     raw = pd.read_csv(table, dtype=str, keep_default_na=False).head(8)
@@ -80,7 +80,7 @@ def test_the_endpoint_answers_with_the_tables_labels(home: Path, table: Path, ru
     assert "Chest.Pain Type" in json.dumps(openapi)
 
 
-def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: Path, run) -> None:  # noqa: ANN001
+def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: Path, run) -> None:
     assert run.report.rows == 60 and run.report.accuracy > 0.7
     from backends.reports import leaderboard_rows
 
@@ -109,7 +109,7 @@ def test_ten_thousand_rows_by_twenty_five_columns_run_the_default_flow(home: Pat
     assert summary.decision.promote
 
 
-def test_schema_show_gives_back_the_schema_to_retrain_with(home: Path, run) -> None:  # noqa: ANN001
+def test_schema_show_gives_back_the_schema_to_retrain_with(home: Path, run) -> None:
     from typer.testing import CliRunner
 
     from backends.dataset import check_schema_mapping

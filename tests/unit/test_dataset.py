@@ -60,7 +60,7 @@ def test_the_kaggle_file_a_user_brings_is_accepted(tmp_path: Path, raw: pd.DataF
         (lambda f: f[f["output"] == "1"], "exactly two values; found 1: ['1']"),
     ],
 )
-def test_invalid_data_names_the_problem(tmp_path: Path, raw: pd.DataFrame, mutate, message: str) -> None:  # noqa: ANN001
+def test_invalid_data_names_the_problem(tmp_path: Path, raw: pd.DataFrame, mutate, message: str) -> None:
     path = _write(tmp_path, mutate(raw))
     with pytest.raises(DataValidationError) as caught:
         prepare_data(path, None, 0.1, 42)

@@ -49,7 +49,7 @@ def test_one_row_per_original_column_and_one_predict_call() -> None:
 
 def test_the_same_seed_gives_the_same_numbers() -> None:
     frame, labels = _frame()
-    noisy = lambda batch: [int(s) if n > -0.5 else 1 - int(s) for s, n in zip(batch["signal"], batch["noise"])]  # noqa: E731
+    noisy = lambda batch: [int(s) if n > -0.5 else 1 - int(s) for s, n in zip(batch["signal"], batch["noise"], strict=True)]  # noqa: E731
     first = permutation_importance(noisy, frame, labels, repeats=3, seed=11)
     assert first == permutation_importance(noisy, frame, labels, repeats=3, seed=11)
     assert first != permutation_importance(noisy, frame, labels, repeats=3, seed=12)

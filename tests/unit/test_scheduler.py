@@ -8,7 +8,7 @@ import multiprocessing
 from backends.local.scheduler import claims_lead
 
 
-def _leader(value: float = math.nan):  # noqa: ANN202
+def _leader(value: float = math.nan):
     return multiprocessing.get_context("spawn").Value("d", value)
 
 

@@ -19,7 +19,7 @@ from backends.spec import (
 )
 
 
-def _drain(sampler) -> list[tuple[int, dict]]:  # noqa: ANN001
+def _drain(sampler) -> list[tuple[int, dict]]:
     out = []
     while (asked := sampler.ask()) is not None:
         out.append(asked)

@@ -45,7 +45,7 @@ def tables(draw: st.DrawFn) -> tuple[pd.DataFrame, str]:
     rows = draw(st.integers(min_value=40, max_value=120))
     holes = draw(st.sampled_from([0.0, 0.1]))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    frame = pd.DataFrame({n: column(k, rows, rng, holes) for n, k in zip(names, kinds)})
+    frame = pd.DataFrame({n: column(k, rows, rng, holes) for n, k in zip(names, kinds, strict=True)})
     labels = draw(st.sampled_from([("0", "1"), ("Absence", "Presence"), ("No", "Yes"), ("false", "true")]))
     frame["the target"] = [labels[i % 2] for i in range(rows)]
     return frame, "the target"

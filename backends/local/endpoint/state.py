@@ -16,13 +16,13 @@ import contextlib
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from backends.fileio import write_atomic
 from backends.local.locks import file_lock
 
 KEY_ENV = "HEARTFLOW_ENDPOINT_KEY"
@@ -154,19 +154,7 @@ def check_traffic(traffic: Mapping[str, int], deployments: Mapping[str, Any]) ->
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any], mode: int = 0o644) -> None:
     """Write ``payload`` so that a reader sees the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True).encode("utf-8"), mode)
 
 
 def read_state(paths: EndpointPaths) -> EndpointState | None:
@@ -201,16 +189,7 @@ def ensure_key(paths: EndpointPaths) -> str:
         if existing:
             return existing
         wanted = secrets.token_urlsafe(32)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".key.", dir=paths.root)  # mkstemp creates the file 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(wanted)
-        os.replace(tmp, paths.key)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(paths.key, wanted.encode("utf-8"), mode=0o600)
     return wanted
 
 

@@ -45,7 +45,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite did not start: {_why_not(process)}")
+                    raise RuntimeError(f"azurite did not start: {_why_not(process)}") from None
                 time.sleep(0.1)
         yield (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
                f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};")

@@ -116,11 +116,11 @@ def trained(env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     data = work / "input_data.csv"
     data.write_bytes(canonical_csv(split))
     spec = SweepSpec()
-    folder = entities.model_folder_for("heart-classifier")
+    folder = "heart-classifier"
     values = {"input_data": str(data), "model_name": folder, "test_size": spec.validation.test_size,
               "random_state": spec.validation.random_state, "seed": spec.seed, "validation": spec.validation.method,
               "folds": 3, "n_estimators": 10, "max_depth": 6, "criterion": "entropy", "max_features": "sqrt"}
-    template = entities.training_command(spec, folder)
+    template = entities.training_command(spec)
     line = re.sub(r"\$\{\{inputs\.(\w+)\}\}", lambda m: shlex.quote(str(values[m.group(1)])), template)
     argv = shlex.split(line)
     assert argv[:2] == ["python", entities.TRAIN_SCRIPT]

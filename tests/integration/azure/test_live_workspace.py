@@ -12,7 +12,7 @@ pytestmark = pytest.mark.azure
 
 
 @pytest.fixture()
-def live_backend():  # noqa: ANN201
+def live_backend():
     backend = create_azure_backend({})
     missing = backend.settings.missing(("workspace", "storage"))
     if missing:
@@ -20,18 +20,18 @@ def live_backend():  # noqa: ANN201
     return backend
 
 
-def test_live_dry_run_and_provision_are_idempotent(live_backend) -> None:  # noqa: ANN001
+def test_live_dry_run_and_provision_are_idempotent(live_backend) -> None:
     assert "sweep" in live_backend.plan(PipelineSpec(backend="azure")).render()
     live_backend.provision(create_workspace=False)
     again = live_backend.provision(create_workspace=False)
     assert again.created == ()
 
 
-def test_live_teardown_of_a_missing_endpoint_is_a_no_op(live_backend) -> None:  # noqa: ANN001
+def test_live_teardown_of_a_missing_endpoint_is_a_no_op(live_backend) -> None:
     live_backend.teardown("heartflow-no-such-endpoint")
 
 
-def test_live_readiness_check_reads_every_line(live_backend) -> None:  # noqa: ANN001
+def test_live_readiness_check_reads_every_line(live_backend) -> None:
     from backends.azure.readiness import check_readiness
 
     report = check_readiness(live_backend, PipelineSpec(backend="azure"))

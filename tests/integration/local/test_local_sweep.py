@@ -24,12 +24,12 @@ SPACE = {
 
 
 @pytest.fixture(scope="module")
-def prepared():  # noqa: ANN201
+def prepared():
     return prepare_data(None, None, 0.1, 42)
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory, prepared):  # noqa: ANN001, ANN201
+def swept(tmp_path_factory: pytest.TempPathFactory, prepared):
     home = tmp_path_factory.mktemp("home")
     backend = LocalBackend(home)
     data = backend.upload(prepared.train)
@@ -40,7 +40,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory, prepared):  # noqa: ANN001, 
     return backend, data, spec, result, seen
 
 
-def test_upload_is_content_addressed_and_idempotent(tmp_path: Path, prepared) -> None:  # noqa: ANN001
+def test_upload_is_content_addressed_and_idempotent(tmp_path: Path, prepared) -> None:
     backend = LocalBackend(tmp_path)
     first = backend.upload(prepared.train)
     stored = Path(first.uri.removeprefix("file://"))
@@ -52,7 +52,7 @@ def test_upload_is_content_addressed_and_idempotent(tmp_path: Path, prepared) ->
     assert not list(stored.parent.glob("*.part"))
 
 
-def test_every_trial_is_a_child_run_with_exact_param_names_metrics_and_a_model(swept) -> None:  # noqa: ANN001
+def test_every_trial_is_a_child_run_with_exact_param_names_metrics_and_a_model(swept) -> None:
     backend, _, _, result, seen = swept
     assert len(result.trials) == 8 and [t.number for t in result.trials] == list(range(8))
     assert seen[-1] == (8, 8) and len(seen) == 8
@@ -86,7 +86,7 @@ def test_every_trial_is_a_child_run_with_exact_param_names_metrics_and_a_model(s
     assert hasattr(model, "predict_proba")
 
 
-def test_failed_trials_do_not_stop_the_sweep_and_the_best_is_a_completed_one(swept) -> None:  # noqa: ANN001
+def test_failed_trials_do_not_stop_the_sweep_and_the_best_is_a_completed_one(swept) -> None:
     _, _, _, result, _ = swept
     assert len(result.failed) == 4 and all(t.error for t in result.failed)
     assert result.best.status is TrialStatus.COMPLETED
@@ -95,7 +95,7 @@ def test_failed_trials_do_not_stop_the_sweep_and_the_best_is_a_completed_one(swe
     assert result.best.number == min(t.number for t in result.completed if t.metrics["accuracy"] == best_accuracy)
 
 
-def test_rerun_reuses_the_finished_sweep_and_a_fresh_home_reproduces_it(swept, tmp_path: Path, prepared) -> None:  # noqa: ANN001
+def test_rerun_reuses_the_finished_sweep_and_a_fresh_home_reproduces_it(swept, tmp_path: Path, prepared) -> None:
     backend, data, spec, result, _ = swept
     again = backend.sweep(data, spec.model_copy(update={"max_concurrent_trials": 1}), prepared.schema)
     assert again.sweep_id == result.sweep_id
@@ -106,7 +106,7 @@ def test_rerun_reuses_the_finished_sweep_and_a_fresh_home_reproduces_it(swept, t
     assert [dict(t.metrics) for t in other.trials] == [dict(t.metrics) for t in result.trials]
 
 
-def test_register_tags_lineage_and_is_not_duplicated(swept) -> None:  # noqa: ANN001
+def test_register_tags_lineage_and_is_not_duplicated(swept) -> None:
     backend, data, _, result, _ = swept
     model = backend.register(result)
     assert model.version == "1" and model.source_run_id == result.best.run_id
@@ -118,7 +118,7 @@ def test_register_tags_lineage_and_is_not_duplicated(swept) -> None:  # noqa: AN
     assert backend.champion("heart-classifier") is None  # only the promotion gate names a champion
 
 
-def test_a_trial_over_its_timeout_fails_and_the_others_finish(tmp_path: Path, prepared) -> None:  # noqa: ANN001
+def test_a_trial_over_its_timeout_fails_and_the_others_finish(tmp_path: Path, prepared) -> None:
     backend = LocalBackend(tmp_path)
     data = backend.upload(prepared.train)
     spec = SweepSpec(
@@ -131,7 +131,7 @@ def test_a_trial_over_its_timeout_fails_and_the_others_finish(tmp_path: Path, pr
     assert by_number[0].status is TrialStatus.COMPLETED and by_number[2].status is TrialStatus.COMPLETED
 
 
-def test_a_best_trial_without_its_model_is_refitted_so_it_can_be_registered(swept, prepared) -> None:  # noqa: ANN001
+def test_a_best_trial_without_its_model_is_refitted_so_it_can_be_registered(swept, prepared) -> None:
     """A better trial killed by its timeout after it claimed the lead leaves the best without a model."""
     import shutil
 

@@ -302,6 +302,11 @@ class FakeAzure:
                 stored.properties.traffic = {k: v for k, v in (stored.properties.traffic or {}).items() if k != name.lower()}
             return poller(None)
 
+        def get_deployment(name: str, endpoint_name: str, *, local: bool = False) -> OnlineDeployment:
+            if (endpoint_name, name) not in self.deployments:
+                raise ResourceNotFoundError(f"deployment {name} not found")
+            return self.deployment(endpoint_name, name)
+
         def list_deployments(endpoint_name: str, *, local: bool = False) -> Any:
             return iter([OnlineDeployment._from_rest_object(copy.deepcopy(d))
                          for (e, _), d in self.deployments.items() if e == endpoint_name])
@@ -309,6 +314,7 @@ class FakeAzure:
         self.online_deployments.begin_create_or_update.side_effect = put_deployment
         self.online_deployments.begin_delete.side_effect = delete_deployment
         self.online_deployments.list.side_effect = list_deployments
+        self.online_deployments.get.side_effect = get_deployment
         self.online_deployments.get_logs.side_effect = (
             lambda name, endpoint_name, lines, **kw: "Traceback (most recent call last):\nValueError: model folder not found")
 

@@ -4,7 +4,6 @@ classes: success, throttling, failed trials, a failed deployment, promotion, rej
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 
@@ -231,10 +230,6 @@ def test_quota_failure_is_terminal_and_named(settings: AzureSettings) -> None:
         backend.deploy(model, DeploySpec())
     assert fake.online_deployments.begin_create_or_update.call_count == 1  # not retried
     assert ENDPOINT in fake.endpoints and fake.traffic(ENDPOINT) == {}
-
-
-def _unused(*_: Any) -> None:  # keeps helper imports explicit for readers
-    return None
 
 
 def test_an_emptied_endpoint_gets_its_champion_back_before_a_candidate(settings: AzureSettings) -> None:

@@ -67,7 +67,7 @@ def test_missing_assets_folders_and_bad_names_say_what_to_do() -> None:
         parse_asset_uri("azureml:heart@newest")
 
 
-def test_the_source_records_the_asset_and_its_version(tmp_path) -> None:  # noqa: ANN001
+def test_the_source_records_the_asset_and_its_version(tmp_path) -> None:
     """fetch() follows the resolver to the asset's storage; here the asset points at a local file."""
     local = tmp_path / "h.csv"
     local.write_text("a,b\n1,2\n")

@@ -21,14 +21,14 @@ from tests.unit.azure.fakes import FakeAzure
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_the_azure_backend_is_a_provisioner_and_the_local_one_says_it_is_not(settings, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_azure_backend_is_a_provisioner_and_the_local_one_says_it_is_not(settings, tmp_path: Path) -> None:
     backend = AzureBackend(settings, ml_client=FakeAzure(), blob_service=object())
     assert isinstance(backend, Backend) and isinstance(backend, Provisioner)
     with pytest.raises(ConfigurationError, match="nothing to plan, provision or tear down"):
         provisioner_for_spec(PipelineSpec(backend="local", home=str(tmp_path / "home")))
 
 
-def test_azure_cache_keys_follow_the_workspace_and_what_the_sweep_computes(settings) -> None:  # noqa: ANN001
+def test_azure_cache_keys_follow_the_workspace_and_what_the_sweep_computes(settings) -> None:
     backend = AzureBackend(settings, ml_client=FakeAzure(), blob_service=object())
     other = AzureBackend(settings.model_copy(update={"workspace_name": "other"}), ml_client=FakeAzure(), blob_service=object())
     data, schema = DataRef(uri="x", sha256="a" * 64, rows=3), HEART_SCHEMA.to_json()

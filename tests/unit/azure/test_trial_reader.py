@@ -23,7 +23,7 @@ def server() -> Iterator[tuple[str, list[dict]]]:
     throttle = {"left": 1}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
             if throttle["left"]:
                 throttle["left"] -= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from backends.azure.settings import AzureSettings
 from backends.azure.watch import TAG_DECAY
@@ -11,16 +10,9 @@ from tests.unit.azure.fakes import FakeAzure
 from tests.unit.azure.test_backend_flow import DATA, ENDPOINT, SPEC, make, report
 
 
-def _deployments_readable(fake: FakeAzure) -> None:
-    def get(name: str, endpoint_name: str, **_: Any) -> Any:
-        return fake.deployments[(endpoint_name, name)]
-
-    fake.online_deployments.get.side_effect = get
-
 
 def test_serving_names_the_champion_and_none_after_teardown(settings: AzureSettings) -> None:
     fake = FakeAzure()
-    _deployments_readable(fake)
     backend = make(settings, fake)
     assert backend.serving(ENDPOINT) is None  # no endpoint yet
     model = backend.register(backend.sweep(DATA, SPEC))

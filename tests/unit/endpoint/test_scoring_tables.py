@@ -32,17 +32,17 @@ def _train(tmp: Path, params: dict, numeric_only: bool = False) -> tuple[Path, o
 
 
 @pytest.fixture(scope="module", params=["rf", "hgb", "logreg"])
-def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     folder, (frame, schema, model) = _train(tmp_path_factory.mktemp(request.param), {"model": request.param, "n_estimators": 20})
     return Scorer.from_model_dir(folder, max_rows=50), frame, schema, model
 
 
-def _records(frame, schema, n: int = 20) -> list[dict]:  # noqa: ANN001
+def _records(frame, schema, n: int = 20) -> list[dict]:
     rows = frame.loc[: n - 1, list(schema.features)].to_dict("records")
     return [{k: (None if isinstance(v, float) and v != v else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()} for r in rows]
 
 
-def test_answers_are_the_datas_labels_and_match_the_model(trained) -> None:  # noqa: ANN001
+def test_answers_are_the_datas_labels_and_match_the_model(trained) -> None:
     scorer, frame, schema, model = trained
     status, answer = scorer.score(json.dumps({"data": _records(frame, schema)}))
     assert status == 200 and set(answer) <= set(LABELS)
@@ -53,7 +53,7 @@ def test_answers_are_the_datas_labels_and_match_the_model(trained) -> None:  # n
     assert np.allclose(both["probabilities"], model.predict_proba(frame.loc[:2, list(schema.features)]))
 
 
-def test_nulls_and_unseen_categories_are_answered_and_counted(trained) -> None:  # noqa: ANN001
+def test_nulls_and_unseen_categories_are_answered_and_counted(trained) -> None:
     scorer, frame, schema, _model = trained
     record = dict(_records(frame, schema, 1)[0], **{"Cholesterol mg/dl": None, "Chest.Pain Type": None, "Sex": "X"})
     status, answer = scorer.score(json.dumps({"data": [record, dict(record, Sex="Y")]}))
@@ -66,7 +66,7 @@ def test_nulls_and_unseen_categories_are_answered_and_counted(trained) -> None: 
     ({"Sex": [1]}, "data[0].Sex must be text or a number or null, got a nested array"),
     ({"Age": True}, "data[0].Age must be a number or null, got a boolean"),
 ])
-def test_a_wrong_type_is_a_400_naming_the_column(trained, change: dict, message: str) -> None:  # noqa: ANN001
+def test_a_wrong_type_is_a_400_naming_the_column(trained, change: dict, message: str) -> None:
     scorer, frame, schema, _model = trained
     status, answer = scorer.score(json.dumps({"data": [dict(_records(frame, schema, 1)[0], **change)]}))
     assert status == 400 and message in answer["error"]
@@ -84,7 +84,7 @@ def test_the_compiled_forest_serves_an_imputing_numeric_model_exactly(tmp_path: 
     assert status == 200 and np.array_equal(np.asarray(both["probabilities"]), model.predict_proba(x))
 
 
-def test_text_and_other_families_fall_back_to_the_dataframe_path(trained) -> None:  # noqa: ANN001
+def test_text_and_other_families_fall_back_to_the_dataframe_path(trained) -> None:
     scorer, *_ = trained
     assert scorer.predictor.kind == "dataframe"
 
@@ -104,7 +104,7 @@ def test_the_compiled_path_falls_back_when_it_disagrees(tmp_path: Path) -> None:
     assert build_predictor(model, features, compiler=_OffByOne.build).kind == "dataframe"
 
 
-def test_the_openapi_document_shows_the_schema(trained) -> None:  # noqa: ANN001
+def test_the_openapi_document_shows_the_schema(trained) -> None:
     from backends.local.endpoint.openapi import openapi_document
 
     scorer, *_ = trained

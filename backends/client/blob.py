@@ -1,4 +1,5 @@
-"""Reading a data source from Blob Storage: ``az://<container>/<path>``, a blob URL
+"""A client of Azure Blob Storage for data sources, used by either backend: reading
+: ``az://<container>/<path>``, a blob URL
 (``https://<account>.blob.core.windows.net/<container>/<path>``), or a URL under the configured
 connection string's blob endpoint (an emulator or a custom domain).
 
@@ -16,10 +17,46 @@ from urllib.parse import unquote, urlparse
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from backends.azure.settings import AzureSettings
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from backends.errors import DataValidationError
 
 logger = logging.getLogger(__name__)
+
+
+class BlobSettings(BaseSettings):
+    """The storage settings a blob source may use (environment or .env), the same variables as the Azure
+    backend's overrides; a blob source needs no workspace."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    storage_connection_string: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AZURE_STORAGE_CONNECTION_STRING", "storage_connection_string"))
+    storage_account_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_URL", "storage_account_url"))
+
+
+# The storage emulator's documented well-known development account (public; it opens only a local
+# emulator). azure-storage-blob expands the `UseDevelopmentStorage=true` shortcut itself only from 12.28;
+# the version azureml-mlflow allows (<= 12.27.1) refuses it, so heartflow expands it the same way then.
+_DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+
+
+def blob_service_from_connection_string(value: str, **options: Any) -> Any:
+    """``BlobServiceClient.from_connection_string``, with the emulator shortcut expanded when this
+    version of azure-storage-blob does not know it. Raises the SDK's ValueError for a malformed string."""
+    from azure.storage.blob import BlobServiceClient
+
+    try:
+        return BlobServiceClient.from_connection_string(value, **options)
+    except ValueError:
+        if "usedevelopmentstorage=true" not in value.replace(" ", "").lower():
+            raise
+        return BlobServiceClient.from_connection_string(_DEVELOPMENT_STORAGE, **options)
 
 
 @dataclass(frozen=True)
@@ -30,23 +67,23 @@ class BlobContent:
     payload: bytes
 
 
-def _connection_string(settings: AzureSettings) -> str | None:
+def _connection_string(settings: BlobSettings) -> str | None:
     secret = settings.storage_connection_string
     return secret.get_secret_value() if secret is not None else None
 
 
-def configured_blob_endpoint(settings: AzureSettings | None = None) -> str | None:
+def configured_blob_endpoint(settings: BlobSettings | None = None) -> str | None:
     """The blob endpoint of the configured connection string, if any (parsed by the SDK's client)."""
-    conn = _connection_string(settings or AzureSettings())
+    conn = _connection_string(settings or BlobSettings())
     if conn is None:
         return None
     try:
-        return BlobServiceClient.from_connection_string(conn).url.rstrip("/")
+        return blob_service_from_connection_string(conn).url.rstrip("/")
     except ValueError as exc:
         raise DataValidationError(f"AZURE_STORAGE_CONNECTION_STRING is not a valid connection string: {exc}") from exc
 
 
-def _blob_client(uri: str, settings: AzureSettings, credential: Any | None, timeout_s: float) -> BlobClient:
+def _blob_client(uri: str, settings: BlobSettings, credential: Any | None, timeout_s: float) -> BlobClient:
     timeouts = {"connection_timeout": timeout_s, "read_timeout": timeout_s}
     conn = _connection_string(settings)
     parsed = urlparse(uri)
@@ -55,7 +92,7 @@ def _blob_client(uri: str, settings: AzureSettings, credential: Any | None, time
         if not container or not name:
             raise DataValidationError(f"{uri}: a blob source is az://<container>/<path/to/file.csv>")
         if conn is not None:
-            return BlobServiceClient.from_connection_string(conn, **timeouts).get_blob_client(container, name)
+            return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
         if not settings.storage_account_url:
             raise DataValidationError(
                 f"{uri} names no storage account: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL, "
@@ -66,7 +103,7 @@ def _blob_client(uri: str, settings: AzureSettings, credential: Any | None, time
     endpoint = configured_blob_endpoint(settings)
     if conn is not None and endpoint and uri.startswith(endpoint.rstrip("/") + "/"):
         container, _, name = unquote(uri[len(endpoint.rstrip("/")) + 1:]).partition("/")
-        return BlobServiceClient.from_connection_string(conn, **timeouts).get_blob_client(container, name)
+        return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
     return BlobClient.from_blob_url(uri, credential=credential or _default_credential(), **timeouts)
 
 
@@ -76,10 +113,10 @@ def _default_credential() -> Any:
     return DefaultAzureCredential()
 
 
-def read_blob(uri: str, *, settings: AzureSettings | None = None, credential: Any | None = None,
+def read_blob(uri: str, *, settings: BlobSettings | None = None, credential: Any | None = None,
               timeout_s: float = 60.0) -> BlobContent:
     """Download one blob; every failure is a DataValidationError that says what to check."""
-    client = _blob_client(uri, settings or AzureSettings(), credential, timeout_s)
+    client = _blob_client(uri, settings or BlobSettings(), credential, timeout_s)
     try:
         downloader = client.download_blob(timeout=int(timeout_s))
         payload = downloader.readall()
