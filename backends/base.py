@@ -29,7 +29,7 @@ from backends.results import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from backends.spec import DeploySpec, PipelineSpec, SweepSpec
+    from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
 __all__ = [
@@ -118,7 +118,7 @@ class Backend(abc.ABC):
         """Send the holdout through the endpoint over HTTP, as a client would, addressed to
         ``deployment`` (default ``endpoint.deployment``); raises EvaluationError when the endpoint does
         not answer correctly."""
-        from backends.evaluation import evaluate_over_http
+        from backends.client.evaluation import evaluate_over_http
 
         return evaluate_over_http(
             endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size, deployment=deployment

@@ -9,7 +9,7 @@ from typing import Any
 
 from backends.base import Backend, Provisioner
 from backends.errors import ConfigurationError
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 
 BACKENDS = ("local", "azure")
 

@@ -53,7 +53,7 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """Every trial of a sweep and the best one (chosen by ``backends.selection.pick_best_trial``)."""
+    """Every trial of a sweep and the best one (chosen by ``backends.domain.selection.pick_best_trial``)."""
 
     sweep_id: str
     primary_metric: str

@@ -53,9 +53,9 @@ STAGES = (
 
 def default_trials() -> tuple[list[dict], object]:
     """The 25 trials `heartflow run` runs by default, and its training split."""
-    from backends.dataset import prepare_data
-    from backends.search import make_sampler
-    from backends.spec import DataSpec, SweepSpec
+    from backends.domain.dataset import prepare_data
+    from backends.domain.search import make_sampler
+    from backends.domain.spec import DataSpec, SweepSpec
 
     spec = SweepSpec()
     prepared = prepare_data(None, None, DataSpec().holdout_fraction, spec.seed)

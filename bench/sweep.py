@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backends.dataset import prepare_data  # noqa: E402
+from backends.domain.dataset import prepare_data  # noqa: E402
 from bench.sections import CpuClock, machine, stamp, write_section  # noqa: E402
-from backends.search import grid_points  # noqa: E402
-from backends.spec import SweepSpec  # noqa: E402
+from backends.domain.search import grid_points  # noqa: E402
+from backends.domain.spec import SweepSpec  # noqa: E402
 
 _FRAME = None
 
@@ -60,7 +60,7 @@ def tracked_sweep(train, schema, trials: int, processes: int, method: str) -> tu
     from backends.local import tracking
     from backends.local.backend import LocalBackend
     from backends.local.sweep import TAG_MODEL
-    from backends.spec import ValidationSpec
+    from backends.domain.spec import ValidationSpec
 
     with tempfile.TemporaryDirectory() as home:
         backend = LocalBackend(home)

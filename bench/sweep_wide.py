@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from backends.dataset import canonical_csv, prepare_data  # noqa: E402
-from backends.search import random_points  # noqa: E402
-from backends.spec import SweepSpec, ValidationSpec  # noqa: E402
+from backends.domain.dataset import canonical_csv, prepare_data  # noqa: E402
+from backends.domain.search import random_points  # noqa: E402
+from backends.domain.spec import SweepSpec, ValidationSpec  # noqa: E402
 from sweep import write_section  # noqa: E402
 from tests.tables import TARGET, user_table, write_table  # noqa: E402
 

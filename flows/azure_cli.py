@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from backends.dataset import PreparedData
+from backends.domain.dataset import PreparedData
 from backends.factory import provisioner_for_spec
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 
 console = Console()
 

@@ -100,7 +100,7 @@ def run(
     artifact_root: ArtifactRootOption = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
-    from backends.spec import family_search_space
+    from backends.domain.spec import family_search_space
     from flows.cli_spec import build_spec, load_data_of, load_search_space, load_spec
 
     if spec_file is not None:
@@ -174,8 +174,8 @@ def upload(
     seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
     """Validate the data, set the holdout aside and store the training split (the upload stage alone)."""
-    from backends.dataset import prepare_data
-    from backends.spec import DataSpec
+    from backends.domain.dataset import prepare_data
+    from backends.domain.spec import DataSpec
     from backends.factory import create_backend
 
     prepared = _check(prepare_data, data, schema, DataSpec().holdout_fraction, seed)
@@ -224,7 +224,7 @@ def status(
     model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
 ) -> None:
     """The champion in the registry, and what the local endpoint serves now."""
-    from backends.history import recorded_holdout_accuracy
+    from backends.domain.history import recorded_holdout_accuracy
     from backends.local.backend import LocalBackend
 
     local = _check(LocalBackend, _home(home), tracking_uri)
@@ -245,7 +245,7 @@ def status(
     if endpoint is None:
         console.print(f"endpoint {endpoint_name} is not running")
         raise typer.Exit(code=3)
-    from backends import reports
+    from backends.reporting import reports
 
     console.print(reports.endpoint_markdown(endpoint), highlight=False)
 
@@ -259,7 +259,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
 ) -> None:
     """Every promotion, rejection and rollback: what served when, and why."""
-    from backends import reports
+    from backends.reporting import reports
     from backends.factory import create_backend
 
     store = _check(create_backend, backend.value, home=_home(home), tracking_uri=tracking_uri)
@@ -308,7 +308,7 @@ def provision(
     create_workspace: Annotated[bool, typer.Option("--create-workspace", help="Create the workspace if missing")] = False,
 ) -> None:
     """Azure: get-or-create the compute cluster, environment, blob container and datastore (idempotent)."""
-    from backends.spec import PipelineSpec
+    from backends.domain.spec import PipelineSpec
     from flows.azure_cli import provision_azure
 
     spec = _check(lambda: PipelineSpec(backend="azure", deploy={"endpoint_name": endpoint_name},
@@ -328,7 +328,7 @@ def check(
     storage); exits 1 if anything blocks a run."""
     if backend is not BackendName.azure:
         _fail("`heartflow check` checks an Azure workspace: use --backend azure")
-    from backends.spec import PipelineSpec
+    from backends.domain.spec import PipelineSpec
     from flows.azure_cli import check_azure
 
     spec = _check(lambda: PipelineSpec(

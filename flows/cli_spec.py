@@ -35,8 +35,8 @@ def read_mapping(path: Path, what: str) -> dict[str, Any]:
 def load_spec(path: Path) -> Any:
     """The whole PipelineSpec from ``path``: the mapping itself, or a deployment's ``parameters`` holding it
     under ``spec`` (``{"spec": {...}}``), as prefect.yaml writes it."""
-    from backends.search import check_search_space
-    from backends.spec import PipelineSpec
+    from backends.domain.search import check_search_space
+    from backends.domain.spec import PipelineSpec
 
     raw = read_mapping(path, "spec")
     if set(raw) == {"spec"}:
@@ -57,7 +57,7 @@ def load_search_space(path: Path) -> dict[str, Any]:
 
 
 def infer_schema_yaml(data: Path, target: str, positive_class: str | None) -> str:
-    from backends.dataset import read_table
+    from backends.domain.dataset import read_table
     from backends.domain.inference import infer_schema
 
     raw, _source = read_table(data)
@@ -95,8 +95,8 @@ def build_spec(
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
     folder_rule: str, force: bool, retrain_on: str,
 ) -> Any:
-    from backends.search import check_search_space
-    from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
+    from backends.domain.search import check_search_space
+    from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
 
     spec: PipelineSpec = _check(
         lambda: PipelineSpec(

@@ -8,14 +8,14 @@ from pathlib import Path
 from backends.domain.rollout import previous_champion_version
 from backends.errors import DeploymentError, EvaluationError
 from backends.factory import create_backend
-from backends.spec import DataSpec, DeploySpec
+from backends.domain.spec import DataSpec, DeploySpec
 
 
 def rollback_endpoint(
     backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None, seed: int,
     model_name: str = "heart-classifier",
 ) -> str:
-    from backends.dataset import prepare_data
+    from backends.domain.dataset import prepare_data
 
     backend = create_backend(backend_name, home=home)
     current = backend.champion(model_name)

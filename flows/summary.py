@@ -13,8 +13,8 @@ from rich.console import Console
 def print_summary(console: Console, summary: Any, spec: Any, prepared: Any, message: str | None = None) -> None:
     """The report, the model, and how to call and stop the endpoint; ``prepared`` is the data the CLI
     validated before the run (its first holdout row makes the example request)."""
-    from backends import reports
-    from backends.evaluation import records_of
+    from backends.reporting import reports
+    from backends.client.evaluation import records_of
 
     if summary is None:  # the run ended before a new deployment: its final state says why
         console.print(message or 'nothing to do', style='bold', highlight=False, markup=False)

@@ -31,9 +31,9 @@ from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.domain.split import split_tag
 from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import backend_for_spec
-from backends.importance import ImportanceResult
-from backends.selection import GateDecision
-from backends.spec import PipelineSpec
+from backends.client.importance import ImportanceResult
+from backends.domain.selection import GateDecision
+from backends.domain.spec import PipelineSpec
 from flows.secret_blocks import secrets_from_blocks
 from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run

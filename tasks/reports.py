@@ -4,7 +4,7 @@ Every run creates: ``sweep-progress`` (progress), ``sweep-leaderboard`` (table),
 ``model-version`` (markdown), ``feature-importance`` (table) and ``endpoint`` (link: the scoring URI, never
 the key). The plots are embedded in the markdown artifacts as PNG data URIs (the Prefect UI renders them
 inline: nothing on the worker's disk has to be reachable from a browser); on the local backend they are
-also logged to MLflow (``backends.plot_store``).
+also logged to MLflow (``backends.reporting.plot_store``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
-from backends import plots, reports
+from backends.reporting import plots, reports
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion, Provisioner, SweepResult
-from backends.importance import ImportanceResult
-from backends.plot_store import StoredPlot, plot_links, store_plots, store_sweep_plots
-from backends.selection import GateDecision
-from backends.spec import PipelineSpec
+from backends.client.importance import ImportanceResult
+from backends.reporting.plot_store import StoredPlot, plot_links, store_plots, store_sweep_plots
+from backends.domain.selection import GateDecision
+from backends.domain.spec import PipelineSpec
 from tasks.stages import SWEEP_PROGRESS_KEY
 
 TOP_FEATURES = 3

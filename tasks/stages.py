@@ -16,11 +16,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
-from backends.dataset import PreparedData
-from backends.importance import ImportanceResult, endpoint_importance
-from backends.search import planned_trials
-from backends.selection import GateDecision, decide_gate
-from backends.spec import DeploySpec, SweepSpec
+from backends.domain.dataset import PreparedData
+from backends.client.importance import ImportanceResult, endpoint_importance
+from backends.domain.search import planned_trials
+from backends.domain.selection import GateDecision, decide_gate
+from backends.domain.spec import DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
 from tasks.retries import BACKOFF_S, JITTER, retry_only_transient
 from tasks.watch import validate_data

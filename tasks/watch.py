@@ -9,14 +9,14 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from backends import plots
+from backends.reporting import plots
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
 from backends.domain.sources import LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
-from backends.evaluation import evaluate_over_http
-from backends.spec import DataSpec, DeploySpec, PipelineSpec
+from backends.client.evaluation import evaluate_over_http
+from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
 
 TAG_DATA_URI = "heartflow.data_uri"

@@ -16,7 +16,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from backends.azure import entities
 from backends.azure.deploy import AzureEndpoints
 from backends.azure.ledger import Ledger
-from backends.history import HistoryLog
+from backends.domain.history import HistoryLog
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
 from backends.azure.provisioning import AzureProvisioner, ProvisionReport, TeardownReport
@@ -30,8 +30,8 @@ from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, 
 from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, SweepError, UploadError
 from backends.azure.watch import WatchMixin
-from backends.selection import pick_best_trial
-from backends.spec import DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.selection import pick_best_trial
+from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from backends.azure.resilience import await_poller, translate
 from backends.azure.session import AzureSession
 from backends.domain.rollout import RolloutPolicy, serving
 from backends.errors import DeploymentError
-from backends.history import HistoryLog
+from backends.domain.history import HistoryLog
 from backends.results import Endpoint, HistoryEntry, ModelVersion
-from backends.spec import DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
 
 logger = logging.getLogger(__name__)
 

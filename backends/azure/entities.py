@@ -36,7 +36,7 @@ from azure.ai.ml.entities import (
 from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
 from backends.azure import packages
-from backends.spec import DeploySpec, EarlyTermination, SweepSpec
+from backends.domain.spec import DeploySpec, EarlyTermination, SweepSpec
 
 # The packages training and serving import (the Environment pins them and everything they need).
 PINNED_PACKAGES: tuple[str, ...] = packages.ENVIRONMENT_PACKAGES

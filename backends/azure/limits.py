@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from backends.azure import naming
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
-from backends.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
+from backends.domain.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 # AmlCompute names. The SDK (azure-ai-ml 1.35, entities/_compute and _schema/compute) checks none; the

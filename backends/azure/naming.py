@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from backends.azure.settings import AzureSettings
-from backends.spec import DeploySpec
+from backends.domain.spec import DeploySpec
 
 TUTORIAL_ENDPOINT_NAME = str(DeploySpec.model_fields["endpoint_name"].default)
 DERIVED_PREFIX = "hf-"

@@ -20,7 +20,7 @@ from backends.azure.packages import top_level
 from backends.azure.limits import check_limits, check_traffic, enforce_limits
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 
 PLACEHOLDER_RUN_ID = "BEST_TRIAL_RUN_ID"
 PLACEHOLDER_DATA = "<sha256-of-training-split>.csv"

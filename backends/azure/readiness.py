@@ -27,7 +27,7 @@ from backends.errors import HeartflowError
 
 if TYPE_CHECKING:
     from backends.azure.backend import AzureBackend
-    from backends.spec import PipelineSpec
+    from backends.domain.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
 

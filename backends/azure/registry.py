@@ -15,7 +15,7 @@ from backends.azure.resilience import translate
 from backends.azure.session import AzureSession
 from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
-from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
+from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.results import ModelVersion, SweepResult
 
 logger = logging.getLogger(__name__)

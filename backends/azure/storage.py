@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
 from backends.azure.settings import AzureSettings, blob_service_from_connection_string
 from backends.base import DataRef
-from backends.dataset import canonical_csv
+from backends.domain.dataset import canonical_csv
 from backends.errors import UploadError
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFo
 
 from backends.azure.resilience import status_of, translate
 from backends.errors import SweepError
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from backends.results import DataRef
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 
 SRC_DIR = Path(__file__).resolve().parents[2] / "src"
 SPEED_ONLY = {"max_concurrent_trials", "timeout_s", "trial_timeout_s"}

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from backends.errors import DeploymentError, HeartflowError
-from backends.history import recorded_holdout_accuracy, who
+from backends.domain.history import recorded_holdout_accuracy, who
 from backends.results import Endpoint, EvalReport, HistoryEntry, ModelVersion
-from backends.spec import DeploySpec
+from backends.domain.spec import DeploySpec
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
-from backends.dataset import EMBEDDED_DATASET, PreparedData, prepare_data
+from backends.domain.dataset import EMBEDDED_DATASET, PreparedData, prepare_data
 from backends.errors import DataValidationError
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def load_data(
     path: str | None, schema_path: str | None, holdout_fraction: float, seed: int, *,
     folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None, **prepare_options: Any,
 ) -> LoadedData:
-    """Fetch the source, validate and split it (``backends.dataset.prepare_data``, given
+    """Fetch the source, validate and split it (``backends.domain.dataset.prepare_data``, given
     ``prepare_options``), and say what was read."""
     if path is None:
         import importlib.resources

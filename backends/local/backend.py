@@ -28,17 +28,17 @@ from backends.base import (
     SweepResult,
     TrialResult,
 )
-from backends.dataset import canonical_csv
+from backends.domain.dataset import canonical_csv
 from backends.errors import DeploymentError, RegistrationError, UploadError
 from backends.local import tracking
-from backends.history import HistoryLog
+from backends.domain.history import HistoryLog
 from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
 from backends.local.sweep import LocalSweepRunner, sweep_key
 from backends.local.watch import LocalWatchMixin
-from backends.spec import DeploySpec, SweepSpec
+from backends.domain.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
 
 logger = logging.getLogger(__name__)

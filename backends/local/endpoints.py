@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from backends.domain.rollout import RolloutPolicy
 from backends.errors import DeploymentError
-from backends.history import HistoryLog
+from backends.domain.history import HistoryLog
 from backends.local import tracking
 from backends.local.registry import LocalRegistry
 from backends.results import Endpoint, HistoryEntry, ModelVersion
-from backends.spec import DeploySpec
+from backends.domain.spec import DeploySpec
 
 if TYPE_CHECKING:
     from backends.local.endpoint import EndpointStatus, LocalEndpointManager

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from backends.base import ModelVersion, SweepResult
 from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
-from backends.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
+from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.local import tracking
 
 logger = logging.getLogger(__name__)

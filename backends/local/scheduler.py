@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
 

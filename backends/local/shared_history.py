@@ -1,7 +1,7 @@
 """The promotion history in a shared MLflow store: one run per entry in the ``heartflow-history``
 experiment, so every machine that uses the store reads the same "what served when".
 
-The home's own store keeps the history in <home>/history.jsonl instead (``backends.history.HistoryLog``);
+The home's own store keeps the history in <home>/history.jsonl instead (``backends.domain.history.HistoryLog``);
 both have the same append/read.
 """
 

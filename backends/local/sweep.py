@@ -27,9 +27,9 @@ from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
 from backends.errors import SweepError
 from backends.local import tracking
 from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler
-from backends.search import make_sampler, planned_trials
-from backends.selection import pick_best_trial
-from backends.spec import SweepSpec
+from backends.domain.search import make_sampler, planned_trials
+from backends.domain.selection import pick_best_trial
+from backends.domain.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
 

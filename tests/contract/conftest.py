@@ -18,7 +18,7 @@ import pytest
 
 from backends.domain.rollout import RolloutPolicy
 from backends.base import Backend, DataRef, EvalReport, ModelVersion, SweepResult, TrialResult, TrialStatus
-from backends.spec import DeploySpec
+from backends.domain.spec import DeploySpec
 from tests.unit.azure.conftest import clean_env, settings  # noqa: F401 - the Azure fixtures, shared
 
 SHA = "c0" * 32

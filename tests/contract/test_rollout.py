@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from backends.errors import DeploymentError
-from backends.history import TAG_REASON, TAG_STATUS
+from backends.domain.history import TAG_REASON, TAG_STATUS
 from tests.contract.conftest import Harness, report_for
 
 

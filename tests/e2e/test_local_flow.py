@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from backends.dataset import prepare_data
+from backends.domain.dataset import prepare_data
 from backends.errors import PromotionRejected
-from backends.evaluation import records_of
+from backends.client.evaluation import records_of
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import Choice, DataSpec, DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.spec import Choice, DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.rollback import rollback_endpoint
 from flows.train_and_deploy import train_and_deploy
 

@@ -28,7 +28,7 @@ TRIALS = 8
 ENDPOINT = "e2e-resume"
 RUN_FLOW = """
 import json, sys
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 from flows.train_and_deploy import train_and_deploy
 state = train_and_deploy(spec=PipelineSpec.model_validate_json(sys.argv[1]), return_state=True)
 print(json.dumps({"flow_run_id": str(state.state_details.flow_run_id), "state": state.type.value}))

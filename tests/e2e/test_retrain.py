@@ -30,7 +30,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.local.watch import DECAY_METRIC
-from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.train_and_deploy import RunSummary, train_and_deploy
 from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the fixture
 from tests.integration.prefect.server import PrefectServer, running_server

@@ -13,10 +13,10 @@ import pytest
 import requests
 import yaml
 
-from backends.evaluation import records_of
+from backends.client.evaluation import records_of
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, family_search_space
+from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, family_search_space
 from flows.train_and_deploy import train_and_deploy
 from tests.tables import LABELS, TARGET, user_table, write_table
 
@@ -82,7 +82,7 @@ def test_the_endpoint_answers_with_the_tables_labels(home: Path, table: Path, ru
 
 def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: Path, run) -> None:
     assert run.report.rows == 60 and run.report.accuracy > 0.7
-    from backends.reports import leaderboard_rows
+    from backends.reporting.reports import leaderboard_rows
 
     families = {t.params.get("model") for t in run.sweep.trials}
     assert len(families) >= 2 and families <= {"rf", "hgb", "logreg"}  # 6 seeded random draws over 3 families
@@ -112,7 +112,7 @@ def test_ten_thousand_rows_by_twenty_five_columns_run_the_default_flow(home: Pat
 def test_schema_show_gives_back_the_schema_to_retrain_with(home: Path, run) -> None:
     from typer.testing import CliRunner
 
-    from backends.dataset import check_schema_mapping
+    from backends.domain.dataset import check_schema_mapping
     from flows.cli import app
 
     result = CliRunner().invoke(app, ["schema", "show", "--home", str(home), "--model-name", MODEL])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backends.dataset import MIN_ROWS_PER_CLASS, prepare_data, read_table, sha256_of
+from backends.domain.dataset import MIN_ROWS_PER_CLASS, prepare_data, read_table, sha256_of
 from backends.errors import ConfigurationError, DataValidationError
 from src.features import HEART_SCHEMA
 

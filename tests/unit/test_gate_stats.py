@@ -8,7 +8,7 @@ from scipy.stats import binomtest
 from backends.base import EvalReport
 from backends.domain.gate_stats import mcnemar_power, paired_comparison, rows_for_power
 from backends.domain.split import TAG_SPLIT, is_holdout, split_tag
-from backends.selection import decide_gate
+from backends.domain.selection import decide_gate
 
 
 def _report(labels: list[int], predictions: list[int], ids: list[str], version: str) -> EvalReport:

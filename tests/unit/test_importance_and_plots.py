@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from backends.base import DataRef, EvalReport, SweepResult, TrialResult, TrialStatus
-from backends.importance import FeatureImportance, permutation_importance
-from backends import plots
+from backends.client.importance import FeatureImportance, permutation_importance
+from backends.reporting import plots
 
 
 def _frame(rows: int = 60, seed: int = 0) -> tuple[pd.DataFrame, list[int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from backends.dataset import prepare_data
+from backends.domain.dataset import prepare_data
 from src.features import HEART_SCHEMA, build_pipeline, to_estimator_params
 from src.model_train import train_trial
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from backends import plots
+from backends.reporting import plots
 from backends.base import Endpoint, HistoryEntry, ModelVersion
 from backends.domain.drift import ColumnDrift, DriftReport
-from backends.history import HistoryLog
-from backends.spec import DataSpec
+from backends.domain.history import HistoryLog
+from backends.domain.spec import DataSpec
 from flows.cli import app
 from tasks.watch import ChampionWatch, describe_situation, early_end_reason, unchanged_message
 

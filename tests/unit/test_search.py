@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from backends.errors import ConfigurationError
-from backends.search import grid_points, make_sampler, planned_trials
-from backends.spec import (
+from backends.domain.search import grid_points, make_sampler, planned_trials
+from backends.domain.spec import (
     Choice,
     LogUniform,
     Normal,
@@ -102,7 +102,7 @@ def test_bayesian_is_seeded_and_resumes_from_finished_trials() -> None:
 
 
 def test_model_families_widen_the_space_and_the_default_stays_the_tutorials() -> None:
-    from backends.spec import family_search_space
+    from backends.domain.spec import family_search_space
 
     assert family_search_space(["rf"]) == tutorial_search_space()
     wide = family_search_space(["rf", "hgb", "logreg"])

@@ -8,7 +8,7 @@ import pytest
 
 from backends.base import TrialResult, TrialStatus
 from backends.errors import SweepError
-from backends.selection import decide_promotion, pick_best_trial
+from backends.domain.selection import decide_promotion, pick_best_trial
 
 
 def _trial(number: int, accuracy: float | None, status: TrialStatus = TrialStatus.COMPLETED) -> TrialResult:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backends.dataset import prepare_data, read_table, validate_table
+from backends.domain.dataset import prepare_data, read_table, validate_table
 from backends.domain.split import (
     ROW_KEY,
     TAG_SPLIT,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from backends.errors import ConfigurationError
 from backends.local import tracking
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 
 
 def test_the_flag_wins_over_the_environment_which_wins_over_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from backends.dataset import canonical_csv, check_schema_mapping, prepare_data
+from backends.domain.dataset import canonical_csv, check_schema_mapping, prepare_data
 from backends.domain.inference import infer_schema
 from backends.domain.validation import MAX_PROBLEMS_SHOWN, check_table
 from backends.errors import ConfigurationError, DataValidationError
@@ -148,7 +148,7 @@ def test_skops_trusts_exactly_the_types_every_family_needs(tmp_path) -> None:
 def test_evaluation_maps_the_endpoints_labels_back_to_zero_and_one() -> None:
     from backends.base import Endpoint
     from backends.errors import EvaluationError
-    from backends.evaluation import predictions_of
+    from backends.client.evaluation import predictions_of
 
     endpoint = Endpoint.__new__(Endpoint)
     object.__setattr__(endpoint, "name", "e")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.dataset import canonical_csv
+from backends.domain.dataset import canonical_csv
 from backends.domain.inference import infer_schema
 from backends.domain.validation import MAX_PROBLEMS_SHOWN, check_table
 from backends.errors import DataValidationError

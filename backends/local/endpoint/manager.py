@@ -33,7 +33,7 @@ from backends.local.endpoint.state import (
     read_state,
     write_state,
 )
-from backends.spec import check_resource_name
+from backends.domain.spec import check_resource_name
 from src.scoring import ModelLoadError, find_model_dir, read_features
 
 logger = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ import requests
 import yaml
 
 from backends.azure import entities, packages
-from backends.dataset import canonical_csv, prepare_data
+from backends.domain.dataset import canonical_csv, prepare_data
 from backends.local.locks import file_lock
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 from tests.net import free_port
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from backends.azure import entities
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
-from backends.spec import EarlyTermination, SweepSpec, ValidationSpec
+from backends.domain.spec import EarlyTermination, SweepSpec, ValidationSpec
 from src.features import HEART_SCHEMA
 from src.model_train import train_trial
 

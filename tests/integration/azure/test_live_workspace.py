@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backends.azure import create_azure_backend
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 
 pytestmark = pytest.mark.azure
 

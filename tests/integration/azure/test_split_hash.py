@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from backends.azure import create_azure_backend
-from backends.dataset import sha256_of
+from backends.domain.dataset import sha256_of
 from backends.local.backend import LocalBackend
 from tests.integration.azure.test_blob_azurite import azurite, upload_env  # noqa: F401 - fixtures
 

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from backends.base import TrialStatus
-from backends.dataset import prepare_data
+from backends.domain.dataset import prepare_data
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.local.sweep import TAG_MODEL
-from backends.spec import Choice, SweepSpec, ValidationSpec
+from backends.domain.spec import Choice, SweepSpec, ValidationSpec
 
 SPACE = {
     "n_estimators": Choice(values=[10, 30]),

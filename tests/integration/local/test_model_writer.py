@@ -8,7 +8,7 @@ import mlflow.sklearn
 import numpy as np
 import yaml
 
-from backends.dataset import prepare_data
+from backends.domain.dataset import prepare_data
 from backends.local.model_writer import TrialModelWriter
 from src.features import HEART_SCHEMA
 from src.model_train import model_signature, pip_requirements, train_trial

@@ -9,7 +9,7 @@ import pytest
 from backends.base import DataRef
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import Choice, SweepSpec
+from backends.domain.spec import Choice, SweepSpec
 from src.features import HEART_SCHEMA
 from tasks import caching
 

@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from backends.base import DataRef
 from backends.errors import DataValidationError, DeploymentError, EvaluationError, TransientBackendError
 from backends.local.backend import LocalBackend
-from backends.spec import DataSpec
+from backends.domain.spec import DataSpec
 from tasks import stages
 from tasks.retries import is_transient, retry_only_transient
 from tasks.rollout import deploy_limit_name, ensure_deploy_limit, rollout_slot

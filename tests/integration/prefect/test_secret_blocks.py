@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from backends.errors import ConfigurationError
 from backends.factory import backend_for_spec
-from backends.spec import PipelineSpec
+from backends.domain.spec import PipelineSpec
 from flows.secret_blocks import secrets_from_blocks
 from flows.train_and_deploy import train_and_deploy
 from tests.integration.prefect.server import PrefectServer, running_server

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from backends.base import HistoryEntry
-from backends.dataset import prepare_data
+from backends.domain.dataset import prepare_data
 from backends.errors import ConfigurationError
 from backends.local import tracking
 from backends.local.backend import LocalBackend
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 from tests.integration.shared.servers import Postgres, running_mlflow_server, running_postgres
 
 MODEL = "heart-classifier"

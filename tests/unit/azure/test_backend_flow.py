@@ -13,7 +13,7 @@ from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef, EvalReport, TrialStatus
 from backends.errors import DeploymentError, SweepError
-from backends.spec import DeploySpec, SweepSpec
+from backends.domain.spec import DeploySpec, SweepSpec
 from tests.unit.azure.fakes import FakeAzure, http_error
 
 SHA = "5e" * 32

@@ -10,7 +10,7 @@ from backends.azure import AzureBackend
 from backends.azure.limits import check_traffic
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
-from backends.spec import Choice, DeploySpec, LogUniform, PipelineSpec, SweepSpec, Uniform
+from backends.domain.spec import Choice, DeploySpec, LogUniform, PipelineSpec, SweepSpec, Uniform
 from tests.unit.azure.fakes import FakeAzure
 
 

@@ -14,7 +14,7 @@ from azure.ai.ml.entities._job.sweep.sweep_job import SweepJob
 from backends.azure import entities
 from backends.azure.plan import REST_LOCATION, sdk_round_trip, to_plain
 from backends.azure.settings import AzureSettings
-from backends.spec import Choice, DeploySpec, EarlyTermination, LogUniform, QUniform, SweepSpec, Uniform
+from backends.domain.spec import Choice, DeploySpec, EarlyTermination, LogUniform, QUniform, SweepSpec, Uniform
 
 DATA = "azureml://datastores/heartflowdata/paths/heartflow/train/abc.csv"
 ENV = "azureml:heartflow-sklearn:0123456789abcdef"

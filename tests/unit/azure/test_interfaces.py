@@ -13,7 +13,7 @@ from backends.azure import AzureBackend
 from backends.base import Backend, DataRef, Provisioner
 from backends.errors import ConfigurationError
 from backends.factory import provisioner_for_spec
-from backends.spec import PipelineSpec, SweepSpec
+from backends.domain.spec import PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA
 from tasks import caching
 from tests.unit.azure.fakes import FakeAzure

@@ -12,7 +12,7 @@ from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef
 from backends.errors import ConfigurationError
-from backends.spec import DeploySpec, EarlyTermination, PipelineSpec, SweepSpec
+from backends.domain.spec import DeploySpec, EarlyTermination, PipelineSpec, SweepSpec
 from tests.unit.azure.fakes import FakeAzure
 
 

@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from backends.azure import AzureBackend
 from backends.azure.readiness import ReadinessReport, check_readiness
 from backends.azure.settings import AzureSettings
-from backends.spec import DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
 from tests.unit.azure.fakes import FakeAzure, http_error
 
 

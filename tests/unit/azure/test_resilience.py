@@ -17,7 +17,7 @@ from backends.azure.settings import AzureSettings
 from backends.azure.trials import TrialData, read_trial
 from backends.base import DataRef, TrialStatus
 from backends.errors import SweepError, TransientBackendError
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 from tests.unit.azure.fakes import FakeAzure, http_error
 
 SHA = "3c" * 32

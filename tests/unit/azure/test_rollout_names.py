@@ -11,7 +11,7 @@ from azure.ai.ml.operations._online_endpoint_operations import _strip_zeroes_fro
 from backends.azure import AzureBackend
 from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
-from backends.spec import DeploySpec, PipelineSpec
+from backends.domain.spec import DeploySpec, PipelineSpec
 from tests.contract.conftest import report_for, sweep_of
 from tests.unit.azure.fakes import FakeAzure
 

@@ -14,7 +14,7 @@ from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef
 from backends.errors import ConfigurationError
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 from tests.unit.azure.fakes import FakeAzure
 
 SHA = "9f" * 32

@@ -11,7 +11,7 @@ from backends.azure.settings import AzureSettings
 from backends.azure.sweeps import sweep_job_name, sweep_key, training_code_hash
 from backends.base import DataRef
 from backends.errors import SweepError, TransientBackendError
-from backends.spec import SweepSpec
+from backends.domain.spec import SweepSpec
 from src.features import HEART_SCHEMA
 from tests.unit.azure.fakes import FakeAzure
 

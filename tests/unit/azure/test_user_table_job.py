@@ -19,8 +19,8 @@ from azure.ai.ml import load_job
 from backends.azure import entities
 from backends.azure.plan import sdk_round_trip
 from backends.azure.settings import AzureSettings
-from backends.dataset import canonical_csv, prepare_data
-from backends.spec import SweepSpec, family_search_space
+from backends.domain.dataset import canonical_csv, prepare_data
+from backends.domain.spec import SweepSpec, family_search_space
 from src.scoring import Scorer
 from tests.tables import LABELS, TARGET, user_table, write_table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from backends.azure.settings import AzureSettings
 from backends.azure.watch import TAG_DECAY
-from backends.spec import DeploySpec
+from backends.domain.spec import DeploySpec
 from tests.unit.azure.fakes import FakeAzure
 from tests.unit.azure.test_backend_flow import DATA, ENDPOINT, SPEC, make, report
 

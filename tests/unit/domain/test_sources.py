@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backends.dataset import read_table
+from backends.domain.dataset import read_table
 from backends.domain.sources import load_data
 from backends.errors import DataValidationError
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends.base import Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialStatus
-from backends.selection import GateDecision
+from backends.domain.selection import GateDecision
 
 
 def leaderboard_rows(sweep: SweepResult) -> list[dict[str, Any]]:

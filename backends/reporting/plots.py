@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from backends.base import EvalReport, SweepResult, TrialStatus
-from backends.importance import FeatureImportance
+from backends.client.importance import FeatureImportance
 
 DPI = 110
 

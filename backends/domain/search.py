@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from backends.errors import ConfigurationError
-from backends.spec import (
+from backends.domain.spec import (
     Choice,
     LogNormal,
     LogUniform,

@@ -2,7 +2,7 @@
 
 The holdout's columns are shuffled one at a time *before* they reach the model, so a categorical column
 that the pipeline one-hot encodes counts as one feature, as a person reads the table. Predictions come
-from the endpoint over HTTP (``backends.evaluation.call_endpoint``), so the same code measures a local
+from the endpoint over HTTP (``backends.client.evaluation.call_endpoint``), so the same code measures a local
 host and an Azure managed endpoint. Seeded: the same holdout, seed and repeats give the same numbers.
 """
 
@@ -20,7 +20,7 @@ import requests
 
 from backends.base import Endpoint
 from backends.errors import EvaluationError
-from backends.evaluation import WITH_CLASSES, call_endpoint, predictions_of, records_of
+from backends.client.evaluation import WITH_CLASSES, call_endpoint, predictions_of, records_of
 
 logger = logging.getLogger(__name__)
 
