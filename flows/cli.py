@@ -144,9 +144,6 @@ def run(
         spec = _build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space)
-    if spec.data.path and not spec.data.schema_path and not spec.data.target:
-        _fail("your table needs a schema: pass --target COLUMN (the schema is inferred, see `heartflow schema infer`) "
-              "or --schema FILE")
     # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
     prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed,
                       spec.data.target, spec.data.positive_class)
