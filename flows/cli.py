@@ -120,9 +120,6 @@ def run(
                            folder_rule, force, retrain_on)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
-    if spec.data.path and not spec.data.schema_path and not spec.data.target:
-        _fail("your table needs a schema: pass --target COLUMN (the schema is inferred, see `heartflow schema infer`) "
-              "or --schema FILE")
     # Prefect's temporary server boots in its own process while this one validates the data and imports the
     # flow; a bad file still fails in a second (Prefect stops its server when the CLI exits).
     from flows.early_server import start_temporary_server_early
