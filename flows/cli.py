@@ -113,16 +113,15 @@ def run(
             dry_run=dry_run,
         )
     )
-    # Prefect's temporary server boots in its own process while this one validates the data and imports the
-    # flow; a bad file still fails in a second (Prefect stops its server when the CLI exits).
-    server_ready = start_temporary_server_early() if backend is BackendName.local else (lambda: None)
+    # Validate the data before Prefect starts: a bad file costs a second, not a server start-up.
     prepared = _check(prepare_data, spec.data.path, spec.data.schema_path, spec.data.holdout_fraction, spec.data.seed)
     if backend is BackendName.azure:
         from flows.azure_cli import run_azure
 
         _check(run_azure, spec, prepared, compute=compute)
         return
-    _run_local(spec, prepared, server_ready)
+    # Prefect's temporary server boots in its own process while this one imports the flow.
+    _run_local(spec, prepared, start_temporary_server_early())
 
 
 def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
