@@ -120,11 +120,7 @@ def run(
                            folder_rule, force, retrain_on)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
-    # Prefect's temporary server boots in its own process while this one validates the data and imports the
-    # flow; a bad file still fails in a second (Prefect stops its server when the CLI exits).
-    from flows.early_server import start_temporary_server_early
-
-    server_ready = start_temporary_server_early() if spec.backend == "local" else (lambda: None)
+    # Validate the data before Prefect starts: a bad file costs a second and starts nothing.
     prepared = _check(load_data_of, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
@@ -138,7 +134,10 @@ def run(
 
         _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
         return
-    _run_local(spec, prepared, server_ready)
+    # Prefect's temporary server boots in its own process while this one imports the flow.
+    from flows.early_server import start_temporary_server_early
+
+    _run_local(spec, prepared, start_temporary_server_early())
 
 
 def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
