@@ -80,8 +80,13 @@ def test_the_endpoint_answers_with_the_tables_labels(home: Path, table: Path, ru
     assert "Chest.Pain Type" in json.dumps(openapi)
 
 
+def _about_a_tenth(held_out: int, rows: int) -> bool:
+    """The holdout is chosen by a hash of each row, so it is a tenth in expectation: within 4 standard deviations."""
+    return abs(held_out - rows * 0.1) <= 4 * (rows * 0.1 * 0.9) ** 0.5
+
+
 def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: Path, run) -> None:
-    assert run.report.rows == 60 and run.report.accuracy > 0.7
+    assert _about_a_tenth(run.report.rows, 600) and run.report.accuracy > 0.7
     from backends.reporting.reports import leaderboard_rows
 
     families = {t.params.get("model") for t in run.sweep.trials}
@@ -105,7 +110,7 @@ def test_ten_thousand_rows_by_twenty_five_columns_run_the_default_flow(home: Pat
                         sweep=SweepSpec(max_total_trials=2, max_concurrent_trials=2),
                         deploy=DeploySpec(endpoint_name=ENDPOINT + "-wide"))
     summary = train_and_deploy(spec=spec)
-    assert summary.report.rows == 1000 and summary.report.accuracy > 0.7
+    assert _about_a_tenth(summary.report.rows, 10_000) and summary.report.accuracy > 0.7
     assert summary.decision.promote
 
 

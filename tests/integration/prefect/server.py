@@ -122,6 +122,16 @@ def stop_group(process: subprocess.Popen[Any], grace_s: float = 15.0) -> None:
     process.wait(timeout=5)
 
 
+def drain_to_server(timeout_s: float = 10.0) -> None:
+    """Send this process's queued run logs and events to the API before it stops (else Prefect reports each
+    one it could not send)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
+
+
 @contextmanager
 def running_server(base: Path) -> Iterator[PrefectServer]:
     """A server on a free loopback port with PREFECT_HOME under ``base``."""
@@ -133,9 +143,7 @@ def running_server(base: Path) -> Iterator[PrefectServer]:
         server.wait_healthy()
         yield server
     finally:
-        from prefect.logging.handlers import APILogWorker
-
-        APILogWorker.drain_all(timeout=10)  # this process's queued run logs reach the server before it stops
+        drain_to_server()
         server.stop()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.logging.handlers import APILogHandler
+
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -19,7 +19,7 @@ from backends.factory import backend_for_spec
 from backends.domain.spec import PipelineSpec
 from flows.secret_blocks import secrets_from_blocks
 from flows.train_and_deploy import train_and_deploy
-from tests.integration.prefect.server import PrefectServer, running_server
+from tests.integration.prefect.server import PrefectServer, drain_to_server, running_server
 
 ACCOUNT_KEY = "c2VjcmV0LWtleS1mcm9tLWEtYmxvY2s="  # what must never show
 CONNECTION = (f"DefaultEndpointsProtocol=https;AccountName=blockaccount;AccountKey={ACCOUNT_KEY};"
@@ -43,7 +43,7 @@ def api(server: PrefectServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.chdir(tmp_path)  # no .env or .azureml/config.json of the repo
     with temporary_settings({PREFECT_API_URL: server.api_url}), SyncPrefectClient(api=server.api_url) as client:
         yield client
-        APILogHandler.flush()  # send this test's run logs while the server is still up
+        drain_to_server()  # send this test's run logs and events while the server is still up
 
 
 def test_a_secret_block_reaches_the_azure_settings_as_secretstr(api: SyncPrefectClient) -> None:
@@ -71,6 +71,7 @@ def test_a_scheduled_style_run_uses_the_block_and_never_logs_it(api: SyncPrefect
     spec = PipelineSpec(backend="azure", dry_run=True, azure_secret_blocks={"AZURE_STORAGE_CONNECTION_STRING": "hf-storage"})
     state = train_and_deploy(spec=spec, return_state=True)
     assert state.is_completed(), state.message
+    drain_to_server()  # run logs reach the API in the background
     run = api.read_flow_run(state.state_details.flow_run_id)
     logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     text = "\n".join(log.message for log in logs)
