@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -146,7 +146,7 @@ class BayesianSampler:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._spec = spec
         self._optuna = optuna
-        direction = "maximize" if spec.goal == "maximize" else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if spec.goal == "maximize" else "minimize"
         self._study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=spec.seed))
         self._distributions = {name: self._to_optuna(dist) for name, dist in spec.search_space.items()}
         self._pending: dict[int, Any] = {}

@@ -206,9 +206,12 @@ class SweepSpec(BaseModel):
 
     def grid_size(self) -> int | None:
         """The number of combinations when every dimension is a Choice, else None."""
-        if any(d.type != "choice" for d in self.search_space.values()):
-            return None
-        return math.prod(len(d.values) for d in self.search_space.values())  # type: ignore[union-attr]
+        sizes: list[int] = []
+        for dimension in self.search_space.values():
+            if not isinstance(dimension, Choice):
+                return None
+            sizes.append(len(dimension.values))
+        return math.prod(sizes)
 
 
 class DeploySpec(BaseModel):
