@@ -43,7 +43,7 @@ def api(server: PrefectServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.chdir(tmp_path)  # no .env or .azureml/config.json of the repo
     with temporary_settings({PREFECT_API_URL: server.api_url}), SyncPrefectClient(api=server.api_url) as client:
         yield client
-        APILogHandler.flush()  # send this test's run logs while the server is still up
+        APILogHandler().flush()  # send this test's run logs while the server is still up
 
 
 def test_a_secret_block_reaches_the_azure_settings_as_secretstr(api: SyncPrefectClient) -> None:
