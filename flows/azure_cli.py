@@ -65,9 +65,13 @@ def check_azure(spec: PipelineSpec) -> None:
     """Read-only readiness of the workspace, one table; exit 1 if anything blocks a run."""
     from rich.table import Table
 
+    from backends.azure.backend import AzureBackend
     from backends.azure.readiness import check_readiness
 
-    report = check_readiness(provisioner_for_spec(spec), spec)  # type: ignore[arg-type]
+    backend = provisioner_for_spec(spec)
+    if not isinstance(backend, AzureBackend):  # readiness reads Azure's own clients, beyond the Provisioner protocol
+        raise ConfigurationError(f"`heartflow check` checks an Azure workspace: the {spec.backend} backend has none")
+    report = check_readiness(backend, spec)
     table = Table(title="Azure readiness (read-only)", show_lines=False)
     for column in ("check", "status", "found", "what to do"):
         table.add_column(column, overflow="fold")

@@ -66,7 +66,12 @@ def check_search_space(spec: SweepSpec) -> None:
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every combination, in the spec's dimension order (the last dimension varies fastest)."""
     names = list(spec.search_space)
-    values = [spec.search_space[n].values for n in names]  # type: ignore[union-attr]
+    values: list[list[Any]] = []
+    for name in names:
+        dimension = spec.search_space[name]
+        if not isinstance(dimension, Choice):
+            raise ConfigurationError(f"search_space.{name}: grid sampling takes only choice dimensions")
+        values.append(dimension.values)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
