@@ -70,7 +70,7 @@ def test_two_homes_on_one_postgres_store_share_models_champion_and_history(pg_en
     champion = worker.champion(MODEL)
     assert champion is not None and champion.version == model.version and champion.data_sha256 == data.sha256
     assert [e.model_version for e in worker.history(ENDPOINT)] == [model.version]
-    model_dir = worker._model_dir(champion)
+    model_dir = worker.endpoints.model_dir(champion)
     assert (model_dir / "MLmodel").is_file() and model_dir.resolve().is_relative_to(shared_root.resolve())
 
 
@@ -96,4 +96,4 @@ def test_a_run_on_one_machine_is_seen_from_another_through_an_mlflow_server(pg_e
         b = LocalBackend(tmp_path / "b", tracking_uri=server.url)
         champion = b.champion(MODEL)
         assert champion is not None and champion.tags.get("heartflow.split", "").startswith("row-sha256-v1")
-        assert (b._model_dir(champion) / "MLmodel").is_file()
+        assert (b.endpoints.model_dir(champion) / "MLmodel").is_file()
