@@ -18,6 +18,8 @@ class ConfigurationError(HeartflowError):
 class DataValidationError(HeartflowError):
     """The input data does not fit the dataset schema (names the column and, where it applies, the row)."""
 
+    problems: tuple[object, ...] = ()  # every problem found in a table (backends.domain.validation.Problem)
+
 
 class UploadError(HeartflowError):
     """The training data could not be stored."""

@@ -10,6 +10,7 @@ from rich.console import Console
 from backends.domain.dataset import PreparedData
 from backends.factory import provisioner_for_spec
 from backends.domain.spec import PipelineSpec
+from backends.errors import ConfigurationError
 
 console = Console()
 
@@ -24,8 +25,11 @@ def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None
         plan = backend.plan(spec, data_sha256=prepared.train_sha256)
         console.print(plan.render(), highlight=False, soft_wrap=True)
         if plan_dir is not None:
+            from backends.azure.plan import AzurePlan
             from backends.azure.plan_yaml import write_plan_yaml
 
+            if not isinstance(plan, AzurePlan):  # Provisioner.plan promises a report, not Azure ML objects
+                raise ConfigurationError(f"--plan-dir writes Azure ML YAML: the {spec.backend} backend's plan is not one")
             console.print(write_plan_yaml(plan, plan_dir).render(), highlight=False, soft_wrap=True)
         console.print("[bold]dry run:[/] every object above was validated with the Azure ML SDK; nothing was called on Azure.")
         return
@@ -43,7 +47,7 @@ def provision_azure(spec: PipelineSpec, *, create_workspace: bool) -> None:
 
 
 def teardown_azure(endpoint_name: str, *, all_resources: bool, yes: bool) -> None:
-    spec = PipelineSpec(backend="azure", deploy={"endpoint_name": endpoint_name})
+    spec = PipelineSpec.model_validate({"backend": "azure", "deploy": {"endpoint_name": endpoint_name}})
     backend = provisioner_for_spec(spec)
     backend.teardown(endpoint_name)
     console.print(f"endpoint {endpoint_name} deleted (or was already gone)")
@@ -61,9 +65,13 @@ def check_azure(spec: PipelineSpec) -> None:
     """Read-only readiness of the workspace, one table; exit 1 if anything blocks a run."""
     from rich.table import Table
 
+    from backends.azure.backend import AzureBackend
     from backends.azure.readiness import check_readiness
 
-    report = check_readiness(provisioner_for_spec(spec), spec)  # type: ignore[arg-type]
+    backend = provisioner_for_spec(spec)
+    if not isinstance(backend, AzureBackend):  # readiness reads Azure's own clients, beyond the Provisioner protocol
+        raise ConfigurationError(f"`heartflow check` checks an Azure workspace: the {spec.backend} backend has none")
+    report = check_readiness(backend, spec)
     table = Table(title="Azure readiness (read-only)", show_lines=False)
     for column in ("check", "status", "found", "what to do"):
         table.add_column(column, overflow="fold")

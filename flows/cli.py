@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,10 +14,13 @@ from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the t
     BackendName,
     BackendOption,
     EndpointOption,
+    FolderRuleName,
     GateRule,
     HomeOption,
+    RetrainOnName,
     SamplingName,
     TrackingOption,
+    ValidationName,
     _check,
     _fail,
     _home,
@@ -67,15 +69,15 @@ def run(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     data: Annotated[str | None, typer.Option("--data", help="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL or (azure) azureml:NAME@latest (default: the embedded 303-row heart table)")] = None,
-    folder_rule: Annotated[str, typer.Option("--folder-rule", help="A data folder: newest (its newest *.csv) or all (every *.csv appended)")] = "newest",
+    folder_rule: Annotated[FolderRuleName, typer.Option("--folder-rule", help="A data folder: newest (its newest *.csv) or all (every *.csv appended)")] = "newest",
     force: Annotated[bool, typer.Option("--force", help="Retrain even when the data is the serving champion's")] = False,
-    retrain_on: Annotated[str, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
+    retrain_on: Annotated[RetrainOnName, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
     schema: Annotated[Path | None, typer.Option("--schema", help="Dataset schema, YAML or JSON")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="max_total_trials")] = 25,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
     sampling: Annotated[SamplingName, typer.Option("--sampling")] = SamplingName.random,
     seed: Annotated[int, typer.Option("--seed", help="Seeds the holdout split, sampling and forests")] = 42,
-    validation: Annotated[str, typer.Option("--validation", help="kfold (5 stratified folds, then refit on all training rows) or split (the tutorial's 70/30)")] = "kfold",
+    validation: Annotated[ValidationName, typer.Option("--validation", help="kfold (5 stratified folds, then refit on all training rows) or split (the tutorial's 70/30)")] = "kfold",
     folds: Annotated[int, typer.Option("--folds", min=2, max=20)] = 5,
     timeout: Annotated[int | None, typer.Option("--timeout", min=1, help="Sweep timeout, seconds")] = None,
     trial_timeout: Annotated[int | None, typer.Option("--trial-timeout", min=1, help="Per-trial timeout, seconds")] = None,
@@ -307,8 +309,10 @@ def provision(
     from backends.domain.spec import PipelineSpec
     from flows.azure_cli import provision_azure
 
-    spec = _check(lambda: PipelineSpec(backend="azure", deploy={"endpoint_name": endpoint_name},
-                                       azure_overrides={"compute": compute} if compute else {}))
+    spec = _check(lambda: PipelineSpec.model_validate({
+        "backend": "azure", "deploy": {"endpoint_name": endpoint_name},
+        "azure_overrides": {"compute": compute} if compute else {},
+    }))
     _check(provision_azure, spec, create_workspace=create_workspace)
 
 
@@ -327,10 +331,11 @@ def check(
     from backends.domain.spec import PipelineSpec
     from flows.azure_cli import check_azure
 
-    spec = _check(lambda: PipelineSpec(
-        backend="azure", sweep={"max_concurrent_trials": concurrency},
-        deploy={"endpoint_name": endpoint_name, **({"instance_type": instance_type} if instance_type else {})},
-        azure_overrides={"compute": compute} if compute else {}))
+    spec = _check(lambda: PipelineSpec.model_validate({
+        "backend": "azure", "sweep": {"max_concurrent_trials": concurrency},
+        "deploy": {"endpoint_name": endpoint_name, **({"instance_type": instance_type} if instance_type else {})},
+        "azure_overrides": {"compute": compute} if compute else {},
+    }))
     _check(check_azure, spec)
 
 
@@ -362,4 +367,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -30,6 +30,13 @@ class SamplingName(str, Enum):
 class GateRule(str, Enum):
     tolerance = "tolerance"
     paired = "paired"
+
+
+# The choices of spec fields the CLI passes on as they are (typer offers them as choices); the type checker
+# holds them to the Literal fields of backends.domain.spec (DataSpec, ValidationSpec).
+FolderRuleName = Literal["newest", "all"]
+RetrainOnName = Literal["always", "drift"]
+ValidationName = Literal["split", "kfold"]
 
 
 HomeOption = Annotated[

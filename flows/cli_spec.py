@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import ConfigurationError
-from flows.cli_common import BackendName, GateRule, SamplingName, _check, _home
+from flows.cli_common import (
+    BackendName, FolderRuleName, GateRule, RetrainOnName, SamplingName, ValidationName, _check, _home,
+)
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -88,16 +90,18 @@ def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> st
 
 
 def build_spec(
-    backend: BackendName, home: Path | None, data: Path | None, schema: Path | None, trials: int, concurrency: int | None,
-    sampling: SamplingName, seed: int, validation: str, folds: int, timeout: int | None, trial_timeout: int | None,
+    backend: BackendName, home: Path | None, data: str | None, schema: Path | None, trials: int, concurrency: int | None,
+    sampling: SamplingName, seed: int, validation: ValidationName, folds: int, timeout: int | None, trial_timeout: int | None,
     model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: str, force: bool, retrain_on: str,
+    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName,
 ) -> Any:
     from backends.domain.search import check_search_space
     from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
 
+    # instance_type only when given: the spec's default (a size the SDK recommends) stays in one place
+    deploy_options: dict[str, Any] = {"instance_type": instance_type} if instance_type else {}
     spec: PipelineSpec = _check(
         lambda: PipelineSpec(
             backend=backend.value,
@@ -114,7 +118,7 @@ def build_spec(
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **({"instance_type": instance_type} if instance_type else {}),
+                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **deploy_options,
             ),
             dry_run=dry_run,
         )

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class _ProgressHandler(logging.Handler):
     def __init__(self, progress: Progress) -> None:
         super().__init__()
         self._progress = progress
-        self._task: int | None = None
+        self._task: TaskID | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         total = getattr(record, "total", None)

@@ -32,7 +32,10 @@ def secrets_from_blocks(blocks: Mapping[str, str]) -> dict[str, SecretStr]:
             known = ", ".join(f"{f} ({env})" for f, env in SECRET_SETTINGS.items())
             raise ConfigurationError(f"azure_secret_blocks: {setting!r} is not a secret Azure setting; known: {known}")
         try:
-            value = Secret.load(block, validate=True).get()
+            secret = Secret.load(block, validate=True)
+            # load is dispatched (sync here, a coroutine in async code): called from sync code it is the block
+            assert isinstance(secret, Secret)
+            value = secret.get()
         except ValueError as exc:
             raise ConfigurationError(
                 f"azure_secret_blocks: no Secret block named {block!r} for {setting} on this Prefect server: create "

@@ -117,7 +117,9 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     except Exception as exc:
         raise StageFailed(f"open-backend-{spec.backend}", exc) from exc
     storage = result_storage_for(backend)
-    cached = {"result_storage": storage} if storage is not None else {}
+    upload, sweep_task = upload_data, run_sweep
+    if storage is not None:
+        upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
     loaded, _ = _stage(validate_data, spec.data, backend)
     prepared, source = loaded.prepared, loaded.source
@@ -130,8 +132,8 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     early = _early_end(backend, spec, watch, prepared.train_sha256)
     if early is not None:
         return early
-    data, _ = _stage(upload_data.with_options(**cached), backend, prepared)
-    sweep, sweep_state = _stage(run_sweep.with_options(**cached), backend, data, spec.sweep, prepared)
+    data, _ = _stage(upload, backend, prepared)
+    sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
     # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
     sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=split_tag(spec.data.holdout_fraction)))
     sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")

@@ -256,7 +256,8 @@ def build_predictor(model: Any, features: Sequence[Feature], compiler: Any = Non
     probe = _probe_rows(model, features)
     labels, proba = compiled.predict(probe, True)
     expected_labels, expected_proba = general.predict(probe, True)
-    if not (np.array_equal(labels, expected_labels) and np.allclose(proba, expected_proba, rtol=0, atol=1e-12)):  # type: ignore[arg-type]
+    assert proba is not None and expected_proba is not None  # with_proba=True: both predictors return it
+    if not (np.array_equal(labels, expected_labels) and np.allclose(proba, expected_proba, rtol=0, atol=1e-12)):
         logger.warning("compiled predictor disagrees with the model on probe rows; using the DataFrame path")
         return general
     return compiled

@@ -74,7 +74,7 @@ def train_trial(
     test_size: float = 0.3,
     folds: int = 5,
     random_state: int = 0,
-    on_fold: Callable[[int, dict[str, float]], None] | None = None,
+    on_fold: Callable[[int, dict[str, float]], object] | None = None,
 ) -> TrialFit:
     """Fit and score one trial. Deterministic for the same inputs (the forest and the split are seeded).
 

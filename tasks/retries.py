@@ -20,7 +20,7 @@ TRANSIENT = (TransientBackendError, requests.ConnectionError, requests.Timeout, 
 NEVER = (DataValidationError, ConfigurationError, PromotionRejected, ValueError, TypeError, KeyError)
 
 # Backoff between attempts (seconds), with Prefect's jitter on top: 2 s, 10 s, 30 s.
-BACKOFF_S = [2, 10, 30]
+BACKOFF_S: list[float] = [2, 10, 30]
 JITTER = 0.3
 
 

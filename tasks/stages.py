@@ -10,6 +10,7 @@ for a person to look at. Caching: upload and sweep are cached on computed keys (
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -55,6 +56,7 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
     artifact_id = create_progress_artifact(
         0.0, key=SWEEP_PROGRESS_KEY, description=f"Finished trials of the sweep ({spec.max_total_trials} planned)"
     )
+    assert isinstance(artifact_id, UUID)  # dispatched: from sync code the id, not a coroutine
 
     def on_trial(trial: TrialResult, finished: int, total: int) -> None:
         metric = trial.metrics.get(spec.primary_metric)

@@ -4,9 +4,11 @@ drifted from the champion's, and how does the serving champion score on it (deca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.tasks import TaskRunNameCallbackWithParameters
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from backends.reporting import plots
@@ -72,7 +74,9 @@ def early_end_reason(watch: ChampionWatch, data: DataSpec, train_sha256: str) ->
     return None
 
 
-@task(name="validate-data", task_run_name=validate_task_run_name)
+# Prefect's protocol for a name callback that takes the parameters also demands a classmethod no plain function
+# has; Prefect itself tells such callbacks by their "parameters" argument, which this one has.
+@task(name="validate-data", task_run_name=cast(TaskRunNameCallbackWithParameters, validate_task_run_name))
 def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
     Never retried: a bad file stays bad."""
@@ -144,7 +148,8 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
         drift = drift_rules.compare(reference, frame, [*schema.numeric, *schema.passthrough], list(schema.categorical))
         logger.info("drift against v%s's training data: %s", champion.version, ", ".join(drift.drifted) or "no column drifted")
 
-    decay, series = None, ()
+    decay: EvalReport | None = None
+    series: tuple[float, ...] = ()
     if watch.champion_serves:
         assert serving is not None
         rows = _new_rows(frame, reference)

@@ -24,7 +24,7 @@ from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import await_poller, translate
 from backends.azure.session import AzureSession
 from backends.domain.rollout import RolloutPolicy, serving
-from backends.errors import DeploymentError
+from backends.errors import DeploymentError, HeartflowError
 from backends.domain.history import HistoryLog
 from backends.results import Endpoint, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
@@ -169,7 +169,7 @@ class AzureEndpoints(RolloutPolicy):
         if state.lower() != "succeeded":
             raise self._failed(endpoint_name, deployment, before, DeploymentError(f"provisioning state {state}"))
 
-    def _failed(self, endpoint: str, name: str, before: Mapping[str, int], exc: BaseException) -> DeploymentError:
+    def _failed(self, endpoint: str, name: str, before: Mapping[str, int], exc: BaseException) -> HeartflowError:
         """Collect the container logs, remove the failed deployment (it would bill), keep the traffic."""
         client = self._client("deploy")
         tail = ""

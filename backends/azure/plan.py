@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from azure.ai.ml import load_compute, load_data, load_datastore, load_environment, load_job, load_model
 from azure.ai.ml import load_online_deployment, load_online_endpoint
-from azure.ai.ml.entities import Data, Environment, OnlineDeployment, OnlineEndpoint
+from azure.ai.ml.entities import Data, Environment, KubernetesOnlineDeployment, ManagedOnlineDeployment, OnlineEndpoint
 
 from backends.azure import entities, naming
 from backends.azure.packages import top_level
@@ -43,7 +43,7 @@ def to_rest(entity: Any) -> Any:
     """The REST body the SDK would send for ``entity``."""
     if isinstance(entity, OnlineEndpoint):
         return entity._to_rest_online_endpoint(REST_LOCATION)
-    if isinstance(entity, OnlineDeployment):
+    if isinstance(entity, (ManagedOnlineDeployment, KubernetesOnlineDeployment)):  # regional: they take a location
         return entity._to_rest_object(location=REST_LOCATION)
     return entity._to_rest_object()
 

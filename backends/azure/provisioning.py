@@ -95,7 +95,7 @@ class AzureProvisioner:
         if "compute" in self._ensured and report is None:
             return
         compute = entities.build_compute(self._az.settings)
-        self._get_or_create("compute", compute.name, lambda: client.compute.get(compute.name),
+        self._get_or_create("compute", self._az.settings.compute, lambda: client.compute.get(compute.name),
                             lambda: client.compute.begin_create_or_update(compute), SweepError, report)
         self._ensured.add("compute")
 
@@ -103,7 +103,7 @@ class AzureProvisioner:
         if "datastore" in self._ensured and report is None:
             return
         store = entities.build_datastore(self._az.settings)
-        self._get_or_create("datastore", store.name, lambda: client.datastores.get(store.name),
+        self._get_or_create("datastore", self._az.settings.datastore_name, lambda: client.datastores.get(store.name),
                             lambda: client.datastores.create_or_update(store), SweepError, report)
         self._ensured.add("datastore")
 

@@ -260,7 +260,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, env_file: str |
     if unknown:
         raise ConfigurationError(f"unknown Azure setting(s): {', '.join(unknown)}; known: {', '.join(AzureSettings.model_fields)}")
     try:
-        return AzureSettings(_env_file=env_file, **clean)  # type: ignore[call-arg]
+        return AzureSettings(_env_file=env_file, **clean)  # type: ignore[call-arg] # a pydantic-settings init option
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"invalid Azure settings: {problems}") from exc

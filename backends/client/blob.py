@@ -98,13 +98,18 @@ def _blob_client(uri: str, settings: BlobSettings, credential: Any | None, timeo
                 f"{uri} names no storage account: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL, "
                 "or give the blob's https URL"
             )
-        service = BlobServiceClient(settings.storage_account_url, credential=credential or _default_credential(), **timeouts)
+        service = BlobServiceClient(
+            settings.storage_account_url, credential=credential or _default_credential(),
+            connection_timeout=timeout_s, read_timeout=timeout_s,
+        )
         return service.get_blob_client(container, name)
     endpoint = configured_blob_endpoint(settings)
     if conn is not None and endpoint and uri.startswith(endpoint.rstrip("/") + "/"):
         container, _, name = unquote(uri[len(endpoint.rstrip("/")) + 1:]).partition("/")
         return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
-    return BlobClient.from_blob_url(uri, credential=credential or _default_credential(), **timeouts)
+    return BlobClient.from_blob_url(
+        uri, credential=credential or _default_credential(), connection_timeout=timeout_s, read_timeout=timeout_s,
+    )
 
 
 def _default_credential() -> Any:

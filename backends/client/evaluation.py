@@ -37,7 +37,7 @@ class _TransientHTTPError(Exception):
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts of plain Python values (numpy scalars are not JSON; a missing cell is null)."""
     return [
-        {k: None if _is_nan(v) else (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        {str(k): None if _is_nan(v) else (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
         for row in frame.to_dict("records")
     ]
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 from backends.results import HistoryEntry, ModelVersion
 
@@ -32,6 +33,14 @@ def who() -> str:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (KeyError, OSError):
         return "unknown"
+
+
+class HistoryStore(Protocol):
+    """Where promotion history is kept: a JSON-lines file (HistoryLog) or a shared MLflow store."""
+
+    def append(self, entry: HistoryEntry) -> None: ...
+
+    def read(self, endpoint_name: str | None = None) -> tuple[HistoryEntry, ...]: ...
 
 
 class HistoryLog:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -66,7 +66,12 @@ def check_search_space(spec: SweepSpec) -> None:
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """Every combination, in the spec's dimension order (the last dimension varies fastest)."""
     names = list(spec.search_space)
-    values = [spec.search_space[n].values for n in names]  # type: ignore[union-attr]
+    values: list[list[Any]] = []
+    for name in names:
+        dimension = spec.search_space[name]
+        if not isinstance(dimension, Choice):
+            raise ConfigurationError(f"search_space.{name}: grid sampling takes only choice dimensions")
+        values.append(dimension.values)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
@@ -146,7 +151,7 @@ class BayesianSampler:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._spec = spec
         self._optuna = optuna
-        direction = "maximize" if spec.goal == "maximize" else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if spec.goal == "maximize" else "minimize"
         self._study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=spec.seed))
         self._distributions = {name: self._to_optuna(dist) for name, dist in spec.search_space.items()}
         self._pending: dict[int, Any] = {}

@@ -110,8 +110,10 @@ def _from_folder(folder: Path, rule: FolderRule, scratch: Path) -> _Fetched:
         parts += [line if line.endswith(b"\n") else line + b"\n" for line in lines[1:]]
     combined = scratch / f"{folder.name or 'data'}-all.csv"
     combined.write_bytes(b"".join(parts))
-    newest = max(p.stat().st_mtime for p in files)
-    return _Fetched(combined, f"{folder} ({len(files)} files)", f"{len(files)} files, newest modified {_stamp(newest)}")
+    newest_mtime = max(p.stat().st_mtime for p in files)
+    return _Fetched(
+        combined, f"{folder} ({len(files)} files)", f"{len(files)} files, newest modified {_stamp(newest_mtime)}"
+    )
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -172,8 +174,8 @@ def fetch(
             raise DataValidationError(
                 f"{uri} is an Azure ML data asset: it can be read only with --backend azure (the workspace holds it)"
             )
-        path, version = asset_resolver(uri)
-        inner = fetch(path, scratch, folder_rule=folder_rule, timeout_s=timeout_s)
+        asset_path, version = asset_resolver(uri)
+        inner = fetch(asset_path, scratch, folder_rule=folder_rule, timeout_s=timeout_s)
         return _Fetched(inner.local, f"{uri} -> {inner.resolved}", version)
     parsed = urlparse(uri)
     if is_blob_uri(uri) or (parsed.scheme in ("http", "https") and _under_configured_blob_endpoint(uri)):
@@ -200,7 +202,7 @@ def _under_configured_blob_endpoint(uri: str) -> bool:
     from backends.client.blob import configured_blob_endpoint
 
     endpoint = configured_blob_endpoint()
-    return bool(endpoint) and uri.startswith(endpoint.rstrip("/") + "/")
+    return endpoint is not None and endpoint != "" and uri.startswith(endpoint.rstrip("/") + "/")
 
 
 def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> LoadedData:

@@ -51,16 +51,16 @@ class Uniform(_Dist):
 class LogUniform(Uniform):
     """exp(uniform(min_value, max_value)), as azure.ai.ml.sweep.LogUniform."""
 
-    type: Literal["loguniform"] = "loguniform"  # type: ignore[assignment]
+    type: Literal["loguniform"] = "loguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
 
 
 class QUniform(Uniform):
-    type: Literal["quniform"] = "quniform"  # type: ignore[assignment]
+    type: Literal["quniform"] = "quniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
     q: float = Field(gt=0)
 
 
 class QLogUniform(Uniform):
-    type: Literal["qloguniform"] = "qloguniform"  # type: ignore[assignment]
+    type: Literal["qloguniform"] = "qloguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
     q: float = Field(gt=0)
 
 
@@ -71,16 +71,16 @@ class Normal(_Dist):
 
 
 class LogNormal(Normal):
-    type: Literal["lognormal"] = "lognormal"  # type: ignore[assignment]
+    type: Literal["lognormal"] = "lognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
 
 
 class QNormal(Normal):
-    type: Literal["qnormal"] = "qnormal"  # type: ignore[assignment]
+    type: Literal["qnormal"] = "qnormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
     q: float = Field(gt=0)
 
 
 class QLogNormal(Normal):
-    type: Literal["qlognormal"] = "qlognormal"  # type: ignore[assignment]
+    type: Literal["qlognormal"] = "qlognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
     q: float = Field(gt=0)
 
 
@@ -206,9 +206,12 @@ class SweepSpec(BaseModel):
 
     def grid_size(self) -> int | None:
         """The number of combinations when every dimension is a Choice, else None."""
-        if any(d.type != "choice" for d in self.search_space.values()):
-            return None
-        return math.prod(len(d.values) for d in self.search_space.values())  # type: ignore[union-attr]
+        sizes: list[int] = []
+        for dimension in self.search_space.values():
+            if not isinstance(dimension, Choice):
+                return None
+            sizes.append(len(dimension.values))
+        return math.prod(sizes)
 
 
 class DeploySpec(BaseModel):

@@ -33,7 +33,7 @@ _SCALE = float(2**64)
 
 def _value_text(value: object) -> str:
     try:
-        return format(float(value), ".17g")  # type: ignore[arg-type]
+        return format(float(value), ".17g")  # type: ignore[arg-type] # any cell: float() decides, errors fall through
     except (TypeError, ValueError):
         return str(value)
 

@@ -180,5 +180,5 @@ def _raise(source: str, problems: list[Problem], hint: str = "") -> None:
     if hint:
         lines.append(hint)
     error = DataValidationError("\n".join(lines))
-    error.problems = tuple(problems)  # type: ignore[attr-defined]
+    error.problems = tuple(problems)
     raise error

@@ -31,7 +31,7 @@ from backends.base import (
 from backends.domain.dataset import canonical_csv
 from backends.errors import DeploymentError, RegistrationError, UploadError
 from backends.local import tracking
-from backends.domain.history import HistoryLog
+from backends.domain.history import HistoryLog, HistoryStore
 from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
@@ -68,7 +68,7 @@ class LocalBackend(LocalWatchMixin, Backend):
             self._experiment_id = tracking.ensure_experiment(self._client, self.home, artifact_root)
         self.registry = LocalRegistry(self._client)
         self.shared_store = tracking.is_shared(uri, self.home)
-        self._history: HistoryLog | MlflowHistoryLog = (
+        self._history: HistoryStore = (
             MlflowHistoryLog(self._client) if self.shared_store else HistoryLog(self.home / "history.jsonl")
         )
         self.endpoints = LocalEndpoints(self.home, self.registry, self._history)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from backends.domain.rollout import RolloutPolicy
 from backends.errors import DeploymentError
-from backends.domain.history import HistoryLog
+from backends.domain.history import HistoryStore
 from backends.local import tracking
 from backends.local.registry import LocalRegistry
 from backends.results import Endpoint, HistoryEntry, ModelVersion
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class LocalEndpoints(RolloutPolicy):
-    def __init__(self, home: Path, registry: LocalRegistry, history: HistoryLog) -> None:
+    def __init__(self, home: Path, registry: LocalRegistry, history: HistoryStore) -> None:
         self.home = home
         self.registry = registry
         self.history = history

@@ -72,6 +72,7 @@ class TrialModelWriter:
                 self._reference = path
                 self._template = Model.load(str(path / "MLmodel"))
             return
+        assert self._template is not None  # set together with _reference
         path.mkdir(parents=True, exist_ok=False)
         skops_dump_compact(model, path / MODEL_FILE)
         mlmodel = copy.deepcopy(self._template)

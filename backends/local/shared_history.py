@@ -47,8 +47,10 @@ class MlflowHistoryLog:
     def append(self, entry: HistoryEntry) -> None:
         record = dataclasses.asdict(entry)
         record["reason"] = record["reason"][:MAX_REASON]
+        experiment_id = self._experiment_id(create=True)
+        assert experiment_id is not None  # create=True returns an id or raises
         run = self._client.create_run(
-            self._experiment_id(create=True),  # type: ignore[arg-type]
+            experiment_id,
             run_name=f"{entry.event}-{entry.model_name}-v{entry.model_version}",
             tags={TAG_ENDPOINT: entry.endpoint, TAG_ENTRY: json.dumps(record, sort_keys=True), "heartflow.kind": "history"},
         )

@@ -22,8 +22,12 @@ DECAY_ROWS_METRIC = "champion_rows_on_new_data"
 class LocalWatchMixin:
     _client: MlflowClient
 
+    if TYPE_CHECKING:  # LocalBackend.endpoint, declared for the checker only so the MRO stays as it is
+
+        def endpoint(self, endpoint_name: str, deployment: str | None = None) -> Endpoint | None: ...
+
     def serving(self, endpoint_name: str) -> Endpoint | None:
-        endpoint = self.endpoint(endpoint_name)  # type: ignore[attr-defined] - LocalBackend.endpoint
+        endpoint = self.endpoint(endpoint_name)
         if endpoint is None or endpoint.traffic.get(endpoint.deployment, 0) <= 0:
             return None
         return endpoint

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from matplotlib.figure import Figure
 
@@ -17,7 +17,7 @@ from backends.client.importance import FeatureImportance
 DPI = 110
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
@@ -37,8 +37,9 @@ def sweep_figure(sweep: SweepResult) -> Figure:
         ax = axes[index // columns][index % columns]
         values = [t.params.get(name) for t in completed]
         scores = [float(t.metrics[metric]) for t in completed]
-        if values and all(_is_number(v) for v in values):
-            xs: list[float] = [float(v) for v in values]
+        numbers = [v for v in values if _is_number(v)]
+        if values and len(numbers) == len(values):
+            xs: list[float] = [float(v) for v in numbers]
         else:
             labels = sorted({repr(v) if not isinstance(v, str) else v for v in values})
             slot = {label: i for i, label in enumerate(labels)}

@@ -59,6 +59,8 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
     from azure.ai.ml import (load_compute, load_data, load_environment, load_job, load_online_deployment,
                              load_online_endpoint)
 
+    from backends.azure.naming import workspace_endpoint_name
+
     plan_dir = tmp_path / "plan"
     result = _cli(tmp_path, "--trials", "12", "--plan-dir", str(plan_dir), env=WORKSPACE_ONLY)
     assert result.returncode == 0, result.stderr
@@ -85,8 +87,10 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
     assert env.conda_file == conda and any(p.startswith("azureml-mlflow==") for p in pins)
     assert all("==" in p for p in pins)
     deployment, endpoint = loaded["deployment.yml"], loaded["endpoint.yml"]
-    # The tutorial's endpoint name is taken region-wide: the plan uses one derived from the workspace.
-    assert deployment.endpoint_name == endpoint.name and endpoint.name.startswith("hf-")
+    # the CLI's default endpoint name is the tutorial's, which heartflow replaces by the workspace's own
+    derived = workspace_endpoint_name(AZURE_ENV["AZURE_SUBSCRIPTION_ID"], AZURE_ENV["AZURE_RESOURCE_GROUP"],
+                                      AZURE_ENV["AZUREML_WORKSPACE_NAME"])
+    assert deployment.endpoint_name == endpoint.name == derived
     assert endpoint.name in result.stdout
     assert deployment.code_configuration.scoring_script == "score.py"
     assert loaded["compute.yml"].min_instances == 0

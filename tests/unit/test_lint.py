@@ -1,4 +1,4 @@
-"""The code base stays free of unused imports, undefined names and mutable default arguments."""
+"""The code base passes ruff, the type checker and the import contracts."""
 
 from __future__ import annotations
 
@@ -17,4 +17,22 @@ def test_ruff_finds_nothing() -> None:
         [ruff, "check", "backends", "flows", "tasks", "src", "bench", "tests"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _venv_tool(name: str) -> str:
+    tool = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert tool, f"{name} is a test dependency: pip install -e '.[test]'"
+    return tool
+
+
+def test_types_check() -> None:
+    """mypy over flows, tasks, backends and src ([tool.mypy] in pyproject.toml)."""
+    result = subprocess.run([_venv_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_contracts_hold() -> None:
+    """The import direction and the backends' separation ([tool.importlinter] in pyproject.toml)."""
+    result = subprocess.run([_venv_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

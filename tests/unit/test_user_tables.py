@@ -92,7 +92,7 @@ def test_many_bad_cells_are_capped_and_counted() -> None:
     raw["Age"] = "x"
     with pytest.raises(DataValidationError) as caught:
         check_table(raw, infer_schema(as_text(user_table(rows=100)), TARGET).schema, "t.csv")
-    problems = caught.value.problems  # type: ignore[attr-defined]
+    problems = caught.value.problems
     assert len([p for p in problems if p.row]) == MAX_PROBLEMS_SHOWN
     assert problems[-1].message == f"{100 - MAX_PROBLEMS_SHOWN} more such cell(s)"
 

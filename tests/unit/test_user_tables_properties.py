@@ -79,7 +79,7 @@ def test_every_bad_cell_is_reported_with_its_row_up_to_the_limit(rows: int, bad:
         raw.loc[row, "x value"] = word
     with pytest.raises(DataValidationError) as caught:
         check_table(raw, schema, "t.csv")
-    problems = caught.value.problems  # type: ignore[attr-defined]
+    problems = caught.value.problems
     rows_reported = [p.row for p in problems if p.row]
     assert rows_reported == [r + 1 for r in sorted(bad)][:MAX_PROBLEMS_SHOWN]
     assert all(p.value == word and p.column == "x value" for p in problems if p.row)

@@ -292,7 +292,9 @@ class LocalEndpointManager:
 
     def _host_alive(self) -> bool:
         runtime = read_runtime(self.paths)
-        return bool(runtime) and pid_alive(runtime.get("pid"))
+        if not runtime:
+            return False
+        return pid_alive(runtime.get("pid"))
 
     def _wait_healthy(self, deadline: float) -> None:
         runtime = read_runtime(self.paths) or {}
