@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError
 
 from backends.azure import entities
 from backends.azure.deploy import AzureEndpoints
@@ -29,7 +29,8 @@ from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, T
 from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult
 from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, SweepError, UploadError
-from backends.azure.watch import WatchMixin
+from backends.azure.data_asset import ensure_data_asset
+from backends.azure.watch import AzureWatch
 from backends.domain.selection import pick_best_trial
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
 from src.features import HEART_SCHEMA, DatasetSchema
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-class AzureBackend(WatchMixin, Backend):
+class AzureBackend(Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
     needs them, so an upload needs only storage settings.
@@ -80,6 +81,7 @@ class AzureBackend(WatchMixin, Backend):
         self.registry = AzureRegistry(self, trained_as=model_name)
         self.provisioner = AzureProvisioner(self)
         self.endpoints = AzureEndpoints(self, self.registry, self.provisioner, self.history_log)
+        self.watch = AzureWatch(self, self.registry)
 
     # --- clients ---------------------------------------------------------------------------------
 
@@ -184,27 +186,7 @@ class AzureBackend(WatchMixin, Backend):
 
     def ensure_data_asset(self, client: Any, data: DataRef) -> str:
         """Get-or-create the split's data asset (version from its sha256); its ``azureml:name:version``."""
-        asset = entities.build_data_asset(self.settings, path=self.data_path(data), sha256=data.sha256, rows=data.rows)
-        ref = entities.data_asset_ref(asset)
-        if ref in self._ensured:
-            return ref
-        try:
-            existing = self.call("read the data asset", client.data.get, name=asset.name, version=asset.version)
-        except ResourceNotFoundError:
-            existing = None
-        except AzureError as exc:
-            raise translate(exc, UploadError, f"reading data asset {ref}") from exc
-        if existing is not None and (existing.tags or {}).get("sha256") not in (None, data.sha256):
-            raise ConfigurationError(
-                f"data asset {ref} already holds another split (sha256 {existing.tags['sha256']}); set "
-                "HEARTFLOW_AZURE_DATA_ASSET_NAME to another name")
-        if existing is None:
-            try:
-                self.call("register the data asset", client.data.create_or_update, asset)
-            except AzureError as exc:
-                raise translate(exc, UploadError, f"registering data asset {ref}",
-                                check="the AzureML Data Scientist role on the workspace") from exc
-            logger.info("registered the training split as data asset %s", ref)
+        ref = ensure_data_asset(self, client, data, self.data_path(data), known=self._ensured)
         self._ensured.add(ref)
         return ref
 
@@ -374,6 +356,20 @@ class AzureBackend(WatchMixin, Backend):
 
     def teardown_all(self, yes: bool = False) -> TeardownReport:
         return self.provisioner.teardown_all(yes)
+
+    # --- scheduled retraining: AzureWatch -------------------------------------------------------------
+
+    def serving(self, endpoint_name: str) -> Endpoint | None:
+        return self.watch.serving(self.endpoints.endpoint_name(endpoint_name))
+
+    def resolve_data_asset(self, uri: str) -> tuple[str, str]:
+        return self.watch.resolve_data_asset(uri)
+
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+        self.watch.tag_model(model, tags)
+
+    def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
+        return self.watch.record_champion_score(model, accuracy, rows)
 
     # --- cache identity -----------------------------------------------------------------------------
 

@@ -13,7 +13,11 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from backends.errors import DataValidationError
+from backends.azure import entities
+from backends.azure.resilience import translate
+from backends.azure.session import AzureSession
+from backends.errors import ConfigurationError, DataValidationError, UploadError
+from backends.results import DataRef
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +67,30 @@ def resolve_data_asset(data: Any, datastores: Any, uri: str) -> tuple[str, str]:
     url = _datastore_blob_url(datastores, str(asset.path))
     logger.info("data asset %s:%s is %s", asset.name, asset.version, url)
     return url, str(asset.version)
+
+
+def ensure_data_asset(session: AzureSession, client: Any, data: DataRef, path: str, known: set[str]) -> str:
+    """Get-or-create a training split's data asset at ``path`` (version from its sha256); its
+    ``azureml:name:version``. ``known`` holds the assets this run already ensured."""
+    asset = entities.build_data_asset(session.settings, path=path, sha256=data.sha256, rows=data.rows)
+    ref = entities.data_asset_ref(asset)
+    if ref in known:
+        return ref
+    try:
+        existing = session.call("read the data asset", client.data.get, name=asset.name, version=asset.version)
+    except ResourceNotFoundError:
+        existing = None
+    except AzureError as exc:
+        raise translate(exc, UploadError, f"reading data asset {ref}") from exc
+    if existing is not None and (existing.tags or {}).get("sha256") not in (None, data.sha256):
+        raise ConfigurationError(
+            f"data asset {ref} already holds another split (sha256 {existing.tags['sha256']}); set "
+            "HEARTFLOW_AZURE_DATA_ASSET_NAME to another name")
+    if existing is None:
+        try:
+            session.call("register the data asset", client.data.create_or_update, asset)
+        except AzureError as exc:
+            raise translate(exc, UploadError, f"registering data asset {ref}",
+                            check="the AzureML Data Scientist role on the workspace") from exc
+        logger.info("registered the training split as data asset %s", ref)
+    return ref

@@ -10,7 +10,9 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import translate
+from backends.azure.session import AzureSession
 from backends.base import Endpoint, ModelVersion
 from backends.errors import DeploymentError, RegistrationError
 
@@ -33,27 +35,31 @@ def _model_of(deployment: Any) -> tuple[str, str] | None:
     return None
 
 
-class WatchMixin:
-    """Mixed into AzureBackend. Uses only its ``client``, ``call``, ``get_model`` and ``settings`` and the
-    SDK's operations (not the backend's module: imports stay one-way)."""
+class AzureWatch:
+    """AzureBackend's collaborator for scheduled retraining: what serves, lineage tags, the champion's scores
+    and data assets. It uses the shared AzureSession and the registry, never the backend class."""
 
-    def _read_model(self: Any, client: Any, model: ModelVersion) -> Any:
+    def __init__(self, session: AzureSession, registry: AzureRegistry) -> None:
+        self._az = session
+        self._registry = registry
+
+    def _read_model(self, client: Any, model: ModelVersion) -> Any:
         try:
-            return self.call("read the model version", client.models.get, name=model.name, version=model.version)
+            return self._az.call("read the model version", client.models.get, name=model.name, version=model.version)
         except AzureError as exc:
             raise translate(exc, RegistrationError, f"reading model {model.name}:{model.version}") from exc
 
-    def _write_model_tags(self: Any, client: Any, target: Any, tags: Mapping[str, str]) -> None:
+    def _write_model_tags(self, client: Any, target: Any, tags: Mapping[str, str]) -> None:
         target.tags = {**(target.tags or {}), **dict(tags)}
         try:
-            self.call("update the model's tags", client.models.create_or_update, target)
+            self._az.call("update the model's tags", client.models.create_or_update, target)
         except AzureError as exc:
             raise translate(exc, RegistrationError, f"tagging model {target.name}:{target.version}") from exc
 
-    def serving(self: Any, endpoint_name: str) -> Endpoint | None:
-        client = self.client("status")
+    def serving(self, endpoint_name: str) -> Endpoint | None:
+        client = self._az.client("status")
         try:
-            current = self.call("read the endpoint", client.online_endpoints.get, endpoint_name)
+            current = self._az.call("read the endpoint", client.online_endpoints.get, endpoint_name)
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -63,15 +69,15 @@ class WatchMixin:
             return None
         deployment = max(traffic.items(), key=lambda kv: kv[1])[0]
         try:
-            served = self.call("read the deployment", client.online_deployments.get, name=deployment,
+            served = self._az.call("read the deployment", client.online_deployments.get, name=deployment,
                                endpoint_name=endpoint_name)
         except AzureError as exc:
             raise translate(exc, DeploymentError, f"reading deployment {deployment} of {endpoint_name}") from exc
         ref = _model_of(served)
         if ref is None:
             return None
-        model = self.get_model(*ref)
-        s = self.settings
+        model = self._registry.get(*ref)
+        s = self._az.settings
         return Endpoint(
             name=endpoint_name, deployment=deployment, scoring_uri=str(getattr(current, "scoring_uri", "") or ""),
             model_name=model.name, model_version=model.version,
@@ -79,12 +85,12 @@ class WatchMixin:
             traffic=traffic,
         )
 
-    def tag_model(self: Any, model: ModelVersion, tags: Mapping[str, str]) -> None:
-        client = self.client("registry")
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+        client = self._az.client("registry")
         self._write_model_tags(client, self._read_model(client, model), tags)
 
-    def record_champion_score(self: Any, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
-        client = self.client("registry")
+    def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
+        client = self._az.client("registry")
         target = self._read_model(client, model)
         try:
             scores = list(json.loads((target.tags or {}).get(TAG_DECAY, "[]")))
@@ -95,8 +101,8 @@ class WatchMixin:
         self._write_model_tags(client, target, {TAG_DECAY: json.dumps(scores, separators=(",", ":"))})
         return tuple(float(s[1]) for s in scores)
 
-    def resolve_data_asset(self: Any, uri: str) -> tuple[str, str]:
+    def resolve_data_asset(self, uri: str) -> tuple[str, str]:
         from backends.azure.data_asset import resolve_data_asset
 
-        client = self.client("data")
+        client = self._az.client("data")
         return resolve_data_asset(client.data, client.datastores, uri)

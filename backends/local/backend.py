@@ -37,7 +37,7 @@ from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
 from backends.local.sweep import LocalSweepRunner, sweep_key
-from backends.local.watch import LocalWatchMixin
+from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
 
@@ -51,7 +51,7 @@ def default_home() -> Path:
     return Path(os.environ.get("HEARTFLOW_HOME", ".heartflow")).resolve()
 
 
-class LocalBackend(LocalWatchMixin, Backend):
+class LocalBackend(Backend):
     name = "local"
 
     def __init__(
@@ -72,6 +72,17 @@ class LocalBackend(LocalWatchMixin, Backend):
             MlflowHistoryLog(self._client) if self.shared_store else HistoryLog(self.home / "history.jsonl")
         )
         self.endpoints = LocalEndpoints(self.home, self.registry, self._history)
+        self.watch = LocalWatch(self._client, self.endpoint)
+
+    # ---- scheduled retraining: LocalWatch -----------------------------------------------------------
+    def serving(self, endpoint_name: str) -> Endpoint | None:
+        return self.watch.serving(endpoint_name)
+
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+        self.watch.tag_model(model, tags)
+
+    def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
+        return self.watch.record_champion_score(model, accuracy, rows)
 
     @property
     def mlflow_uri(self) -> str:

@@ -4,7 +4,7 @@ champion's accuracy on each run's new data (MLflow metric history on the champio
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
@@ -19,15 +19,15 @@ DECAY_METRIC = "champion_accuracy_on_new_data"
 DECAY_ROWS_METRIC = "champion_rows_on_new_data"
 
 
-class LocalWatchMixin:
-    _client: MlflowClient
+class LocalWatch:
+    """LocalBackend's collaborator for scheduled retraining: what serves, lineage tags, the champion's scores."""
 
-    if TYPE_CHECKING:  # LocalBackend.endpoint, declared for the checker only so the MRO stays as it is
-
-        def endpoint(self, endpoint_name: str, deployment: str | None = None) -> Endpoint | None: ...
+    def __init__(self, client: MlflowClient, endpoint: Callable[[str], Endpoint | None]) -> None:
+        self._client = client
+        self._endpoint = endpoint  # LocalBackend.endpoint: what an endpoint's host reports, or None
 
     def serving(self, endpoint_name: str) -> Endpoint | None:
-        endpoint = self.endpoint(endpoint_name)
+        endpoint = self._endpoint(endpoint_name)
         if endpoint is None or endpoint.traffic.get(endpoint.deployment, 0) <= 0:
             return None
         return endpoint
