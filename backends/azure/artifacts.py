@@ -10,7 +10,8 @@ signs in with the same Azure identity as the SDK. MLflow bounds each HTTP reques
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,23 @@ def attach_for(session: Any, run_id: str, files: Sequence[Path]) -> None:
     """Log ``files`` to run ``run_id`` in the MLflow of ``session``'s workspace (an AzureSession)."""
     client = session.client("attach files")
     attach_to_run(workspace_tracking_uri(client, session.settings.workspace_name, session.call), run_id, files)
+
+
+def record_gate_for(session: Any, run_id: str, numbers: Mapping[str, Any]) -> None:
+    """The gate's numbers as ``gate_*`` metrics and tags of run ``run_id`` in the workspace's MLflow, as the
+    local backend keeps them (one batch: all or nothing)."""
+    from mlflow.entities import Metric, RunTag
+
+    from backends.domain.gate_stats import gate_metrics_and_tags
+
+    if not run_id:
+        raise RegistrationError("the model version names no source trial run, so the gate's numbers have no run")
+    metrics, tags = gate_metrics_and_tags(numbers)
+    client = MlflowClient(tracking_uri=workspace_tracking_uri(
+        session.client("record the gate"), session.settings.workspace_name, session.call))
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                         tags=[RunTag(k, v) for k, v in tags.items()])
+    except MlflowException as exc:
+        raise RegistrationError(f"could not record the gate's numbers on run {run_id} in the workspace's MLflow: {exc}") from exc

@@ -390,6 +390,10 @@ class AzureBackend(Backend):
 
         attach_for(self, model.source_run_id, files)
 
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # as locally: gate_* metrics
+        from backends.azure.artifacts import record_gate_for
+        record_gate_for(self, model.source_run_id, numbers)
+
     def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
         from backends.azure.artifacts import attach_for
 

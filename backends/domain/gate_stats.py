@@ -8,9 +8,10 @@ exact test is that binomial test (``scipy.stats.binomtest``) on the discordant c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from scipy.stats import binom, binomtest
 
@@ -95,3 +96,12 @@ def rows_for_power(
         if mcnemar_power(n, difference, discordance, alpha) >= target:
             return n
     return None
+
+
+def gate_metrics_and_tags(numbers: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """A gate decision's record as MLflow would keep it on the model's run: numbers as ``gate_<name>``
+    metrics, text, flags and missing values as ``heartflow.gate.<name>`` tags."""
+    metrics = {f"gate_{k}": float(v) for k, v in numbers.items()
+               if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
+    tags = {f"heartflow.gate.{k}": str(v)[:4000] for k, v in numbers.items() if isinstance(v, str | bool) or v is None}
+    return metrics, tags

@@ -215,12 +215,12 @@ class LocalBackend(Backend):
         """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""
         from mlflow.entities import Metric, RunTag
 
+        from backends.domain.gate_stats import gate_metrics_and_tags
+
         now = int(time.time() * 1000)
-        metrics = [Metric(f"gate_{k}", float(v), now, 0) for k, v in numbers.items()
-                   if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
-        tags = [RunTag(f"heartflow.gate.{k}", str(v)[:4000]) for k, v in numbers.items()
-                if isinstance(v, str | bool) or v is None]
-        self._client.log_batch(model.source_run_id, metrics=metrics, tags=tags)
+        metrics, tags = gate_metrics_and_tags(numbers)
+        self._client.log_batch(model.source_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                               tags=[RunTag(k, v) for k, v in tags.items()])
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)

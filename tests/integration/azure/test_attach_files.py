@@ -96,3 +96,17 @@ def test_an_unknown_run_or_workspace_is_one_clear_error(workspace_mlflow: tuple[
     workspaces.get.side_effect = ResourceNotFoundError("workspace not found")
     with pytest.raises(RegistrationError, match="tracking URI of workspace ws-heartflow"):
         backend.attach_files(_model("any"), _plots(tmp_path / "report"))
+
+
+def test_the_gates_numbers_reach_the_trial_run_in_the_workspace_mlflow(workspace_mlflow) -> None:
+    uri, client, run_id = workspace_mlflow
+    backend, _ = _backend(uri)
+    record = {"n": 32, "candidate_accuracy": 0.8125, "champion_accuracy": 0.78, "p_value": 0.5, "rule": "paired",
+              "promote": True, "power": None}
+    backend.record_gate(_model(run_id), record)
+    run = client.get_run(run_id)
+    assert run.data.metrics["gate_n"] == 32 and run.data.metrics["gate_candidate_accuracy"] == 0.8125
+    assert run.data.tags["heartflow.gate.rule"] == "paired" and run.data.tags["heartflow.gate.promote"] == "True"
+    assert run.data.tags["heartflow.gate.power"] == "None"
+    with pytest.raises(RegistrationError, match="no source trial run"):
+        backend.record_gate(_model(""), record)
