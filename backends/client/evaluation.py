@@ -107,6 +107,14 @@ def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
         raise EvaluationError(f"endpoint {endpoint.name} answered labels that are not 0/1: {answer[:5]}") from exc
 
 
+def classes_of(answer: Any) -> list[str] | None:
+    """The two classes an answer names (the data's labels, negative first), as text; None without them."""
+    if isinstance(answer, str):
+        answer = json.loads(answer)
+    classes = answer.get("classes") if isinstance(answer, dict) else None
+    return [str(c) for c in classes] if isinstance(classes, list) and len(classes) == 2 else None
+
+
 def evaluate_over_http(
     endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
     deployment: str | None = None,
@@ -120,6 +128,7 @@ def evaluate_over_http(
     labels = holdout[target].astype(int).tolist()
     predictions: list[int] = []
     latencies: list[float] = []
+    names: list[str] | None = None
     try:
         with requests.Session() as session:
             for start in range(0, len(features), batch_size):
@@ -127,10 +136,12 @@ def evaluate_over_http(
                 started = time.perf_counter()
                 answer = call_endpoint(session, endpoint, key, batch, deployment=deployment, extra=WITH_CLASSES)
                 latencies.append((time.perf_counter() - started) * 1000)
+                names = names or classes_of(answer)
                 predictions.extend(predictions_of(answer, len(batch), endpoint))
     except requests.RequestException as exc:
         raise EvaluationError(f"endpoint {endpoint.name} at {endpoint.scoring_uri} did not answer: {exc}") from exc
-    report_text = classification_report(labels, predictions, labels=[0, 1], zero_division=0)
+    # The printed report names the data's labels (Absence/Presence); the dict keeps 0/1 for code that reads it.
+    report_text = classification_report(labels, predictions, labels=[0, 1], target_names=names, zero_division=0)
     report = classification_report(labels, predictions, labels=[0, 1], zero_division=0, output_dict=True)
     matrix = confusion_matrix(labels, predictions, labels=[0, 1])
     requests_sent = math.ceil(len(features) / batch_size)

@@ -87,6 +87,7 @@ def _about_a_tenth(held_out: int, rows: int) -> bool:
 
 def test_the_registered_model_records_its_schema_and_the_report_is_sound(home: Path, run) -> None:
     assert _about_a_tenth(run.report.rows, 600) and run.report.accuracy > 0.7
+    assert all(label in run.report.report_text for label in LABELS)  # the report speaks the data's labels
     from backends.reporting.reports import leaderboard_rows
 
     families = {t.params.get("model") for t in run.sweep.trials}
