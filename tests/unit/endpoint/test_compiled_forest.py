@@ -92,3 +92,22 @@ def test_a_node_array_off_by_one_threshold_is_caught_by_the_probe_check() -> Non
         return compiled
 
     assert build_predictor(model, FEATURES, compiler=broken).kind == "dataframe"
+
+
+def test_nulls_reaching_the_trees_go_the_side_each_node_learned() -> None:
+    """A passthrough column with nulls: the forest learned where missing values go (missing_go_to_left)."""
+    rng = np.random.default_rng(3)
+    frame = _frame(rng, 400, nulls=0.3)
+    labels = np.where(np.isnan(frame["chol"]) | (frame["age"] > 55), "Presence", "Absence")
+    pre = ColumnTransformer([("keep", "passthrough", ["chol", "age"]), ("scale", StandardScaler(), ["pain", "beats"])])
+    model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=50, random_state=0))]).fit(frame, labels)
+    assert any(e.tree_.missing_go_to_left.any() for e in model.steps[-1][1].estimators_)
+    compiled = CompiledForestPredictor.build(model, FEATURES)
+    assert compiled is not None
+    x = _rows(4, 500)
+    x[:, 2] = np.clip(x[:, 2], 1, 4)
+    frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
+    labels_out, proba = compiled.predict(x, True)
+    assert np.isnan(x[:, 1]).sum() > 50
+    assert np.array_equal(proba, model.predict_proba(frame)) and np.array_equal(labels_out, model.predict(frame))
+    assert build_predictor(model, FEATURES).kind == "compiled-forest"
