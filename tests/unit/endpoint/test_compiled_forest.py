@@ -1,0 +1,113 @@
+"""The compiled forest walks every tree at once on flat node arrays: its probabilities and labels must equal
+the fitted pipeline's ``predict_proba`` / ``predict`` bit for bit, for deep and shallow forests, one tree and
+a hundred, unseen categories and nulls where a column imputes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from src.compiled_forest import CompiledForestPredictor, build_predictor
+from src.model_files import Feature
+
+FEATURES = (
+    Feature("age", integer=True),
+    Feature("chol", integer=False, nullable=True),
+    Feature("pain", integer=True),
+    Feature("beats", integer=False),
+)
+
+
+def _frame(rng: np.random.Generator, rows: int, nulls: float) -> pd.DataFrame:
+    chol = rng.normal(240.0, 50.0, rows)
+    chol[rng.random(rows) < nulls] = np.nan
+    return pd.DataFrame({
+        "age": rng.integers(29, 78, rows),
+        "chol": chol,
+        "pain": rng.integers(1, 5, rows),
+        "beats": rng.normal(150.0, 22.0, rows),
+    })
+
+
+def _fit(forest_type: type, trees: int, depth: int | None, classes: int = 2) -> Pipeline:
+    rng = np.random.default_rng(7)
+    frame = _frame(rng, 400, nulls=0.1)
+    score = frame["age"] / 50 + np.nan_to_num(frame["chol"], nan=240.0) / 240 + frame["pain"] / 4 + rng.normal(0, 0.5, 400)
+    labels = np.asarray(["Absence", "Presence", "Unsure"])[np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1]))]
+    pre = ColumnTransformer([
+        ("number", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), ["chol"]),
+        ("scale", StandardScaler(), ["age", "beats"]),
+        ("onehot", OneHotEncoder(handle_unknown="ignore"), ["pain"]),
+    ])
+    model = Pipeline([("pre", pre), ("forest", forest_type(n_estimators=trees, max_depth=depth, random_state=0))])
+    return model.fit(frame, labels)
+
+
+def _rows(seed: int, rows: int) -> np.ndarray:
+    frame = _frame(np.random.default_rng(seed), rows, nulls=0.2)
+    frame.loc[::7, "pain"] = 9  # a category the encoder never saw
+    return frame[[f.name for f in FEATURES]].to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize("trees", [1, 100])
+@pytest.mark.parametrize("depth", [None, 4])
+def test_the_vectorised_forest_equals_predict_proba_exactly(trees: int, depth: int | None) -> None:
+    model = _fit(RandomForestClassifier, trees, depth)
+    compiled = CompiledForestPredictor.build(model, FEATURES)
+    assert compiled is not None
+    x = _rows(1, 500)
+    assert np.isnan(x[:, 1]).any()
+    frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
+    labels, proba = compiled.predict(x, True)
+    assert np.array_equal(proba, model.predict_proba(frame))
+    assert np.array_equal(labels, model.predict(frame))
+    one_labels, one_proba = compiled.predict(x[:1], True)  # the endpoint's common case: one row
+    assert np.array_equal(one_proba, proba[:1]) and np.array_equal(one_labels, labels[:1])
+    assert build_predictor(model, FEATURES).kind == "compiled-forest"
+
+
+def test_three_classes_extra_trees_and_more_rows_than_one_pass() -> None:
+    model = _fit(ExtraTreesClassifier, 30, None, classes=3)
+    compiled = CompiledForestPredictor.build(model, FEATURES)
+    assert compiled is not None
+    x = _rows(2, 5000)  # more than one chunk of rows
+    frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
+    labels, proba = compiled.predict(x, True)
+    assert proba.shape == (5000, 3) and set(labels) == {"Absence", "Presence", "Unsure"}
+    assert np.array_equal(proba, model.predict_proba(frame)) and np.array_equal(labels, model.predict(frame))
+
+
+def test_a_node_array_off_by_one_threshold_is_caught_by_the_probe_check() -> None:
+    model = _fit(RandomForestClassifier, 10, None)
+
+    def broken(model, features):
+        compiled = CompiledForestPredictor.build(model, features)
+        compiled._nodes.threshold = compiled._nodes.threshold + 0.5
+        return compiled
+
+    assert build_predictor(model, FEATURES, compiler=broken).kind == "dataframe"
+
+
+def test_nulls_reaching_the_trees_go_the_side_each_node_learned() -> None:
+    """A passthrough column with nulls: the forest learned where missing values go (missing_go_to_left)."""
+    rng = np.random.default_rng(3)
+    frame = _frame(rng, 400, nulls=0.3)
+    labels = np.where(np.isnan(frame["chol"]) | (frame["age"] > 55), "Presence", "Absence")
+    pre = ColumnTransformer([("keep", "passthrough", ["chol", "age"]), ("scale", StandardScaler(), ["pain", "beats"])])
+    model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=50, random_state=0))]).fit(frame, labels)
+    assert any(e.tree_.missing_go_to_left.any() for e in model.steps[-1][1].estimators_)
+    compiled = CompiledForestPredictor.build(model, FEATURES)
+    assert compiled is not None
+    x = _rows(4, 500)
+    x[:, 2] = np.clip(x[:, 2], 1, 4)
+    frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
+    labels_out, proba = compiled.predict(x, True)
+    assert np.isnan(x[:, 1]).sum() > 50
+    assert np.array_equal(proba, model.predict_proba(frame)) and np.array_equal(labels_out, model.predict(frame))
+    assert build_predictor(model, FEATURES).kind == "compiled-forest"
