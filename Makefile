@@ -67,6 +67,7 @@ bench: setup-test wrk
 	$(BIN)/python bench/sweep.py --write
 	$(BIN)/python bench/endpoint.py --write
 	$(BIN)/python bench/run.py --profile --write
+	$(BIN)/python bench/sweep_wide.py --trials 4 --write docs/benchmarks.md
 
 # Refresh constraints.txt from the current environment after changing pyproject.toml.
 lock: $(VENV)/.installed-test
