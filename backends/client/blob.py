@@ -36,14 +36,16 @@ class BlobSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("AZURE_STORAGE_ACCOUNT_URL", "storage_account_url"))
 
 
-# The storage emulator's documented well-known development account (public; it opens only a local
-# emulator). azure-storage-blob expands the `UseDevelopmentStorage=true` shortcut itself only from 12.28;
-# the version azureml-mlflow allows (<= 12.27.1) refuses it, so heartflow expands it the same way then.
-_DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-)
+def _development_storage() -> str:
+    """The connection string `UseDevelopmentStorage=true` stands for: the emulator's published development
+    account on 127.0.0.1:10000. azure-storage-blob expands the shortcut itself only from 12.28; the version
+    azureml-mlflow allows (<= 12.27.1) refuses it. The account's name and key come from the Azure Storage SDK
+    that ships them (azure-storage-file-share, installed with azure-ai-ml), not from this repository."""
+    from azure.storage.fileshare._shared.parser import DEVSTORE_ACCOUNT_KEY, DEVSTORE_ACCOUNT_NAME
+
+    parts = {"DefaultEndpointsProtocol": "http", "AccountName": DEVSTORE_ACCOUNT_NAME,
+             "AccountKey": DEVSTORE_ACCOUNT_KEY, "BlobEndpoint": f"http://127.0.0.1:10000/{DEVSTORE_ACCOUNT_NAME}"}
+    return ";".join(f"{name}={value}" for name, value in parts.items())
 
 
 def blob_service_from_connection_string(value: str, **options: Any) -> Any:
@@ -56,7 +58,7 @@ def blob_service_from_connection_string(value: str, **options: Any) -> Any:
     except ValueError:
         if "usedevelopmentstorage=true" not in value.replace(" ", "").lower():
             raise
-        return BlobServiceClient.from_connection_string(_DEVELOPMENT_STORAGE, **options)
+        return BlobServiceClient.from_connection_string(_development_storage(), **options)
 
 
 @dataclass(frozen=True)
