@@ -205,48 +205,57 @@ def render(best: dict, rss: dict[str, float], micro: dict, load: tuple[float, fl
         "longer declares Starlette, which nothing of it imports (it stays installed as a dependency of Prefect's "
         "server and FastAPI; bench/apps.py uses it from there).",
         "",
-        "Scoring in-process (the same model, the best of 5 timeit repeats in this process): the compiled forest "
-        "walks all 100 trees at once on flat node arrays (src/compiled_forest.py); the per-tree loop it replaced "
-        "called each tree's `tree_.predict` in turn and summed. "
-        + "; ".join(f"{rows} row(s): per-tree loop {loop:.0f} us, flat arrays {flat:.0f} us ({loop / flat:.1f}x)"
-                    for rows, (loop, flat) in micro.items())
-        + ". Both give bit-identical probabilities. The rest of the gap to the bare HTTP floor is the host's "
-        "plumbing (body parsing, validation, the JSON answer, the access line) and, under load, the scheduler: "
-        "the floor needs almost no CPU per request.",
+        "Scoring in-process (the same model, the best of 5 timeit repeats in this process, each asserted "
+        "bit-identical to the pipeline's predict_proba): the first compiled forest called each tree's own "
+        "`tree_.predict` and summed (per-tree loop); the numpy path walks all 100 trees at once on flat node "
+        "arrays, about one numpy call per level; the machine-code path (src/forest_kernel.py, compiled by numba "
+        "when it is installed) runs the transform and every tree's walk in one call. "
+        + "; ".join(f"{rows} row(s): per-tree loop {loop:.0f} us, numpy {flat:.0f} us, "
+                    + (f"machine code {code:.1f} us ({loop / code:.0f}x the loop, {flat / code:.0f}x numpy)"
+                       if code else "machine code not available (numba not installed)")
+                    for rows, (loop, flat, code) in micro.items())
+        + ". What remains of a 1-row request is the host's plumbing (body parsing, validation, the JSON answer, "
+        "the access line) and the process's size: the floor holds no model, so its code and data stay in cache.",
         "",
     ]
     return "\n".join(lines)
 
 
-def scoring_micro(model_dir: Path, records: list[dict]) -> dict[int, tuple[float, float]]:
-    """Microseconds per predict call, (per-tree loop, flat arrays), for 1 and 31 rows of the bench's body."""
+def scoring_micro(model_dir: Path, records: list[dict]) -> dict[int, tuple[float, float, float | None]]:
+    """Microseconds per predict call, (per-tree loop, flat arrays in numpy, machine code), for 1 and 31 rows of
+    the bench's body; machine code is None when numba is not installed."""
     import timeit
 
     import numpy as np
 
-    from src.compiled_forest import CompiledForestPredictor
+    from src.compiled_forest import CompiledForestPredictor, FramePredictor
     from src.model_files import load_sklearn_model, read_features
 
     model, features = load_sklearn_model(model_dir), read_features(model_dir)
-    compiled = CompiledForestPredictor.build(model, features)
-    if compiled is None:
+    machine_code = CompiledForestPredictor.build(model, features)
+    if machine_code is None:
         return {}
-    trees, n = [e.tree_ for e in model.steps[-1][1].estimators_], len(compiled.classes)
+    in_numpy = CompiledForestPredictor.build(model, features, use_kernel=False)
+    assert in_numpy is not None
+    has_kernel = machine_code.kind != in_numpy.kind
+    trees, n = [e.tree_ for e in model.steps[-1][1].estimators_], len(in_numpy.classes)
     out = {}
     for rows in (1, 31):
         x = np.asarray([[float(r[f.name]) for f in features] for r in records[:rows]], dtype=np.float64)
 
-        def loop(x: np.ndarray = x) -> np.ndarray:  # what the compiled forest did before the flat arrays
-            x32 = np.ascontiguousarray(compiled.transform(x), dtype=np.float32)
+        def loop(x: np.ndarray = x) -> np.ndarray:  # the first compiled forest: each tree's own predict, summed
+            x32 = np.ascontiguousarray(in_numpy.transform(x), dtype=np.float32)
             proba = np.zeros((len(x32), n))
             for tree in trees:
                 proba += tree.predict(x32)[:, :n]
             return proba / len(trees)
 
-        assert np.array_equal(loop(), compiled.predict(x, True)[1])
-        flat = lambda x=x: compiled.predict(x, True)  # noqa: E731
-        loop_us, flat_us = (min(timeit.repeat(f, number=200, repeat=5)) / 200 * 1e6 for f in (loop, flat))
-        out[rows] = (loop_us, flat_us)
+        expected = model.predict_proba(FramePredictor(model, features).frame(x))
+        assert np.array_equal(loop(), expected) and np.array_equal(in_numpy.predict(x, True)[1], expected)
+        assert np.array_equal(machine_code.predict(x, True)[1], expected)
+        contenders = [loop, lambda x=x: in_numpy.predict(x, True)] + ([lambda x=x: machine_code.predict(x, True)] if has_kernel else [])
+        times = [min(timeit.repeat(f, number=200, repeat=5)) / 200 * 1e6 for f in contenders]
+        out[rows] = (times[0], times[1], times[2] if has_kernel else None)
     return out
 
 

@@ -14,17 +14,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 try:  # imported as part of the project
+    from . import forest_kernel
     from .model_files import Feature
 except ImportError:  # a copy of src/ on the scoring path
+    import forest_kernel  # type: ignore[no-redef]
     from model_files import Feature  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
+
+
+class Classified(NamedTuple):
+    """Per row the position in ``classes`` of the predicted class; the probabilities (None when the model has
+    none); how many non-missing category values matched no known category (None: not counted here)."""
+
+    best: list[int]
+    proba: np.ndarray | None
+    unseen: int | None
 
 
 class Predictor(Protocol):
@@ -34,6 +45,8 @@ class Predictor(Protocol):
     classes: np.ndarray
 
     def predict(self, x: np.ndarray, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def classify(self, x: Any, with_proba: bool) -> Classified: ...
 
 
 class FramePredictor:
@@ -63,6 +76,11 @@ class FramePredictor:
             columns[name] = column.astype(np.int64) if integer and not np.isnan(column).any() else column
         return self._pd.DataFrame(columns, copy=False)
 
+    def classify(self, x: Any, with_proba: bool) -> Classified:
+        labels, proba = self.predict(x, with_proba)
+        position = {c: i for i, c in enumerate(self.classes.tolist())}
+        return Classified([position[v] for v in np.asarray(labels).tolist()], proba, None)
+
     def predict(self, x: Any, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if self._one_thread:
             from threadpoolctl import threadpool_limits
@@ -86,18 +104,45 @@ class CompiledForestPredictor:
     number of trees), without the DataFrame and validation overhead of each call.
     """
 
-    kind = "compiled-forest"
-
-    def __init__(self, blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]], width: int, forest: Any) -> None:
+    def __init__(
+        self, blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]], width: int, forest: Any, *, use_kernel: bool = True,
+    ) -> None:
         self._blocks = blocks
         self._width = width
         self._n_classes = int(forest.n_classes_)
         self.classes = np.asarray(forest.classes_)
         self._nodes = _FlatForest([estimator.tree_ for estimator in forest.estimators_], self._n_classes)
+        self._kernel_arrays = (
+            (*self._program(), *self._nodes.kernel_tables()) if use_kernel and forest_kernel.kernel_available() else None
+        )
+        self.kind = "compiled-forest (machine code)" if self._kernel_arrays is not None else "compiled-forest (numpy)"
+
+    def _program(self) -> tuple[np.ndarray]:
+        """The transform as one instruction per output column, for forest_kernel: its input column, kind,
+        fill for NaN, centre (or one-hot category), scale, and whether it ends a column's one-hot group.
+        Neutral values (NaN fill, centre 0, scale 1) leave a value bit-for-bit unchanged."""
+        columns: list[tuple[float, float, float, float, float, float]] = []
+        for block, idx, extra in self._blocks:
+            if block == "onehot":
+                for j, categories in enumerate(extra):
+                    levels = categories[0]
+                    columns += [(float(idx[j]), forest_kernel.ONE_HOT, np.nan, float(level), 1.0, float(n == len(levels) - 1))
+                                for n, level in enumerate(levels)]
+                continue
+            fills = extra[0] if block == "copy" else extra[2]
+            means = None if block == "copy" else extra[0]
+            scales = None if block == "copy" else extra[1]
+            columns += [
+                (float(column), forest_kernel.AFFINE, np.nan if fills is None else float(fills[j]),
+                 0.0 if means is None else float(means[j]), 1.0 if scales is None else float(scales[j]), 0.0)
+                for j, column in enumerate(idx)
+            ]
+        return (np.ascontiguousarray(np.asarray(columns, dtype=np.float64).reshape(-1, 6).T),)
 
     @classmethod
-    def build(cls, model: Any, features: Sequence[Feature]) -> CompiledForestPredictor | None:
-        """A compiled predictor when ``model`` has exactly the supported shape, else None."""
+    def build(cls, model: Any, features: Sequence[Feature], *, use_kernel: bool = True) -> CompiledForestPredictor | None:
+        """A compiled predictor when ``model`` has exactly the supported shape, else None. It runs as machine
+        code (forest_kernel) when numba is installed and ``use_kernel``, else in numpy."""
         from sklearn.compose import ColumnTransformer
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -159,7 +204,7 @@ class CompiledForestPredictor:
                 return None
         if width != forest.n_features_in_:
             return None
-        return cls(blocks, width, forest)
+        return cls(blocks, width, forest, use_kernel=use_kernel)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         out = np.empty((x.shape[0], self._width), dtype=np.float64)
@@ -188,7 +233,21 @@ class CompiledForestPredictor:
                     at += size
         return out
 
+    def classify(self, x: np.ndarray, with_proba: bool = True) -> Classified:
+        """The kernel always computes the probabilities (the argmax needs them): ``with_proba`` is moot."""
+        if self._kernel_arrays is None:
+            _, proba = self.predict(x, True)
+            assert proba is not None
+            return Classified(np.argmax(proba, axis=1).tolist(), proba, None)
+        proba = np.empty((x.shape[0], self._n_classes), dtype=np.float64)
+        best = np.empty(x.shape[0], dtype=np.intp)
+        unseen = forest_kernel.run_kernel(self._kernel_arrays, np.ascontiguousarray(x, dtype=np.float64), proba, best)
+        return Classified(best.tolist(), proba, unseen)
+
     def predict(self, x: np.ndarray, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._kernel_arrays is not None:
+            found = self.classify(x, with_proba)
+            return self.classes.take(found.best, axis=0), found.proba
         x32 = np.ascontiguousarray(self.transform(x), dtype=np.float32)
         proba = np.empty((x32.shape[0], self._n_classes), dtype=np.float64)
         for start in range(0, x32.shape[0], _CHUNK_ROWS):
@@ -232,6 +291,12 @@ class _FlatForest:
         self.leaf = self.child == 2 * (np.arange(len(self.child)) // 2)
         self.value = np.repeat(np.ascontiguousarray(np.concatenate(value), dtype=np.float64), 2, axis=0)
         self.depth = max(int(tree.max_depth) for tree in trees)
+
+    def kernel_tables(self) -> tuple[np.ndarray, ...]:
+        """The nodes in forest_kernel's layout: roots, the node table (one row a doubled node number: child,
+        feature, leaf, missing-left), thresholds, leaf values."""
+        table = np.stack([self.child, self.feature, self.leaf, self.missing_left], axis=1).astype(np.intp)
+        return self.roots, np.ascontiguousarray(table), self.threshold, self.value
 
     def apply(self, x32: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: shape (rows, trees), doubled global node numbers."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,10 @@ class Scorer:
         raw_classes = [c.item() if hasattr(c, "item") else c for c in self.predictor.classes]
         # The model learns 0/1; the schema recorded with it says which of the data's labels each one is.
         self.classes = [schema.label_of(int(c)) for c in raw_classes] if schema and schema.labels else raw_classes
-        self._label_array = np.asarray(self.classes, dtype=object)
-        self._raw_index = {c: i for i, c in enumerate(raw_classes)}
+        self._labels_by_index = list(self.classes)
         self._categories = {n: v for n, v in known_categories(model).items() if n in set(self.names)}
+        self._category_columns = [(n, self._categories[n]) for n in self.names if self._categories.get(n)]
+        self._category_idx = np.asarray([self.names.index(n) for n, _ in self._category_columns], dtype=np.intp)
         self.unseen: Counter[str] = Counter()
         logger.info(
             "scorer ready: %s, %d features, predictor %s, max_rows %d",
@@ -131,15 +132,16 @@ class Scorer:
         if self._reader.extras:
             logger.info("ignored extra column(s) not in the model's signature: %s", ", ".join(sorted(self._reader.extras)))
             self._reader.extras.clear()
-        if self._categories:
+        found = self.predictor.classify(x, with_proba)
+        if found.unseen != 0 and self._category_columns:  # None: the predictor did not count; >0: name them
             self._count_unseen(x)
-        labels, proba = self.predictor.predict(x, with_proba)
-        predictions = self._label_array[[self._raw_index[v] for v in labels.tolist()]].tolist()
+        labels = self._labels_by_index
+        predictions = [labels[i] for i in found.best]
         if not with_proba:
             return 200, predictions
-        if proba is None:
+        if found.proba is None:
             return 400, {"error": "return_probabilities: this model does not give probabilities"}
-        return 200, {"predictions": predictions, "probabilities": proba.tolist(), "classes": self.classes}
+        return 200, {"predictions": predictions, "probabilities": found.proba.tolist(), "classes": self.classes}
 
     def score_json(self, body: bytes | str) -> tuple[int, bytes]:
         """``score`` with the payload serialized to JSON bytes."""
@@ -147,14 +149,14 @@ class Scorer:
         return status, dumps(payload)
 
     def _count_unseen(self, x: Any) -> None:
-        for j, name in enumerate(self.names):
-            known = self._categories.get(name)
-            if not known:
-                continue
-            column = x[name].tolist() if not isinstance(x, np.ndarray) else x[:, j].tolist()
+        columns: Iterable[tuple[tuple[str, frozenset[Any]], list[Any]]]
+        if isinstance(x, np.ndarray):  # one gather for every categorical column, then plain Python values
+            columns = zip(self._category_columns, x[:, self._category_idx].T.tolist(), strict=True)
+        else:
+            columns = ((c, x[c[0]].tolist()) for c in self._category_columns)
+        for (name, known), column in columns:
             fresh = [v for v in column if v == v and v not in known]  # v == v: skip missing (NaN)
             if fresh:
                 self.unseen[name] += len(fresh)
                 logger.info("column %s: %d value(s) the model never saw in training (%s); answered as no known "
                             "category", name, len(fresh), ", ".join(map(str, sorted(set(fresh), key=str)[:5])))
-

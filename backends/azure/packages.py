@@ -21,10 +21,10 @@ from backends.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-# What src/ imports on the compute and the endpoint, plus the plugin that lets MLflow log to an Azure ML
+# What src/ imports on the compute and the endpoint (numba: the endpoint's forest kernel), plus the plugin that lets MLflow log to an Azure ML
 # workspace (jobs set MLFLOW_TRACKING_URI to azureml://...) and the scoring server of managed endpoints.
 ENVIRONMENT_PACKAGES: tuple[str, ...] = (
-    "scikit-learn", "mlflow", "azureml-mlflow", "pandas", "numpy", "skops", "azureml-inference-server-http",
+    "scikit-learn", "mlflow", "azureml-mlflow", "pandas", "numpy", "numba", "skops", "azureml-inference-server-http",
 )
 # Packages pip itself brings (or that a conda "pip" entry provides): never pinned in the pip list.
 _TOOLING = frozenset({"pip", "setuptools", "wheel"})

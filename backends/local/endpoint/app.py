@@ -13,6 +13,7 @@ traffic, waiting for it to load when it is new.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import os
@@ -61,6 +62,7 @@ class EndpointApp:
     def load_now(self) -> None:
         """Load the table synchronously (worker start-up)."""
         self.table = build_table(self.paths, self.table)
+        _freeze_heap()
 
     def _refresh(self) -> asyncio.Future[Table] | None:
         """Follow state.json: a change that needs no model loading (traffic, a deletion) applies at once;
@@ -93,6 +95,7 @@ class EndpointApp:
             logger.error("reloading the endpoint state failed, still serving the previous one: %s", exc)
             return
         self.table = future.result()
+        _freeze_heap()
 
     async def _deployment_named(self, name: str) -> LoadedDeployment | None:
         found = self.table.deployments.get(name)
@@ -292,6 +295,14 @@ def _score_before(scorer: Scorer, body: bytes, deadline: float) -> tuple[int, by
     if time.perf_counter() > deadline:
         return 408, dumps({"error": "the request waited longer than request_timeout_ms before scoring"})
     return scorer.score_json(body)
+
+
+def _freeze_heap() -> None:
+    """Move every object alive now (the libraries, the loaded models) out of the garbage collector's view.
+    A worker holds ~350,000 of them; a full collection walked them all, a ~0.2 s stall of every request in
+    flight, every few thousand requests. Requests allocate little, so what they leave is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app() -> EndpointApp:

@@ -18,6 +18,7 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -37,11 +38,12 @@ class EndpointPaths:
     home: Path
     name: str
 
-    @property
+    # Cached: the host stats state.json on every request, and building a Path costs several microseconds.
+    @cached_property
     def root(self) -> Path:
         return Path(self.home) / "endpoints" / self.name
 
-    @property
+    @cached_property
     def state(self) -> Path:
         return self.root / "state.json"
 

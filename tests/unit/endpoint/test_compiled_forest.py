@@ -1,6 +1,6 @@
-"""The compiled forest walks every tree at once on flat node arrays: its probabilities and labels must equal
-the fitted pipeline's ``predict_proba`` / ``predict`` bit for bit, for deep and shallow forests, one tree and
-a hundred, unseen categories and nulls where a column imputes."""
+"""The compiled forest, in machine code (numba, src/forest_kernel.py) and in numpy on flat node arrays: its
+probabilities and labels must equal the fitted pipeline's ``predict_proba`` / ``predict`` bit for bit, for
+deep and shallow forests, one tree and a hundred, unseen categories and nulls where a column imputes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from src import forest_kernel
 from src.compiled_forest import CompiledForestPredictor, build_predictor
 from src.model_files import Feature
 
@@ -49,6 +50,18 @@ def _fit(forest_type: type, trees: int, depth: int | None, classes: int = 2) -> 
     return model.fit(frame, labels)
 
 
+MACHINE_CODE, NUMPY = "compiled-forest (machine code)", "compiled-forest (numpy)"
+
+
+@pytest.fixture(params=[True, False], ids=["machine-code", "numpy"])
+def use_kernel(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def test_numba_is_installed_so_the_endpoint_runs_machine_code() -> None:
+    assert forest_kernel.kernel_available()  # a declared dependency: without it every request takes the numpy path
+
+
 def _rows(seed: int, rows: int) -> np.ndarray:
     frame = _frame(np.random.default_rng(seed), rows, nulls=0.2)
     frame.loc[::7, "pain"] = 9  # a category the encoder never saw
@@ -57,10 +70,10 @@ def _rows(seed: int, rows: int) -> np.ndarray:
 
 @pytest.mark.parametrize("trees", [1, 100])
 @pytest.mark.parametrize("depth", [None, 4])
-def test_the_vectorised_forest_equals_predict_proba_exactly(trees: int, depth: int | None) -> None:
+def test_the_compiled_forest_equals_predict_proba_exactly(trees: int, depth: int | None, use_kernel: bool) -> None:
     model = _fit(RandomForestClassifier, trees, depth)
-    compiled = CompiledForestPredictor.build(model, FEATURES)
-    assert compiled is not None
+    compiled = CompiledForestPredictor.build(model, FEATURES, use_kernel=use_kernel)
+    assert compiled is not None and compiled.kind == (MACHINE_CODE if use_kernel else NUMPY)
     x = _rows(1, 500)
     assert np.isnan(x[:, 1]).any()
     frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
@@ -69,12 +82,12 @@ def test_the_vectorised_forest_equals_predict_proba_exactly(trees: int, depth: i
     assert np.array_equal(labels, model.predict(frame))
     one_labels, one_proba = compiled.predict(x[:1], True)  # the endpoint's common case: one row
     assert np.array_equal(one_proba, proba[:1]) and np.array_equal(one_labels, labels[:1])
-    assert build_predictor(model, FEATURES).kind == "compiled-forest"
+    assert build_predictor(model, FEATURES).kind == MACHINE_CODE
 
 
-def test_three_classes_extra_trees_and_more_rows_than_one_pass() -> None:
+def test_three_classes_extra_trees_and_more_rows_than_one_pass(use_kernel: bool) -> None:
     model = _fit(ExtraTreesClassifier, 30, None, classes=3)
-    compiled = CompiledForestPredictor.build(model, FEATURES)
+    compiled = CompiledForestPredictor.build(model, FEATURES, use_kernel=use_kernel)
     assert compiled is not None
     x = _rows(2, 5000)  # more than one chunk of rows
     frame = pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})
@@ -83,18 +96,18 @@ def test_three_classes_extra_trees_and_more_rows_than_one_pass() -> None:
     assert np.array_equal(proba, model.predict_proba(frame)) and np.array_equal(labels, model.predict(frame))
 
 
-def test_a_node_array_off_by_one_threshold_is_caught_by_the_probe_check() -> None:
+def test_a_node_array_off_by_one_threshold_is_caught_by_the_probe_check(use_kernel: bool) -> None:
     model = _fit(RandomForestClassifier, 10, None)
 
     def broken(model, features):
-        compiled = CompiledForestPredictor.build(model, features)
-        compiled._nodes.threshold = compiled._nodes.threshold + 0.5
+        compiled = CompiledForestPredictor.build(model, features, use_kernel=use_kernel)
+        compiled._nodes.threshold += 0.5  # in place: the kernel's tables share the array
         return compiled
 
     assert build_predictor(model, FEATURES, compiler=broken).kind == "dataframe"
 
 
-def test_nulls_reaching_the_trees_go_the_side_each_node_learned() -> None:
+def test_nulls_reaching_the_trees_go_the_side_each_node_learned(use_kernel: bool) -> None:
     """A passthrough column with nulls: the forest learned where missing values go (missing_go_to_left)."""
     rng = np.random.default_rng(3)
     frame = _frame(rng, 400, nulls=0.3)
@@ -102,7 +115,7 @@ def test_nulls_reaching_the_trees_go_the_side_each_node_learned() -> None:
     pre = ColumnTransformer([("keep", "passthrough", ["chol", "age"]), ("scale", StandardScaler(), ["pain", "beats"])])
     model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=50, random_state=0))]).fit(frame, labels)
     assert any(e.tree_.missing_go_to_left.any() for e in model.steps[-1][1].estimators_)
-    compiled = CompiledForestPredictor.build(model, FEATURES)
+    compiled = CompiledForestPredictor.build(model, FEATURES, use_kernel=use_kernel)
     assert compiled is not None
     x = _rows(4, 500)
     x[:, 2] = np.clip(x[:, 2], 1, 4)
@@ -110,4 +123,18 @@ def test_nulls_reaching_the_trees_go_the_side_each_node_learned() -> None:
     labels_out, proba = compiled.predict(x, True)
     assert np.isnan(x[:, 1]).sum() > 50
     assert np.array_equal(proba, model.predict_proba(frame)) and np.array_equal(labels_out, model.predict(frame))
-    assert build_predictor(model, FEATURES).kind == "compiled-forest"
+    assert build_predictor(model, FEATURES).kind == MACHINE_CODE
+
+
+def test_the_kernel_counts_unseen_categories_as_the_encoder_ignores_them() -> None:
+    """Non-missing one-hot inputs that match no category the encoder learned: the count the endpoint logs."""
+    model = _fit(RandomForestClassifier, 5, 3)
+    compiled = CompiledForestPredictor.build(model, FEATURES)
+    assert compiled is not None and compiled.kind == MACHINE_CODE
+    x = _rows(5, 300)
+    x[::10, 2] = np.nan  # a missing category is not an unseen one
+    expected = int(np.sum(~np.isin(x[:, 2], [1, 2, 3, 4]) & ~np.isnan(x[:, 2])))
+    assert expected > 0
+    found = compiled.classify(x, True)
+    assert found.unseen == expected
+    assert found.best == np.argmax(model.predict_proba(pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})), axis=1).tolist()

@@ -4,6 +4,7 @@ wrong type refused naming the column; the compiled path exact where it serves an
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from backends.domain.inference import infer_schema
 from backends.domain.validation import check_table
 from src.model_train import model_metadata, model_signature, pip_requirements, save_model, train_trial
+from src import forest_kernel
 from src.compiled_forest import CompiledForestPredictor, build_predictor
 from src.model_files import find_model_dir, load_sklearn_model, read_features
 from src.scoring import Scorer
@@ -75,7 +77,7 @@ def test_a_wrong_type_is_a_400_naming_the_column(trained, change: dict, message:
 def test_the_compiled_forest_serves_an_imputing_numeric_model_exactly(tmp_path: Path) -> None:
     folder, (frame, schema, model) = _train(tmp_path, {"n_estimators": 30}, numeric_only=True)
     scorer = Scorer.from_model_dir(folder)
-    assert scorer.predictor.kind == "compiled-forest"
+    assert scorer.predictor.kind == "compiled-forest (machine code)"
     records = _records(frame, schema, 40)
     records[0]["Cholesterol mg/dl"] = None
     status, both = scorer.score(json.dumps({"data": records, "return_probabilities": True}))
@@ -90,18 +92,26 @@ def test_text_and_other_families_fall_back_to_the_dataframe_path(trained) -> Non
 
 
 class _OffByOne(CompiledForestPredictor):
-    """A compiled forest that shifts every input: the probe check must catch it."""
+    """A compiled forest that shifts every scaled input, in numpy and in machine code: the probe check must
+    catch it."""
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return super().transform(x) + 1.0
+
+    def _program(self) -> tuple[np.ndarray]:
+        (program,) = super()._program()
+        program[forest_kernel.CENTRE, program[forest_kernel.KIND] == forest_kernel.AFFINE] -= 1.0
+        return (program,)
 
 
 def test_the_compiled_path_falls_back_when_it_disagrees(tmp_path: Path) -> None:
     folder, _ = _train(tmp_path, {"n_estimators": 10}, numeric_only=True)
     model_dir = find_model_dir(folder)
     model, features = load_sklearn_model(model_dir), read_features(model_dir)
-    assert build_predictor(model, features).kind == "compiled-forest"
+    assert build_predictor(model, features).kind == "compiled-forest (machine code)"
     assert build_predictor(model, features, compiler=_OffByOne.build).kind == "dataframe"
+    numpy_only = functools.partial(_OffByOne.build, use_kernel=False)
+    assert build_predictor(model, features, compiler=numpy_only).kind == "dataframe"
 
 
 def test_the_openapi_document_shows_the_schema(trained) -> None:
