@@ -291,11 +291,14 @@ def rollback(
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    target: Annotated[str | None, typer.Option("--target", help="A model version that served on this endpoint as champion (`heartflow history` lists them); default: the previous champion")] = None,
 ) -> None:
-    """Put the previous champion back in front, through the same safe path (deploy beside, check, switch)."""
+    """Put the previous champion (or --target VERSION, an earlier one) back in front, through the same safe
+    path (deploy beside, check through the endpoint, switch)."""
     from flows.rollback import rollback_endpoint
 
-    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name)
+    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name,
+                    target=target)
     console.print(result)
 
 
