@@ -101,7 +101,7 @@ def _blob_client(uri: str, settings: BlobSettings, credential: Any | None, timeo
     if parsed.scheme == "az":
         container, name = parsed.netloc, unquote(parsed.path.lstrip("/"))
         if not container or not name:
-            raise DataValidationError(f"{uri}: a blob source is az://<container>/<path/to/file.csv>")
+            raise DataValidationError(f"{uri}: a blob source is az://<container>/<path/to/file.csv>, or az://<container>/<prefix>/ for its CSV blobs")
         if conn is not None:
             return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
         if not settings.storage_account_url:
