@@ -69,7 +69,7 @@ def run(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     data: Annotated[str | None, typer.Option("--data", help="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL or (azure) azureml:NAME@latest (default: the embedded 303-row heart table)")] = None,
-    folder_rule: Annotated[FolderRuleName, typer.Option("--folder-rule", help="A data folder: newest (its newest *.csv) or all (every *.csv appended)")] = "newest",
+    folder_rule: Annotated[FolderRuleName, typer.Option("--folder-rule", help="A data folder or blob prefix (a blob URI ending in /): newest (its newest *.csv) or all (every *.csv appended, in name order)")] = "newest",
     force: Annotated[bool, typer.Option("--force", help="Retrain even when the data is the serving champion's")] = False,
     retrain_on: Annotated[RetrainOnName, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
     schema: Annotated[Path | None, typer.Option("--schema", help="Dataset schema, YAML or JSON")] = None,
@@ -291,11 +291,14 @@ def rollback(
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    target: Annotated[str | None, typer.Option("--target", help="A model version that served on this endpoint as champion (`heartflow history` lists them); default: the previous champion")] = None,
 ) -> None:
-    """Put the previous champion back in front, through the same safe path (deploy beside, check, switch)."""
+    """Put the previous champion (or --target VERSION, an earlier one) back in front, through the same safe
+    path (deploy beside, check through the endpoint, switch)."""
     from flows.rollback import rollback_endpoint
 
-    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name)
+    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name,
+                    target=target)
     console.print(result)
 
 

@@ -1,29 +1,51 @@
-"""`heartflow rollback`: the previous champion goes back in front through the same safe path as a
-promotion (deployed beside the serving model, checked through the endpoint, then switched)."""
+"""`heartflow rollback`: the previous champion (or, with ``--target``, any earlier champion of the
+endpoint) goes back in front through the same safe path as a promotion (deployed beside the serving
+model, checked through the endpoint, then switched)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from backends.base import Backend
+from backends.domain.rollback import checked_rollback_target
 from backends.domain.rollout import previous_champion_version
-from backends.errors import DeploymentError, EvaluationError
+from backends.errors import DeploymentError, EvaluationError, RegistrationError
 from backends.factory import create_backend
 from backends.domain.spec import DataSpec, DeploySpec
+
+
+def rollback_version(
+    backend: Backend, endpoint_name: str, model_name: str, current: str | None, target: str | None
+) -> str:
+    """The version a rollback restores: ``target``, checked (it is in the registry, served on this endpoint
+    as champion and does not serve now), or the previous champion when no target is given."""
+    entries = backend.history(endpoint_name)
+    if target is None:
+        previous = previous_champion_version(entries, current)
+        if previous is None:
+            raise DeploymentError(
+                f"no earlier champion of {model_name!r} on {endpoint_name} to roll back to: see `heartflow history`"
+            )
+        return previous
+    try:
+        backend.get_model(model_name, target)
+    except RegistrationError as exc:
+        raise RegistrationError(f"cannot roll back {endpoint_name} to {model_name} v{target}: {exc}") from exc
+    return checked_rollback_target(entries, model_name, endpoint_name, target, current)
 
 
 def rollback_endpoint(
     backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None, seed: int,
     model_name: str = "heart-classifier",
+    target: str | None = None,
 ) -> str:
+    """Restore ``target`` (a version that served on the endpoint as champion; default: the previous
+    champion). Raises DeploymentError, RegistrationError or EvaluationError with what to do."""
     from backends.domain.dataset import prepare_data
 
     backend = create_backend(backend_name, home=home)
     current = backend.champion(model_name)
-    target_version = previous_champion_version(backend.history(endpoint_name), current.version if current else None)
-    if target_version is None:
-        raise DeploymentError(
-            f"no earlier champion of {model_name!r} on {endpoint_name} to roll back to: see `heartflow history`"
-        )
+    target_version = rollback_version(backend, endpoint_name, model_name, current.version if current else None, target)
     model = backend.get_model(model_name, target_version)
     prepared = prepare_data(data, schema, DataSpec().holdout_fraction, seed)
     with backend.rollout_lock(endpoint_name):

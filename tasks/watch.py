@@ -15,7 +15,7 @@ from backends.reporting import plots
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
-from backends.domain.sources import LoadedData, load_spec_data, read_stored_table
+from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.client.evaluation import evaluate_over_http
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
@@ -102,10 +102,20 @@ def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
         "\n".join(["# Data read by this run", "", "| field | value |", "|---|---|", f"| URI | `{source.uri}` |",
                    f"| resolved to | `{source.resolved}` |", f"| version | {source.version or 'unknown'} |",
                    f"| sha256 of the bytes read | `{source.sha256}` |", f"| rows | {source.rows} |",
-                   f"| training split sha256 | `{prepared.train_sha256}` ({len(prepared.train)} rows) |"]),
+                   f"| training split sha256 | `{prepared.train_sha256}` ({len(prepared.train)} rows) |",
+                   *_parts_table(source)]),
         key="data-source", description=f"What was read: {source.uri}",
     )
     return loaded
+
+
+def _parts_table(source: DataSource) -> list[str]:
+    """The files or blobs a folder source appended, one row each (none for a single file)."""
+    if not source.parts:
+        return []
+    rows = [f"| `{p.name}` | {p.version} | {p.size} | `{p.sha256}` |" for p in source.parts]
+    return ["", f"{len(source.parts)} file(s) read, in this order:", "", "| file | version | bytes | sha256 |",
+            "|---|---|---:|---|", *rows]
 
 
 def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:

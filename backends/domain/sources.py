@@ -9,10 +9,13 @@
 - an ``https://`` URL (plain ``http://`` only on a loopback host, for tests and local mirrors);
 - a blob: ``az://<container>/<path>`` or ``https://<account>.blob.core.windows.net/<container>/<path>``, read
   with azure-storage-blob (the configured connection string, else DefaultAzureCredential);
+- a blob "folder": the same URIs ending in ``/`` name a prefix; its ``.csv`` blobs (directly under it) are
+  read like a local folder's files, under the same ``folder_rule``;
 - on Azure, a registered data asset: ``azureml:NAME@latest`` or ``azureml:NAME:VERSION``.
 
 Every source is copied to a local file first, so the same validation reads it; the record (URI, what it
-resolved to, its version, the sha256 of the bytes read and the rows) goes to MLflow, Prefect and history.
+resolved to, its version, the sha256 of the bytes read and the rows) goes to MLflow, Prefect and history;
+a folder or blob folder also records each file read (name, version, size, sha256).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import json
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,22 +50,53 @@ AssetResolver = Callable[[str], tuple[str, str]]
 
 
 @dataclass(frozen=True)
+class SourcePart:
+    """One file or blob of a folder source: its name, version (ETag or modification time), size, sha256."""
+
+    name: str
+    version: str
+    size: int
+    sha256: str
+
+
+# Tag values stay well under MLflow's 8,000-character limit: the list of parts is cut (and says so) past this.
+PARTS_TAG_CHARS = 6000
+
+
+def parts_json(parts: Sequence[SourcePart], limit: int = PARTS_TAG_CHARS) -> str:
+    """The parts as compact JSON ``[[name, version, size, sha256], ...]``, as many as fit in ``limit``."""
+    rows: list[list[object]] = []
+    for part in parts:
+        candidate = json.dumps([*rows, [part.name, part.version, part.size, part.sha256]], separators=(",", ":"))
+        if len(candidate) > limit:
+            break
+        rows.append([part.name, part.version, part.size, part.sha256])
+    return json.dumps(rows, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
 class DataSource:
-    """What a run read: the URI given, what it resolved to, its version, the sha256 of its bytes, rows."""
+    """What a run read: the URI given, what it resolved to, its version, the sha256 of its bytes, rows, and
+    for a folder each file read (``parts``, in the order they were appended)."""
 
     uri: str
     resolved: str
     version: str
     sha256: str
     rows: int = 0
+    parts: tuple[SourcePart, ...] = ()
 
     def tags(self) -> dict[str, str]:
         """MLflow / registry tags recording the source."""
-        return {
+        tags = {
             "heartflow.source_uri": self.uri[:500], "heartflow.source_resolved": self.resolved[:500],
             "heartflow.source_version": self.version[:250], "heartflow.source_sha256": self.sha256,
             "heartflow.source_rows": str(self.rows),
         }
+        if self.parts:
+            tags["heartflow.source_parts"] = parts_json(self.parts)
+            tags["heartflow.source_parts_count"] = str(len(self.parts))
+        return tags
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,7 @@ class _Fetched:
     local: Path
     resolved: str
     version: str
+    parts: tuple[SourcePart, ...] = ()
 
 
 def _stamp(seconds: float) -> str:
@@ -87,6 +123,31 @@ def _csv_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv" and not p.name.startswith("."))
 
 
+def _append_csvs(files: Sequence[tuple[str, bytes]], where: str) -> bytes:
+    """The CSVs ``files`` (label, bytes) appended under the first one's header: a byte-order mark is dropped,
+    a missing final newline added, and every file must have the same header line (else an error naming it)."""
+    header: bytes | None = None
+    parts: list[bytes] = []
+    for label, payload in files:
+        lines = payload.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True)
+        if not lines:
+            raise DataValidationError(f"{label} is empty: every CSV {where} needs the same header line")
+        if header is None:
+            header = lines[0].rstrip(b"\r\n")
+            parts.append(lines[0] if lines[0].endswith(b"\n") else lines[0] + b"\n")
+        elif lines[0].rstrip(b"\r\n") != header:
+            raise DataValidationError(
+                f"{label} has another header than {files[0][0]}: with folder_rule 'all' every CSV {where} "
+                "needs the same columns"
+            )
+        parts += [line if line.endswith(b"\n") else line + b"\n" for line in lines[1:]]
+    return b"".join(parts)
+
+
+def _part(name: str, version: str, payload: bytes) -> SourcePart:
+    return SourcePart(name, version, len(payload), hashlib.sha256(payload).hexdigest())
+
+
 def _from_folder(folder: Path, rule: FolderRule, scratch: Path) -> _Fetched:
     files = _csv_files(folder)
     if not files:
@@ -94,25 +155,13 @@ def _from_folder(folder: Path, rule: FolderRule, scratch: Path) -> _Fetched:
     if rule == "newest":
         newest = max(files, key=lambda p: (p.stat().st_mtime, p.name))
         return _Fetched(newest, str(newest), f"{newest.name} modified {_stamp(newest.stat().st_mtime)}")
-    header: bytes | None = None
-    parts: list[bytes] = []
-    for file in files:
-        lines = file.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True)
-        if not lines:
-            raise DataValidationError(f"{file} is empty: every CSV in the folder needs the same header line")
-        if header is None:
-            header = lines[0].rstrip(b"\r\n")
-            parts.append(lines[0] if lines[0].endswith(b"\n") else lines[0] + b"\n")
-        elif lines[0].rstrip(b"\r\n") != header:
-            raise DataValidationError(
-                f"{file} has another header than {files[0].name}: with folder_rule 'all' every CSV needs the same columns"
-            )
-        parts += [line if line.endswith(b"\n") else line + b"\n" for line in lines[1:]]
+    payloads = [(file, file.read_bytes()) for file in files]
     combined = scratch / f"{folder.name or 'data'}-all.csv"
-    combined.write_bytes(b"".join(parts))
+    combined.write_bytes(_append_csvs([(str(file), payload) for file, payload in payloads], "in the folder"))
     newest_mtime = max(p.stat().st_mtime for p in files)
+    parts = tuple(_part(file.name, f"modified {_stamp(file.stat().st_mtime)}", payload) for file, payload in payloads)
     return _Fetched(
-        combined, f"{folder} ({len(files)} files)", f"{len(files)} files, newest modified {_stamp(newest_mtime)}"
+        combined, f"{folder} ({len(files)} files)", f"{len(files)} files, newest modified {_stamp(newest_mtime)}", parts
     )
 
 
@@ -155,13 +204,33 @@ def is_blob_uri(uri: str) -> bool:
     return parsed.scheme == "az" or (parsed.scheme == "https" and (parsed.hostname or "").endswith(".blob.core.windows.net"))
 
 
-def _from_blob(uri: str, scratch: Path, timeout_s: float) -> _Fetched:
-    from backends.client.blob import read_blob
+def _from_blob(uri: str, scratch: Path, timeout_s: float, rule: FolderRule = "newest") -> _Fetched:
+    from backends.client.blob import is_blob_prefix, read_blob
 
+    if is_blob_prefix(uri):
+        return _from_blob_folder(uri, scratch, timeout_s, rule)
     blob = read_blob(uri, timeout_s=timeout_s)
     target = scratch / (Path(blob.name).name or "data.csv")
     target.write_bytes(blob.payload)
     return _Fetched(target, blob.url, blob.version)
+
+
+def _from_blob_folder(uri: str, scratch: Path, timeout_s: float, rule: FolderRule) -> _Fetched:
+    """A blob prefix, read like a local folder: its newest ``.csv`` blob, or (``all``) every one appended in
+    name order; each blob read is recorded with its ETag, size and sha256."""
+    from backends.client.blob import read_blob_folder
+
+    where, blobs = read_blob_folder(uri, newest_only=rule == "newest", timeout_s=timeout_s)
+    parts = tuple(_part(blob.name, f"etag {blob.etag}", blob.payload) for blob in blobs)
+    if rule == "newest":
+        (blob,) = blobs
+        target = scratch / (Path(blob.name).name or "data.csv")
+        target.write_bytes(blob.payload)
+        return _Fetched(target, blob.url, blob.version, parts)
+    combined = scratch / "blob-folder-all.csv"
+    combined.write_bytes(_append_csvs([(f"blob {blob.url}", blob.payload) for blob in blobs], "under the prefix"))
+    newest = max(blob.last_modified for blob in blobs)
+    return _Fetched(combined, f"{where} ({len(blobs)} blobs)", f"{len(blobs)} blobs, newest modified {newest}", parts)
 
 
 def fetch(
@@ -176,10 +245,10 @@ def fetch(
             )
         asset_path, version = asset_resolver(uri)
         inner = fetch(asset_path, scratch, folder_rule=folder_rule, timeout_s=timeout_s)
-        return _Fetched(inner.local, f"{uri} -> {inner.resolved}", version)
+        return _Fetched(inner.local, f"{uri} -> {inner.resolved}", version, inner.parts)
     parsed = urlparse(uri)
     if is_blob_uri(uri) or (parsed.scheme in ("http", "https") and _under_configured_blob_endpoint(uri)):
-        return _from_blob(uri, scratch, timeout_s)
+        return _from_blob(uri, scratch, timeout_s, folder_rule)
     if parsed.scheme in ("http", "https"):
         return _from_http(uri, scratch, timeout_s)
     if parsed.scheme == "file":
@@ -237,7 +306,7 @@ def load_data(
             message = str(exc).replace(local, path) if local != path else str(exc)
             raise DataValidationError(message) from exc
     rows = len(prepared.train) + len(prepared.holdout)
-    source = DataSource(path, fetched.resolved, fetched.version, hashlib.sha256(payload).hexdigest(), rows)
+    source = DataSource(path, fetched.resolved, fetched.version, hashlib.sha256(payload).hexdigest(), rows, fetched.parts)
     logger.info("read %s (%s, version %s): %d rows, sha256 %s", path, fetched.resolved, fetched.version, rows,
                 source.sha256[:12])
     return LoadedData(dataclasses.replace(prepared, source=path), source)

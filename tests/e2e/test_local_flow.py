@@ -122,6 +122,67 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
     assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
 
 
+def _rollback_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "rollback", "--home", str(home), "--endpoint-name", ENDPOINT, *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_rollback_to_a_chosen_earlier_champion(home: Path, first_run) -> None:
+    import shutil
+
+    backend = LocalBackend(home)
+    # After the rollback above: v1 promoted, v2 rejected, v3 promoted, v1 rolled back to (it serves).
+    served = [(e.event, e.model_version) for e in backend.history(ENDPOINT)]
+    assert served == [("promoted", "1"), ("rejected", "2"), ("promoted", "3"), ("rollback", "1")]
+    refusals = {
+        "2": "heart-classifier v2 never served on e2e-endpoint as champion, so it is not a rollback target; "
+             "the earlier champions there: v3 (`heartflow history` lists them)",
+        "99": "cannot roll back e2e-endpoint to heart-classifier v99: model 'heart-classifier' has no version 99",
+        "1": "heart-classifier v1 is the champion serving on e2e-endpoint already: nothing to roll back",
+    }
+    for version, message in refusals.items():
+        result = _rollback_cli(home, "--target", version)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert message in " ".join(result.stderr.split()), result.stderr
+    assert len(backend.history(ENDPOINT)) == 4 and backend.endpoint(ENDPOINT).model_version == "1"
+
+    # v3's files no longer load: it fails its check beside v1, which keeps serving all traffic. (A client's
+    # request first: the host drops the deleted deployment's loaded model when it next follows its state.)
+    key = (home / "endpoints" / ENDPOINT / "key").read_text().strip()
+    row = records_of(prepare_data(None, None, 0.1, 42).holdout.drop(columns=["output"]).head(1))
+    answer = requests.post(backend.endpoint(ENDPOINT).scoring_uri, json={"data": row},
+                           headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert answer.status_code == 200
+    model_dir = tracking.served_model_dir(tracking.make_client(home), home, "heart-classifier", "3")
+    saved = home.parent / "v3-model-saved"
+    shutil.copytree(model_dir, saved)
+    try:
+        for file in model_dir.iterdir():
+            if file.suffix in {".skops", ".pkl"}:
+                file.write_bytes(b"not a model")
+        result = _rollback_cli(home, "--target", "3")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        endpoint = backend.endpoint(ENDPOINT)
+        assert endpoint.model_version == "1" and list(endpoint.traffic.values()) == [100]
+        assert backend.champion("heart-classifier").version == "1"
+        assert result.stderr.count("error:") == 1 and "did not pass its smoke request" in " ".join(result.stderr.split()), result.stderr
+        assert len(backend.history(ENDPOINT)) == 4  # nothing was promoted
+    finally:
+        shutil.rmtree(model_dir)
+        shutil.copytree(saved, model_dir)
+
+    result = _rollback_cli(home, "--target", "3")
+    assert result.returncode == 0, result.stderr
+    assert "rolled back e2e-endpoint to heart-classifier v3" in " ".join(result.stdout.split())
+    assert backend.champion("heart-classifier").version == "3"
+    endpoint = backend.endpoint(ENDPOINT)
+    assert endpoint.model_version == "3" and list(endpoint.traffic.values()) == [100]
+    last = backend.history(ENDPOINT)[-1]
+    assert (last.event, last.model_version, last.reason) == ("rollback", "3", "rollback from v1 to v3")
+
+
 def test_a_stopped_endpoint_gets_its_champion_back_before_the_gate(home: Path, first_run) -> None:
     backend = LocalBackend(home)
     champion = backend.champion("heart-classifier")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from backends.azure import create_azure_backend
 from backends.azure.settings import blob_service_from_connection_string
 from backends.azure.storage import serialise_split
 from tests.net import free_port
+from tests.servers import accepts_connections, running_server
 
 REPO = Path(__file__).resolve().parents[3]
 AZURITE = REPO / "node_modules" / ".bin" / "azurite-blob"
@@ -32,29 +30,16 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("azurite is not installed: run `make test` (or `npm ci`) so the Blob Storage checks run")
     port = free_port()
     location = tmp_path_factory.mktemp("azurite")
-    process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-         "--skipApiVersionCheck", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite did not start: {_why_not(process)}") from None
-                time.sleep(0.1)
+    with running_server(_azurite_command(port, location), ready=accepts_connections(port), what="azurite",
+                        log=location / "azurite.log", timeout_s=30, poll_s=0.1):
         yield (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
                f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+
+
+def _azurite_command(port: int, location: Path) -> list[str]:
+    """azurite-blob on 127.0.0.1:``port``, storing under ``location`` (its log goes beside, see running_server)."""
+    return [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
+            "--skipApiVersionCheck", "--silent"]
 
 
 @pytest.fixture()
@@ -109,14 +94,6 @@ def test_a_public_container_is_refused(azurite: str, upload_env: Path) -> None:
 DEV_PORT = 10000  # `UseDevelopmentStorage=true` always means 127.0.0.1:10000
 
 
-def _why_not(process: subprocess.Popen[bytes]) -> str:
-    """Why azurite is not answering; its stderr is read only once it has exited (a live one never ends it)."""
-    if process.poll() is None:
-        process.kill()
-        return "no answer within 30 s"
-    return process.stderr.read().decode() if process.stderr else f"exit code {process.returncode}"
-
-
 def _is_azurite(connection_string: str) -> bool:
     try:
         blob_service_from_connection_string(connection_string, retry_total=0, connection_timeout=2,
@@ -131,36 +108,17 @@ def dev_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite on the well-known port, so the standard `UseDevelopmentStorage=true` reaches it. If the port
     already serves an Azurite (another test run), that one is used; anything else there fails clearly."""
     connection = "UseDevelopmentStorage=true"
-    try:
-        with socket.create_connection(("127.0.0.1", DEV_PORT), timeout=0.5):
-            busy = True
-    except OSError:
-        busy = False
-    if busy:
+    if accepts_connections(DEV_PORT)():
         if not _is_azurite(connection):
             pytest.fail(f"port {DEV_PORT} is taken by something that is not Azurite; free it for this test")
         yield connection
         return
     if not AZURITE.exists():
         pytest.fail("azurite is not installed: run `make test` (or `npm ci`)")
-    process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(DEV_PORT), "--location",
-         str(tmp_path_factory.mktemp("azurite-dev")), "--skipApiVersionCheck", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _is_azurite(connection):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"azurite did not start: {_why_not(process)}")
-            time.sleep(0.2)
+    location = tmp_path_factory.mktemp("azurite-dev")
+    with running_server(_azurite_command(DEV_PORT, location), ready=lambda: _is_azurite(connection), what="azurite",
+                        log=location / "azurite.log", timeout_s=30):
         yield connection
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _unique(prefix: str) -> str:

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from backends.domain.dataset import canonical_csv, prepare_data
 from backends.local.locks import file_lock
 from backends.domain.spec import SweepSpec
 from tests.net import free_port
+from tests.servers import answers_http, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -152,29 +152,11 @@ def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytes
     log = tmp_path_factory.mktemp("azmlinfsrv") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(AZUREML_MODEL_DIR=str(model_dir.parent))  # the model one folder below, as Azure lays it out
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(env_python.with_name("azmlinfsrv")), "--entry_script", str(code / "score.py"),
-                                    "--port", str(port)], cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{base}/", timeout=3).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.3)
-        else:
-            pytest.fail(f"azmlinfsrv did not start:\n{log.read_text()}")
+    command = [str(env_python.with_name("azmlinfsrv")), "--entry_script", str(code / "score.py"), "--port", str(port)]
+    with running_server(command, ready=answers_http(f"{base}/"), what="azmlinfsrv (job environment)", log=log,
+                        timeout_s=120, poll_s=0.3, env=env, cwd=code):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_score_py_under_azmlinfsrv_there_serves_that_model(server: str) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import requests
 
 from tests.integration.endpoint.conftest import RECORD
 from tests.net import free_port
+from tests.servers import answers_http, running_server
 
 SCORE_PY = Path(__file__).resolve().parents[3] / "src" / "score.py"
 
@@ -26,28 +25,10 @@ def azmlinfsrv(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     log = tmp_path_factory.mktemp("azmlinfsrv") / "server.log"
     env = dict(os.environ, AZUREML_MODEL_DIR=str(trained_model_dir.parent), HEARTFLOW_MAX_ROWS="20")
     executable = Path(sys.executable).with_name("azmlinfsrv")
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(executable), "--entry_script", str(SCORE_PY), "--port", str(port)],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{base}/", timeout=3).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"azmlinfsrv did not start:\n{log.read_text()}")
+    with running_server([str(executable), "--entry_script", str(SCORE_PY), "--port", str(port)],
+                        ready=answers_http(f"{base}/"), what="azmlinfsrv", log=log, timeout_s=60, env=env):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_tutorial_body_is_scored(azmlinfsrv: str) -> None:
