@@ -113,7 +113,8 @@ class CompiledForestPredictor:
         self.classes = np.asarray(forest.classes_)
         self._nodes = _FlatForest([estimator.tree_ for estimator in forest.estimators_], self._n_classes)
         self._kernel_arrays = (
-            (*self._program(), *self._nodes.kernel_tables()) if use_kernel and forest_kernel.kernel_available() else None
+            (*self._program(), *forest_kernel.node_tables([e.tree_ for e in forest.estimators_], self._n_classes))
+            if use_kernel and forest_kernel.kernel_available() else None
         )
         self.kind = "compiled-forest (machine code)" if self._kernel_arrays is not None else "compiled-forest (numpy)"
 
@@ -291,12 +292,6 @@ class _FlatForest:
         self.leaf = self.child == 2 * (np.arange(len(self.child)) // 2)
         self.value = np.repeat(np.ascontiguousarray(np.concatenate(value), dtype=np.float64), 2, axis=0)
         self.depth = max(int(tree.max_depth) for tree in trees)
-
-    def kernel_tables(self) -> tuple[np.ndarray, ...]:
-        """The nodes in forest_kernel's layout: roots, the node table (one row a doubled node number: child,
-        feature, leaf, missing-left), thresholds, leaf values."""
-        table = np.stack([self.child, self.feature, self.leaf, self.missing_left], axis=1).astype(np.intp)
-        return self.roots, np.ascontiguousarray(table), self.threshold, self.value
 
     def apply(self, x32: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: shape (rows, trees), doubled global node numbers."""

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from backends.local.endpoint.deadlines import BodyDeadlines
 from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
 from backends.local.endpoint.state import ENDPOINT_DIR_ENV, EndpointPaths, read_key, read_state
@@ -56,6 +57,7 @@ class EndpointApp:
         self._openapi: bytes | None = None
         self._pid = os.getpid()
         self._access = AccessLog(ACCESS_LOGGER)
+        self._deadlines = BodyDeadlines()
 
     # -- deployment table ------------------------------------------------------------------------------
 
@@ -163,16 +165,9 @@ class EndpointApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
         if self._access.enabled:
-            self._access.record(method, path, status, {
-                "method": method,
-                "path": path,
-                "status": status,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                "deployment": deployment or None,
-                "request_bytes": size,
-                "client": (scope.get("client") or ("", 0))[0],
-                "pid": self._pid,
-            })
+            client = scope.get("client")
+            self._access.record(method, path, status, round((time.perf_counter() - started) * 1000, 3),
+                                deployment or None, size, client[0] if client else "", self._pid)
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
@@ -234,8 +229,7 @@ class EndpointApp:
         if length > limit:
             return 413, dumps({"error": f"the request body has {length} bytes, more than {limit}"}), name, 0
         try:
-            async with asyncio.timeout(timeout_s):
-                body = await self._read_body(receive, limit)
+            body = await self._deadlines.run(lambda: self._read_body(receive, limit), timeout_s)
         except TimeoutError:
             return 408, dumps({"error": f"the request body did not arrive within {found.config.request_timeout_ms} ms"}), name, 0
         except _BodyTooLarge:

@@ -101,7 +101,9 @@ def test_a_node_array_off_by_one_threshold_is_caught_by_the_probe_check(use_kern
 
     def broken(model, features):
         compiled = CompiledForestPredictor.build(model, features, use_kernel=use_kernel)
-        compiled._nodes.threshold += 0.5  # in place: the kernel's tables share the array
+        compiled._nodes.threshold += 0.5  # the numpy path's thresholds
+        if compiled._kernel_arrays is not None:
+            compiled._kernel_arrays[3][:] += np.float32(0.5)  # the machine code's (program, roots, nodes, thresholds, ...)
         return compiled
 
     assert build_predictor(model, FEATURES, compiler=broken).kind == "dataframe"
@@ -138,3 +140,29 @@ def test_the_kernel_counts_unseen_categories_as_the_encoder_ignores_them() -> No
     found = compiled.classify(x, True)
     assert found.unseen == expected
     assert found.best == np.argmax(model.predict_proba(pd.DataFrame({f.name: x[:, j] for j, f in enumerate(FEATURES)})), axis=1).tolist()
+
+
+def test_inputs_on_and_one_float32_step_around_every_threshold_go_the_same_way_as_scikit_learn(use_kernel: bool) -> None:
+    """The machine code compares float32 inputs with float32 thresholds rounded down from scikit-learn's
+    float64 ones: exact only if the rounding is right, so probe each threshold where rounding matters."""
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame({"age": rng.integers(29, 78, 300), "chol": rng.normal(240.0, 50.0, 300),
+                          "pain": rng.integers(1, 5, 300), "beats": rng.normal(150.0, 22.0, 300) / 7.0})
+    labels = np.where(frame["chol"] / 240 + frame["beats"] / 21 + rng.normal(0, 0.3, 300) > 2.0, "Presence", "Absence")
+    pre = ColumnTransformer([("keep", "passthrough", ["age", "chol", "pain", "beats"])])
+    model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=40, random_state=0))]).fit(frame, labels)
+    compiled = CompiledForestPredictor.build(model, FEATURES, use_kernel=use_kernel)
+    assert compiled is not None
+    rows = []
+    for estimator in model.steps[-1][1].estimators_:
+        tree = estimator.tree_
+        for node in np.flatnonzero(tree.children_left != -1):
+            t32 = np.float32(tree.threshold[node])
+            for value in (np.nextafter(t32, np.float32(-np.inf)), t32, np.nextafter(t32, np.float32(np.inf))):
+                row = frame.iloc[int(rng.integers(0, 300))][["age", "chol", "pain", "beats"]].to_numpy(dtype=np.float64)
+                row[tree.feature[node]] = float(value)
+                rows.append(row)
+    x = np.asarray(rows)
+    _, proba = compiled.predict(x, True)
+    expected = model.predict_proba(pd.DataFrame(x, columns=["age", "chol", "pain", "beats"]))
+    assert len(x) > 1000 and np.array_equal(proba, expected)
