@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,50 +123,73 @@ def _predict_rows(
     return unseen
 
 
-# numba's cache records the module a kernel came from and imports it by that name when it loads the cache.
-# This file is imported as src.forest_kernel by the local host and as forest_kernel by score.py (Azure ML, and
-# azmlinfsrv here), both over one __pycache__: under one stable name, either process loads the other's cache.
+# numba's cache records the module a kernel's globals belong to (their __name__) and imports it by that
+# name when it loads the cache. This file is imported as src.forest_kernel by the local host and as
+# forest_kernel by score.py (Azure ML, and azmlinfsrv here), over one __pycache__: the kernel's globals carry
+# one stable name, registered for this module, so either process loads the other's cache.
 _CACHE_MODULE = "heartflow_forest_kernel"
 
 
-def _compile() -> Callable[..., int] | None:
+def _stable_function() -> Callable[..., int]:
+    """The kernel, its globals those of a module named ``_CACHE_MODULE`` (a copy of this one's)."""
+    stable = sys.modules.get(_CACHE_MODULE)
+    if stable is None:
+        stable = types.ModuleType(_CACHE_MODULE)
+        stable.__dict__.update({k: v for k, v in globals().items() if not k.startswith("__")})
+        sys.modules[_CACHE_MODULE] = stable
+    function = types.FunctionType(_predict_rows.__code__, stable.__dict__, _predict_rows.__name__)
+    function.__qualname__ = _predict_rows.__qualname__
+    return function
+
+
+def _compile(cache: bool) -> Callable[..., int] | None:
     try:
         import numba
     except ImportError:
         return None
-    sys.modules.setdefault(_CACHE_MODULE, sys.modules[__name__])
-    _predict_rows.__module__ = _CACHE_MODULE
     try:
-        return numba.njit(cache=True, nogil=True, boundscheck=False)(_predict_rows)
+        return numba.njit(cache=cache, nogil=True, boundscheck=False)(_stable_function())
     except RuntimeError as exc:  # no writable cache folder (a read-only deployment): compile in each worker
         logger.info("numba cannot cache the forest kernel (%s); compiling it in this process", exc)
-        return numba.njit(cache=False, nogil=True, boundscheck=False)(_predict_rows)
+        return numba.njit(cache=False, nogil=True, boundscheck=False)(_stable_function())
 
 
 _KERNEL: Callable[..., int] | None = None
 _STATE = "untried"  # "untried", "ready" or "unavailable"
 
 
+def _warm_up(kernel: Callable[..., int]) -> None:
+    """The first call: compiles the kernel, or loads it from the cache."""
+    program = np.zeros((6, 1))
+    program[SCALE] = 1.0
+    leaf = np.full((1, 4), -1, dtype=np.int32)
+    kernel(np.zeros((1, 1)), program, np.zeros(1, np.int64), leaf, np.zeros(1, np.float32), np.zeros((1, 1)),
+           np.empty((1, 1)), np.empty(1, np.intp))
+
+
 def kernel_available() -> bool:
     """True when the kernel is compiled (or loaded from the cache) and runs; compiles it on the first call."""
     global _KERNEL, _STATE
-    if _STATE == "untried":
-        _STATE = "unavailable"
-        kernel = _compile()
-        if kernel is not None:
-            from numba.core.errors import NumbaError
+    if _STATE != "untried":
+        return _STATE == "ready"
+    _STATE = "unavailable"
+    for cache in (True, False):
+        kernel = _compile(cache)
+        if kernel is None:
+            return False
+        from numba.core.errors import NumbaError
 
-            try:  # the first call compiles: an LLVM or typing failure leaves the numpy path serving
-                program = np.zeros((6, 1))
-                program[SCALE] = 1.0
-                leaf = np.full((1, 4), -1, dtype=np.int32)
-                kernel(np.zeros((1, 1)), program, np.zeros(1, np.int64), leaf, np.zeros(1, np.float32),
-                       np.zeros((1, 1)), np.empty((1, 1)), np.empty(1, np.intp))
-            except (NumbaError, OSError, RuntimeError, TypeError, ValueError) as exc:
-                logger.warning("the forest kernel does not compile here (%s); the compiled forest runs in numpy", exc)
-            else:
-                _KERNEL, _STATE = kernel, "ready"
-    return _STATE == "ready"
+        try:
+            _warm_up(kernel)
+        except ImportError as exc:  # a cache entry written under a module name this process cannot import
+            logger.info("the forest kernel's cache does not load here (%s); compiling it afresh", exc)
+            continue
+        except (NumbaError, OSError, RuntimeError, TypeError, ValueError) as exc:  # LLVM or typing failure
+            logger.warning("the forest kernel does not compile here (%s); the compiled forest runs in numpy", exc)
+            return False
+        _KERNEL, _STATE = kernel, "ready"
+        return True
+    return False
 
 
 def run_kernel(arrays: tuple[np.ndarray, ...], x: np.ndarray, proba: np.ndarray, best: np.ndarray) -> int:
