@@ -1,7 +1,8 @@
 """The rollout primitives on a managed online endpoint (``AzureEndpoints``): read and write traffic, put and
-delete deployments, tag model versions, record history. The policy (which colour, which share, in which
-order) is ``backends.domain.rollout.RolloutPolicy``. Traffic is always written explicitly and in full, so
-no deployment loses its share by accident (an endpoint update that omits traffic can zero it).
+delete deployments, record history. The policy (which colour, which share, in which order) is
+``backends.domain.rollout.RolloutPolicy``; it tags model versions through ``AzureRegistry``, its
+collaborator. Traffic is always written explicitly and in full, so no deployment loses its share by
+accident (an endpoint update that omits traffic can zero it).
 
 History is kept twice: as endpoint tags (the latest HISTORY_KEEP, seen from any machine) and in a local
 JSON-lines log (every entry this machine wrote, kept after the endpoint is deleted).
@@ -75,10 +76,12 @@ def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[st
 class AzureEndpoints(RolloutPolicy):
     """The rollout on one workspace's managed online endpoints."""
 
+    registry: AzureRegistry
+
     def __init__(self, session: AzureSession, registry: AzureRegistry, provisioner: AzureProvisioner,
                  history: HistoryLog) -> None:
+        super().__init__(registry)
         self._az = session
-        self.registry = registry
         self.provisioner = provisioner
         self.history_log = history
         self.colours = naming.deployment_names(session.settings)
@@ -216,15 +219,6 @@ class AzureEndpoints(RolloutPolicy):
             url=(f"https://ml.azure.com/endpoints/realtime/{endpoint.name}/detail?wsid=/subscriptions/{s.subscription_id}"
                  f"/resourcegroups/{s.resource_group}/workspaces/{s.workspace_name}"),
         )
-
-    def champion(self, model_name: str) -> ModelVersion | None:
-        return self.registry.champion(model_name)
-
-    def make_champion(self, model: ModelVersion, holdout_accuracy: float) -> None:
-        self.registry.make_champion(model, holdout_accuracy)
-
-    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
-        self.registry.mark_rejected(model, reason, holdout_accuracy)
 
     def append_history(self, entry: HistoryEntry) -> None:
         """The local log first (complete), then the endpoint's tags, written with its traffic unchanged."""
