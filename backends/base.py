@@ -20,6 +20,7 @@ from backends.results import (
     DataRef,
     Endpoint,
     EvalReport,
+    GateFigures,
     HistoryEntry,
     ModelVersion,
     SweepResult,
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataRef", "Endpoint", "EvalReport", "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult",
-    "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+    "Backend", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion", "Provisioner",
+    "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,21 +134,23 @@ class Backend(abc.ABC):
 
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
+        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
     ) -> Endpoint:
         """Give the evaluated deployment 100 % of traffic, make its model the champion (alias or tag
         ``champion``, with its holdout accuracy), remove the deployment it replaced, and append a
-        HistoryEntry (``event`` is "promoted" or "rollback"). Raises DeploymentError."""
+        HistoryEntry (``event`` is "promoted" or "rollback") that keeps ``gate``, the gate's numbers when a
+        gate decided. Raises DeploymentError."""
         return self.rollout_policy().promote(endpoint, model, report, reason=reason, triggered_by=triggered_by,
-                                             event=event)
+                                             event=event, gate=gate)
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
+        triggered_by: str = "", gate: GateFigures | None = None,
     ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
-        rejected with ``reason`` and append a HistoryEntry with event "rejected". Raises DeploymentError."""
-        self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
+        rejected with ``reason`` and append a HistoryEntry with event "rejected" (keeping ``gate``, as
+        ``promote``). Raises DeploymentError."""
+        self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by, gate=gate)
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the

@@ -278,7 +278,8 @@ def history(
         versus = "" if row["champion_accuracy"] is None else f" champion={row['champion_accuracy']}"
         console.print(
             f"{row['time']}  {row['event']:<9} {row['model']} on {row['deployment']}{accuracy}{versus}  "
-            f"by {row['by']}\n    {row['reason']}", highlight=False, soft_wrap=True,
+            f"by {row['by']}\n    {row['reason']}" + (f"\n    gate: {row['gate']}" if row["gate"] else ""),
+            highlight=False, soft_wrap=True,
         )
 
 

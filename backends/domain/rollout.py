@@ -28,7 +28,7 @@ from typing import Protocol
 
 from backends.errors import DeploymentError, HeartflowError
 from backends.domain.history import recorded_holdout_accuracy, who
-from backends.results import Endpoint, EvalReport, HistoryEntry, ModelVersion
+from backends.results import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class RolloutPolicy(abc.ABC):
 
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
+        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
     ) -> Endpoint:
         traffic = self.read_traffic(endpoint.name)
         if endpoint.deployment not in traffic:
@@ -198,7 +198,7 @@ class RolloutPolicy(abc.ABC):
             time=now_iso(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=report.accuracy,
             champion_accuracy=recorded_holdout_accuracy(previous),
-            reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(),
+            reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(), gate=gate,
         ))
         logger.info("%s %s v%s: %s serves 100 %% of %s", event, model.name, model.version, endpoint.deployment,
                     endpoint.name)
@@ -206,7 +206,7 @@ class RolloutPolicy(abc.ABC):
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
+        triggered_by: str = "", gate: GateFigures | None = None,
     ) -> None:
         traffic = self.read_traffic(endpoint.name)
         share = traffic.get(endpoint.deployment, 0)
@@ -228,7 +228,7 @@ class RolloutPolicy(abc.ABC):
             time=now_iso(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=accuracy,
             champion_accuracy=recorded_holdout_accuracy(self.registry.champion(model.name)), reason=reason,
-            triggered_by=triggered_by or who(),
+            triggered_by=triggered_by or who(), gate=gate,
         ))
         logger.info("rejected %s v%s: %s", model.name, model.version, reason)
 
