@@ -154,7 +154,7 @@ class Backend(abc.ABC):
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
-        backend's tracking. The base keeps nothing beyond the history entry's reason."""
+        backend's tracking. The base keeps nothing beyond the history entry (its reason and ``gate``)."""
 
     @abc.abstractmethod
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:

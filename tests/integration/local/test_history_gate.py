@@ -55,7 +55,8 @@ def test_promotion_and_rejection_keep_the_gates_figures(tmp_path: Path, trained_
                                 "difference": None, "p_value": None, "p_worse": None, "tolerance": 0.0}
     gate = rejected["gate"]
     assert (rejected["event"], rejected["model_version"]) == ("rejected", second.version)
-    assert (gate["rule"], gate["rows"], gate["candidate_accuracy"], gate["champion_accuracy"]) == ("paired", 60, 0.6, 0.8)
+    assert (gate["rule"], gate["rows"]) == ("paired", 60)
+    assert (gate["candidate_accuracy"], gate["champion_accuracy"]) == (0.6, 0.8)
     assert gate["difference"] == paired.difference and gate["p_value"] == paired.p_value
     assert gate["p_worse"] == paired.p_worse < 0.05 and gate["tolerance"] == 0.05
 
@@ -65,3 +66,25 @@ def test_promotion_and_rejection_keep_the_gates_figures(tmp_path: Path, trained_
     assert (f"gate: paired gate on 60 rows, candidate 0.6000, champion 0.8000, difference -0.2000, "
             f"McNemar p={paired.p_value:.3g} (worse: p={paired.p_worse:.3g})") in table.stdout
     assert table.stdout.count("gate:") == 2  # the old line has no figures to show
+
+
+def test_the_shared_mlflow_history_keeps_the_figures_and_reads_old_entries(tmp_path: Path) -> None:
+    """The history a shared MLflow store keeps (one run per entry), on a real SQLite store."""
+    import dataclasses
+
+    from backends.base import HistoryEntry
+    from backends.local import tracking
+    from backends.local.shared_history import TAG_ENDPOINT, TAG_ENTRY, MlflowHistoryLog
+
+    client = tracking.make_client(tmp_path / "home")
+    log = MlflowHistoryLog(client)
+    old = client.create_run(client.create_experiment("heartflow-history"),
+                            tags={TAG_ENDPOINT: "ep", TAG_ENTRY: json.dumps({**OLD_LINE, "endpoint": "ep"})})
+    client.set_terminated(old.info.run_id, "FINISHED")
+    decision = decide_gate(answers(50, "2"), answers(45, "1"), rule="paired")
+    entry = HistoryEntry("2026-11-28T04:00:00.000000+00:00", "promoted", "ep", "green", "heart-classifier", "2",
+                         50 / 60, 0.75, decision.reason, "ops@host", decision.figures())
+    log.append(entry)
+    before, after = log.read("ep")
+    assert before == HistoryEntry.from_record({**OLD_LINE, "endpoint": "ep"}) and before.gate is None
+    assert after == entry and dataclasses.asdict(after)["gate"]["p_value"] == decision.p_value
