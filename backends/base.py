@@ -3,7 +3,8 @@
 Every stage returns a frozen dataclass from ``backends.results``, never a dict and never an SDK object, so
 that tasks, the CLI and Prefect artifacts see the same shape whichever backend ran. The rollout (deploy,
 promote, reject) is one policy for both backends, ``backends.domain.rollout.RolloutPolicy``; a backend
-supplies its primitives.
+supplies its primitives and hands the policy over through ``Backend.rollout_policy``, so promote, reject
+and champion are written here once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from backends.results import (
     DataRef,
     Endpoint,
     EvalReport,
+    GateFigures,
     HistoryEntry,
     ModelVersion,
     SweepResult,
@@ -29,12 +31,13 @@ from backends.results import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from backends.domain.rollout import RolloutPolicy
     from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataRef", "Endpoint", "EvalReport", "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult",
-    "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+    "Backend", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion", "Provisioner",
+    "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
 ]
 
 logger = logging.getLogger(__name__)
@@ -125,25 +128,33 @@ class Backend(abc.ABC):
         )
 
     @abc.abstractmethod
+    def rollout_policy(self) -> RolloutPolicy:
+        """The backend's rollout collaborator: the shared policy over this backend's primitives, holding
+        its registry. ``promote``, ``reject`` and ``champion`` go through it."""
+
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
+        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
     ) -> Endpoint:
         """Give the evaluated deployment 100 % of traffic, make its model the champion (alias or tag
         ``champion``, with its holdout accuracy), remove the deployment it replaced, and append a
-        HistoryEntry (``event`` is "promoted" or "rollback")."""
+        HistoryEntry (``event`` is "promoted" or "rollback") that keeps ``gate``, the gate's numbers when a
+        gate decided. Raises DeploymentError."""
+        return self.rollout_policy().promote(endpoint, model, report, reason=reason, triggered_by=triggered_by,
+                                             event=event, gate=gate)
 
-    @abc.abstractmethod
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
+        triggered_by: str = "", gate: GateFigures | None = None,
     ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
-        rejected with ``reason`` and append a HistoryEntry with event "rejected"."""
+        rejected with ``reason`` and append a HistoryEntry with event "rejected" (keeping ``gate``, as
+        ``promote``). Raises DeploymentError."""
+        self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by, gate=gate)
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
-        backend's tracking. The base keeps nothing beyond the history entry's reason."""
+        backend's tracking. The base keeps nothing beyond the history entry (its reason and ``gate``)."""
 
     @abc.abstractmethod
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
@@ -153,9 +164,9 @@ class Backend(abc.ABC):
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         """A registered version by number; raises RegistrationError when it does not exist."""
 
-    @abc.abstractmethod
     def champion(self, model_name: str) -> ModelVersion | None:
-        """The model version that holds the champion alias, or None."""
+        """The model version that holds the champion alias (or tag), or None."""
+        return self.rollout_policy().registry.champion(model_name)
 
     def rollout_lock(self, endpoint_name: str, timeout_s: float = 7200.0) -> AbstractContextManager[None]:
         """Held from deploy to the gate's decision, so two runs never roll out to one endpoint at once.

@@ -8,7 +8,7 @@ uses, such as the HTTP evaluation client, can import them without importing the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
@@ -131,6 +131,33 @@ class EvalReport:
 
 
 @dataclass(frozen=True)
+class GateFigures:
+    """The promotion gate's numbers behind a decision (``backends.domain.selection.GateDecision.figures``):
+    what a history entry keeps so "why was it promoted" is answered by numbers, not only by reason text."""
+
+    rule: str  # the gate's mode: "tolerance" or "paired"
+    rows: int  # holdout rows compared (those the champion did not train on)
+    candidate_accuracy: float  # on the compared rows
+    champion_accuracy: float | None = None  # None: there was no champion to compare with
+    difference: float | None = None  # candidate - champion
+    p_value: float | None = None  # McNemar exact, two-sided; None when no paired comparison ran
+    p_worse: float | None = None  # McNemar exact, one-sided (the candidate is worse): the paired rule's test
+    tolerance: float | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> GateFigures:
+        """From ``dataclasses.asdict`` of one (what the history stores keep)."""
+        def number(key: str) -> float | None:
+            value = record.get(key)
+            return None if value is None else float(value)
+
+        return cls(rule=str(record["rule"]), rows=int(record["rows"]),
+                   candidate_accuracy=float(record["candidate_accuracy"]),
+                   champion_accuracy=number("champion_accuracy"), difference=number("difference"),
+                   p_value=number("p_value"), p_worse=number("p_worse"), tolerance=number("tolerance"))
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One promotion, rejection or rollback: what an operator needs to answer "what served when"."""
 
@@ -144,3 +171,16 @@ class HistoryEntry:
     champion_accuracy: float | None
     reason: str
     triggered_by: str
+    gate: GateFigures | None = None  # the gate's numbers when a gate decided (None: a rollback, a manual
+    # rejection, or an entry written before the figures were recorded)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> HistoryEntry:
+        """From ``dataclasses.asdict`` of one, as the history stores keep it; an entry written before the
+        gate's figures were recorded reads with ``gate`` None."""
+        gate = record.get("gate")
+        known = {k: v for k, v in record.items() if k in _HISTORY_FIELDS and k != "gate"}
+        return cls(**known, gate=None if gate is None else GateFigures.from_record(gate))
+
+
+_HISTORY_FIELDS = frozenset(f.name for f in fields(HistoryEntry))

@@ -76,7 +76,7 @@ def run(
     trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="max_total_trials")] = 25,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
     sampling: Annotated[SamplingName, typer.Option("--sampling")] = SamplingName.random,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the holdout split, sampling and forests")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds sampling and the forests (the holdout goes by row hash)")] = 42,
     validation: Annotated[ValidationName, typer.Option("--validation", help="kfold (5 stratified folds, then refit on all training rows) or split (the tutorial's 70/30)")] = "kfold",
     folds: Annotated[int, typer.Option("--folds", min=2, max=20)] = 5,
     timeout: Annotated[int | None, typer.Option("--timeout", min=1, help="Sweep timeout, seconds")] = None,
@@ -278,7 +278,8 @@ def history(
         versus = "" if row["champion_accuracy"] is None else f" champion={row['champion_accuracy']}"
         console.print(
             f"{row['time']}  {row['event']:<9} {row['model']} on {row['deployment']}{accuracy}{versus}  "
-            f"by {row['by']}\n    {row['reason']}", highlight=False, soft_wrap=True,
+            f"by {row['by']}\n    {row['reason']}" + (f"\n    gate: {row['gate']}" if row["gate"] else ""),
+            highlight=False, soft_wrap=True,
         )
 
 

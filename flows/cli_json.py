@@ -1,7 +1,8 @@
 """`heartflow history --json` and `heartflow status --json`: one JSON object per line, for scripts and alerts.
 
-A history line holds the entry's fields plus what the model version was trained on (``data_sha256``) and
-what was read for it (``source_uri``, ``source_version``, ``source_sha256``, ``source_rows``) when recorded.
+A history line holds the entry's fields (``gate``: the gate's figures, or null) plus what the model version
+was trained on (``data_sha256``) and what was read for it (``source_uri``, ``source_version``,
+``source_sha256``, ``source_rows``) when recorded.
 """
 
 from __future__ import annotations

@@ -130,10 +130,12 @@ def promotion_gate(
                           description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
     backend.record_gate(model, decision.record())
     if decision.promote:
-        endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by)
+        endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by,
+                                   gate=decision.figures())
         logger.info("promoted %s v%s: %s", model.name, model.version, decision.reason)
     else:
-        backend.reject(endpoint, model, decision.reason, report=report, triggered_by=triggered_by)
+        backend.reject(endpoint, model, decision.reason, report=report, triggered_by=triggered_by,
+                       gate=decision.figures())
         logger.warning("rejected %s v%s: %s", model.name, model.version, decision.reason)
     return decision, endpoint
 

@@ -26,7 +26,7 @@ from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url
 from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
-from backends.base import Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult
+from backends.base import Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult
 from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
@@ -308,7 +308,7 @@ class AzureBackend(Backend):
             )
         return self._trial_reader
 
-    # --- register and champion: AzureRegistry -------------------------------------------------------
+    # --- register: AzureRegistry (champion: Backend.champion, through the rollout policy) ---------
 
     def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:
         """A version of ``model_name`` (default: the model name this backend trains) from the best trial."""
@@ -317,28 +317,17 @@ class AzureBackend(Backend):
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         return self.registry.get(model_name, version)
 
-    def champion(self, model_name: str) -> ModelVersion | None:
-        return self.registry.champion(model_name)
-
     # --- rollout: the shared policy over AzureEndpoints ---------------------------------------------
+
+    def rollout_policy(self) -> AzureEndpoints:
+        """promote, reject and champion (``Backend``) go through AzureEndpoints and its AzureRegistry."""
+        return self.endpoints
 
     def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
         return self.endpoints.deploy(model, spec)
 
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self.endpoints.endpoint_key(endpoint)
-
-    def promote(
-        self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
-    ) -> Endpoint:
-        return self.endpoints.promote(endpoint, model, report, reason=reason, triggered_by=triggered_by, event=event)
-
-    def reject(
-        self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
-    ) -> None:
-        self.endpoints.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(self.endpoints.endpoint_name(endpoint_name))

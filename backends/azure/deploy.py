@@ -1,7 +1,8 @@
 """The rollout primitives on a managed online endpoint (``AzureEndpoints``): read and write traffic, put and
-delete deployments, tag model versions, record history. The policy (which colour, which share, in which
-order) is ``backends.domain.rollout.RolloutPolicy``. Traffic is always written explicitly and in full, so
-no deployment loses its share by accident (an endpoint update that omits traffic can zero it).
+delete deployments, record history. The policy (which colour, which share, in which order) is
+``backends.domain.rollout.RolloutPolicy``; it tags model versions through ``AzureRegistry``, its
+collaborator. Traffic is always written explicitly and in full, so no deployment loses its share by
+accident (an endpoint update that omits traffic can zero it).
 
 History is kept twice: as endpoint tags (the latest HISTORY_KEEP, seen from any machine) and in a local
 JSON-lines log (every entry this machine wrote, kept after the endpoint is deleted).
@@ -26,7 +27,7 @@ from backends.azure.session import AzureSession
 from backends.domain.rollout import RolloutPolicy, serving
 from backends.errors import DeploymentError, HeartflowError
 from backends.domain.history import HistoryLog
-from backends.results import Endpoint, HistoryEntry, ModelVersion
+from backends.results import Endpoint, GateFigures, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -37,29 +38,55 @@ TAG_VALUE_LIMIT = 256
 LOG_LINES = 60
 
 
+def _compact(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")
+
+
+def encode_gate(gate: GateFigures) -> list[Any]:
+    """The gate's figures as a short JSON list (six significant digits) for a history tag."""
+    return [gate.rule, gate.rows, _compact(gate.candidate_accuracy), _compact(gate.champion_accuracy),
+            _compact(gate.difference), _compact(gate.p_value), _compact(gate.p_worse), _compact(gate.tolerance)]
+
+
+def decode_gate(items: Any) -> GateFigures:
+    rule, rows, candidate, champion, difference, p_value, p_worse, tolerance = items
+    return GateFigures.from_record({
+        "rule": rule, "rows": rows, "candidate_accuracy": candidate, "champion_accuracy": champion,
+        "difference": difference, "p_value": p_value, "p_worse": p_worse, "tolerance": tolerance,
+    })
+
+
 def encode_history(entry: HistoryEntry) -> tuple[str, str]:
     """A history entry as one endpoint tag (ARM tag values hold at most 256 characters): the key carries
-    the time, the value a compact JSON list; the reason is shortened to fit."""
+    the time, the value a compact JSON list (the gate's figures, when any, last); the reason is shortened
+    to fit, and the figures are left to the local record when even an empty reason leaves no room."""
     stamp = datetime.fromisoformat(entry.time).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     fields = [entry.event, entry.deployment, entry.model_name, entry.model_version, entry.accuracy,
               entry.champion_accuracy, entry.triggered_by[:40]]
-    room = TAG_VALUE_LIMIT - len(json.dumps(fields + [""], separators=(",", ":")))
+    gate = [encode_gate(entry.gate)] if entry.gate is not None else []
+    if gate and len(json.dumps(fields + [""] + gate, separators=(",", ":"))) > TAG_VALUE_LIMIT:
+        gate = []
+    room = TAG_VALUE_LIMIT - len(json.dumps(fields + [""] + gate, separators=(",", ":")))
     reason = entry.reason
     while len(json.dumps(reason)[1:-1]) > max(room, 0):
         reason = reason[: max(len(reason) - 8, 0)]
-    return f"{HISTORY_PREFIX}{stamp}", json.dumps(fields + [reason], separators=(",", ":"))
+    return f"{HISTORY_PREFIX}{stamp}", json.dumps(fields + [reason] + gate, separators=(",", ":"))
 
 
 def decode_history(endpoint: str, key: str, value: str) -> HistoryEntry | None:
+    """One history tag back as an entry; a tag written before the gate's figures were kept reads with
+    ``gate`` None."""
     try:
         stamp = datetime.strptime(key[len(HISTORY_PREFIX):], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
-        event, deployment, model_name, version, accuracy, champion, who, reason = json.loads(value)
-    except (ValueError, TypeError):
+        items = json.loads(value)
+        event, deployment, model_name, version, accuracy, champion, who, reason = items[:8]
+        gate = decode_gate(items[8]) if len(items) > 8 else None
+    except (ValueError, TypeError, KeyError):
         logger.warning("ignoring unreadable history tag %s on %s", key, endpoint)
         return None
     return HistoryEntry(time=stamp.isoformat(timespec="seconds"), event=event, endpoint=endpoint, deployment=deployment,
                         model_name=model_name, model_version=str(version), accuracy=accuracy, champion_accuracy=champion,
-                        reason=reason, triggered_by=who)
+                        reason=reason, triggered_by=who, gate=gate)
 
 
 def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[str, str]:
@@ -75,10 +102,12 @@ def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[st
 class AzureEndpoints(RolloutPolicy):
     """The rollout on one workspace's managed online endpoints."""
 
+    registry: AzureRegistry
+
     def __init__(self, session: AzureSession, registry: AzureRegistry, provisioner: AzureProvisioner,
                  history: HistoryLog) -> None:
+        super().__init__(registry)
         self._az = session
-        self.registry = registry
         self.provisioner = provisioner
         self.history_log = history
         self.colours = naming.deployment_names(session.settings)
@@ -216,15 +245,6 @@ class AzureEndpoints(RolloutPolicy):
             url=(f"https://ml.azure.com/endpoints/realtime/{endpoint.name}/detail?wsid=/subscriptions/{s.subscription_id}"
                  f"/resourcegroups/{s.resource_group}/workspaces/{s.workspace_name}"),
         )
-
-    def champion(self, model_name: str) -> ModelVersion | None:
-        return self.registry.champion(model_name)
-
-    def make_champion(self, model: ModelVersion, holdout_accuracy: float) -> None:
-        self.registry.make_champion(model, holdout_accuracy)
-
-    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
-        self.registry.mark_rejected(model, reason, holdout_accuracy)
 
     def append_history(self, entry: HistoryEntry) -> None:
         """The local log first (complete), then the endpoint's tags, written with its traffic unchanged."""

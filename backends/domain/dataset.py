@@ -141,7 +141,7 @@ def sha256_of(frame: pd.DataFrame) -> str:
 
 def prepare_data(
     path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int,  # noqa: ARG001 - the row-hash split takes no seed; kept for callers
-    target: str | None = None, positive_class: str | None = None,
+    *, target: str | None = None, positive_class: str | None = None,
 ) -> PreparedData:
     """Read, validate and split: the holdout (by a stable hash of each row) is set aside before anything is stored.
     With no schema file but a ``target``, the schema is inferred from the table (and said so)."""

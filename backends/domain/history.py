@@ -64,7 +64,7 @@ class HistoryLog:
         entries = []
         for line in self._path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                entry = HistoryEntry(**json.loads(line))
+                entry = HistoryEntry.from_record(json.loads(line))
                 if endpoint_name is None or entry.endpoint == endpoint_name:
                     entries.append(entry)
         return tuple(entries)

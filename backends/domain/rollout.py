@@ -1,5 +1,5 @@
 """The rollout policy, written once for every backend (a template method: the policy here, the primitives
-in each backend's endpoints collaborator).
+in each backend's endpoints collaborator, the champion alias/tag in its registry, a ``ChampionRegistry``).
 
 - **deploy**: when nothing serves but the registry has a champion (a new, stopped or deleted endpoint),
   the champion is put back first and given 100 %, so a candidate never lands alone; the new model goes to
@@ -24,10 +24,11 @@ import abc
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from backends.errors import DeploymentError, HeartflowError
 from backends.domain.history import recorded_holdout_accuracy, who
-from backends.results import Endpoint, EvalReport, HistoryEntry, ModelVersion
+from backends.results import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec
 
 logger = logging.getLogger(__name__)
@@ -81,10 +82,30 @@ def now_iso() -> str:
 SmokeTest = Callable[[Endpoint], None]
 
 
+class ChampionRegistry(Protocol):
+    """What the policy needs of a backend's model registry (``LocalRegistry``, ``AzureRegistry``)."""
+
+    def champion(self, model_name: str, /) -> ModelVersion | None:
+        """The version holding the champion alias or tag."""
+        ...
+
+    def make_champion(self, model: ModelVersion, holdout_accuracy: float, /) -> None:
+        """Move the champion alias/tag to ``model`` (tagged with its accuracy); the previous one retired."""
+        ...
+
+    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None, /) -> None:
+        """Tag ``model`` rejected, with the reason (and its accuracy when it was evaluated)."""
+        ...
+
+
 class RolloutPolicy(abc.ABC):
-    """deploy / promote / reject over a backend's primitives. Subclasses implement the primitives only."""
+    """deploy / promote / reject over a backend's primitives and its registry (a collaborator the
+    backend passes in). Subclasses implement the endpoint and history primitives only."""
 
     colours: tuple[str, str] = (BLUE, GREEN)
+
+    def __init__(self, registry: ChampionRegistry) -> None:
+        self.registry = registry
 
     # ---- primitives -------------------------------------------------------------------------------
     def endpoint_name(self, requested: str) -> str:
@@ -120,18 +141,6 @@ class RolloutPolicy(abc.ABC):
         """The Endpoint result addressed to ``deployment``."""
 
     @abc.abstractmethod
-    def champion(self, model_name: str) -> ModelVersion | None:
-        """The version holding the champion alias or tag."""
-
-    @abc.abstractmethod
-    def make_champion(self, model: ModelVersion, holdout_accuracy: float) -> None:
-        """Move the champion alias/tag to ``model`` (tagged with its accuracy); the previous one retired."""
-
-    @abc.abstractmethod
-    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
-        """Tag ``model`` rejected, with the reason (and its accuracy when it was evaluated)."""
-
-    @abc.abstractmethod
     def append_history(self, entry: HistoryEntry) -> None:
         """Record one promotion, rejection or rollback."""
 
@@ -140,7 +149,7 @@ class RolloutPolicy(abc.ABC):
         name = self.endpoint_name(spec.endpoint_name)
         self.prepare(name, spec, model)
         traffic = self.read_traffic(name)
-        champion = self.champion(model.name)
+        champion = self.registry.champion(model.name)
         if not serving(traffic) and champion is not None and champion.version != model.version:
             # Nothing serves but a champion exists: put it back first, so the candidate lands beside it
             # with 0 % and a rejected candidate never serves.
@@ -172,7 +181,7 @@ class RolloutPolicy(abc.ABC):
 
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
+        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
     ) -> Endpoint:
         traffic = self.read_traffic(endpoint.name)
         if endpoint.deployment not in traffic:
@@ -180,16 +189,16 @@ class RolloutPolicy(abc.ABC):
                 f"endpoint {endpoint.name} has no deployment {endpoint.deployment} to promote (it has "
                 f"{sorted(traffic) or 'none'}); deploy again"
             )
-        previous = self.champion(model.name)
+        previous = self.registry.champion(model.name)
         self.set_traffic(endpoint.name, traffic_for_promotion(traffic, endpoint.deployment))
-        self.make_champion(model, report.accuracy)
+        self.registry.make_champion(model, report.accuracy)
         for old in sorted(set(traffic) - {endpoint.deployment}):
             self.delete_deployment(endpoint.name, old)
         self.append_history(HistoryEntry(
             time=now_iso(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=report.accuracy,
             champion_accuracy=recorded_holdout_accuracy(previous),
-            reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(),
+            reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(), gate=gate,
         ))
         logger.info("%s %s v%s: %s serves 100 %% of %s", event, model.name, model.version, endpoint.deployment,
                     endpoint.name)
@@ -197,7 +206,7 @@ class RolloutPolicy(abc.ABC):
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
+        triggered_by: str = "", gate: GateFigures | None = None,
     ) -> None:
         traffic = self.read_traffic(endpoint.name)
         share = traffic.get(endpoint.deployment, 0)
@@ -214,12 +223,12 @@ class RolloutPolicy(abc.ABC):
         elif endpoint.deployment in traffic:
             self.delete_deployment(endpoint.name, endpoint.deployment)
         accuracy = report.accuracy if report else None
-        self.mark_rejected(model, reason, accuracy)
+        self.registry.mark_rejected(model, reason, accuracy)
         self.append_history(HistoryEntry(
             time=now_iso(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=accuracy,
-            champion_accuracy=recorded_holdout_accuracy(self.champion(model.name)), reason=reason,
-            triggered_by=triggered_by or who(),
+            champion_accuracy=recorded_holdout_accuracy(self.registry.champion(model.name)), reason=reason,
+            triggered_by=triggered_by or who(), gate=gate,
         ))
         logger.info("rejected %s v%s: %s", model.name, model.version, reason)
 

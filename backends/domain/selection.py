@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from backends.base import EvalReport, TrialResult, TrialStatus
+from backends.results import GateFigures
 from backends.domain.gate_stats import (
     ASSUMED_DISCORDANCE,
     DETECTABLE_DIFFERENCE,
@@ -81,10 +82,16 @@ class GateDecision:
     warnings: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
-        """The numbers, flat, for history entries, MLflow and artifacts."""
+        """The numbers, flat, for MLflow and artifacts."""
         data = asdict(self)
         data["warnings"] = list(self.warnings)
         return data
+
+    def figures(self) -> GateFigures:
+        """The numbers a history entry keeps (``HistoryEntry.gate``)."""
+        return GateFigures(rule=self.rule, rows=self.rows, candidate_accuracy=self.candidate,
+                           champion_accuracy=self.champion, difference=self.difference, p_value=self.p_value,
+                           p_worse=self.p_worse, tolerance=self.tolerance)
 
 
 def decide_promotion(candidate: float, champion: float | None, tolerance: float = 0.0) -> GateDecision:

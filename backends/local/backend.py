@@ -135,12 +135,13 @@ class LocalBackend(Backend):
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         return self.registry.get(model_name, version)
 
-    def champion(self, model_name: str) -> ModelVersion | None:
-        return self.registry.champion(model_name)
-
     # ---- endpoint: the rollout policy over the local primitives ---------------------------------------
     def _manager(self, endpoint_name: str):  # noqa: ANN202 - imported lazily
         return self.endpoints.manager(endpoint_name)
+
+    def rollout_policy(self) -> LocalEndpoints:
+        """promote, reject and champion (``Backend``) go through LocalEndpoints and its LocalRegistry."""
+        return self.endpoints
 
     def deploy(self, model: ModelVersion, spec: DeploySpec) -> Endpoint:
         """Blue or green, whichever does not serve, after restoring a lost champion: see
@@ -198,18 +199,6 @@ class LocalBackend(Backend):
                 if value is not None:
                     metrics.append(Metric(f"holdout_{name.replace('-score', '')}_{label}", float(value), now, 0))
         self._client.log_batch(run_id, metrics=metrics)
-
-    def promote(
-        self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted",
-    ) -> Endpoint:
-        return self.endpoints.promote(endpoint, model, report, reason=reason, triggered_by=triggered_by, event=event)
-
-    def reject(
-        self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "",
-    ) -> None:
-        self.endpoints.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
         """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""

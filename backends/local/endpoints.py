@@ -1,6 +1,7 @@
 """The rollout primitives on this machine: the local endpoint host (blue/green deployments in
-<home>/endpoints/<name>/state.json), the MLflow registry and the history log. The policy itself, which
-colour and which share, is ``backends.domain.rollout.RolloutPolicy``."""
+<home>/endpoints/<name>/state.json) and the history log. The policy itself, which colour and which share,
+is ``backends.domain.rollout.RolloutPolicy``; it reaches the MLflow registry (``LocalRegistry``) as its
+collaborator."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 class LocalEndpoints(RolloutPolicy):
+    registry: LocalRegistry
+
     def __init__(self, home: Path, registry: LocalRegistry, history: HistoryStore) -> None:
+        super().__init__(registry)
         self.home = home
-        self.registry = registry
         self.history = history
 
     def manager(self, endpoint_name: str) -> LocalEndpointManager:
@@ -84,15 +87,6 @@ class LocalEndpoints(RolloutPolicy):
             raise DeploymentError(f"model {model.name} version {model.version} has no MLmodel under {model_dir}")
         return model_dir
 
-    # ---- registry and history primitives ----------------------------------------------------------------
-    def champion(self, model_name: str) -> ModelVersion | None:
-        return self.registry.champion(model_name)
-
-    def make_champion(self, model: ModelVersion, holdout_accuracy: float) -> None:
-        self.registry.make_champion(model, holdout_accuracy)
-
-    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
-        self.registry.mark_rejected(model, reason, holdout_accuracy)
-
+    # ---- history primitive (the registry is the policy's ``registry`` collaborator) ---------------------
     def append_history(self, entry: HistoryEntry) -> None:
         self.history.append(entry)

@@ -69,7 +69,7 @@ class MlflowHistoryLog:
             for run in page:
                 raw = run.data.tags.get(TAG_ENTRY)
                 if raw:
-                    entries.append((run.info.start_time, HistoryEntry(**json.loads(raw))))
+                    entries.append((run.info.start_time, HistoryEntry.from_record(json.loads(raw))))
             token = page.token
             if not token:
                 break

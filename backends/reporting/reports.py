@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from backends.base import Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialStatus
+from backends.base import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion, SweepResult, TrialStatus
 from backends.domain.selection import GateDecision
 
 
@@ -123,6 +123,25 @@ def history_rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
             "champion_accuracy": None if e.champion_accuracy is None else round(e.champion_accuracy, 4),
             "reason": e.reason,
             "by": e.triggered_by,
+            "gate": None if e.gate is None else gate_summary(e.gate),
         }
         for e in entries
     ]
+
+
+def gate_summary(gate: GateFigures) -> str:
+    """The gate's figures in one line: its mode, the compared rows, both accuracies, their difference and
+    McNemar's p-values when a paired comparison ran."""
+    parts = [f"{gate.rule} gate on {gate.rows} rows", f"candidate {gate.candidate_accuracy:.4f}"]
+    if gate.champion_accuracy is None:
+        parts.append("no champion")
+    else:
+        parts.append(f"champion {gate.champion_accuracy:.4f}")
+    if gate.difference is not None:
+        parts.append(f"difference {gate.difference:+.4f}")
+    if gate.p_value is not None:
+        worse = "" if gate.p_worse is None else f" (worse: p={gate.p_worse:.3g})"
+        parts.append(f"McNemar p={gate.p_value:.3g}{worse}")
+    if gate.tolerance is not None:
+        parts.append(f"tolerance {gate.tolerance:.4f}")
+    return ", ".join(parts)

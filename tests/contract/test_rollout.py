@@ -149,3 +149,50 @@ def test_a_first_model_that_fails_its_smoke_test_serves_nobody(harness: Harness)
     with pytest.raises(EvaluationError):
         harness.policy.deploy(harness.model(), harness.spec, smoke_test=smoke)
     assert harness.traffic() == {} and harness.deployments() == set()
+
+
+def _paired_reports(endpoint, model, champion_right: int, candidate_right: int, rows: int = 40):
+    """A candidate's and a champion's answers on the same ``rows`` rows (all labels 1): each gets its
+    first ``*_right`` rows right, so the gate has a real paired comparison to make."""
+    from backends.base import EvalReport
+
+    labels = (1,) * rows
+
+    def answered(right: int, version: str) -> EvalReport:
+        predictions = (1,) * right + (0,) * (rows - right)
+        return EvalReport(endpoint=endpoint.name, deployment=endpoint.deployment, model_version=version, rows=rows,
+                          labels=labels, predictions=predictions, accuracy=right / rows, report_text="", report={},
+                          confusion_matrix=((0, 0), (rows - right, right)), requests=1, latency_ms_p50=1.0)
+
+    return answered(candidate_right, model.version), answered(champion_right, "champion")
+
+
+def test_history_keeps_the_gates_figures_of_a_promotion_and_a_rejection(harness: Harness) -> None:
+    from backends.domain.selection import decide_gate
+
+    first, _ = _promote_first(harness)  # promoted without a gate: no figures
+    second = harness.model()
+    endpoint = harness.backend.deploy(second, harness.spec)
+    candidate, champion = _paired_reports(endpoint, second, champion_right=30, candidate_right=18)
+    rejected = decide_gate(candidate, champion, rule="paired")
+    assert not rejected.promote
+    harness.backend.reject(endpoint, second, rejected.reason, report=candidate, gate=rejected.figures())
+
+    third = harness.model()
+    endpoint = harness.backend.deploy(third, harness.spec)
+    candidate, champion = _paired_reports(endpoint, third, champion_right=30, candidate_right=32)
+    promoted = decide_gate(candidate, champion, rule="tolerance")
+    assert promoted.promote
+    harness.backend.promote(endpoint, third, candidate, reason=promoted.reason, gate=promoted.figures())
+
+    history = harness.backend.history(endpoint.name)
+    assert [(e.event, e.model_version) for e in history] == [
+        ("promoted", first.version), ("rejected", second.version), ("promoted", third.version)]
+    assert history[0].gate is None
+    no, yes = history[1].gate, history[2].gate
+    assert no is not None and yes is not None
+    assert (no.rule, no.rows, no.candidate_accuracy, no.champion_accuracy) == ("paired", 40, 0.45, 0.75)
+    assert no.difference == pytest.approx(-0.30) and no.p_worse is not None and no.p_worse < 0.05
+    assert no.p_value == rejected.p_value and no.tolerance == 0.05
+    assert (yes.rule, yes.rows, yes.candidate_accuracy, yes.champion_accuracy) == ("tolerance", 40, 0.8, 0.75)
+    assert yes.difference == pytest.approx(0.05) and yes.p_value == promoted.p_value and yes.tolerance == 0.0

@@ -132,6 +132,9 @@ def test_new_rows_with_a_shifted_column_show_drift_and_decay(first_run: RunSumma
     entries = LocalBackend(home).history(ENDPOINT)
     assert entries[-1].model_version != first_run.model.version and entries[-1].event in {"promoted", "rejected"}
     assert entries[-1].accuracy is not None and entries[-1].champion_accuracy is not None
+    gate = entries[-1].gate  # the promotion gate's figures travel with the entry, not only in its reason
+    assert gate is not None and gate.rows > 0 and gate.champion_accuracy is not None and gate.p_value is not None
+    assert f"{gate.rows} holdout rows" in entries[-1].reason
     assert state.is_completed() == (entries[-1].event == "promoted")
     # Decay: champion v1 scored on the 300 rows it never saw, recorded on its MLflow run.
     client = tracking.make_client(home)
