@@ -58,7 +58,7 @@ def default_trials() -> tuple[list[dict], object]:
     from backends.domain.spec import DataSpec, SweepSpec
 
     spec = SweepSpec()
-    prepared = prepare_data(None, None, DataSpec().holdout_fraction, spec.seed)
+    prepared = prepare_data(None, None, DataSpec().holdout_fraction)
     sampler = make_sampler(spec)
     points = []
     while (asked := sampler.ask()) is not None:

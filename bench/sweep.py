@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="replace the Sweep section of docs/benchmarks.md")
     args = parser.parse_args()
 
-    prepared = prepare_data(None, None, 0.1, 42)
+    prepared = prepare_data(None, None, 0.1)
     points = grid_points(SweepSpec(sampling="grid", max_total_trials=1000))[: args.trials]
     rows: dict[str, dict[str, list[float]]] = {}
     saved = {}

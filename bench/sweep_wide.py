@@ -84,7 +84,7 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         table = write_table(user_table(rows=args.rows, seed=5, extra_numeric=11, extra_categorical=6), Path(tmp) / "wide.csv")
-        prepared = prepare_data(table, None, 0.1, 42, target=TARGET)
+        prepared = prepare_data(table, None, 0.1, target=TARGET)
         data_csv = Path(tmp) / "train.csv"
         data_csv.write_bytes(canonical_csv(prepared.train))
         for method in ("split", "kfold"):

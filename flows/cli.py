@@ -169,14 +169,13 @@ def upload(
     home: HomeOption = None,
     data: Annotated[Path | None, typer.Option("--data")] = None,
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
     """Validate the data, set the holdout aside and store the training split (the upload stage alone)."""
     from backends.domain.dataset import prepare_data
     from backends.domain.spec import DataSpec
     from backends.factory import create_backend
 
-    prepared = _check(prepare_data, data, schema, DataSpec().holdout_fraction, seed)
+    prepared = _check(prepare_data, data, schema, DataSpec().holdout_fraction)
     store = _check(create_backend, backend.value, home=_home(home))
     ref = _check(store.upload, prepared.train)
     console.print(f"stored {ref.rows} training rows at {ref.uri} (sha256 {ref.sha256}); {len(prepared.holdout)} rows held out")
@@ -290,7 +289,6 @@ def rollback(
     endpoint_name: EndpointOption = "heart-classify-endpoint",
     data: Annotated[Path | None, typer.Option("--data", help="Data whose holdout checks the restored model")] = None,
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
     target: Annotated[str | None, typer.Option("--target", help="A model version that served on this endpoint as champion (`heartflow history` lists them); default: the previous champion")] = None,
 ) -> None:
@@ -298,7 +296,7 @@ def rollback(
     path (deploy beside, check through the endpoint, switch)."""
     from flows.rollback import rollback_endpoint
 
-    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, seed, model_name,
+    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, model_name,
                     target=target)
     console.print(result)
 

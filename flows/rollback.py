@@ -35,7 +35,7 @@ def rollback_version(
 
 
 def rollback_endpoint(
-    backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None, seed: int,
+    backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None,
     model_name: str = "heart-classifier",
     target: str | None = None,
 ) -> str:
@@ -47,7 +47,7 @@ def rollback_endpoint(
     current = backend.champion(model_name)
     target_version = rollback_version(backend, endpoint_name, model_name, current.version if current else None, target)
     model = backend.get_model(model_name, target_version)
-    prepared = prepare_data(data, schema, DataSpec().holdout_fraction, seed)
+    prepared = prepare_data(data, schema, DataSpec().holdout_fraction)
     with backend.rollout_lock(endpoint_name):
         endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
         try:

@@ -140,7 +140,7 @@ def sha256_of(frame: pd.DataFrame) -> str:
 
 
 def prepare_data(
-    path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float, seed: int,  # noqa: ARG001 - the row-hash split takes no seed; kept for callers
+    path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float,
     *, target: str | None = None, positive_class: str | None = None,
 ) -> PreparedData:
     """Read, validate and split: the holdout (by a stable hash of each row) is set aside before anything is stored.
@@ -160,8 +160,8 @@ def prepare_data(
     frame, schema = checked.frame, checked.schema
     if checked.missing_cells:
         logger.info("%s: missing cells the pipeline imputes, per column: %s", source, checked.missing_cells)
-    # A row's side is fixed by a stable hash of its content (backends.domain.split): the seed does not move
-    # it and a grown table keeps every old row where it was. The holdout is indexed by the rows' keys.
+    # A row's side is fixed by a stable hash of its content (backends.domain.split): no seed moves it and a
+    # grown table keeps every old row where it was. The holdout is indexed by the rows' keys.
     train, holdout, _ = split_by_row_hash(frame, schema.target, holdout_fraction)
     return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train),
                         missing_cells=checked.missing_cells, inferred=inferred)

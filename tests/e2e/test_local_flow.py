@@ -54,7 +54,7 @@ def test_trials_are_recorded_and_the_champion_is_the_best_trial(home: Path, firs
 
 
 def test_the_report_covers_every_holdout_row_and_came_over_http(home: Path, first_run) -> None:
-    holdout = prepare_data(None, None, 0.1, 42).holdout
+    holdout = prepare_data(None, None, 0.1).holdout
     report = first_run.report
     assert report.rows == len(holdout) == 32 == len(report.predictions)  # 10 % by row hash: 32 of 303 rows
     assert sum(map(sum, report.confusion_matrix)) == 32
@@ -113,7 +113,7 @@ def test_rollback_restores_the_previous_champion(home: Path, first_run) -> None:
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gate-decision"])))
     latest = max(tables, key=lambda a: a.created)
     assert '"rows": 32' in str(latest.data) or "'rows': 32" in str(latest.data), latest.data
-    message = rollback_endpoint("local", home, ENDPOINT, None, None, 42)
+    message = rollback_endpoint("local", home, ENDPOINT, None, None)
     assert f"v{first_run.model.version}" in message
     backend = LocalBackend(home)
     assert backend.champion("heart-classifier").version == first_run.model.version
@@ -151,7 +151,7 @@ def test_rollback_to_a_chosen_earlier_champion(home: Path, first_run) -> None:
     # v3's files no longer load: it fails its check beside v1, which keeps serving all traffic. (A client's
     # request first: the host drops the deleted deployment's loaded model when it next follows its state.)
     key = (home / "endpoints" / ENDPOINT / "key").read_text().strip()
-    row = records_of(prepare_data(None, None, 0.1, 42).holdout.drop(columns=["output"]).head(1))
+    row = records_of(prepare_data(None, None, 0.1).holdout.drop(columns=["output"]).head(1))
     answer = requests.post(backend.endpoint(ENDPOINT).scoring_uri, json={"data": row},
                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert answer.status_code == 200
@@ -212,7 +212,7 @@ def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) ->
         match = re.search(r"at (http://127\.0\.0\.1:\d+/score)", line)
         assert match, line
         key = (home / "endpoints" / "serve-check" / "key").read_text().strip()
-        row = records_of(prepare_data(None, None, 0.1, 42).holdout.drop(columns=["output"]).head(2))
+        row = records_of(prepare_data(None, None, 0.1).holdout.drop(columns=["output"]).head(2))
         answer = requests.post(match.group(1), json={"data": row}, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert answer.status_code == 200 and answer.json() == list(first_run.report.predictions[:2])
     finally:
@@ -223,7 +223,7 @@ def test_serve_runs_a_chosen_version_in_the_foreground(home: Path, first_run) ->
 
 def test_bad_data_fails_in_one_line_with_nothing_tracked(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    frame = prepare_data(None, None, 0.1, 42).train.drop(columns=["chol"])
+    frame = prepare_data(None, None, 0.1).train.drop(columns=["chol"])
     frame.to_csv(bad, index=False)
     home = tmp_path / "home"
     result = subprocess.run(

@@ -33,8 +33,8 @@ def test_embedded_dataset_has_the_kaggle_schema_and_303_rows(raw: pd.DataFrame) 
 
 
 def test_holdout_is_near_the_fraction_balanced_and_disjoint() -> None:
-    first = prepare_data(None, None, 0.1, 42)
-    again = prepare_data(None, None, 0.1, 42)
+    first = prepare_data(None, None, 0.1)
+    again = prepare_data(None, None, 0.1)
     assert 20 <= len(first.holdout) <= 40 and len(first.train) + len(first.holdout) == 303
     assert first.train_sha256 == again.train_sha256 == sha256_of(first.train)
     share = first.holdout["output"].mean()
@@ -44,9 +44,9 @@ def test_holdout_is_near_the_fraction_balanced_and_disjoint() -> None:
 
 
 def test_the_kaggle_file_a_user_brings_is_accepted(tmp_path: Path, raw: pd.DataFrame) -> None:
-    prepared = prepare_data(_write(tmp_path, raw), None, 0.1, 42)
+    prepared = prepare_data(_write(tmp_path, raw), None, 0.1)
     assert prepared.schema == HEART_SCHEMA
-    assert prepared.train_sha256 == prepare_data(None, None, 0.1, 42).train_sha256
+    assert prepared.train_sha256 == prepare_data(None, None, 0.1).train_sha256
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_the_kaggle_file_a_user_brings_is_accepted(tmp_path: Path, raw: pd.DataF
 def test_invalid_data_names_the_problem(tmp_path: Path, raw: pd.DataFrame, mutate, message: str) -> None:
     path = _write(tmp_path, mutate(raw))
     with pytest.raises(DataValidationError) as caught:
-        prepare_data(path, None, 0.1, 42)
+        prepare_data(path, None, 0.1)
     assert message in str(caught.value)
     assert "1 problem(s) in the table" in str(caught.value)
 
@@ -71,33 +71,33 @@ def test_invalid_data_names_the_problem(tmp_path: Path, raw: pd.DataFrame, mutat
 def test_too_few_rows_of_a_class(tmp_path: Path, raw: pd.DataFrame) -> None:
     few = pd.concat([raw[raw["output"] == "1"], raw[raw["output"] == "0"].head(MIN_ROWS_PER_CLASS - 1)])
     with pytest.raises(DataValidationError, match=f"only {MIN_ROWS_PER_CLASS - 1} row\\(s\\) of class 0"):
-        prepare_data(_write(tmp_path, few), None, 0.1, 42)
+        prepare_data(_write(tmp_path, few), None, 0.1)
 
 
 def test_empty_and_header_only_files(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(DataValidationError, match="is empty"):
-        prepare_data(empty, None, 0.1, 42)
+        prepare_data(empty, None, 0.1)
     header = tmp_path / "header.csv"
     header.write_text(",".join(KAGGLE_COLUMNS) + "\n")
     with pytest.raises(DataValidationError, match="no data rows"):
-        prepare_data(header, None, 0.1, 42)
+        prepare_data(header, None, 0.1)
     with pytest.raises(DataValidationError, match="does not exist"):
-        prepare_data(tmp_path / "nope.csv", None, 0.1, 42)
+        prepare_data(tmp_path / "nope.csv", None, 0.1)
 
 
 def test_schema_file_describes_another_dataset(tmp_path: Path, raw: pd.DataFrame) -> None:
     other = raw.rename(columns={"output": "disease", "chol": "cholesterol"}).drop(columns=["thall"])
     schema = tmp_path / "schema.yaml"
     schema.write_text("target: disease\nnumeric: [age, cholesterol]\ncategorical: [cp]\n")
-    prepared = prepare_data(_write(tmp_path, other), schema, 0.1, 42)
+    prepared = prepare_data(_write(tmp_path, other), schema, 0.1)
     assert prepared.schema.target == "disease"
     assert set(prepared.schema.passthrough) == set(other.columns) - {"disease", "age", "cholesterol", "cp"}
     as_json = tmp_path / "schema.json"
     as_json.write_text(json.dumps({"target": "disease", "numeric": ["age"], "categorical": [], "passthrough": ["cholesterol"]}))
     with pytest.raises(DataValidationError, match="in no group of the schema"):
-        prepare_data(_write(tmp_path, other), as_json, 0.1, 42)
+        prepare_data(_write(tmp_path, other), as_json, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -115,4 +115,4 @@ def test_bad_schema_files(tmp_path: Path, text: str, message: str) -> None:
     schema = tmp_path / "schema.yaml"
     schema.write_text(text)
     with pytest.raises(ConfigurationError, match=message):
-        prepare_data(None, schema, 0.1, 42)
+        prepare_data(None, schema, 0.1)

@@ -14,7 +14,7 @@ PARAMS = {"n_estimators": 20, "max_depth": -1, "criterion": "gini", "max_feature
 
 @pytest.fixture(scope="module")
 def train() -> pd.DataFrame:
-    return prepare_data(None, None, 0.1, 42).train
+    return prepare_data(None, None, 0.1).train
 
 
 def test_minus_one_depth_means_unlimited() -> None:

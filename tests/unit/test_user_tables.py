@@ -115,18 +115,18 @@ def test_target_problems_say_what_to_do(labels: list[str], positive: str | None,
 
 def test_prepare_data_infers_when_only_the_target_is_given(tmp_path) -> None:
     path = write_table(user_table(), tmp_path / "my table.csv")
-    prepared = prepare_data(path, None, 0.1, 42, target=TARGET)
+    prepared = prepare_data(path, None, 0.1, target=TARGET)
     assert prepared.inferred and prepared.schema.labels == LABELS
     assert set(prepared.missing_cells) == {"Cholesterol mg/dl", "Chest.Pain Type"}
     with pytest.raises(ConfigurationError, match="did you mean 'Heart Disease'"):
-        prepare_data(path, None, 0.1, 42, target="heart disease")
+        prepare_data(path, None, 0.1, target="heart disease")
 
 
 def test_a_schema_file_with_a_bad_policy_is_refused(tmp_path) -> None:
     schema = tmp_path / "s.yaml"
     schema.write_text(f"target: {TARGET}\nnumeric: [Age]\nmissing: sometimes\n")
     with pytest.raises(ConfigurationError, match="missing must be impute or reject"):
-        prepare_data(write_table(user_table(), tmp_path / "t.csv"), schema, 0.1, 42)
+        prepare_data(write_table(user_table(), tmp_path / "t.csv"), schema, 0.1)
 
 
 def test_skops_trusts_exactly_the_types_every_family_needs(tmp_path) -> None:

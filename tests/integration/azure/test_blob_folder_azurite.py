@@ -40,7 +40,7 @@ def _tables() -> list[bytes]:
 
 
 def _load(uri: str, rule: str = "all"):
-    return load_data(uri, None, 0.1, 42, folder_rule=rule, target=TARGET)
+    return load_data(uri, None, 0.1, folder_rule=rule, target=TARGET)
 
 
 def test_every_csv_blob_under_the_prefix_is_appended_in_name_order_and_recorded(

@@ -30,8 +30,8 @@ def stored(azurite: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tup
 
 def test_az_uri_and_blob_url_read_the_same_blob(stored: tuple[str, bytes]) -> None:
     url, payload = stored
-    by_uri = load_data("az://incoming/clinic/2026-11.csv", None, 0.1, 42)
-    by_url = load_data(url, None, 0.1, 42)
+    by_uri = load_data("az://incoming/clinic/2026-11.csv", None, 0.1)
+    by_url = load_data(url, None, 0.1)
     assert url.startswith("http://127.0.0.1:") and url.endswith("/devstoreaccount1/incoming/clinic/2026-11.csv")
     for loaded in (by_uri, by_url):
         assert loaded.source.rows == 160
@@ -42,4 +42,4 @@ def test_az_uri_and_blob_url_read_the_same_blob(stored: tuple[str, bytes]) -> No
 
 def test_a_missing_blob_says_so(stored: tuple[str, bytes]) -> None:
     with pytest.raises(DataValidationError, match=r"blob .*incoming/clinic/none\.csv does not exist"):
-        load_data("az://incoming/clinic/none.csv", None, 0.1, 42)
+        load_data("az://incoming/clinic/none.csv", None, 0.1)

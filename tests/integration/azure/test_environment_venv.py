@@ -112,7 +112,7 @@ def trained(env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     work = tmp_path_factory.mktemp("job")
     code = work / "code"
     shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    split = prepare_data(None, None, 0.1, 42).train
+    split = prepare_data(None, None, 0.1).train
     data = work / "input_data.csv"
     data.write_bytes(canonical_csv(split))
     spec = SweepSpec()
@@ -160,7 +160,7 @@ def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytes
 
 
 def test_score_py_under_azmlinfsrv_there_serves_that_model(server: str) -> None:
-    holdout = prepare_data(None, None, 0.1, 42).holdout
+    holdout = prepare_data(None, None, 0.1).holdout
     records = json.loads(holdout.drop(columns=["output"]).head(5).to_json(orient="records"))
     response = requests.post(f"{server}/score", json={"data": records, "return_probabilities": True}, timeout=30)
     assert response.status_code == 200, response.text

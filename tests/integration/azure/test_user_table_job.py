@@ -29,7 +29,7 @@ ENV = "azureml:heartflow-sklearn:0123456789abcdef"
 
 
 def test_the_trial_command_runs_a_users_table_with_a_family(settings: AzureSettings, tmp_path: Path) -> None:
-    prepared = prepare_data(write_table(user_table(rows=300), tmp_path / "t.csv"), None, 0.1, 42, target=TARGET)
+    prepared = prepare_data(write_table(user_table(rows=300), tmp_path / "t.csv"), None, 0.1, target=TARGET)
     spec = SweepSpec(search_space=family_search_space(["rf", "hgb", "logreg"]), max_total_trials=6)
     node = entities.build_sweep(settings, spec, data_path=DATA, model_name="table-classifier", environment=ENV,
                                 schema_json=prepared.schema.to_json())

@@ -25,7 +25,7 @@ SPACE = {
 
 @pytest.fixture(scope="module")
 def prepared():
-    return prepare_data(None, None, 0.1, 42)
+    return prepare_data(None, None, 0.1)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from src.model_train import model_signature, pip_requirements, train_trial
 
 
 def test_every_written_model_loads_in_mlflow_and_predicts_like_the_original(tmp_path: Path) -> None:
-    train = prepare_data(None, None, 0.1, 42).train
+    train = prepare_data(None, None, 0.1).train
     x = train[list(HEART_SCHEMA.features)]
     writer = TrialModelWriter(model_signature(train, HEART_SCHEMA), pip_requirements())
     fits = [train_trial(train, HEART_SCHEMA, {"n_estimators": n, "max_depth": d}, seed=n, method="split")

@@ -58,7 +58,7 @@ def test_two_homes_on_one_postgres_store_share_models_champion_and_history(pg_en
     shared_root = tmp_path / "shared-artifacts"
     laptop = LocalBackend(tmp_path / "laptop", tracking_uri=uri, artifact_root=str(shared_root))
     assert not (tmp_path / "laptop" / "mlflow.db").exists()
-    prepared = prepare_data(None, None, 0.1, 42)
+    prepared = prepare_data(None, None, 0.1)
     data = laptop.upload(prepared.train)
     sweep = laptop.sweep(data, SweepSpec(max_total_trials=2, max_concurrent_trials=1), prepared.schema)
     model = laptop.register(sweep)

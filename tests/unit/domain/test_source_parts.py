@@ -17,14 +17,14 @@ def test_a_folder_read_whole_records_each_file_in_order(tmp_path: Path) -> None:
     payloads = {name: user_table(60 + i * 10, i).to_csv(index=False).encode() for i, name in enumerate(("b.csv", "a.csv"))}
     for name, payload in payloads.items():
         (folder / name).write_bytes(payload)
-    source = load_data(str(folder), None, 0.1, 42, folder_rule="all", target=TARGET).source
+    source = load_data(str(folder), None, 0.1, folder_rule="all", target=TARGET).source
     assert [p.name for p in source.parts] == ["a.csv", "b.csv"] and source.rows == 130
     for part in source.parts:
         assert part.size == len(payloads[part.name]) and part.sha256 == hashlib.sha256(payloads[part.name]).hexdigest()
         assert part.version.startswith("modified ")
     assert json.loads(source.tags()["heartflow.source_parts"])[0][:1] == ["a.csv"]
     # One file: no parts, and no parts tags.
-    single = load_data(str(folder / "a.csv"), None, 0.1, 42, target=TARGET).source
+    single = load_data(str(folder / "a.csv"), None, 0.1, target=TARGET).source
     assert single.parts == () and "heartflow.source_parts" not in single.tags()
 
 

