@@ -217,6 +217,13 @@ def render(best: dict, rss: dict[str, float], micro: dict, load: tuple[float, fl
         + ". What remains of a 1-row request is the host's plumbing (body parsing, validation, the JSON answer, "
         "the access line) and the process's size: the floor holds no model, so its code and data stay in cache.",
         "",
+        "Reading the floor ratio: at 1 connection every request is a round trip that wakes wrk and the server in "
+        "turn, and that wake-up is a large part of both servers' latency on an otherwise idle machine. When other "
+        "jobs keep the cores busy the wake-ups get cheaper and the floor, which does almost no work per request, "
+        "gains most: the ratio to the floor at 1 connection then reads several times higher than on a quiet "
+        "machine, while the ratio to azmlinfsrv (two servers doing the same work) moves little. At 8 connections "
+        "the servers are CPU-bound and the ratio is the cost of the work itself.",
+        "",
     ]
     return "\n".join(lines)
 
