@@ -184,6 +184,12 @@ class EndpointApp:
                 name: ("loaded" if d.scorer is not None else "failed") for name, d in table.deployments.items()
             },
             "traffic": dict(table.state.traffic) if table.state else {},
+            # Per deployment, values this worker was sent that the model never saw in training, by column
+            # (answered as no known category): data drifting away from what the model knows.
+            "unseen_categories": {
+                name: dict(d.scorer.unseen) for name, d in table.deployments.items() if d.scorer is not None and d.scorer.unseen
+            },
+            "worker_pid": self._pid,
         }
         return (200 if payload["ready"] else 503), dumps(payload)
 

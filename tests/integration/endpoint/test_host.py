@@ -161,3 +161,12 @@ def test_failed_deploy_keeps_the_endpoint_as_it_was(endpoint: RunningEndpoint, t
     with pytest.raises(DeploymentError, match="no MLflow model"):
         endpoint.manager.deploy("empty", empty, "heart-classifier", "9", port=None, workers=1, max_rows=50,
                                 request_timeout_ms=5000)
+
+
+def test_ready_shows_the_categories_a_worker_was_sent_that_the_model_never_saw(endpoint: RunningEndpoint) -> None:
+    before = requests.get(f"{endpoint.base}/ready", timeout=5).json().get("unseen_categories", {}).get("blue", {}).get("cp", 0)
+    answer = endpoint.post({"data": [{**RECORD, "cp": 9}, {**RECORD, "cp": 7}, RECORD]}, deployment="blue")
+    assert answer.status_code == 200 and len(answer.json()) == 3  # answered: an unseen category is no category
+    ready = requests.get(f"{endpoint.base}/ready", timeout=5).json()
+    assert ready["unseen_categories"]["blue"]["cp"] == before + 2
+    assert "thall" not in ready["unseen_categories"]["blue"]  # known values are not counted
