@@ -145,7 +145,7 @@ def test_model_train_runs_there_and_writes_an_mlflow_model(trained: tuple[Path, 
 
 
 @pytest.fixture(scope="module")
-def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     model_dir, _ = trained
     code = model_dir.parents[1]
     port = free_port()
@@ -156,10 +156,11 @@ def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytes
     command = [str(env_python.with_name("azmlinfsrv")), "--entry_script", str(code / "score.py"), "--port", str(port)]
     with running_server(command, ready=answers_http(f"{base}/"), what="azmlinfsrv (job environment)", log=log,
                         timeout_s=120, poll_s=0.3, env=env, cwd=code):
-        yield base
+        yield base, code
 
 
-def test_score_py_under_azmlinfsrv_there_serves_that_model(server: str) -> None:
+def test_score_py_under_azmlinfsrv_there_serves_that_model(server: tuple[str, Path]) -> None:
+    server, code = server
     holdout = prepare_data(None, None, 0.1).holdout
     records = json.loads(holdout.drop(columns=["output"]).head(5).to_json(orient="records"))
     response = requests.post(f"{server}/score", json={"data": records, "return_probabilities": True}, timeout=30)
@@ -168,3 +169,6 @@ def test_score_py_under_azmlinfsrv_there_serves_that_model(server: str) -> None:
     assert len(body["predictions"]) == 5 and set(body["predictions"]) <= {0, 1} and body["classes"] == [0, 1]
     refused = requests.post(f"{server}/score", json={"data": [{"age": 63}]}, timeout=30)
     assert refused.status_code == 400 and "missing" in refused.json()["error"]
+    # The forest ran as machine code: numba, installed from the Environment's list, compiled the kernel
+    # there and cached it beside score.py's copy of src/.
+    assert list((code / "__pycache__").glob("forest_kernel*.nbi")), "the Environment's numba did not compile the kernel"
