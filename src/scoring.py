@@ -77,8 +77,10 @@ class Scorer:
 
     def __init__(
         self, model: Any, features: Sequence[Feature], *, max_rows: int = DEFAULT_MAX_ROWS, label: str = "model",
-        schema: DatasetSchema | None = None,
+        schema: DatasetSchema | None = None, compiler: Any = None,
     ) -> None:
+        """``compiler``: build_predictor's (None: the compiled forest where it is exact; a function returning
+        None always serves through the DataFrame path)."""
         if not features:
             raise ModelLoadError(f"{label}: the signature names no feature")
         self.features = tuple(features)
@@ -86,7 +88,7 @@ class Scorer:
         self.max_rows = int(max_rows)
         self.label = label
         self.schema = schema
-        self.predictor: Predictor = build_predictor(model, self.features)
+        self.predictor: Predictor = build_predictor(model, self.features, compiler)
         # The compiled forest takes text categories as codes: the reader writes them into its float64 array.
         self._reader = RowReader(self.features, self.max_rows, self.predictor.text_codes)
         raw_classes = [c.item() if hasattr(c, "item") else c for c in self.predictor.classes]
