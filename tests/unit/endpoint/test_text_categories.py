@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from backends.domain.inference import infer_schema
 from backends.domain.validation import check_table
 from src.compiled_forest import CompiledForestPredictor, build_predictor
+from src.request_validation import RowReader
 from src.model_train import model_metadata, model_signature, pip_requirements, save_model, train_trial
 from src.scoring import Scorer
 from src.text_codes import UNSEEN, TextColumn
@@ -100,6 +101,10 @@ def test_answers_equal_the_pipeline_exactly_with_unseen_null_and_numbers_for_tex
     assert np.array_equal(np.asarray(answer["probabilities"]), model.predict_proba(x))
     assert answer["predictions"] == [LABELS[i] for i in model.predict(x)]
     assert (status, answer) == general.score(json.dumps({"data": records, "return_probabilities": True}))
+    numpy_walk = CompiledForestPredictor.build(model, compiled.features, use_kernel=False)
+    assert numpy_walk is not None and numpy_walk.kind == "compiled-forest (numpy)"
+    codes = RowReader(compiled.features, 100, numpy_walk.text_codes).read(records)
+    assert isinstance(codes, np.ndarray) and np.array_equal(numpy_walk.predict(codes, True)[1], model.predict_proba(x))
     one = json.dumps({"data": records[:1]})
     assert compiled.score(one) == general.score(one) == (200, [LABELS[int(model.predict(x[:1])[0])]])
 
