@@ -4,8 +4,9 @@ For the project's own random-forest pipeline (ColumnTransformer of StandardScale
 number SimpleImputer, OneHotEncoder(handle_unknown="ignore"), imputed or plain passthrough, then the
 forest) the compiled predictor does the same arithmetic as scikit-learn on numpy arrays, without building
 a DataFrame. ``build_predictor`` checks it against the model on probe rows (nulls included where a column
-imputes) and uses the DataFrame path whenever the two disagree or the model has another shape (gradient
-boosting, logistic regression, text categories).
+imputes, text categories known, unseen and null) and uses the DataFrame path whenever the two disagree or
+the model has another shape (gradient boosting, logistic regression, a text column not one-hot encoded).
+Text categories reach it as numbers: their positions in the encoder's categories (text_codes.py).
 
 This module runs on Azure's compute as part of a copy of src/, so it imports only third-party packages.
 """
@@ -21,10 +22,16 @@ from sklearn.pipeline import Pipeline
 
 try:  # imported as part of the project
     from . import forest_kernel
+    from .flat_forest import FlatForest
     from .model_files import Feature
+    from .request_validation import RowReader
+    from .text_codes import TextColumn
 except ImportError:  # a copy of src/ on the scoring path
     import forest_kernel  # type: ignore[no-redef]
+    from flat_forest import FlatForest  # type: ignore[no-redef]
     from model_files import Feature  # type: ignore[no-redef]
+    from request_validation import RowReader  # type: ignore[no-redef]
+    from text_codes import TextColumn  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +46,12 @@ class Classified(NamedTuple):
 
 
 class Predictor(Protocol):
-    """Predicts from a float64 array whose columns follow the signature's order."""
+    """Predicts from a float64 array whose columns follow the signature's order. ``text_codes``: per text
+    column (by position) the codes a request's text becomes in that array; empty when text goes as text."""
 
     kind: str
     classes: np.ndarray
+    text_codes: dict[int, TextColumn]
 
     def predict(self, x: np.ndarray, with_proba: bool) -> tuple[np.ndarray, np.ndarray | None]: ...
 
@@ -57,6 +66,8 @@ class FramePredictor:
 
     def __init__(self, model: Any, features: Sequence[Feature]) -> None:
         import pandas as pd
+
+        self.text_codes: dict[int, TextColumn] = {}
 
         self._pd = pd
         self._model = model
@@ -101,17 +112,20 @@ class CompiledForestPredictor:
 
     The same operations scikit-learn performs (scaling in float64, one-hot with unknown categories as
     zeros, float32 input to the trees, per-tree class fractions summed in order and divided by the
-    number of trees), without the DataFrame and validation overhead of each call.
+    number of trees), without the DataFrame and validation overhead of each call. A text column arrives as
+    codes (``text_codes``); its one-hot categories are then the codes 0.0, 1.0, ...
     """
 
     def __init__(
         self, blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]], width: int, forest: Any, *, use_kernel: bool = True,
+        text_codes: dict[int, TextColumn] | None = None,
     ) -> None:
+        self.text_codes = dict(text_codes or {})
         self._blocks = blocks
         self._width = width
         self._n_classes = int(forest.n_classes_)
         self.classes = np.asarray(forest.classes_)
-        self._nodes = _FlatForest([estimator.tree_ for estimator in forest.estimators_], self._n_classes)
+        self._nodes = FlatForest([estimator.tree_ for estimator in forest.estimators_], self._n_classes)
         self._kernel_arrays = (
             (*self._program(), *forest_kernel.node_tables([e.tree_ for e in forest.estimators_], self._n_classes))
             if use_kernel and forest_kernel.kernel_available() else None
@@ -148,9 +162,6 @@ class CompiledForestPredictor:
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-        if any(f.text for f in features):
-            return None
-
         if not isinstance(model, Pipeline) or len(model.steps) != 2:
             return None
         pre, forest = model.steps[0][1], model.steps[1][1]
@@ -163,6 +174,7 @@ class CompiledForestPredictor:
         if sorted(inputs) != sorted(position):
             return None
         blocks: list[tuple[str, np.ndarray, tuple[Any, ...]]] = []
+        text_codes: dict[int, TextColumn] = {}
         width = 0
         for _name, transformer, columns in pre.transformers_:
             if isinstance(columns, slice) or np.asarray(columns).dtype == bool:
@@ -171,6 +183,15 @@ class CompiledForestPredictor:
             if not names or (isinstance(transformer, str) and transformer == "drop"):
                 continue
             idx = np.asarray([position[n] for n in names], dtype=np.intp)
+            if type(transformer) is OneHotEncoder:
+                found = _one_hot_block(transformer, idx, features, text_codes)
+                if found is None:
+                    return None
+                blocks.append(("onehot", idx, found))
+                width += sum(c.shape[1] for c in found)
+                continue
+            if any(features[j].text for j in idx):  # text only ever goes to the one-hot encoder here
+                return None
             fill = None
             if type(transformer) is Pipeline and len(transformer.steps) == 2 and _is_number_imputer(transformer.steps[0][1]):
                 fill, transformer = transformer.steps[0][1].statistics_.astype(np.float64), transformer.steps[1][1]
@@ -189,23 +210,11 @@ class CompiledForestPredictor:
                 scale = transformer.scale_ if transformer.with_std else None
                 blocks.append(("scale", idx, (mean, scale, fill)))
                 width += len(idx)
-            elif type(transformer) is OneHotEncoder and fill is None:
-                if (
-                    transformer.handle_unknown != "ignore"
-                    or transformer.drop_idx_ is not None
-                    or getattr(transformer, "_infrequent_enabled", False)
-                    or any(np.asarray(c).dtype.kind not in "iuf" for c in transformer.categories_)
-                    or any(np.isnan(np.asarray(c, dtype=np.float64)).any() for c in transformer.categories_)
-                ):
-                    return None
-                categories = tuple(np.asarray(c, dtype=np.float64)[None, :] for c in transformer.categories_)
-                blocks.append(("onehot", idx, categories))
-                width += sum(c.shape[1] for c in categories)
             else:
                 return None
-        if width != forest.n_features_in_:
+        if width != forest.n_features_in_ or any(f.text and j not in text_codes for j, f in enumerate(features)):
             return None
-        return cls(blocks, width, forest, use_kernel=use_kernel)
+        return cls(blocks, width, forest, use_kernel=use_kernel, text_codes=text_codes)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         out = np.empty((x.shape[0], self._width), dtype=np.float64)
@@ -259,63 +268,25 @@ class CompiledForestPredictor:
 _CHUNK_ROWS = 2048  # bounds the rows x trees x classes gather of one pass
 
 
-class _FlatForest:
-    """Every tree's nodes in flat arrays, walked for all rows and trees at once. Node i of tree t is number
-    k = offsets[t] + i, kept doubled (2k) so that one lookup picks the next node: ``child[2k + go_left]``
-    (``child[2k]`` the right child, ``child[2k + 1]`` the left, both doubled; a leaf's children are itself).
-    ``feature``, ``threshold`` and ``missing_left`` are laid out on the same doubled numbers. It follows
-    scikit-learn's Tree.apply: the input in float32, ``x <= threshold`` with the float64 threshold, NaN to
-    the side the node learned (missing_go_to_left). A leaf's row is ``tree_.value[:, 0, :n_classes]``: in
-    scikit-learn 1.9 a classifier's value already holds class fractions, and
-    DecisionTreeClassifier.predict_proba returns exactly those rows. The forest sums the trees' rows in tree
-    order from zero, then divides by the number of trees; cumsum along the tree axis adds in that same
-    order, so the result is bit-identical."""
-
-    def __init__(self, trees: Sequence[Any], n_classes: int) -> None:
-        counts = np.asarray([tree.node_count for tree in trees], dtype=np.intp)
-        offsets = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.intp)
-        left, right, feature, threshold, missing_left, value = [], [], [], [], [], []
-        for tree, offset in zip(trees, offsets, strict=True):
-            own = np.arange(tree.node_count, dtype=np.intp) + offset
-            leaf = tree.children_left == -1
-            left.append(np.where(leaf, own, tree.children_left + offset))
-            right.append(np.where(leaf, own, tree.children_right + offset))
-            feature.append(np.where(leaf, 0, tree.feature))
-            threshold.append(tree.threshold)
-            missing_left.append(np.asarray(tree.missing_go_to_left, dtype=bool))
-            value.append(tree.value[:, 0, :n_classes])
-        self.roots = 2 * offsets
-        self.child = 2 * np.stack([np.concatenate(right), np.concatenate(left)], axis=1).astype(np.intp).ravel()
-        self.feature = np.repeat(np.concatenate(feature).astype(np.intp), 2)
-        self.threshold = np.repeat(np.concatenate(threshold).astype(np.float64), 2)
-        self.missing_left = np.repeat(np.concatenate(missing_left), 2)
-        self.leaf = self.child == 2 * (np.arange(len(self.child)) // 2)
-        self.value = np.repeat(np.ascontiguousarray(np.concatenate(value), dtype=np.float64), 2, axis=0)
-        self.depth = max(int(tree.max_depth) for tree in trees)
-
-    def apply(self, x32: np.ndarray) -> np.ndarray:
-        """The leaf each row reaches in each tree: shape (rows, trees), doubled global node numbers."""
-        rows, width = x32.shape
-        node = np.tile(self.roots, (rows, 1))
-        flat = x32.ravel()
-        base = (np.arange(rows, dtype=np.intp) * width)[:, None] if rows > 1 else None
-        has_nan = bool(np.isnan(flat).any())
-        for _ in range(self.depth):
-            if self.leaf.take(node).all():
-                break
-            at = self.feature.take(node)
-            value = flat.take(at if base is None else at + base)
-            go_left = value <= self.threshold.take(node)  # float32 promoted to float64, as Tree.apply does
-            if has_nan:
-                go_left |= np.isnan(value) & self.missing_left.take(node)
-            node = self.child.take(node + go_left)
-        return node
-
-    def predict_proba(self, x32: np.ndarray) -> np.ndarray:
-        leaves = self.value.take(self.apply(x32), axis=0)  # (rows, trees, classes)
-        proba = np.cumsum(leaves, axis=1)[:, -1]
-        proba /= len(self.roots)
-        return proba
+def _one_hot_block(encoder: Any, idx: np.ndarray, features: Sequence[Feature],
+                   text_codes: dict[int, TextColumn]) -> tuple[np.ndarray, ...] | None:
+    """Each column's one-hot categories as a (1, n) float64 row: a number column's own categories, a text
+    column's codes 0.0 .. n-1 (its TextColumn added to ``text_codes``). None when the encoder is not plain."""
+    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
+        return None
+    rows = []
+    for j, categories in zip(idx.tolist(), encoder.categories_, strict=True):
+        if features[j].text:
+            column = TextColumn.from_categories(categories.tolist())
+            if column is None:
+                return None
+            text_codes[j] = column
+            rows.append(np.arange(column.size, dtype=np.float64)[None, :])
+            continue
+        if np.asarray(categories).dtype.kind not in "iuf" or np.isnan(np.asarray(categories, dtype=np.float64)).any():
+            return None
+        rows.append(np.asarray(categories, dtype=np.float64)[None, :])
+    return tuple(rows)
 
 
 def _is_number_imputer(transformer: Any) -> bool:
@@ -331,8 +302,10 @@ def _is_number_imputer(transformer: Any) -> bool:
     )
 
 
-def _probe_rows(model: Any, features: Sequence[Feature], rows: int = 200, seed: int = 0) -> np.ndarray:
-    """Rows that exercise every branch of the compiled path: known and unknown categories, scaled values."""
+def _probe_records(model: Any, features: Sequence[Feature], text_codes: dict[int, TextColumn], rows: int = 200,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Requests' records that exercise every branch of the compiled path: known and unknown categories (as
+    text, and a number sent for a text column), nulls where a column takes them, scaled values."""
     rng = np.random.default_rng(seed)
     pre = model.steps[0][1]
     centre: dict[str, tuple[float, float]] = {}
@@ -345,26 +318,34 @@ def _probe_rows(model: Any, features: Sequence[Feature], rows: int = 200, seed: 
         for j, name in enumerate(names):
             if hasattr(transformer, "mean_") and transformer.mean_ is not None:
                 centre[name] = (float(transformer.mean_[j]), float(transformer.scale_[j] or 1.0))
-            if hasattr(transformer, "categories_"):
+            if hasattr(transformer, "categories_") and np.asarray(transformer.categories_[j]).dtype.kind in "iuf":
                 levels[name] = np.append(np.asarray(transformer.categories_[j], dtype=np.float64), 99.0)
-    x = np.empty((rows, len(features)), dtype=np.float64)
+    columns_out: list[list[Any]] = []
     for j, feature in enumerate(features):
-        if feature.name in levels:
-            column = rng.choice(levels[feature.name], size=rows)
-        elif feature.name in centre:
-            mean, scale = centre[feature.name]
-            column = rng.normal(mean, 2 * scale, size=rows)
+        if j in text_codes:
+            choices: list[Any] = [*text_codes[j].levels, "never seen in training", 7]
+            values = [choices[k] for k in rng.integers(0, len(choices), size=rows).tolist()]
         else:
-            column = rng.integers(-1, 6, size=rows).astype(np.float64)
-        x[:, j] = np.round(column) if feature.integer else column
+            if feature.name in levels:
+                column = rng.choice(levels[feature.name], size=rows)
+            elif feature.name in centre:
+                mean, scale = centre[feature.name]
+                column = rng.normal(mean, 2 * scale, size=rows)
+            else:
+                column = rng.integers(-1, 6, size=rows).astype(np.float64)
+            values = (np.round(column) if feature.integer else column).tolist()
         if feature.nullable:
-            x[rng.random(rows) < 0.1, j] = np.nan
-    return x
+            for i in np.flatnonzero(rng.random(rows) < 0.1).tolist():
+                values[i] = None
+        columns_out.append(values)
+    names = [f.name for f in features]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns_out, strict=True)]
 
 
 def build_predictor(model: Any, features: Sequence[Feature], compiler: Any = None) -> Predictor:
     """The compiled predictor when it reproduces the model exactly on probe rows, else the DataFrame path.
-    ``compiler`` (model, features) -> predictor or None: CompiledForestPredictor.build unless given."""
+    ``compiler`` (model, features) -> predictor or None: CompiledForestPredictor.build unless given. The probe
+    records go through the request reader each predictor is served with (text as codes, or as text)."""
     general = FramePredictor(model, features)
     try:
         compiled = (compiler or CompiledForestPredictor.build)(model, features)
@@ -373,9 +354,11 @@ def build_predictor(model: Any, features: Sequence[Feature], compiler: Any = Non
         compiled = None
     if compiled is None:
         return general
-    probe = _probe_rows(model, features)
-    labels, proba = compiled.predict(probe, True)
-    expected_labels, expected_proba = general.predict(probe, True)
+    if any(f.text and j not in compiled.text_codes for j, f in enumerate(features)):
+        return general
+    records = _probe_records(model, features, compiled.text_codes)
+    labels, proba = compiled.predict(RowReader(features, len(records), compiled.text_codes).read(records), True)
+    expected_labels, expected_proba = general.predict(RowReader(features, len(records)).read(records), True)
     assert proba is not None and expected_proba is not None  # with_proba=True: both predictors return it
     if not (np.array_equal(labels, expected_labels) and np.allclose(proba, expected_proba, rtol=0, atol=1e-12)):
         logger.warning("compiled predictor disagrees with the model on probe rows; using the DataFrame path")

@@ -2,7 +2,8 @@
 
 Every refusal is a RequestError with an HTTP status and a message naming the record and the column. The
 rows come back as one float64 array when every feature is a number (NaN where a nullable column was
-null), or as a DataFrame when some feature is text (categories as strings).
+null) or when the reader has codes for every text feature (text_codes.py: the compiled forest's), else as
+a DataFrame when some feature is text (categories as strings). Both refuse the same requests, alike.
 
 This module runs on Azure's compute as part of a copy of src/, so it imports only third-party packages.
 """
@@ -17,8 +18,10 @@ import numpy as np
 
 try:  # imported as part of the project
     from .model_files import Feature
+    from .text_codes import TextColumn, category_text
 except ImportError:  # a copy of src/ on the scoring path
     from model_files import Feature  # type: ignore[no-redef]
+    from text_codes import TextColumn, category_text  # type: ignore[no-redef]
 
 try:  # orjson is faster; the standard library is the fallback on machines without it
     import orjson
@@ -101,15 +104,11 @@ def wants_proba(request: dict[str, Any]) -> bool:
     return flag
 
 
-def category_text(value: int | float) -> str:
-    """A number sent for a text category, written as the table would have it (3, not 3.0)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 class RowReader:
-    """Turns the records of ``"data"`` into the model's input, refusing what does not fit the features."""
+    """Turns the records of ``"data"`` into the model's input, refusing what does not fit the features.
+    With ``text_codes`` for every text feature (by position) the input is one float64 array, text as codes."""
 
-    def __init__(self, features: Sequence[Feature], max_rows: int) -> None:
+    def __init__(self, features: Sequence[Feature], max_rows: int, text_codes: dict[int, TextColumn] | None = None) -> None:
         self.features = tuple(features)
         self.names = tuple(f.name for f in self.features)
         self.max_rows = max_rows
@@ -119,6 +118,9 @@ class RowReader:
         self._nullable = [f.nullable for f in self.features]
         self.any_text = any(self._text)
         self.extras: set[str] = set()
+        codes = text_codes or {}
+        coded = self.any_text and all(j in codes for j, text in enumerate(self._text) if text)
+        self._coded = [(j, codes[j]) for j, text in enumerate(self._text) if text] if coded else None
 
     def read(self, data: Any) -> Any:
         if type(data) is not list:
@@ -161,7 +163,18 @@ class RowReader:
             if len(record) > width:
                 self.extras.update(k for k in record if k not in self._name_set)
             rows.append(row)
+        if self._coded is not None:
+            for row in rows:
+                for j, column in self._coded:
+                    row[j] = column.code(row[j])
+            return self._array(rows)
         return self._frame(rows) if self.any_text else self._array(rows)
+
+    def text_column(self, data: list[Any], j: int) -> list[Any]:
+        """Column ``j`` of records ``read`` accepted, as the DataFrame path has it: text (a number written as
+        text), NaN for null."""
+        name = self.names[j]
+        return [v if type(v) is str else np.nan if v is None else category_text(v) for v in (r[name] for r in data)]
 
     def _array(self, rows: list[list[Any]]) -> np.ndarray:
         try:

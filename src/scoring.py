@@ -77,8 +77,10 @@ class Scorer:
 
     def __init__(
         self, model: Any, features: Sequence[Feature], *, max_rows: int = DEFAULT_MAX_ROWS, label: str = "model",
-        schema: DatasetSchema | None = None,
+        schema: DatasetSchema | None = None, compiler: Any = None,
     ) -> None:
+        """``compiler``: build_predictor's (None: the compiled forest where it is exact; a function returning
+        None always serves through the DataFrame path)."""
         if not features:
             raise ModelLoadError(f"{label}: the signature names no feature")
         self.features = tuple(features)
@@ -86,8 +88,9 @@ class Scorer:
         self.max_rows = int(max_rows)
         self.label = label
         self.schema = schema
-        self._reader = RowReader(self.features, self.max_rows)
-        self.predictor: Predictor = build_predictor(model, self.features)
+        self.predictor: Predictor = build_predictor(model, self.features, compiler)
+        # The compiled forest takes text categories as codes: the reader writes them into its float64 array.
+        self._reader = RowReader(self.features, self.max_rows, self.predictor.text_codes)
         raw_classes = [c.item() if hasattr(c, "item") else c for c in self.predictor.classes]
         # The model learns 0/1; the schema recorded with it says which of the data's labels each one is.
         self.classes = [schema.label_of(int(c)) for c in raw_classes] if schema and schema.labels else raw_classes
@@ -134,7 +137,7 @@ class Scorer:
             self._reader.extras.clear()
         found = self.predictor.classify(x, with_proba)
         if found.unseen != 0 and self._category_columns:  # None: the predictor did not count; >0: name them
-            self._count_unseen(x)
+            self._count_unseen(x, request["data"])
         labels = self._labels_by_index
         predictions = [labels[i] for i in found.best]
         if not with_proba:
@@ -148,10 +151,14 @@ class Scorer:
         status, payload = self.score(body)
         return status, dumps(payload)
 
-    def _count_unseen(self, x: Any) -> None:
+    def _count_unseen(self, x: Any, data: list[Any]) -> None:
         columns: Iterable[tuple[tuple[str, frozenset[Any]], list[Any]]]
         if isinstance(x, np.ndarray):  # one gather for every categorical column, then plain Python values
-            columns = zip(self._category_columns, x[:, self._category_idx].T.tolist(), strict=True)
+            gathered = x[:, self._category_idx].T.tolist()
+            coded = self.predictor.text_codes  # a text column holds codes here: its values are the request's
+            gathered = [self._reader.text_column(data, int(j)) if int(j) in coded else column
+                        for j, column in zip(self._category_idx, gathered, strict=True)]
+            columns = zip(self._category_columns, gathered, strict=True)
         else:
             columns = ((c, x[c[0]].tolist()) for c in self._category_columns)
         for (name, known), column in columns:

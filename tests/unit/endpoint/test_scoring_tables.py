@@ -86,9 +86,11 @@ def test_the_compiled_forest_serves_an_imputing_numeric_model_exactly(tmp_path: 
     assert status == 200 and np.array_equal(np.asarray(both["probabilities"]), model.predict_proba(x))
 
 
-def test_text_and_other_families_fall_back_to_the_dataframe_path(trained) -> None:
-    scorer, *_ = trained
-    assert scorer.predictor.kind == "dataframe"
+def test_the_forest_with_text_categories_is_compiled_and_other_families_use_the_dataframe_path(trained) -> None:
+    scorer, _frame, _schema, model = trained
+    family = type(model.steps[-1][1]).__name__
+    expected = "compiled-forest (machine code)" if family == "RandomForestClassifier" else "dataframe"
+    assert scorer.predictor.kind == expected
 
 
 class _OffByOne(CompiledForestPredictor):
