@@ -122,7 +122,11 @@ def run(
                            folder_rule, force, retrain_on)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
-    # Validate the data before Prefect starts: a bad file costs a second and starts nothing.
+    # Prefect's temporary server boots in its own process while this one validates the data and imports the
+    # flow (a bad file ends the command, and the server with it, in about a second).
+    from flows.early_server import EarlyServer, start_temporary_server_early
+
+    server = start_temporary_server_early() if spec.backend == "local" else EarlyServer()
     prepared = _check(load_data_of, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
@@ -136,31 +140,29 @@ def run(
 
         _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
         return
-    # Prefect's temporary server boots in its own process while this one imports the flow.
-    from flows.early_server import start_temporary_server_early
-
-    _run_local(spec, prepared, start_temporary_server_early())
+    _run_local(spec, prepared, server)
 
 
-def _run_local(spec: Any, prepared: Any, server_ready: Any = lambda: None) -> None:
+def _run_local(spec: Any, prepared: Any, server: Any = None) -> None:
+    from flows.early_server import EarlyServer
     from flows.progress import sweep_progress
     from flows.summary import print_summary
     from flows.train_and_deploy import train_and_deploy
 
-    server_ready()
-    with sweep_progress(console):
-        try:
-            state = _check(train_and_deploy, spec=spec, return_state=True)
-        except RuntimeError as exc:
-            if "ephemeral Prefect API server" not in str(exc):
-                raise
-            _fail(
-                "the temporary Prefect API did not start in time (a busy machine?): start one with "
-                "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api, or "
-                "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-            )
-    ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
-    print_summary(console, None if ended_early else _check(state.result), spec, prepared, state.message)
+    with (server or EarlyServer()).serving():
+        with sweep_progress(console):
+            try:
+                state = _check(train_and_deploy, spec=spec, return_state=True)
+            except RuntimeError as exc:
+                if "ephemeral Prefect API server" not in str(exc):
+                    raise
+                _fail(
+                    "the temporary Prefect API did not start in time (a busy machine?): start one with "
+                    "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+                    "or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+                )
+        ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
+        print_summary(console, None if ended_early else _check(state.result), spec, prepared, state.message)
 
 
 @app.command()

@@ -1,54 +1,123 @@
-"""Start Prefect's temporary server while the CLI does its own start-up.
+"""Start Prefect's temporary API server the moment `heartflow run` starts, in its own process.
 
-Without PREFECT_API_URL, a flow starts a temporary Prefect server (a uvicorn subprocess) and waits for it:
-several seconds in which the CLI's process would sit idle. Started here, in a thread, before the CLI
-validates the data and imports the flow, the server boots in its own process on another core while this
-one works; the flow then finds it running (Prefect keeps one temporary server per process). With
-PREFECT_API_URL set, a running server is used and nothing starts.
+Without PREFECT_API_URL a flow starts a temporary Prefect server (uvicorn in a subprocess) and waits for it:
+about 7 s here, 3 s of them importing Prefect's server in the CLI's own process first. heartflow launches
+the same command (Prefect's ``SubprocessASGIServer`` command line: ``uvicorn prefect.server.api.server:
+create_app``, UI off, ephemeral) before it validates the data or imports the flow, without importing the
+server in this process: the server's import and start-up then run on the other core while the CLI works,
+and the flow runs against it (PREFECT_API_URL set for the run only). The CLI owns the process and stops it
+when the run ends. With PREFECT_API_URL set, a running server is used and nothing starts; if the early
+server fails, the flow starts Prefect's own as before.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib.util
 import logging
 import os
-import threading
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 60
+STARTUP_TIMEOUT_S = 120  # in the background a slow start costs nothing; a busy 2-core machine needs it
 
 
-def start_temporary_server_early() -> Callable[[], None]:
-    """Start the temporary server in the background when the flow would start one; returns a function that
-    waits until it answers (call it before the flow runs, so the flow never sees it half-started)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry heartbeat from it
+class EarlyServer:
+    """A temporary Prefect API this process started, or nothing when the run uses a configured one."""
+
+    def __init__(self, process: subprocess.Popen[bytes] | None = None, url: str = "") -> None:
+        self._process = process
+        self.url = url
+        if process is not None:
+            atexit.register(self.stop)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Run the flow inside: waits until the server answers and points Prefect at it, then stops it. When
+        it does not answer, Prefect starts its own temporary server as it would have."""
+        if self._process is None:
+            yield
+            return
+        try:
+            if not self._wait_healthy():
+                self.stop()
+                yield
+                return
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings({PREFECT_API_URL: self.url}):
+                yield
+        finally:
+            self.stop()
+
+    def _wait_healthy(self) -> bool:
+        assert self._process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            code = self._process.poll()
+            if code is not None:
+                logger.warning("Prefect's temporary server exited with code %s while starting; the flow starts its own", code)
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:  # our own loopback URL
+                    if answer.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        logger.warning("Prefect's temporary server did not answer within %d s; the flow starts its own", STARTUP_TIMEOUT_S)
+        return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_temporary_server_early() -> EarlyServer:
+    """Launch the temporary server when the flow would start one (no PREFECT_API_URL, ephemeral mode on).
+
+    It is launched first and checked against Prefect's settings after: importing those settings takes about
+    a second, which the server's own start-up then overlaps. A profile that names an API stops it at once."""
+    if os.environ.get("PREFECT_API_URL"):
+        return EarlyServer()
+    spec = importlib.util.find_spec("prefect")
+    if spec is None or spec.origin is None:
+        return EarlyServer()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a free port, as Prefect picks one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ephemeral = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
+        "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
+        "--lifespan", "on",
+    ]
+    try:  # the server reads the same environment and profile as this process
+        process = subprocess.Popen(command, env={**os.environ, **ephemeral}, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        logger.warning("cannot start Prefect's temporary server early (%s); the flow starts its own", exc)
+        return EarlyServer()
+    server = EarlyServer(process, f"http://127.0.0.1:{port}/api")
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
-    if settings.api.url or not settings.server.ephemeral.enabled:
-        return lambda: None
-    failure: list[BaseException] = []
-
-    # In the background a slow start costs nothing, so a loaded machine gets at least a minute.
-    timeout_s = max(int(settings.server.ephemeral.startup_timeout_seconds), STARTUP_TIMEOUT_S)
-
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()
-        try:
-            server.start(timeout=timeout_s)
-        except (RuntimeError, OSError) as exc:  # the flow starts it itself then, and reports what fails
-            failure.append(exc)
-            server.stop()  # not left half-started on the port the flow would try next
-
-    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
-    thread.start()
-
-    def wait() -> None:
-        thread.join()
-        if failure:
-            logger.warning("starting Prefect's temporary server early failed (%s); the flow starts it", failure[0])
-
-    return wait
+    if settings.api.url or not settings.server.ephemeral.enabled:  # a profile names a server: use that one
+        server.stop()
+        return EarlyServer()
+    return server

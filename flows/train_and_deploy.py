@@ -106,6 +106,31 @@ def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
     return state.result(), state
 
 
+class _Background:
+    """A task submitted to the flow's thread pool, finished (its failure raised as StageFailed) once."""
+
+    def __init__(self, task: Any, *args: Any) -> None:
+        self._task, self._args = task, args
+        self._future = task.submit(*args)
+        self._result: Any = None
+        self._done = False
+
+    def wait(self) -> None:
+        self._future.wait()
+
+    def finish(self) -> Any:
+        if not self._done:
+            self._done = True
+            self._future.wait()
+            state = self._future.state
+            if not state.is_completed():
+                cause = state.result(raise_on_failure=False)
+                error = cause if isinstance(cause, BaseException) else None
+                raise StageFailed(_task_run_name(self._task, self._args, {}), error) from error
+            self._result = state.result()
+        return self._result
+
+
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
 def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[Any] | None:  # noqa: B008 - pydantic default renders the UI form
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
@@ -122,7 +147,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
     loaded, _ = _stage(validate_data, spec.data, backend)
-    prepared, source = loaded.prepared, loaded.source
+    prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
         _stage(publish_plan, backend, spec, prepared.train_sha256)
@@ -136,7 +161,23 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
     # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
     sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=split_tag(spec.data.holdout_fraction)))
-    sweep_plots, _ = _stage(report_sweep, backend, sweep, sweep_state.name == "Cached")
+    # The sweep's plots render in a worker thread while the model registers and deploys (the deploy mostly
+    # waits for the endpoint's process); the model report at the end takes them.
+    sweep_report = _Background(report_sweep, backend, sweep, sweep_state.name == "Cached")
+    try:
+        outcome = _deploy_and_gate(spec, backend, loaded, watch, sweep, sweep_report, logger)
+    except BaseException:
+        sweep_report.wait()  # never left running; the stage that failed is the one to report
+        raise
+    sweep_report.finish()
+    return outcome
+
+
+def _deploy_and_gate(
+    spec: PipelineSpec, backend: Any, loaded: Any, watch: ChampionWatch, sweep: Any, sweep_report: _Background,
+    logger: Any,
+) -> RunSummary | State[Any] | None:
+    prepared, source = loaded.prepared, loaded.source
     model, _ = _stage(register_best_model, backend, sweep, spec.model_name)
     rename_flow_run(model_run_name(spec.backend, prepared.train_sha256, model.name, model.version))
     backend.tag_model(model, {**source.tags(), **_drift_tags(watch)})
@@ -183,6 +224,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
             backend.teardown(endpoint.name)
             logger.info("endpoint %s stopped (stop_endpoint)", endpoint.name)
 
+    sweep_plots = sweep_report.finish()
     _stage(report_model, backend, sweep, model, report, decision, endpoint, importance, champion, sweep_plots)
     events.emit(events.PROMOTED if decision.promote else events.REJECTED, model=model.name, version=model.version,
                 endpoint=endpoint.name, data_sha256=prepared.train_sha256,

@@ -1,17 +1,48 @@
-"""The CLI starts Prefect's temporary server early only when the flow would start one."""
+"""The CLI launches Prefect's temporary server in its own process only when the flow would start one, runs
+the flow against it and stops it afterwards."""
 
 from __future__ import annotations
 
-import threading
+import urllib.request
 
+import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.early_server import start_temporary_server_early
+from flows.early_server import EarlyServer, start_temporary_server_early
 
 
-def test_a_configured_api_url_starts_nothing() -> None:
-    before = {t.name for t in threading.enumerate()}
+def test_a_configured_api_url_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    server = start_temporary_server_early()
+    assert server.url == "" and server._process is None
+
+
+def test_an_api_url_from_prefects_settings_stops_the_server_it_launched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        wait = start_temporary_server_early()
-    wait()
-    assert "prefect-temporary-server" not in {t.name for t in threading.enumerate()} - before
+        server = start_temporary_server_early()
+    assert server._process is None
+
+
+def test_the_flow_runs_against_the_early_server_and_it_stops_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = start_temporary_server_early()
+    process = server._process
+    assert process is not None and server.url.startswith("http://127.0.0.1:")
+    with server.serving():
+        assert PREFECT_API_URL.value() == server.url
+        with urllib.request.urlopen(f"{server.url}/health", timeout=10) as answer:
+            assert answer.status == 200
+    assert process.poll() is not None  # stopped when the run ended
+    assert PREFECT_API_URL.value() != server.url
+
+
+def test_a_server_that_dies_leaves_the_flow_to_prefect() -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    server = EarlyServer(dead, "http://127.0.0.1:9/api")
+    with server.serving():
+        assert PREFECT_API_URL.value() != "http://127.0.0.1:9/api"
