@@ -102,6 +102,11 @@ def run(
     artifact_root: ArtifactRootOption = None,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
+    # Prefect's temporary server boots in its own process, first thing, while this one builds the spec,
+    # validates the data and imports the flow (a bad input ends the command, and the server with it).
+    from flows.early_server import EarlyServer, start_temporary_server_early
+
+    server = start_temporary_server_early() if spec_file is None and backend == BackendName.local else EarlyServer()
     from backends.domain.spec import family_search_space
     from flows.cli_spec import build_spec, load_data_of, load_search_space, load_spec
 
@@ -122,11 +127,8 @@ def run(
                            folder_rule, force, retrain_on)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
-    # Prefect's temporary server boots in its own process while this one validates the data and imports the
-    # flow (a bad file ends the command, and the server with it, in about a second).
-    from flows.early_server import EarlyServer, start_temporary_server_early
-
-    server = start_temporary_server_early() if spec.backend == "local" else EarlyServer()
+    if spec_file is not None and spec.backend == "local":
+        server = start_temporary_server_early()
     prepared = _check(load_data_of, spec).prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "

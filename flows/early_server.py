@@ -42,22 +42,22 @@ class EarlyServer:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
-        """Run the flow inside: waits until the server answers and points Prefect at it, then stops it. When
-        it does not answer, Prefect starts its own temporary server as it would have."""
+        """Run the flow inside: waits until the server answers and points Prefect at it. When it does not
+        answer, Prefect starts its own temporary server as it would have."""
         if self._process is None:
             yield
             return
-        try:
-            if not self._wait_healthy():
-                self.stop()
-                yield
-                return
-            from prefect.settings import PREFECT_API_URL, temporary_settings
-
-            with temporary_settings({PREFECT_API_URL: self.url}):
-                yield
-        finally:
+        if not self._wait_healthy():
             self.stop()
+            yield
+            return
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # Not stopped on leaving: Prefect's log and event workers send what they hold when the process
+        # exits, and the server must still answer then. The exit handler registered when it started (before
+        # Prefect registered theirs) stops it after them.
+        with temporary_settings({PREFECT_API_URL: self.url}):
+            yield
 
     def _wait_healthy(self) -> bool:
         assert self._process is not None
