@@ -37,7 +37,7 @@ STAGES = (
     ("the largest import (the flow: Prefect, MLflow, scikit-learn, matplotlib)", "<frozen importlib._bootstrap>",
      "_find_and_load"),
     ("validate data (CLI, before the flow)", "dataset.py", "prepare_data"),
-    ("waiting for Prefect's temporary server (started early, in a thread)", "early_server.py", "wait"),
+    ("waiting for Prefect's temporary server (its own process, launched first)", "early_server.py", "_wait_healthy"),
     ("the flow run (train_and_deploy, all stages)", "flow_engine.py", "run_flow_sync"),
     ("upload", "stages.py", "upload_data"),
     ("sweep (parent: bookkeeping and waiting)", "stages.py", "run_sweep"),
@@ -46,7 +46,8 @@ STAGES = (
     ("evaluate through the endpoint", "stages.py", "evaluate_endpoint"),
     ("promotion gate", "stages.py", "promotion_gate"),
     ("feature importance", "stages.py", "measure_feature_importance"),
-    ("sweep report and plots", "reports.py", "report_sweep"),
+    ("sweep report and plots (a worker thread, beside register and deploy: the wait for it)", "train_and_deploy.py",
+     "finish"),
     ("model report", "reports.py", "report_model"),
 )
 
