@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from flows.early_server import EarlyServer
 
 from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the tests
     PREFECT_DEFAULTS,
@@ -145,7 +148,7 @@ def run(
     _run_local(spec, prepared, server)
 
 
-def _run_local(spec: Any, prepared: Any, server: Any = None) -> None:
+def _run_local(spec: Any, prepared: Any, server: EarlyServer | None = None) -> None:
     from flows.early_server import EarlyServer
     from flows.progress import sweep_progress
     from flows.summary import print_summary

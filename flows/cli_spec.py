@@ -8,11 +8,11 @@ message from the CLI, the Prefect UI and a deployment.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from backends.errors import ConfigurationError
+from backends.fileio import read_yaml_or_json
 from flows.cli_common import (
     BackendName, FolderRuleName, GateRule, RetrainOnName, SamplingName, ValidationName, _check, _home,
 )
@@ -20,15 +20,7 @@ from flows.cli_common import (
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML or JSON file holding a mapping."""
-    import yaml
-
-    if not path.is_file():
-        raise ConfigurationError(f"{what} file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"{what} file {path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+    raw = read_yaml_or_json(path, what)
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{what} file {path} must hold a mapping, not {type(raw).__name__}")
     return raw

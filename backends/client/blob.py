@@ -94,30 +94,45 @@ def configured_blob_endpoint(settings: BlobSettings | None = None) -> str | None
         raise DataValidationError(f"AZURE_STORAGE_CONNECTION_STRING is not a valid connection string: {exc}") from exc
 
 
-def _blob_client(uri: str, settings: BlobSettings, credential: Any | None, timeout_s: float) -> BlobClient:
-    timeouts = {"connection_timeout": timeout_s, "read_timeout": timeout_s}
+def _configured_container(
+    uri: str, settings: BlobSettings, credential: Any | None, timeout_s: float,
+) -> tuple[ContainerClient, str] | None:
+    """For an az:// URI, or a URL under the configured connection string's endpoint: the container client
+    and the path inside the container (a blob's name, or a folder's prefix). None for any other URL."""
     conn = _connection_string(settings)
     parsed = urlparse(uri)
     if parsed.scheme == "az":
-        container, name = parsed.netloc, unquote(parsed.path.lstrip("/"))
-        if not container or not name:
+        container, path = parsed.netloc, unquote(parsed.path.lstrip("/"))
+        if not container:
             raise DataValidationError(f"{uri}: a blob source is az://<container>/<path/to/file.csv>, or az://<container>/<prefix>/ for its CSV blobs")
         if conn is not None:
-            return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
-        if not settings.storage_account_url:
+            service = blob_service_from_connection_string(conn, connection_timeout=timeout_s, read_timeout=timeout_s)
+        elif settings.storage_account_url:
+            service = BlobServiceClient(
+                settings.storage_account_url, credential=credential or _default_credential(),
+                connection_timeout=timeout_s, read_timeout=timeout_s,
+            )
+        else:
             raise DataValidationError(
                 f"{uri} names no storage account: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL, "
-                "or give the blob's https URL"
+                "or give its https URL"
             )
-        service = BlobServiceClient(
-            settings.storage_account_url, credential=credential or _default_credential(),
-            connection_timeout=timeout_s, read_timeout=timeout_s,
-        )
-        return service.get_blob_client(container, name)
+        return service.get_container_client(container), path
     endpoint = configured_blob_endpoint(settings)
     if conn is not None and endpoint and uri.startswith(endpoint.rstrip("/") + "/"):
-        container, _, name = unquote(uri[len(endpoint.rstrip("/")) + 1:]).partition("/")
-        return blob_service_from_connection_string(conn, **timeouts).get_blob_client(container, name)
+        container, _, path = unquote(uri[len(endpoint.rstrip("/")) + 1:]).partition("/")
+        service = blob_service_from_connection_string(conn, connection_timeout=timeout_s, read_timeout=timeout_s)
+        return service.get_container_client(container), path
+    return None
+
+
+def _blob_client(uri: str, settings: BlobSettings, credential: Any | None, timeout_s: float) -> BlobClient:
+    located = _configured_container(uri, settings, credential, timeout_s)
+    if located is not None:
+        container, name = located
+        if not name:
+            raise DataValidationError(f"{uri}: a blob source is az://<container>/<path/to/file.csv>, or az://<container>/<prefix>/ for its CSV blobs")
+        return container.get_blob_client(name)
     return BlobClient.from_blob_url(
         uri, credential=credential or _default_credential(), connection_timeout=timeout_s, read_timeout=timeout_s,
     )
@@ -155,29 +170,10 @@ def read_blob(uri: str, *, settings: BlobSettings | None = None, credential: Any
 
 def _container_client(uri: str, settings: BlobSettings, credential: Any | None, timeout_s: float) -> tuple[ContainerClient, str]:
     """The container a prefix URI names, and the prefix inside it; the same credentials as ``_blob_client``."""
-    timeouts = {"connection_timeout": timeout_s, "read_timeout": timeout_s}
-    conn = _connection_string(settings)
+    located = _configured_container(uri, settings, credential, timeout_s)
+    if located is not None:
+        return located
     parsed = urlparse(uri)
-    if parsed.scheme == "az":
-        container, prefix = parsed.netloc, unquote(parsed.path.lstrip("/"))
-        if not container:
-            raise DataValidationError(f"{uri}: a blob folder is az://<container>/<prefix>/ (ending with /)")
-        if conn is not None:
-            return blob_service_from_connection_string(conn, **timeouts).get_container_client(container), prefix
-        if not settings.storage_account_url:
-            raise DataValidationError(
-                f"{uri} names no storage account: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL, "
-                "or give the folder's https URL"
-            )
-        service = BlobServiceClient(
-            settings.storage_account_url, credential=credential or _default_credential(),
-            connection_timeout=timeout_s, read_timeout=timeout_s,
-        )
-        return service.get_container_client(container), prefix
-    endpoint = configured_blob_endpoint(settings)
-    if conn is not None and endpoint and uri.startswith(endpoint.rstrip("/") + "/"):
-        container, _, prefix = unquote(uri[len(endpoint.rstrip("/")) + 1:]).partition("/")
-        return blob_service_from_connection_string(conn, **timeouts).get_container_client(container), prefix
     container, _, prefix = unquote(parsed.path.lstrip("/")).partition("/")
     if not container:
         raise DataValidationError(f"{uri}: a blob folder URL is https://<account>.blob.core.windows.net/<container>/<prefix>/")

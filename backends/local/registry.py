@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from backends.base import ModelVersion, SweepResult
+from backends.domain.identity import code_version
 from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
 from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
@@ -70,7 +71,7 @@ class LocalRegistry:
                 "heartflow.metric_name": sweep.primary_metric,
                 "heartflow.metric_value": f"{best.metrics[sweep.primary_metric]:.6f}",
                 "heartflow.params": ", ".join(f"{k}={v}" for k, v in sorted(best.params.items())),
-                "heartflow.code_version": tracking.code_version(),
+                "heartflow.code_version": code_version(),
                 TAG_STATUS: "candidate",
             }
             if sweep.data.split:

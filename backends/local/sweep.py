@@ -10,7 +10,6 @@ result, and rerunning an interrupted one reuses the finished trials and runs onl
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
 from backends.errors import SweepError
 from backends.local import tracking
 from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler
+from backends.domain.identity import sweep_identity
 from backends.domain.search import make_sampler, planned_trials
 from backends.domain.selection import pick_best_trial
 from backends.domain.spec import SweepSpec
@@ -36,17 +36,6 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[TrialResult, int, int], None]
 
 TAG_MODEL = "heartflow.model"
-
-
-def sweep_key(data: DataRef, spec: SweepSpec, schema_json: str) -> str:
-    """What makes two sweeps the same: data, schema, search, validation, seed and training code.
-    Concurrency and timeouts are left out: they change how fast, not what, a sweep computes."""
-    relevant = spec.model_dump(mode="json", exclude={"max_concurrent_trials", "timeout_s", "trial_timeout_s"})
-    payload = json.dumps(
-        {"data": data.sha256, "spec": relevant, "schema": json.loads(schema_json), "code": tracking.code_version()},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 class LocalSweepRunner:
@@ -142,7 +131,7 @@ class LocalSweepRunner:
     def run(
         self, data: DataRef, spec: SweepSpec, schema_json: str, progress: ProgressCallback | None = None
     ) -> SweepResult:
-        key = sweep_key(data, spec, schema_json)
+        key = sweep_identity(data, spec, schema_json)
         total = planned_trials(spec)
         if spec.early_termination is not None:
             logger.warning(

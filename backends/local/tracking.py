@@ -12,7 +12,6 @@ PGPASSWORD or ~/.pgpass for PostgreSQL.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -25,7 +24,6 @@ from backends.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 EXPERIMENT = "heartflow"
-SRC_DIR = Path(__file__).resolve().parents[2] / "src"
 
 # Tag names, shared by the sweep, the registry and the reports.
 TAG_SWEEP_KEY = "heartflow.sweep_key"
@@ -191,15 +189,6 @@ def served_model_dir(client: MlflowClient, home: Path, name: str, version: str) 
     os.replace(downloaded, target / "model")
     shutil.rmtree(partial, ignore_errors=True)
     return target / "model"
-
-
-def code_version() -> str:
-    """A hash of the training code (src/*.py): a change to it invalidates cached sweeps."""
-    digest = hashlib.sha256()
-    for file in sorted(SRC_DIR.glob("*.py")):
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def local_path(artifact_uri: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backends.base import DataRef
-from backends.local import tracking
+from backends.domain import identity
 from backends.local.backend import LocalBackend
 from backends.domain.spec import Choice, SweepSpec
 from src.features import HEART_SCHEMA
@@ -38,7 +38,7 @@ def test_the_sweep_key_follows_data_space_and_code_not_speed(backend: LocalBacke
     other_space = spec.model_copy(update={"search_space": {"n_estimators": Choice(values=[10, 20])}})
     assert key != caching.sweep_cache_key(backend, _data(), other_space, schema)
     assert key != caching.sweep_cache_key(backend, _data(), SweepSpec(max_total_trials=5), schema)
-    monkeypatch.setattr(tracking, "code_version", lambda: "changed-training-code")
+    monkeypatch.setattr(identity, "code_version", lambda: "changed-training-code")
     assert key != caching.sweep_cache_key(backend, _data(), spec, schema)
 
 
