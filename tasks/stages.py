@@ -18,7 +18,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
 from backends.domain.dataset import PreparedData
-from backends.client.importance import ImportanceResult, endpoint_importance
+from backends.client.importance import ImportanceResult, measure_importance
 from backends.domain.search import planned_trials
 from backends.domain.selection import GateDecision, decide_gate
 from backends.domain.spec import DeploySpec, SweepSpec
@@ -146,10 +146,11 @@ def measure_feature_importance(
     backend: Backend, endpoint: Endpoint, deployment: str, champion: ModelVersion, holdout: pd.DataFrame, target: str,
     repeats: int = 5, seed: int = 0, batch_size: int = 500,
 ) -> ImportanceResult:
-    """Permutation importance of the serving champion per original column, through the live endpoint."""
-    result = endpoint_importance(
-        endpoint, backend.endpoint_key(endpoint), holdout, target, model_name=champion.name,
-        model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed, batch_size=batch_size,
+    """Permutation importance of the serving champion per original column, through the backend's predictor
+    of the deployment (over HTTP for a live endpoint), on at most a bounded sample of the holdout."""
+    result = measure_importance(
+        backend.predictor(endpoint, deployment=deployment, batch_size=batch_size), holdout, target,
+        model_name=champion.name, model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed,
     )
     get_run_logger().info(
         "permutation importance of %s v%s (baseline accuracy %.4f, %d repeats, seed %d): top %s",

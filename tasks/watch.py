@@ -12,12 +12,12 @@ from prefect.tasks import TaskRunNameCallbackWithParameters
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from backends.reporting import plots
-from backends.base import Backend, Endpoint, EvalReport, ModelVersion
+from backends.base import Backend, DataAssetResolver, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
 from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
-from backends.client.evaluation import evaluate_over_http
+from backends.client.evaluation import evaluate_with
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
 
@@ -81,7 +81,8 @@ def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
     Never retried: a bad file stays bad."""
     logger = get_run_logger()
-    loaded = load_spec_data(spec, asset_resolver=backend.resolve_data_asset if backend is not None else None)
+    resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
+    loaded = load_spec_data(spec, asset_resolver=resolver)
     prepared, source = loaded.prepared, loaded.source
     if prepared.inferred:
         logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())
@@ -167,8 +168,8 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:
             try:
-                decay = evaluate_over_http(serving, backend.endpoint_key(serving), rows, prepared.schema.target,
-                                           deployment=serving.deployment)
+                predictor = backend.predictor(serving, deployment=serving.deployment, batch_size=32)
+                decay = evaluate_with(predictor, serving, rows, prepared.schema.target, deployment=serving.deployment)
             except (EvaluationError, DeploymentError) as exc:  # the gate will meet it too; training still helps
                 logger.warning("decay not measured: champion v%s did not answer on %s (%s)", champion.version,
                                serving.name, exc)

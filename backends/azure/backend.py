@@ -26,7 +26,10 @@ from backends.azure.settings import AzureSettings, Need
 from backends.azure.storage import BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url
 from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
-from backends.base import Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult
+from backends.base import (
+    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult,
+)
+from backends.client.evaluation import evaluate_with
 from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
@@ -310,9 +313,9 @@ class AzureBackend(Backend):
 
     # --- register: AzureRegistry (champion: Backend.champion, through the rollout policy) ---------
 
-    def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:
-        """A version of ``model_name`` (default: the model name this backend trains) from the best trial."""
-        return self.registry.register(sweep, model_name or self.model_name)
+    def register(self, sweep: SweepResult, model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion:
+        """A version of ``model_name`` from the best trial."""
+        return self.registry.register(sweep, model_name)
 
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         return self.registry.get(model_name, version)
@@ -328,6 +331,14 @@ class AzureBackend(Backend):
 
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self.endpoints.endpoint_key(endpoint)
+
+    def evaluate(
+        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
+        deployment: str | None = None,
+    ) -> EvalReport:
+        """The holdout over HTTP through the managed endpoint's scoring URI, as a client sends it."""
+        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
+        return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(self.endpoints.endpoint_name(endpoint_name))

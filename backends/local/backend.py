@@ -36,7 +36,6 @@ from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
-from backends.domain.identity import sweep_identity
 from backends.local.sweep import LocalSweepRunner
 from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
@@ -169,7 +168,10 @@ class LocalBackend(Backend):
     ) -> EvalReport:
         """Evaluate over HTTP, then log the report to the MLflow run that trained the evaluated model:
         the text report, the report as JSON, the confusion matrix and holdout metrics."""
-        report = super().evaluate(endpoint, holdout, target, batch_size=batch_size, deployment=deployment)
+        from backends.client.evaluation import evaluate_with
+
+        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
+        report = evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
         self._log_evaluation(endpoint, report)
         return report
 
@@ -254,10 +256,6 @@ class LocalBackend(Backend):
 
     def store_identity(self) -> str:
         return f"{self.name}:{self.home}"
-
-    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
-        """The local sweep's own key (it also finds the MLflow sweep run a rerun reuses)."""
-        return sweep_identity(data, spec, schema_json)
 
     def result_storage(self) -> Path:
         folder = self.home / RESULTS_DIR

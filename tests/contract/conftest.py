@@ -1,5 +1,6 @@
-"""Two harnesses for the rollout contract: the local backend for real (MLflow on SQLite in a temporary
-home, the real local endpoint host on 127.0.0.1) and the Azure backend on the control-plane fakes.
+"""Three harnesses for the rollout contract: the local backend for real (MLflow on SQLite in a temporary
+home, the real local endpoint host on 127.0.0.1; `make test` only, as it starts endpoint hosts), the Azure
+backend on the control-plane fakes, and the in-memory backend (models trained in this process).
 
 A harness gives the contract what it cannot do through the Backend interface: register a distinct model
 version, read the endpoint's traffic as its store holds it, set traffic by hand (an operator's split) and
@@ -154,18 +155,65 @@ class AzureHarness:
         return None
 
 
+class MemoryHarness:
+    """Distinct model versions come from one real sweep (six small forests trained here); a broken
+    deployment is a fault injected through the backend's constructor."""
+
+    def __init__(self, frame: Any, scratch: Path) -> None:
+        from backends.domain.spec import Choice, SweepSpec, ValidationSpec
+        from backends.memory import Faults, InMemoryBackend
+        from src.features import HEART_SCHEMA
+
+        self.faults = Faults()
+        self.backend = InMemoryBackend(scratch, faults=self.faults)
+        self.policy: RolloutPolicy = self.backend.endpoints
+        self.model_name = f"contract-{uuid.uuid4().hex[:8]}"
+        self.spec = DeploySpec(endpoint_name=f"c-{uuid.uuid4().hex[:10]}")
+        data = self.backend.upload(frame)
+        space = {"n_estimators": Choice(values=[2, 3, 4, 5, 6, 7]), "max_depth": Choice(values=[3])}
+        sweep = self.backend.sweep(data, SweepSpec(search_space=space, sampling="grid", max_total_trials=6,
+                                                   validation=ValidationSpec(method="split")), HEART_SCHEMA)
+        self._runs = [t.run_id for t in sweep.trials]
+        self._count = 0
+
+    def model(self, accuracy: float = 0.8) -> ModelVersion:
+        run_id = self._runs[self._count]
+        self._count += 1
+        return self.backend.register(sweep_of(run_id, self._count, accuracy), model_name=self.model_name)
+
+    def traffic(self) -> dict[str, int]:
+        return {k: v for k, v in self.policy.read_traffic(self.spec.endpoint_name).items() if v > 0}
+
+    def deployments(self) -> set[str]:
+        return set(self.policy.read_traffic(self.spec.endpoint_name))
+
+    def set_traffic(self, traffic: dict[str, int]) -> None:
+        self.policy.set_traffic(self.spec.endpoint_name, traffic)
+
+    def break_next_deployment(self) -> None:
+        from backends.errors import DeploymentError
+
+        self.faults.fail_next("deploy", DeploymentError("deployment did not pass its smoke request: the model's file is corrupt"))
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 @pytest.fixture(scope="module")
 def local_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("contract-home")
 
 
-@pytest.fixture(params=["local", "azure"])
-def harness(request: pytest.FixtureRequest, local_home: Path, tmp_path: Path) -> Iterator[Harness]:
+@pytest.fixture(params=[pytest.param("local", marks=pytest.mark.full), "azure", "memory"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    made: Any
     if request.param == "local":
         model_dir = request.getfixturevalue("trained_model_dir")
-        made: Any = LocalHarness(local_home, model_dir, tmp_path)
-    else:
+        made = LocalHarness(request.getfixturevalue("local_home"), model_dir, tmp_path)
+    elif request.param == "azure":
         made = AzureHarness(request.getfixturevalue("settings"))
+    else:
+        made = MemoryHarness(request.getfixturevalue("heart_frame"), tmp_path)
     try:
         yield made
     finally:
