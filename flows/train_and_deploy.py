@@ -200,7 +200,11 @@ def _deploy_and_gate(
         rivals = [d for d, share in endpoint.traffic.items() if share > 0 and d != endpoint.deployment]
         champion_report = None
         if rivals:
-            champion_report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, rivals[0])
+            # Addressed to the serving deployment as the backend reports it, so the report names the version
+            # that answered (the champion's), not the candidate's: the gate reads that version's tags.
+            served = backend.serving(endpoint.name)
+            rival = served if served is not None and served.deployment == rivals[0] else endpoint
+            champion_report, _ = _stage(evaluate_endpoint, backend, rival, prepared.holdout, target, rivals[0])
         triggered_by = f"flow run {flow_run.name or flow_run.id}"
         (decision, endpoint), _ = _stage(
             promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,

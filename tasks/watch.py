@@ -119,12 +119,25 @@ def _parts_table(source: DataSource) -> list[str]:
             "|---|---|---:|---|", *rows]
 
 
+def _row_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[str, ...]]:
+    """Each row as comparable text: a cell that reads as a number as that number (63 and 63.0 agree), any
+    other as its text, an empty cell as "" (text categories and labels compare too)."""
+    parts = []
+    for column in columns:
+        values = frame[column]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = values.astype(str).where(values.notna(), "")
+        parts.append(numbers.map(repr).where(numbers.notna(), text).tolist())
+    return list(zip(*parts, strict=True))
+
+
 def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
     """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them)."""
     if reference is None or not set(frame.columns) <= set(reference.columns):
         return frame
-    seen = set(map(tuple, reference.loc[:, list(frame.columns)].astype(float).itertuples(index=False)))
-    keep = [tuple(row) not in seen for row in frame.astype(float).itertuples(index=False)]
+    columns = [str(c) for c in frame.columns]
+    seen = set(_row_keys(reference, columns))
+    keep = [key not in seen for key in _row_keys(frame, columns)]
     return frame.loc[keep].reset_index(drop=True)
 
 
@@ -148,7 +161,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     reference = None
     uri = champion.tags.get(TAG_DATA_URI)
     try:
-        reference = read_stored_table(uri) if uri else None
+        reference = read_stored_table(uri, schema=prepared.schema) if uri else None
     except HeartflowError as exc:
         logger.warning("drift not measured: the champion's training data %s cannot be read (%s)", uri, exc)
     if reference is None and not uri:

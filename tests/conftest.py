@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +44,16 @@ def train_model_dir(frame: pd.DataFrame, target: Path, params: dict | None = Non
     fit = train_trial(frame, HEART_SCHEMA, params, seed=seed)
     save_model(fit.model, target, model_signature(frame, HEART_SCHEMA), pip_requirements())
     return target
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness (a temporary database and API server) for every test of the session that
+    runs a flow in this process; started once, on first use."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 @pytest.fixture(scope="session")
