@@ -34,7 +34,7 @@ from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.train_and_deploy import RunSummary, train_and_deploy
 from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the fixture
 from tests.integration.prefect.server import PrefectServer, running_server
-from tests.unit.domain.test_sources import user_table, write
+from tests.tables import resampled_heart_table, write_table
 
 ENDPOINT = "e2e-retrain"
 MODEL = "heart-classifier"
@@ -56,7 +56,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def first_table() -> pd.DataFrame:
-    return user_table(400, 21)
+    return resampled_heart_table(400, 21)
 
 
 def _spec(home: Path, path: str, **data: Any) -> PipelineSpec:
@@ -78,7 +78,7 @@ def _versions(home: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def first_run(server: PrefectServer, home: Path, first_table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> RunSummary:
     folder = tmp_path_factory.mktemp("incoming")
-    write(folder / "2026-10.csv", first_table)
+    write_table(first_table, folder / "2026-10.csv")
     summary = train_and_deploy(spec=_spec(home, str(folder)))
     assert isinstance(summary, RunSummary) and summary.decision.promote
     return summary
@@ -102,7 +102,7 @@ def test_after_the_endpoint_stopped_a_rerun_restores_the_champion(first_run: Run
                                                                   first_table: pd.DataFrame, tmp_path: Path) -> None:
     LocalBackend(home).teardown(ENDPOINT)
     assert _serving(home) is None
-    state = train_and_deploy(spec=_spec(home, str(write(tmp_path / "same.csv", first_table))), return_state=True)
+    state = train_and_deploy(spec=_spec(home, str(write_table(first_table, tmp_path / "same.csv"))), return_state=True)
     assert state.is_completed(), state.message
     assert "no champion" not in state.message
     v1 = first_run.model
@@ -125,8 +125,8 @@ def served_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_new_rows_with_a_shifted_column_show_drift_and_decay(first_run: RunSummary, home: Path, server: PrefectServer,
                                                              first_table: pd.DataFrame, served_folder: tuple[Path, str]) -> None:
     folder, base = served_folder
-    grown = pd.concat([first_table, user_table(300, 22, shift=90)], ignore_index=True)
-    write(folder / "grown.csv", grown)
+    grown = pd.concat([first_table, resampled_heart_table(300, 22, shift=90)], ignore_index=True)
+    write_table(grown, folder / "grown.csv")
     state = train_and_deploy(spec=_spec(home, f"{base}/grown.csv"), return_state=True)
     # The candidate was evaluated through the endpoint and the gate decided, either way.
     entries = LocalBackend(home).history(ENDPOINT)

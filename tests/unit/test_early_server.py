@@ -10,6 +10,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.early_server import EarlyServer, start_temporary_server_early
 
+pytestmark = pytest.mark.full  # starts Prefect's temporary server in its own process: `make test`, not `make test-fast`
+
 
 def test_a_configured_api_url_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")

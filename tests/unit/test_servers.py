@@ -14,6 +14,8 @@ from tests.servers import accepts_connections, answers_http, running_server
 
 SERVE = """
 import http.server, sys
+
+pytestmark = pytest.mark.full  # spawns interpreters that serve HTTP: `make test`, not `make test-fast`
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
