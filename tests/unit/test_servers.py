@@ -12,10 +12,10 @@ import pytest
 from tests.net import free_port
 from tests.servers import accepts_connections, answers_http, running_server
 
+pytestmark = pytest.mark.full  # spawns interpreters that serve HTTP: `make test`, not `make test-fast`
+
 SERVE = """
 import http.server, sys
-
-pytestmark = pytest.mark.full  # spawns interpreters that serve HTTP: `make test`, not `make test-fast`
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
