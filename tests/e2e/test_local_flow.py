@@ -135,11 +135,13 @@ def _promote_then_roll_back(home: Path, first_run) -> None:
     assert [e.event for e in backend.history(ENDPOINT)] == ["promoted", "rejected", "promoted", "rollback"]
 
 
-def _rollback_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "rollback", "--home", str(home), "--endpoint-name", ENDPOINT, *args],
-        capture_output=True, text=True, timeout=300,
-    )
+def _rollback_cli(home: Path, *args: str):
+    """`heartflow rollback` through typer's runner: the same command in this process (no new interpreter)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, ["rollback", "--home", str(home), "--endpoint-name", ENDPOINT, *args])
 
 
 def _roll_back_to_a_chosen_champion(home: Path) -> None:
@@ -151,7 +153,7 @@ def _roll_back_to_a_chosen_champion(home: Path) -> None:
     served = [(e.event, e.model_version) for e in backend.history(ENDPOINT)]
     assert served == [("promoted", "1"), ("rejected", "2"), ("promoted", "3"), ("rollback", "1")]
     result = _rollback_cli(home, "--target", "2")
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
     assert "heart-classifier v2 never served on e2e-endpoint as champion" in " ".join(result.stderr.split())
 
     # v3's files no longer load: it fails its check beside v1, which keeps serving all traffic. (A client's
@@ -169,7 +171,7 @@ def _roll_back_to_a_chosen_champion(home: Path) -> None:
             if file.suffix in {".skops", ".pkl"}:
                 file.write_bytes(b"not a model")
         result = _rollback_cli(home, "--target", "3")
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.exit_code == 1 and "Traceback" not in result.stderr, result.stderr
         endpoint = backend.endpoint(ENDPOINT)
         assert endpoint.model_version == "1" and list(endpoint.traffic.values()) == [100]
         assert backend.champion("heart-classifier").version == "1"
@@ -180,7 +182,7 @@ def _roll_back_to_a_chosen_champion(home: Path) -> None:
         shutil.copytree(saved, model_dir)
 
     result = _rollback_cli(home, "--target", "3")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "rolled back e2e-endpoint to heart-classifier v3" in " ".join(result.stdout.split())
     assert backend.champion("heart-classifier").version == "3"
     endpoint = backend.endpoint(ENDPOINT)
