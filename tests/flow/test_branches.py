@@ -14,6 +14,16 @@ from tests.flow.conftest import ENDPOINT, MODEL, STUMP_SPACE, FlowBed
 from tests.tables import user_table
 
 
+def _artifacts(state) -> dict:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return {a.key: a for a in found if a.key}
+
+
 def _first(bed: FlowBed, table: pd.DataFrame):
     path = bed.table(table, "first")
     state = bed.run(bed.spec(path))
@@ -88,6 +98,9 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(bed: FlowB
     rejected = bed.backend.history(ENDPOINT)[-1]
     assert (rejected.event, rejected.model_version) == ("rejected", "2") and rejected.gate is not None
     assert rejected.gate.champion_accuracy is not None and rejected.gate.candidate_accuracy < rejected.gate.champion_accuracy
+    assert "candidate holdout accuracy" in state.message and "< champion" in state.message
+    model = _artifacts(state)["model-version"].data  # what an operator reads in the UI
+    assert "REJECTED" in model and "champion v1" in model
 
 
 def test_a_candidate_the_gate_accepts_takes_over_and_the_old_deployment_goes(bed: FlowBed, first_table: pd.DataFrame) -> None:
