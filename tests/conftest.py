@@ -18,6 +18,13 @@ for _name, _value in PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the session's Prefect test harness run last: once started, the harness is the process's
+    Prefect API until the session ends, and tests that start their own server (or expect Prefect's
+    temporary one) must run before it."""
+    items.sort(key=lambda item: "prefect_harness" in getattr(item, "fixturenames", ()))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop Prefect's temporary API server while pytest's output streams are open: its own atexit hook
     logs "Stopping temporary server" after they close, which ends the run with "Logging error" tracebacks."""
