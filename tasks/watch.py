@@ -118,15 +118,6 @@ def _parts_table(source: DataSource) -> list[str]:
             "|---|---|---:|---|", *rows]
 
 
-def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them)."""
-    if reference is None or not set(frame.columns) <= set(reference.columns):
-        return frame
-    seen = set(map(tuple, reference.loc[:, list(frame.columns)].astype(float).itertuples(index=False)))
-    keep = [tuple(row) not in seen for row in frame.astype(float).itertuples(index=False)]
-    return frame.loc[keep].reset_index(drop=True)
-
-
 @task(name="watch-champion", task_run_name="watch-champion-{spec.model_name}")
 def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> ChampionWatch:
     """Find the champion and what serves; unless the data is the champion's, measure drift against its
@@ -162,7 +153,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     series: tuple[float, ...] = ()
     if watch.champion_serves:
         assert serving is not None
-        rows = _new_rows(frame, reference)
+        rows = drift_rules.unseen_rows(frame, reference)
         if rows.empty:
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:
