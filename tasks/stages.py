@@ -17,6 +17,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
+from backends.errors import HeartflowError
 from backends.domain.dataset import PreparedData
 from backends.client.importance import ImportanceResult, endpoint_importance
 from backends.domain.search import planned_trials
@@ -126,9 +127,8 @@ def promotion_gate(
                            champion_tags=champion_tags)
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)
-    create_table_artifact([decision.record()], key="gate-decision",
-                          description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
-    backend.record_gate(model, decision.record())
+    # The decision is carried out first (traffic, alias, history with the figures), then its figures go to the
+    # tracking store: a store that fails then cannot leave the candidate deployed, neither promoted nor rejected.
     if decision.promote:
         endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by,
                                    gate=decision.figures())
@@ -137,6 +137,13 @@ def promotion_gate(
         backend.reject(endpoint, model, decision.reason, report=report, triggered_by=triggered_by,
                        gate=decision.figures())
         logger.warning("rejected %s v%s: %s", model.name, model.version, decision.reason)
+    create_table_artifact([decision.record()], key="gate-decision",
+                          description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
+    try:
+        backend.record_gate(model, decision.record())
+    except HeartflowError as exc:  # the decision stands and history holds its figures
+        logger.warning("the gate's figures were not recorded on %s v%s's training run (%s); the decision stands "
+                       "and `heartflow history` holds them", model.name, model.version, exc)
     return decision, endpoint
 
 
