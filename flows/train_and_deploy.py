@@ -6,8 +6,8 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
   known (``tasks.naming``); one task run per stage, named after what it works on;
 - a failed stage ends the flow Failed with ``stage <task run> failed: <error type>: <message>``; a rejected
   promotion ends it Failed with the gate's reason;
-- one rollout per endpoint at a time (``tasks.rollout``: a global concurrency limit around deploy, evaluate,
-  gate and importance);
+- one rollout per endpoint at a time (``tasks.rollout``: a slot around deploy, evaluate, gate and importance
+  that a crashed holder cannot keep);
 - upload and sweep cached on computed keys (``tasks.caching``), so a rerun after a crash skips them;
 - before training (``tasks.watch``): what was read (``data-source``), the serving champion scored on the
   new rows (``champion-decay``) and per-column drift (``data-drift``). When the training data is the
@@ -39,7 +39,7 @@ from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
 from tasks.reports import publish_plan, report_model, report_sweep
 from tasks import events
-from tasks.rollout import deploy_limit_name, rollout_slot
+from tasks.rollout import rollout_slot
 from tasks.stages import (
     deploy_endpoint,
     evaluate_endpoint,
@@ -191,7 +191,7 @@ def _deploy_and_gate(
 
     target = prepared.schema.target
     with (
-        rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
+        rollout_slot(spec.backend, spec.deploy.endpoint_name),
         backend.rollout_lock(spec.deploy.endpoint_name),
     ):
         endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
@@ -253,7 +253,7 @@ def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, mes
     """End Completed with ``message``; when the champion exists but nothing serves, put it back first."""
     if watch.champion is not None and not watch.champion_serves:
         with (
-            rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
+            rollout_slot(spec.backend, spec.deploy.endpoint_name),
             backend.rollout_lock(spec.deploy.endpoint_name),
         ):
             endpoint, _ = _stage(restore_champion, backend, watch.champion, spec.deploy)
