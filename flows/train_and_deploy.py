@@ -41,6 +41,7 @@ from tasks.reports import publish_plan, report_model, report_sweep
 from tasks import events
 from tasks.rollout import rollout_slot
 from tasks.stages import (
+    converge_endpoint,
     deploy_endpoint,
     evaluate_endpoint,
     measure_feature_importance,
@@ -190,10 +191,12 @@ def _deploy_and_gate(
                     watch.situation, watch.champion.version)
 
     target = prepared.schema.target
+    triggered_by = f"flow run {flow_run.name or flow_run.id}"
     with (
         rollout_slot(spec.backend, spec.deploy.endpoint_name),
         backend.rollout_lock(spec.deploy.endpoint_name),
     ):
+        _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name, triggered_by)
         endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
         report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, endpoint.deployment)
         # The champion is measured on the same holdout, through the same endpoint, at the same time.
@@ -201,7 +204,6 @@ def _deploy_and_gate(
         champion_report = None
         if rivals:
             champion_report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, rivals[0])
-        triggered_by = f"flow run {flow_run.name or flow_run.id}"
         (decision, endpoint), _ = _stage(
             promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
             triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha,
@@ -250,18 +252,30 @@ def _drift_tags(watch: ChampionWatch) -> dict[str, str]:
 
 
 def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, message: str) -> State[Any]:
-    """End Completed with ``message``; when the champion exists but nothing serves, put it back first."""
-    if watch.champion is not None and not watch.champion_serves:
-        with (
-            rollout_slot(spec.backend, spec.deploy.endpoint_name),
-            backend.rollout_lock(spec.deploy.endpoint_name),
-        ):
-            endpoint, _ = _stage(restore_champion, backend, watch.champion, spec.deploy)
+    """End Completed with ``message``; what a crashed run left is repaired first, and when the champion exists
+    but nothing serves, it is put back."""
+    champion = watch.champion
+    restored = None
+    with (
+        rollout_slot(spec.backend, spec.deploy.endpoint_name),
+        backend.rollout_lock(spec.deploy.endpoint_name),
+    ):
+        repairs, _ = _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name,
+                            f"flow run {flow_run.name or flow_run.id}")
+        serving = backend.serving(spec.deploy.endpoint_name) if repairs else watch.serving
+        if champion is not None and serving is None:
+            restored, _ = _stage(restore_champion, backend, champion, spec.deploy)
             if spec.deploy.stop_endpoint and spec.backend == "local":
-                backend.teardown(endpoint.name)
-        message += (f"; nothing served on {endpoint.name}: champion {watch.champion.name} v{watch.champion.version} "
-                    f"restored on deployment {endpoint.deployment}")
-    else:
+                backend.teardown(restored.name)
+    if repairs:
+        message += f"; repaired what a crashed run left: {'; '.join(repairs)}"
+    if restored is not None and champion is not None:
+        message += (f"; nothing served on {restored.name}: champion {champion.name} v{champion.version} "
+                    f"restored on deployment {restored.deployment}")
+    elif serving is not None and champion is not None and serving.model_version != champion.version:
+        message += (f"; {serving.name} serves v{serving.model_version}, not champion v{champion.version}: left as it is "
+                    "(see `heartflow status`)")
+    elif not repairs:
         message += "; no deployment change"
     get_run_logger().info("%s", message)
     return Completed(message=message)

@@ -18,6 +18,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
 from backends.errors import HeartflowError
+from backends.domain.convergence import converge
 from backends.domain.dataset import PreparedData
 from backends.client.importance import ImportanceResult, endpoint_importance
 from backends.domain.search import planned_trials
@@ -89,6 +90,18 @@ def register_best_model(backend: Backend, sweep: SweepResult, model_name: str) -
     model = backend.register(sweep, model_name=model_name)
     get_run_logger().info("registered %s version %s from trial run %s", model.name, model.version, model.source_run_id)
     return model
+
+
+@task(name="converge-endpoint", task_run_name="converge-{endpoint_name}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
+def converge_endpoint(backend: Backend, endpoint_name: str, model_name: str, triggered_by: str) -> tuple[str, ...]:
+    """Holding the rollout slot: repair what a crashed run left on the endpoint (a candidate at 0 %, a promotion
+    cut short), each repair logged and recorded (``backends.domain.convergence``)."""
+    actions = converge(backend.rollout_policy(), endpoint_name, model_name, triggered_by)
+    logger = get_run_logger()
+    for action in actions:
+        logger.warning("converged after a crash: %s", action)
+    return actions
 
 
 @task(name="deploy-endpoint", task_run_name="deploy-{model.name}-v{model.version}-to-{spec.endpoint_name}",

@@ -147,7 +147,7 @@ def _row_keys(frame: pd.DataFrame, numeric: set[str]) -> list[tuple[str, ...]]:
         column = frame[name]
         if name in numeric:
             column = pd.to_numeric(column, errors="coerce").astype(float)
-        columns.append(column.astype(object).where(column.notna(), None).map(str).tolist())
+        columns.append(["<empty>" if pd.isna(value) else str(value) for value in column.tolist()])
     return list(zip(*columns, strict=True)) if columns else []
 
 
