@@ -19,6 +19,7 @@ shares the slot, on both backends.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -26,7 +27,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -158,28 +158,31 @@ def _acquire(client: SyncPrefectClient, name: str, me: HolderRecord, timeout_s: 
 
 
 class _Heartbeat:
-    """Renews the holder's heartbeat in a thread of its own (with its own client) while the slot is held."""
+    """Renews the holder's heartbeat in a thread of its own while the slot is held. The thread runs in a copy
+    of the holder's context, so it talks to the same Prefect API (a run's API is set in a context variable)."""
 
-    def __init__(self, variable_id: UUID, record: HolderRecord) -> None:
-        self._id, self._record = variable_id, record
+    def __init__(self, variable_id: UUID, record: HolderRecord, every_s: float) -> None:
+        self._id, self._record, self._every_s = variable_id, record, every_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="heartflow-rollout-heartbeat", daemon=True)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name="heartflow-rollout-heartbeat",
+                                        daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        with get_client(sync_client=True) as client:
-            while not self._stop.wait(HEARTBEAT_S):
-                value = {**self._record.to_json(), "heartbeat": _now()}
-                try:
+        while not self._stop.wait(self._every_s):
+            value = {**self._record.to_json(), "heartbeat": _now()}
+            try:
+                with get_client(sync_client=True) as client:
                     response = client.request("PATCH", "/variables/{id}", path_params={"id": self._id},
                                               json={"value": value})
-                except httpx.HTTPError as exc:  # a blip: the next beat tries again, well inside STALE_S
-                    logger.warning("rollout slot heartbeat of %s failed: %s", self._record.endpoint, exc)
-                    continue
-                if response.status_code == 404:
-                    logger.error("the rollout slot of %s was reclaimed from this run (no heartbeat reached the API "
-                                 "in time); another run may now deploy to it", self._record.endpoint)
-                    return
+            except httpx.HTTPError as exc:  # a blip: the next beat tries again, well inside STALE_S
+                logger.warning("rollout slot heartbeat of %s failed: %s", self._record.endpoint, exc)
+                continue
+            if response.status_code == 404:
+                logger.error("the rollout slot of %s was reclaimed from this run (no heartbeat reached the API "
+                             "in time); another run may now deploy to it", self._record.endpoint)
+                return
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,7 +191,7 @@ class _Heartbeat:
 
 # The slots this context holds: holding one again inside (a rollback the watch starts in a task of the run,
 # which inherits the context) is not a second rollout. Another thread or run does not inherit it.
-_HELD_HERE: ContextVar[frozenset[str]] = ContextVar("heartflow_rollout_slots_held", default=frozenset())
+_HELD_HERE: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("heartflow_rollout_slots_held", default=frozenset())
 
 
 @contextmanager
@@ -202,7 +205,7 @@ def _held_here(name: str) -> Iterator[None]:
 
 @contextmanager
 def rollout_slot(backend: str, endpoint_name: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 holder: str | None = None) -> Iterator[None]:
+                 holder: str | None = None, heartbeat_s: float = HEARTBEAT_S) -> Iterator[None]:
     """Hold the rollout slot of ``endpoint_name`` on ``backend`` for the duration of the block. ``holder``
     names a holder that is not a flow run (``heartflow rollback``). Raises DeploymentError when a live holder
     keeps it past ``timeout_s``."""
@@ -216,7 +219,7 @@ def rollout_slot(backend: str, endpoint_name: str, timeout_s: float = DEFAULT_TI
     with get_client(sync_client=True) as client, _held_here(name):
         variable_id = _acquire(client, name, me, timeout_s, log)
         log.info("holding the rollout slot of %s (waited %.1f s)", endpoint_name, time.monotonic() - asked)
-        heartbeat = _Heartbeat(variable_id, me)
+        heartbeat = _Heartbeat(variable_id, me, heartbeat_s)
         try:
             yield
         finally:

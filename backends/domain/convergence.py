@@ -105,3 +105,31 @@ def _record_missing_promotion(policy: RolloutPolicy, name: str, champion: ModelV
                "record; recorded by the next run", triggered_by=triggered_by,
     ))
     return [f"champion v{champion.version} served on {name} but its promotion was not in history: recorded"]
+
+
+def inconsistencies(policy: RolloutPolicy, requested_endpoint: str, model_name: str) -> tuple[str, ...]:
+    """What `heartflow status` names as not agreeing (read only; the next run repairs the first three)."""
+    name = policy.endpoint_name(requested_endpoint)
+    traffic = policy.read_traffic(name)
+    live = serving(traffic)
+    deployed = policy.deployed_versions(name) if traffic else {}
+    champion = policy.registry.champion(model_name)
+    found: list[str] = []
+    for deployment in sorted(set(traffic) - set(live)):
+        version = deployed.get(deployment, ("", "?"))[1]
+        found.append(f"deployment {deployment} (v{version}) has no traffic: left by a run that stopped before its "
+                     "gate decided; the next run removes it")
+    champion_deployment = _deployment_of(deployed, champion)
+    if champion is not None and live and champion_deployment not in live:
+        versions = ", ".join(f"v{deployed.get(d, ('', '?'))[1]} on {d}" for d in live)
+        found.append(f"{name} serves {versions}, not champion v{champion.version}")
+    if champion is not None and live and champion_deployment in live:
+        served = [e for e in policy.read_history(name) if e.event in {"promoted", "rollback"}]
+        if not served or served[-1].model_version != champion.version:
+            found.append(f"champion v{champion.version} serves but history has no record of its promotion")
+    if champion is not None and not live:
+        found.append(f"champion v{champion.version} exists but nothing serves on {name}: the next run restores it")
+    if champion is None and live:
+        versions = ", ".join(f"v{deployed.get(d, ('', '?'))[1]}" for d in live)
+        found.append(f"{name} serves {versions} but no version is champion (a first run that stopped before its gate)")
+    return tuple(found)

@@ -249,6 +249,25 @@ def test_a_holder_on_another_host_is_reclaimed_when_its_run_is_unknown_or_its_he
     assert any(why in r.getMessage() and "reclaimed" in r.getMessage() for r in caplog.records), caplog.text
 
 
+def test_the_holder_renews_its_heartbeat_while_it_holds_the_slot(
+    prefect_server: PrefectServer, api: SyncPrefectClient,
+) -> None:
+    name = slot_name("local", "slot-beat")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+            rollout_slot("local", "slot-beat", timeout_s=30, heartbeat_s=0.5):
+        first = HolderRecord.from_json(api.read_variable_by_name(name).value)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(1.1)  # the record's times are to the second
+            now = HolderRecord.from_json(api.read_variable_by_name(name).value)
+            if now is not None and first is not None and now.heartbeat > first.heartbeat:
+                break
+        else:
+            pytest.fail("the heartbeat was never renewed")
+        assert now.acquired == first.acquired and now.pid == first.pid
+    assert api.read_variable_by_name(name) is None
+
+
 def test_a_live_holder_on_another_host_is_waited_for(prefect_server: PrefectServer, api: SyncPrefectClient) -> None:
     _foreign_holder(api, "slot-live", heartbeat=datetime.now(UTC), flow_run_id=None)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
