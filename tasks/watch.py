@@ -119,28 +119,6 @@ def _parts_table(source: DataSource) -> list[str]:
             "|---|---|---:|---|", *rows]
 
 
-def _row_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[str, ...]]:
-    """Each row as comparable text: a cell that reads as a number as that number (63 and 63.0 agree), any
-    other as its text, an empty cell as "" (text categories and labels compare too)."""
-    parts = []
-    for column in columns:
-        values = frame[column]
-        numbers = pd.to_numeric(values, errors="coerce")
-        text = values.astype(str).where(values.notna(), "")
-        parts.append(numbers.map(repr).where(numbers.notna(), text).tolist())
-    return list(zip(*parts, strict=True))
-
-
-def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them)."""
-    if reference is None or not set(frame.columns) <= set(reference.columns):
-        return frame
-    columns = [str(c) for c in frame.columns]
-    seen = set(_row_keys(reference, columns))
-    keep = [key not in seen for key in _row_keys(frame, columns)]
-    return frame.loc[keep].reset_index(drop=True)
-
-
 @task(name="watch-champion", task_run_name="watch-champion-{spec.model_name}")
 def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> ChampionWatch:
     """Find the champion and what serves; unless the data is the champion's, measure drift against its
@@ -176,7 +154,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     series: tuple[float, ...] = ()
     if watch.champion_serves:
         assert serving is not None
-        rows = _new_rows(frame, reference)
+        rows = drift_rules.unseen_rows(frame, reference)
         if rows.empty:
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:

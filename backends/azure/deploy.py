@@ -99,6 +99,25 @@ def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[st
     return out
 
 
+def model_reference(model: Any) -> tuple[str, str] | None:
+    """(name, version) of a deployment's model: ``azureml:name:version``, an ARM id ``.../models/<name>/versions/
+    <version>``, or a Model entity; None when it names neither."""
+    if model is None:
+        return None
+    if not isinstance(model, str):
+        name, version = getattr(model, "name", None), getattr(model, "version", None)
+        return (str(name), str(version)) if name and version else None
+    parts = model.strip("/").split("/")
+    if "models" in parts and "versions" in parts:
+        at = parts.index("models")
+        if at + 3 < len(parts) and parts[at + 2] == "versions":
+            return parts[at + 1], parts[at + 3]
+    if model.startswith("azureml:") and model.count(":") == 2:
+        _, name, version = model.split(":")
+        return name, version
+    return None
+
+
 class AzureEndpoints(RolloutPolicy):
     """The rollout on one workspace's managed online endpoints."""
 
@@ -254,6 +273,26 @@ class AzureEndpoints(RolloutPolicy):
             return
         traffic = {k: v for k, v in self.read_traffic(entry.endpoint).items() if k in self._deployment_names(entry.endpoint)}
         self.set_traffic(entry.endpoint, traffic, tags=with_history(endpoint.tags, entry))
+
+    def read_history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self.history(endpoint_name)
+
+    def deployed_versions(self, endpoint_name: str) -> dict[str, tuple[str, str]]:
+        """Each deployment's model, read from its ``model`` reference (``azureml:name:version`` or an ARM id)."""
+        if self.get_endpoint(endpoint_name) is None:
+            return {}
+        client = self._client("endpoint")
+        try:  # the pager is read inside the call, so a blip while paging is retried with the rest
+            found = self._az.call("list deployments",
+                                  lambda: list(client.online_deployments.list(endpoint_name=endpoint_name)))
+        except AzureError as exc:
+            raise translate(exc, DeploymentError, f"listing the deployments of {endpoint_name}") from exc
+        out = {}
+        for deployment in found:
+            model = model_reference(getattr(deployment, "model", None))
+            if model is not None:
+                out[str(deployment.name)] = model
+        return out
 
     # ---- beyond the rollout -----------------------------------------------------------------------
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:

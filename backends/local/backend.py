@@ -206,13 +206,17 @@ class LocalBackend(Backend):
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
         """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""
         from mlflow.entities import Metric, RunTag
+        from mlflow.exceptions import MlflowException
 
         from backends.domain.gate_stats import gate_metrics_and_tags
 
         now = int(time.time() * 1000)
         metrics, tags = gate_metrics_and_tags(numbers)
-        self._client.log_batch(model.source_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                               tags=[RunTag(k, v) for k, v in tags.items()])
+        try:
+            self._client.log_batch(model.source_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                                   tags=[RunTag(k, v) for k, v in tags.items()])
+        except MlflowException as exc:
+            raise RegistrationError(f"could not record the gate's numbers on run {model.source_run_id}: {exc}") from exc
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)

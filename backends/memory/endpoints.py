@@ -100,6 +100,15 @@ class MemoryEndpoints(RolloutPolicy):
     def append_history(self, entry: HistoryEntry) -> None:
         self._history.append(entry)
 
+    def read_history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self.history(endpoint_name)
+
+    def deployed_versions(self, endpoint_name: str) -> dict[str, tuple[str, str]]:
+        endpoint = self._endpoints.get(endpoint_name)
+        if endpoint is None:
+            return {}
+        return {name: (model.name, model.version) for name, model in endpoint.deployments.items()}
+
     # ---- what the backend reads -------------------------------------------------------------------------
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return tuple(e for e in self._history if e.endpoint == endpoint_name)

@@ -10,7 +10,7 @@ import pytest
 
 from backends.domain.history import TAG_STATUS
 from backends.errors import DeploymentError, PromotionRejected, SweepError
-from tests.flow.conftest import ENDPOINT, MODEL, STUMP_SPACE, FlowBed
+from tests.flow.bed import ENDPOINT, MODEL, STUMP_SPACE, FlowBed
 from tests.tables import user_table
 
 
