@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
+from backends.azure import naming
 from backends.azure.entities import CREATED_BY_TAG
 from backends.azure.resilience import status_of
 from backends.azure.trials import ARM_SCOPE
@@ -196,7 +197,8 @@ class ReadinessCheck:
         return CheckLine(label, "ok", detail)
 
     def _endpoint(self, client: Any) -> CheckLine:
-        name = self.settings.endpoint_name or self.spec.deploy.endpoint_name
+        # The name the run will use: the tutorial's default becomes the workspace's derived hf-<hash> name.
+        name = naming.endpoint_name(self.settings, self.spec.deploy.endpoint_name)
         try:
             endpoint = client.online_endpoints.get(name)
         except ResourceNotFoundError:

@@ -15,7 +15,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from backends.azure import AzureBackend
+from backends.azure import AzureBackend, naming
 from backends.azure.readiness import ReadinessReport, check_readiness
 from backends.azure.settings import AzureSettings
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
@@ -138,14 +138,35 @@ def test_quota_branches(settings: AzureSettings) -> None:
 
 
 def test_endpoint_name_branches(settings: AzureSettings) -> None:
-    ours = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={"created-by": "heartflow"})
+    derived = naming.endpoint_name(settings)
+    ours = ManagedOnlineEndpoint(name=derived, tags={"created-by": "heartflow"})
     assert run(settings, workspace_fake(endpoint=ours)).line("endpoint name").status == "ok"
-    foreign = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={})
+    foreign = ManagedOnlineEndpoint(name=derived, tags={})
     report = run(settings, workspace_fake(endpoint=foreign))
     assert not report.ready and "--endpoint-name" in report.line("endpoint name").fix
     taken = run(settings, workspace_fake(), taken=True)
     assert not taken.ready and "taken in westeurope" in taken.line("endpoint name").detail
     assert run(settings, workspace_fake(), taken=None).line("endpoint name").status == "warn"
+
+
+def test_the_check_reads_the_derived_name_the_run_uses_not_the_tutorials(settings: AzureSettings) -> None:
+    """A run asked for the tutorial's name deploys to hf-<hash>; the check looks at that name, so a foreign
+    endpoint under the tutorial's name (never used) blocks nothing, and the DNS probe asks for hf-<hash>."""
+    derived = naming.endpoint_name(settings, "heart-classify-endpoint")
+    assert derived.startswith("hf-")
+    foreign = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={})
+    fake = workspace_fake(endpoint=foreign)
+    asked: list[str] = []
+    backend = AzureBackend(settings, ml_client=fake, blob_service=blob_service(), credential=FakeCredential())
+    report = check_readiness(backend, PipelineSpec(backend="azure", deploy=DeploySpec(instance_type="Standard_F4s_v2")),
+                             name_taken=lambda host: asked.append(host) or False)
+    line = report.line("endpoint name")
+    assert line.status == "ok" and derived in line.detail, line
+    assert asked == [f"{derived}.westeurope.inference.ml.azure.com"]
+    assert [c.args[0] for c in fake.online_endpoints.get.call_args_list] == [derived]
+    named = check_readiness(backend, PipelineSpec(backend="azure", deploy=DeploySpec(
+        endpoint_name="my-own-endpoint", instance_type="Standard_F4s_v2")), name_taken=lambda host: False)
+    assert "my-own-endpoint" in named.line("endpoint name").detail  # a name the user chose is used as it is
 
 
 def test_storage_branches(settings: AzureSettings) -> None:
