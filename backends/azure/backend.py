@@ -28,7 +28,7 @@ from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key,
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
 from backends.base import Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult
 from backends.domain.identity import sweep_identity
-from backends.errors import ConfigurationError, SweepError, UploadError
+from backends.errors import ConfigurationError, RegistrationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
 from backends.azure.watch import AzureWatch
 from backends.domain.selection import pick_best_trial
@@ -295,15 +295,18 @@ class AzureBackend(Backend):
         return watcher.poll(children)
 
     def trial_reader(self, client: Any) -> TrialDataReader:
-        """What the trials logged, from the workspace's MLflow tracking server."""
+        """What the trials logged, from the workspace's MLflow tracking server, read with this backend's
+        credential (MLflow's included: see ``mlflow_auth``)."""
         if self._trial_reader is None:
+            from backends.azure.artifacts import workspace_tracking_uri
+
             try:
-                workspace = self.call("read the workspace", client.workspaces.get, self.settings.workspace_name)
-            except AzureError as exc:
-                raise translate(exc, SweepError, "reading the workspace's MLflow tracking URI") from exc
+                uri = workspace_tracking_uri(client, str(self.settings.workspace_name), self.call, self.credential)
+            except RegistrationError as exc:  # auth and transient failures keep their own kind
+                raise SweepError(str(exc)) from exc
             credential = self.credential
             self._trial_reader = make_trial_reader(
-                str(workspace.mlflow_tracking_uri), lambda: credential.get_token(ARM_SCOPE).token,
+                uri, lambda: credential.get_token(ARM_SCOPE).token,
                 timeout_s=self.settings.http_timeout_s, retry=self.retry,
             )
         return self._trial_reader

@@ -20,6 +20,11 @@ class AzureSession(Protocol):
     @property
     def workspace_scope(self) -> str: ...
 
+    @property
+    def credential(self) -> Any:
+        """The one Azure credential of every call (the SDK's, Blob Storage's and MLflow's)."""
+        ...
+
     def client(self, stage: str, *extra: Need) -> Any:
         """The MLClient, after checking that ``stage`` has every setting it needs."""
         ...
