@@ -156,6 +156,16 @@ class AzureBackend(Backend):
         """One Azure call with the retry policy (transient errors only)."""
         return self.retry.call(what, fn, *args, **kwargs)
 
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to its end with the retry policy."""
+        return self.retry.listing(what, fn, *args, **kwargs)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def pause(self, seconds: float) -> None:
+        self._sleep(seconds)
+
     # --- dry run ---------------------------------------------------------------------------------
 
     def plan(self, spec: PipelineSpec, *, data_sha256: str | None = None) -> AzurePlan:

@@ -33,6 +33,18 @@ class AzureSession(Protocol):
         """One Azure call under the retry policy."""
         ...
 
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to its end under the retry policy (the SDK's pagers fetch pages lazily)."""
+        ...
+
+    def now(self) -> float:
+        """A monotonic clock (injectable in tests)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between polls (injectable in tests)."""
+        ...
+
     def blob_store(self) -> BlobStore: ...
 
     def storage_scopes(self) -> list[str]:

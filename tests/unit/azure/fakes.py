@@ -34,7 +34,7 @@ from azure.ai.ml.operations import (
     OnlineEndpointOperations,
     WorkspaceOperations,
 )
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceResponseError
 from azure.core.polling import LROPoller
 
 from backends.azure.trials import TrialData
@@ -74,6 +74,8 @@ class FakeAzure:
         deployment_error: BaseException | None = None,
         throttle: Iterable[str] = (),
         existing: Iterable[str] = (),
+        creating_polls: int = 0,
+        poll_outage: int = 0,
     ) -> None:
         self.jobs = create_autospec(JobOperations, instance=True)
         self.models = create_autospec(ModelOperations, instance=True)
@@ -95,6 +97,11 @@ class FakeAzure:
         }
         self.deployment_error = deployment_error
         self.throttled = set(throttle)
+        # A deployment stays "Creating" for ``creating_polls`` reads of it; the next ``poll_outage`` polls (the
+        # poller's wait, then reads of a deployment still being created) fail as a dropped connection does.
+        self.creating_polls = creating_polls
+        self.poll_outage = poll_outage
+        self.creating: dict[tuple[str, str], int] = {}
         self.sweep_name: str | None = None
         self._wire()
 
@@ -103,6 +110,20 @@ class FakeAzure:
         if method in self.throttled:
             self.throttled.discard(method)
             raise http_error(429, "Too Many Requests")
+
+    def _poll_fails(self) -> None:
+        if self.poll_outage > 0:
+            self.poll_outage -= 1
+            raise ServiceResponseError("Connection aborted: ('Connection reset by peer')")
+
+    def _advance(self, key: tuple[str, str]) -> None:
+        """One look at a deployment being created: after ``creating_polls`` of them it has succeeded."""
+        if key not in self.creating:
+            return
+        self.creating[key] -= 1
+        if self.creating[key] <= 0:
+            del self.creating[key]
+            self.deployments[key].properties.provisioning_state = "Succeeded"
 
     def trial_reader(self, run_id: str) -> TrialData:
         number = int(run_id.rsplit("_", 1)[1])
@@ -281,14 +302,23 @@ class FakeAzure:
             self._maybe_throttle("online_deployments.begin_create_or_update")
             if deployment.endpoint_name not in self.endpoints:
                 raise ResourceNotFoundError(f"endpoint {deployment.endpoint_name} not found")
+            key = (deployment.endpoint_name, deployment.name)
+            if key in self.creating:  # the generated client maps the service's 409 to ResourceExistsError
+                conflict = ResourceExistsError(f"(Conflict) an operation is in progress on deployment {deployment.name}")
+                conflict.status_code = 409
+                raise conflict
             rest = deployment._to_rest_object(location=LOCATION)
             rest.name = deployment.name
             rest.id = f"{ARM_SCOPE}/onlineEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
             failed = self.deployment_error is not None
             rest.properties.provisioning_state = "Failed" if failed else "Succeeded"
-            self.deployments[(deployment.endpoint_name, deployment.name)] = rest
+            self.deployments[key] = rest
             if failed:
                 return poller(error=self.deployment_error)
+            if self.creating_polls:
+                rest.properties.provisioning_state = "Creating"
+                self.creating[key] = self.creating_polls
+                return self._creating_poller(key)
             return poller(OnlineDeployment._from_rest_object(copy.deepcopy(rest)))
 
         def delete_deployment(name: str, endpoint_name: str, *, local: bool = False) -> Any:
@@ -305,7 +335,11 @@ class FakeAzure:
         def get_deployment(name: str, endpoint_name: str, *, local: bool = False) -> OnlineDeployment:
             if (endpoint_name, name) not in self.deployments:
                 raise ResourceNotFoundError(f"deployment {name} not found")
-            return self.deployment(endpoint_name, name)
+            if (endpoint_name, name) in self.creating:
+                self._poll_fails()
+            answer = self.deployment(endpoint_name, name)
+            self._advance((endpoint_name, name))
+            return answer
 
         def list_deployments(endpoint_name: str, *, local: bool = False) -> Any:
             return iter([OnlineDeployment._from_rest_object(copy.deepcopy(d))
@@ -317,6 +351,27 @@ class FakeAzure:
         self.online_deployments.get.side_effect = get_deployment
         self.online_deployments.get_logs.side_effect = (
             lambda name, endpoint_name, lines, **kw: "Traceback (most recent call last):\nValueError: model folder not found")
+
+    def _creating_poller(self, key: tuple[str, str]) -> Any:
+        """The LROPoller of a deployment being created: each wait polls once (and may hit the outage)."""
+        fake = create_autospec(LROPoller, instance=True)
+        failure: list[BaseException] = []
+
+        def wait(timeout: float | None = None) -> None:
+            if failure:  # azure-core's poller keeps its polling thread's error and raises it on every wait
+                raise failure[0]
+            try:
+                self._poll_fails()
+            except ServiceResponseError as exc:
+                failure.append(exc)
+                raise
+            while key in self.creating:
+                self._advance(key)
+
+        fake.wait.side_effect = wait
+        fake.done.side_effect = lambda: key not in self.creating
+        fake.result.side_effect = lambda timeout=None: self.deployment(*key)
+        return fake
 
     def deployment(self, endpoint: str, name: str) -> OnlineDeployment:
         """A deployment as ``online_deployments.get`` returns it."""
