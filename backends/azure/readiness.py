@@ -23,6 +23,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from backends.azure import naming
 from backends.azure.entities import CREATED_BY_TAG
 from backends.azure.resilience import status_of
+from backends.azure.storage import datastore_secret
 from backends.azure.trials import ARM_SCOPE
 from backends.errors import HeartflowError
 
@@ -110,7 +111,7 @@ class ReadinessCheck:
         client = self.backend.client("check")
         lines.append(self._workspace(client))
         if lines[-1].status != "fail":
-            lines += [self._cluster(client), *self._quota(client), self._endpoint(client), self._storage()]
+            lines += [self._cluster(client), *self._quota(client), self._endpoint(client), self._storage(client)]
         return ReadinessReport(tuple(lines))
 
     # --- the checks --------------------------------------------------------------------------
@@ -221,7 +222,7 @@ class ReadinessCheck:
                              "if the deploy says the name is taken, pick another with --endpoint-name")
         return CheckLine("endpoint name", "ok", f"{name} is free in {self.region}")
 
-    def _storage(self) -> CheckLine:
+    def _storage(self, client: Any) -> CheckLine:
         mode = self.settings.storage_mode
         try:
             store = self.backend.blob_store()
@@ -230,11 +231,19 @@ class ReadinessCheck:
             return CheckLine("storage", "fail", f"{mode} storage not reachable ({_short(exc)})",
                              "check the storage settings and the Storage Blob Data Contributor role on the account")
         where = f"container {store.container} of account {store.service.account_name}"
-        if exists:
-            return CheckLine("storage", "ok", f"{where} ({'workspace default datastore' if mode == 'workspace' else mode})")
         if mode == "workspace":
-            return CheckLine("storage", "fail", f"{where} (the default datastore's) does not exist",
-                             "repair the workspace's default datastore, or set AZURE_STORAGE_ACCOUNT_URL")
+            if not exists:
+                return CheckLine("storage", "fail", f"{where} (the default datastore's) does not exist",
+                                 "repair the workspace's default datastore, or set AZURE_STORAGE_ACCOUNT_URL")
+            if datastore_secret(client, self.backend.call) is None:
+                # No key or SAS to upload with: the upload signs in as the user, and a write needs a data role.
+                return CheckLine("storage", "warn", f"{where} (workspace default datastore); the datastore holds no "
+                                 "credential heartflow may use, so the upload signs in with your Azure AD identity",
+                                 f"ask for Storage Blob Data Contributor on storage account {store.service.account_name} "
+                                 "(AzureML Data Scientist and Owner do not grant it), or the first upload fails with 403")
+            return CheckLine("storage", "ok", f"{where} (workspace default datastore; the upload uses the datastore's own key)")
+        if exists:
+            return CheckLine("storage", "ok", f"{where} ({mode})")
         return CheckLine("storage", "ok", f"{where} does not exist yet; the upload creates it (private)")
 
 

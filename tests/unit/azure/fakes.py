@@ -14,8 +14,11 @@ from typing import Any
 from unittest.mock import create_autospec
 
 from azure.ai.ml.entities import (
+    AccountKeyConfiguration,
     AmlCompute,
     AzureBlobDatastore,
+    Datastore,
+    SasTokenConfiguration,
     EndpointAuthKeys,
     Environment,
     OnlineDeployment,
@@ -76,6 +79,7 @@ class FakeAzure:
         existing: Iterable[str] = (),
         creating_polls: int = 0,
         poll_outage: int = 0,
+        default_datastore: str = "key",
     ) -> None:
         self.jobs = create_autospec(JobOperations, instance=True)
         self.models = create_autospec(ModelOperations, instance=True)
@@ -102,6 +106,7 @@ class FakeAzure:
         self.creating_polls = creating_polls
         self.poll_outage = poll_outage
         self.creating: dict[tuple[str, str], int] = {}
+        self.default_datastore_kind = default_datastore  # "key", "sas" or "identity": what workspaceblobstore holds
         self.sweep_name: str | None = None
         self._wire()
 
@@ -173,6 +178,7 @@ class FakeAzure:
             name=preexisting_compute.name, size=preexisting_compute.size, min_instances=0,
             max_instances=self.cluster_max_nodes) if self.stored["compute"] is preexisting_compute else self.stored["compute"])
         self.workspaces.get.side_effect = get_or_missing("workspace", lambda: self.stored["workspace"])
+        self.datastores.get_default.side_effect = self._default_datastore
         self.workspaces.begin_create.side_effect = created("workspace")
         self.workspaces.begin_delete.side_effect = lambda name, **kw: poller(None)
         self.compute.begin_delete.side_effect = lambda name, **kw: poller(None)
@@ -351,6 +357,22 @@ class FakeAzure:
         self.online_deployments.get.side_effect = get_deployment
         self.online_deployments.get_logs.side_effect = (
             lambda name, endpoint_name, lines, **kw: "Traceback (most recent call last):\nValueError: model folder not found")
+
+    DATASTORE_KEY = "ZGF0YXN0b3JlLWtleQ=="
+
+    def _default_datastore(self, *, include_secrets: bool = False) -> Any:
+        """``datastores.get_default`` as the SDK builds it from the service's answer: the secret (account key
+        or SAS) only when asked with include_secrets (the listSecrets call), else credentials without it."""
+        credentials = {"key": AccountKeyConfiguration(account_key=self.DATASTORE_KEY),
+                       "sas": SasTokenConfiguration(sas_token="sv=2024-01-01&sig=c2Fz"),
+                       "identity": None}[self.default_datastore_kind]
+        store = AzureBlobDatastore(name="workspaceblobstore", account_name="wsacct", container_name="azureml-blobstore-1",
+                                   credentials=credentials)
+        rest = store._to_rest_object()
+        rest.name = store.name
+        if not include_secrets and self.default_datastore_kind != "identity":
+            rest.properties.credentials.secrets = None
+        return Datastore._from_rest_object(rest)
 
     def _creating_poller(self, key: tuple[str, str]) -> Any:
         """The LROPoller of a deployment being created: each wait polls once (and may hit the outage)."""

@@ -178,12 +178,9 @@ def test_storage_branches(settings: AzureSettings) -> None:
 
 
 def test_workspace_mode_checks_the_default_datastore(settings: AzureSettings) -> None:
-    from azure.ai.ml.entities import AzureBlobDatastore
 
     default_only = settings.model_copy(update={"storage_connection_string": None})
-    fake = workspace_fake()
-    fake.datastores.get_default.side_effect = lambda **kw: AzureBlobDatastore(
-        name="workspaceblobstore", account_name="wsacct", container_name="azureml-blobstore-1")
+    fake = workspace_fake()  # the default datastore holds an account key, as a new workspace's does
     assert run(default_only, fake).line("storage").status == "ok"
     missing = run(default_only, fake, storage=blob_service(exists=False))
     assert missing.line("storage").status == "fail" and "default datastore" in missing.line("storage").detail
@@ -222,3 +219,15 @@ def test_usages_as_the_sdks_listing_returns_them(settings: AzureSettings) -> Non
     fake.compute.list_usage.side_effect = lambda **kw: iter([usage])
     line = run(settings, fake).line("cluster quota")
     assert line.status == "fail" and "2 of 12 left" in line.detail
+
+
+def test_check_says_which_role_a_workspace_upload_needs(settings: AzureSettings) -> None:
+    default_only = settings.model_copy(update={"storage_connection_string": None})
+    with_key = run(default_only, workspace_fake())  # the fake's default datastore holds an account key
+    assert with_key.line("storage").status == "ok" and "datastore's own key" in with_key.line("storage").detail
+    fake = workspace_fake()
+    fake.default_datastore_kind = "identity"
+    line = run(default_only, fake).line("storage")
+    assert line.status == "warn" and "Storage Blob Data Contributor on storage account heartacct" in line.fix
+    written = [c for c in fake.datastores.method_calls if not c[0].split(".")[-1].startswith(("get", "list"))]
+    assert written == []  # the check still writes nothing
