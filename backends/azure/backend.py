@@ -237,7 +237,8 @@ class AzureBackend(Backend):
                                    data_path=data_ref, model_name=self.model_name, environment=env_ref,
                                    schema_json=schema_json, user_identity=self._user_identity())
         key = sweep_key(data_sha256=data.sha256, spec=spec, schema_json=schema_json,
-                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name)
+                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name,
+                        environment=env_ref)
         attached = submit_or_attach(client, job, key, call=self.call, experiment_name=self.settings.experiment_name,
                                     check=f"compute {self.settings.compute} and environment {env_ref}")
         name = attached.name

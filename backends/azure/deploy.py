@@ -160,7 +160,7 @@ class AzureEndpoints(RolloutPolicy):
     def _deployment_names(self, endpoint: str) -> set[str]:
         client = self._client("endpoint")
         try:
-            return {d.name for d in self._az.call("list deployments", client.online_deployments.list, endpoint_name=endpoint)}
+            return {d.name for d in self._az.listing("list deployments", client.online_deployments.list, endpoint_name=endpoint)}
         except AzureError as exc:
             raise translate(exc, DeploymentError, f"listing the deployments of {endpoint}") from exc
 

@@ -84,8 +84,9 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
             out.append(LimitViolation(field, NAME_RULE, value))
     if not _COMPUTE_NAME.match(settings.compute or ""):
         out.append(LimitViolation("settings.compute", f"an AmlCompute name: {COMPUTE_NAME_RULE}", settings.compute))
-    if settings.blue_deployment == settings.green_deployment:
-        out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ", settings.green_deployment))
+    if settings.blue_deployment.lower() == settings.green_deployment.lower():  # Azure lowercases them: one name
+        out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ (ignoring case: "
+                                  "Azure ML lowercases deployment names)", settings.green_deployment))
     if not _ASSET_NAME.match(spec.model_name or ""):
         out.append(LimitViolation("model_name", "letters, digits, '-', '_' and '.', at most 255 characters", spec.model_name))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "warn", "fail"]
+# Managed online endpoints: Azure keeps 20 % of a deployment's instances in reserve for upgrades, so a
+# deployment of n instances needs the quota of ceil(1.2 n).
+ENDPOINT_QUOTA_RESERVE = 0.2
 
 
 @dataclass(frozen=True)
@@ -177,21 +181,25 @@ class ReadinessCheck:
         instance_type = self.settings.instance_type or self.spec.deploy.instance_type
         return [
             self._family_quota("cluster quota", sizes, usages, self.settings.compute_size, self.settings.compute_max_nodes),
-            self._family_quota("endpoint quota", sizes, usages, instance_type, self.spec.deploy.instance_count),
+            # Blue and green run at once during a rollout, and Azure reserves 20 % more for upgrades.
+            self._family_quota("endpoint quota", sizes, usages, instance_type, self.spec.deploy.instance_count,
+                               deployments=2, reserve=ENDPOINT_QUOTA_RESERVE),
         ]
 
-    def _family_quota(self, label: str, sizes: dict[str, Any], usages: Iterable[Any], vm: str, count: int) -> CheckLine:
+    def _family_quota(self, label: str, sizes: dict[str, Any], usages: Iterable[Any], vm: str, count: int, *,
+                      deployments: int = 1, reserve: float = 0.0) -> CheckLine:
         size = sizes.get(vm.lower())
         if size is None:
             return CheckLine(label, "fail", f"{vm} is not offered in {self.region}",
                              "pick a VM size from `az ml compute list-sizes` for this region")
-        needed = int(size.v_cp_us or 0) * count
+        needed = int(size.v_cp_us or 0) * math.ceil(count * (1 + reserve) - 1e-9) * deployments
         usage = next((u for u in usages if _name_of(u)[0].lower() == str(size.family).lower()), None)
         if usage is None:
             return CheckLine(label, "warn", f"no quota listed for family {size.family} ({needed} vCPUs needed)",
                              "check Azure portal > Quotas > Machine learning")
         left = int(usage.limit or 0) - int(usage.current_value or 0)
-        detail = f"{vm} x{count} needs {needed} vCPUs of {size.family}; {left} of {usage.limit} left"
+        why = f" (x{deployments} deployments at once, +{reserve:.0%} Azure reserves)" if deployments > 1 or reserve else ""
+        detail = f"{vm} x{count}{why} needs {needed} vCPUs of {size.family}; {left} of {usage.limit} left"
         if needed > left:
             return CheckLine(label, "fail", detail, f"request more {size.family} quota (Azure portal > Quotas > "
                              "Machine learning) or pick a smaller size / fewer nodes")

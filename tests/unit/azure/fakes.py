@@ -38,6 +38,7 @@ from azure.ai.ml.operations import (
     WorkspaceOperations,
 )
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceResponseError
+from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from backends.azure.trials import TrialData
@@ -48,10 +49,34 @@ ARM_SCOPE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups
              "Microsoft.MachineLearningServices/workspaces/ws-heartflow")
 
 
+JOB_EXISTS_MESSAGE = (
+    "(UserError) A job with this name already exists. If you are trying to create a new job, use a different name. "
+    "If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, "
+    "OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.\n"
+    "Code: UserError\nMessage: A job with this name already exists.")
+
+
 def http_error(status: int, message: str = "") -> HttpResponseError:
     error = HttpResponseError(message=message or f"HTTP {status}")
     error.status_code = status
     return error
+
+
+def paged(items: list[Any], page_two_failures: list[int]) -> ItemPaged:
+    """What the SDK's list operations return: an ItemPaged that fetches its pages lazily, while it is iterated.
+    The second page fails with a dropped connection while ``page_two_failures[0]`` > 0 (counted down)."""
+    half = max(len(items) // 2, 1)
+
+    def get_next(token: str | None) -> Any:
+        if token == "page-2" and page_two_failures[0] > 0:
+            page_two_failures[0] -= 1
+            raise ServiceResponseError("Connection aborted while reading page 2")
+        return token
+
+    def extract(token: str | None) -> tuple[str | None, list[Any]]:
+        return ("page-2", items[:half]) if token is None else (None, items[half:])
+
+    return ItemPaged(get_next, extract)
 
 
 def poller(result: Any = None, error: BaseException | None = None) -> Any:
@@ -80,6 +105,7 @@ class FakeAzure:
         creating_polls: int = 0,
         poll_outage: int = 0,
         default_datastore: str = "key",
+        page_two_failures: int = 0,
     ) -> None:
         self.jobs = create_autospec(JobOperations, instance=True)
         self.models = create_autospec(ModelOperations, instance=True)
@@ -106,7 +132,8 @@ class FakeAzure:
         self.creating_polls = creating_polls
         self.poll_outage = poll_outage
         self.creating: dict[tuple[str, str], int] = {}
-        self.default_datastore_kind = default_datastore  # "key", "sas" or "identity": what workspaceblobstore holds
+        self.default_datastore_kind = default_datastore
+        self.page_two_failures = [page_two_failures]  # listings (models, deployments) whose page 2 drops, in all  # "key", "sas" or "identity": what workspaceblobstore holds
         self.sweep_name: str | None = None
         self._wire()
 
@@ -191,7 +218,9 @@ class FakeAzure:
         def create_job(job: Any, **kwargs: Any) -> Any:
             self._maybe_throttle("jobs.create_or_update")
             if job.name in self.earlier_jobs or job.name == self.sweep_name:
-                raise http_error(409, f"job {job.name} already exists")
+                # The service answers a PUT of an existing job name with 400 UserError (not a 409), which the
+                # generated client raises as a plain HttpResponseError.
+                raise http_error(400, JOB_EXISTS_MESSAGE)
             self.sweep_name = job.name
             return SimpleNamespace(name=job.name, status="Starting", studio_url=f"https://ml.azure.com/runs/{job.name}")
 
@@ -247,7 +276,7 @@ class FakeAzure:
         def list_models(name: str | None = None, stage: str | None = None, **kw: Any) -> Any:
             if name not in self.model_versions:
                 raise ResourceNotFoundError(f"model {name} not found")
-            return iter(list(self.model_versions[name]))
+            return paged(list(self.model_versions[name]), self.page_two_failures)
 
         self.models.create_or_update.side_effect = create_model
         self.models.get.side_effect = get_model
@@ -348,8 +377,8 @@ class FakeAzure:
             return answer
 
         def list_deployments(endpoint_name: str, *, local: bool = False) -> Any:
-            return iter([OnlineDeployment._from_rest_object(copy.deepcopy(d))
-                         for (e, _), d in self.deployments.items() if e == endpoint_name])
+            return paged([OnlineDeployment._from_rest_object(copy.deepcopy(d))
+                          for (e, _), d in self.deployments.items() if e == endpoint_name], self.page_two_failures)
 
         self.online_deployments.begin_create_or_update.side_effect = put_deployment
         self.online_deployments.begin_delete.side_effect = delete_deployment

@@ -50,7 +50,7 @@ def workspace_fake(*, cluster: Any = None, used: int = 0, limit: int = 24, endpo
         Usage(name=UsageName(value="standardDSv2Family", localized_value="Standard DSv2 Family vCPUs"),
               current_value=used, limit=limit, unit="Count"),
         Usage(name=UsageName(value="standardFSv2Family", localized_value="Standard FSv2 Family vCPUs"),
-              current_value=0, limit=8, unit="Count"),
+              current_value=0, limit=16, unit="Count"),
     ])
     if endpoint is not None:  # the fake keeps endpoints in their REST form, as the service does
         rest = endpoint._to_rest_online_endpoint(location="westeurope")
