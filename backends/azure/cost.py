@@ -45,7 +45,7 @@ class CostEstimate:
 
     def render(self) -> str:
         return "\n".join([
-            f"estimated cost of this run (approximate USD list prices; yours depend on region and agreement):",
+            "estimated cost of this run (approximate USD list prices; yours depend on region and agreement):",
             f"  cluster  {self.cluster_size}: {self.cluster_node_minutes:.0f} node-minutes   ~ ${self.cluster_usd:.2f}",
             f"  endpoint {self.endpoint_size}: {self.endpoint_instance_minutes:.0f} instance-minutes ~ ${self.endpoint_usd:.2f}",
             f"  container registry (Basic), one day                ~ ${REGISTRY_USD_PER_DAY:.2f}",

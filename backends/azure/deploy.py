@@ -209,14 +209,15 @@ class AzureEndpoints(RolloutPolicy):
         built = entities.build_deployment(settings, spec, name=deployment, endpoint_name=endpoint_name,
                                           model=f"azureml:{model.name}:{model.version}", environment=environment)
         wanted = DeploymentWanted.of(built)
+        name = str(built.name)  # lowercased by build_deployment, as Azure keys it
         timeout = settings.deployment_timeout_s
-        existing = read_deployment(self._az, client, endpoint_name, built.name)
+        existing = read_deployment(self._az, client, endpoint_name, name)
         if existing is not None and state_of(existing) in IN_PROGRESS:
-            logger.info("deployment %s of %s is %s (an earlier attempt); waiting on it before writing", built.name,
+            logger.info("deployment %s of %s is %s (an earlier attempt); waiting on it before writing", name,
                         endpoint_name, state_of(existing))
-            existing = wait_for_deployment(self._az, client, endpoint_name, built.name, timeout)
+            existing = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
         if existing is not None and state_of(existing) == "succeeded" and wanted.matches(existing):
-            logger.info("deployment %s of %s already serves %s v%s; keeping it", built.name, endpoint_name,
+            logger.info("deployment %s of %s already serves %s v%s; keeping it", name, endpoint_name,
                         model.name, model.version)
             return
         try:
@@ -226,14 +227,14 @@ class AzureEndpoints(RolloutPolicy):
         except TransientBackendError as blip:
             # The poll failed, not the deployment: Azure goes on creating it. Wait on the deployment itself; if
             # the service stays unreachable, the error propagates with the deployment left in place for a retry.
-            logger.warning("polling deployment %s of %s failed (%s); reading its state instead", built.name,
+            logger.warning("polling deployment %s of %s failed (%s); reading its state instead", name,
                            endpoint_name, blip.__cause__ or blip)
-            result = wait_for_deployment(self._az, client, endpoint_name, built.name, timeout)
+            result = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
         except ResourceExistsError:
             # 409: another operation on this deployment is under way (an earlier attempt racing this one).
-            result = wait_for_deployment(self._az, client, endpoint_name, built.name, timeout)
+            result = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
             if not wanted.matches(result):
-                raise DeploymentError(f"deployment {built.name} of {endpoint_name} was being changed by another "
+                raise DeploymentError(f"deployment {name} of {endpoint_name} was being changed by another "
                                       "operation and now holds something else; deploy again") from None
         except (AzureError, DeploymentError) as exc:
             raise self._failed(endpoint_name, deployment, before, exc) from exc

@@ -14,8 +14,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from backends.azure import load_settings
     from tests.integration.azure.live import LiveNames, live_cost, live_overrides
 
-    settings = load_settings(live_overrides(LiveNames(), Path(".heartflow")))
-    lines = live_cost(settings).render().splitlines()
+    live_settings = load_settings(live_overrides(LiveNames(), Path(".heartflow")))
+    lines = live_cost(live_settings).render().splitlines()
     lines.append("the teardown deletes the endpoint, the cluster and what this run created, also when a step fails; "
                  "interrupt now (Ctrl-C) to spend nothing")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -58,7 +58,7 @@ def mlflow_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             seen.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
             run = {"run": {"info": {"run_id": "heartflow-sweep_1", "experiment_id": "1", "status": "FINISHED",
                                     "start_time": 1_000, "end_time": 4_500, "lifecycle_stage": "active"},
