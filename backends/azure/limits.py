@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from backends.azure import naming
 from backends.azure.settings import AzureSettings
+from backends.azure.trial_args import trial_argument_problems
 from backends.errors import ConfigurationError
 from backends.domain.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
 
@@ -146,6 +147,9 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     instance_type = settings.instance_type or deploy.instance_type
     if not instance_type or not _ONLINE_SKU.match(instance_type.lower()):
         out.append(LimitViolation("deploy.instance_type", ONLINE_SKU_RULE, instance_type))
+    if not out:  # the command line of a trial, as Azure renders its values (only for a spec the rules allow)
+        for name, value, said in trial_argument_problems(sweep):
+            out.append(LimitViolation(f"search_space.{name}", f"a trial would fail with it ({said})", value))
     return out
 
 

@@ -39,3 +39,26 @@ def test_every_distribution_type_of_the_spec_is_covered() -> None:
 ])
 def test_parse_param_text(text: str, value: object) -> None:
     assert parse_param_text(text) == value and type(parse_param_text(text)) is type(value)
+
+
+@pytest.mark.parametrize("case", RENDERINGS, ids=lambda c: c.name)
+def test_the_dry_run_passes_every_case(case: Rendering) -> None:
+    from backends.azure.trial_args import trial_argument_problems
+
+    assert trial_argument_problems(case.spec()) == []
+
+
+def test_the_dry_run_refuses_a_value_a_trial_would_fail_with(settings: object) -> None:
+    """A randint can draw 0 trees; a uniform max_features can reach 0.0: each is named, with the estimator's
+    own words, before anything is submitted (the others pass)."""
+    from backends.azure.limits import check_limits
+    from backends.domain.spec import PipelineSpec, SweepSpec
+
+    spec = SweepSpec.model_validate({"sampling": "random", "search_space": {
+        "n_estimators": {"type": "randint", "upper": 50},
+        "max_features": {"type": "uniform", "min_value": 0.0, "max_value": 0.9},
+        "max_depth": {"type": "quniform", "min_value": 2, "max_value": 12, "q": 2}}})
+    violations = {v.field: v for v in check_limits(PipelineSpec(backend="azure", sweep=spec), settings)}  # type: ignore[arg-type]
+    assert set(violations) == {"search_space.n_estimators", "search_space.max_features"}
+    assert "Got 0 instead" in violations["search_space.n_estimators"].rule
+    assert violations["search_space.max_features"].value == "0.0"
