@@ -22,8 +22,10 @@ from backends.azure.plan import AzurePlan, build_plan
 from backends.azure.provisioning import AzureProvisioner, ProvisionReport, TeardownReport
 from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
-from backends.azure.settings import AzureSettings, Need
-from backends.azure.storage import BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url
+from backends.azure.settings import AzureSettings, Need, make_credential
+from backends.azure.storage import (
+    BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url, datastore_secret,
+)
 from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
 from backends.base import (
@@ -31,7 +33,7 @@ from backends.base import (
 )
 from backends.client.evaluation import evaluate_with
 from backends.domain.identity import sweep_identity
-from backends.errors import ConfigurationError, SweepError, UploadError
+from backends.errors import ConfigurationError, RegistrationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
 from backends.azure.watch import AzureWatch
 from backends.domain.selection import pick_best_trial
@@ -90,20 +92,9 @@ class AzureBackend(Backend):
 
     @property
     def credential(self) -> Any:
+        """The one credential of every Azure call: the SDK's, Blob Storage's and MLflow's (``mlflow_auth``)."""
         if self._credential is None:
-            settings = self.settings
-            if settings.client_secret is not None:
-                if not (settings.tenant_id and settings.client_id):
-                    raise ConfigurationError("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID as well")
-                from azure.identity import ClientSecretCredential
-
-                self._credential = ClientSecretCredential(
-                    settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value()
-                )
-            else:
-                from azure.identity import DefaultAzureCredential
-
-                self._credential = DefaultAzureCredential()
+            self._credential = make_credential(self.settings)
         return self._credential
 
     def client(self, stage: str, *extra: Need) -> Any:
@@ -125,8 +116,10 @@ class AzureBackend(Backend):
         self.settings.require("storage", stage="upload")
         if self.settings.storage_mode == "workspace":
             default = self.default_datastore()
-            if self._blob_service is None:
-                self._blob_service = create_blob_service(self.settings, self.credential, account_url=datastore_account_url(default))
+            if self._blob_service is None:  # the datastore's own key or SAS; the identity when it holds none
+                secret = datastore_secret(self.client("upload"), self.call)
+                self._blob_service = create_blob_service(self.settings, secret or self.credential,
+                                                         account_url=datastore_account_url(default))
             return BlobStore(self._blob_service, default.container_name, self.settings.blob_prefix, self.retry, self.settings.http_timeout_s)
         if self._blob_service is None:
             self._blob_service = create_blob_service(self.settings, None if self.settings.storage_connection_string else self.credential)
@@ -158,6 +151,16 @@ class AzureBackend(Backend):
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One Azure call with the retry policy (transient errors only)."""
         return self.retry.call(what, fn, *args, **kwargs)
+
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to its end with the retry policy."""
+        return self.retry.listing(what, fn, *args, **kwargs)
+
+    def now(self) -> float:  # the injectable clock and sleep, for waits outside the SDK's pollers
+        return self._clock()
+
+    def pause(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     # --- dry run ---------------------------------------------------------------------------------
 
@@ -237,7 +240,8 @@ class AzureBackend(Backend):
                                    data_path=data_ref, model_name=self.model_name, environment=env_ref,
                                    schema_json=schema_json, user_identity=self._user_identity())
         key = sweep_key(data_sha256=data.sha256, spec=spec, schema_json=schema_json,
-                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name)
+                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name,
+                        environment=env_ref)
         attached = submit_or_attach(client, job, key, call=self.call, experiment_name=self.settings.experiment_name,
                                     check=f"compute {self.settings.compute} and environment {env_ref}")
         name = attached.name
@@ -298,17 +302,17 @@ class AzureBackend(Backend):
         return watcher.poll(children)
 
     def trial_reader(self, client: Any) -> TrialDataReader:
-        """What the trials logged, from the workspace's MLflow tracking server."""
+        """What the trials logged, from the workspace's MLflow, read with this backend's credential (MLflow's too)."""
         if self._trial_reader is None:
-            try:
-                workspace = self.call("read the workspace", client.workspaces.get, self.settings.workspace_name)
-            except AzureError as exc:
-                raise translate(exc, SweepError, "reading the workspace's MLflow tracking URI") from exc
+            from backends.azure.artifacts import workspace_tracking_uri
+
             credential = self.credential
-            self._trial_reader = make_trial_reader(
-                str(workspace.mlflow_tracking_uri), lambda: credential.get_token(ARM_SCOPE).token,
-                timeout_s=self.settings.http_timeout_s, retry=self.retry,
-            )
+            try:
+                uri = workspace_tracking_uri(client, str(self.settings.workspace_name), self.call, credential)
+            except RegistrationError as exc:  # auth and transient failures keep their own kind
+                raise SweepError(str(exc)) from exc
+            self._trial_reader = make_trial_reader(uri, lambda: credential.get_token(ARM_SCOPE).token,
+                                                   timeout_s=self.settings.http_timeout_s, retry=self.retry)
         return self._trial_reader
 
     # --- register: AzureRegistry (champion: Backend.champion, through the rollout policy) ---------
