@@ -162,8 +162,6 @@ class AzureBackend(Backend):
     def pause(self, seconds: float) -> None:
         self._sleep(seconds)
 
-    # --- dry run ---------------------------------------------------------------------------------
-
     def plan(self, spec: PipelineSpec, *, data_sha256: str | None = None) -> AzurePlan:
         """Build and validate every object the run would create; calls nothing on Azure."""
         return build_plan(spec, self.settings, data_sha256=data_sha256)
@@ -383,15 +381,12 @@ class AzureBackend(Backend):
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
         return sweep_identity(data, spec, schema_json)
 
-    # --- artifacts -------------------------------------------------------------------------------
-
     stores_files = True  # plots go to the workspace's MLflow, beside the run they describe
 
+    # Lazy imports: MLflow loads only when something is attached or recorded.
     def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
-        """Log ``files`` under ``plots/`` of the model's trial run in the workspace's MLflow (beside its metrics
-        in Studio); RegistrationError when the workspace or the run cannot be reached."""
+        """``files`` under ``plots/`` of the model's trial run in the workspace's MLflow (RegistrationError)."""
         from backends.azure.artifacts import attach_for
-
         attach_for(self, model.source_run_id, files)
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # as locally: gate_* metrics
@@ -400,5 +395,4 @@ class AzureBackend(Backend):
 
     def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
         from backends.azure.artifacts import attach_for
-
         attach_for(self, sweep.sweep_id, files)  # as attach_files, on the sweep job's run
