@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from backends.results import Endpoint, HistoryEntry, ShadowFigures, WatchRecord
 
@@ -277,6 +277,34 @@ def with_shadow(decision_promote: bool, decision_reason: str, verdict: ShadowVer
     if verdict.note:
         return decision_promote, f"{decision_reason}; {verdict.note}"
     return decision_promote, decision_reason
+
+
+class _Decision(Protocol):
+    """What ``gate_with_shadow`` reads of the gate's decision (``backends.domain.selection.GateDecision``, not
+    imported: selection imports the spec, which reads the defaults here)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def promote(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+DecisionT = TypeVar("DecisionT", bound=_Decision)
+
+
+def gate_with_shadow(decision: DecisionT, figures: ShadowFigures | None, max_disagreement: float) -> DecisionT:
+    """The holdout gate's decision once it has read the shadow (``with_shadow``); a fallback to the holdout alone
+    is also kept among the decision's warnings."""
+    verdict = shadow_verdict(figures, max_disagreement)
+    promote, reason = with_shadow(decision.promote, decision.reason, verdict)
+    warnings = (*decision.warnings, verdict.note) if verdict.note else decision.warnings
+    return dataclasses.replace(decision, promote=promote, reason=reason, warnings=warnings)
 
 
 def settle_watches(entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:

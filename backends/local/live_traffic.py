@@ -43,7 +43,8 @@ class LocalLiveTraffic:
                 missing = sorted(wanted - set(state.deployments))
                 if missing:
                     raise DeploymentError(f"endpoint {endpoint.name} has no deployment {', '.join(missing)} to {kind}")
-            write_state(paths, dataclasses.replace(state, **{kind: config}))
+            changed = dataclasses.replace(state, mirror=config) if kind == "mirror" else dataclasses.replace(state, watch=config)
+            write_state(paths, changed)
 
     def _session(self, endpoint: Endpoint) -> str:
         paths = self._paths(endpoint)
