@@ -41,7 +41,7 @@ from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, r
 from tasks.reports import publish_plan, report_model, report_sweep
 from tasks import events
 from tasks.rollout import deploy_limit_name, rollout_slot
-from tasks.shadow import shadow_candidate, watch_new_champion
+from tasks.shadow import close_watch, open_watch, shadow_candidate, watch_new_champion
 from tasks.stages import (
     deploy_endpoint,
     evaluate_endpoint,
@@ -204,20 +204,27 @@ def _deploy_and_gate(
         if rivals:
             champion_report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, rivals[0])
         shadow, watching = _live_stages(spec, backend, endpoint, rivals, logger)
+        session = open_watch(backend, endpoint, rivals[0]) if watching is not None else None
         triggered_by = f"flow run {flow_run.name or flow_run.id}"
-        (decision, endpoint), _ = _stage(
-            promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
-            triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, shadow=shadow,
-            max_disagreement=spec.deploy.max_disagreement, watch=watching,
-        )
+        promoted = False
+        try:
+            (decision, endpoint), _ = _stage(
+                promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
+                triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, shadow=shadow,
+                max_disagreement=spec.deploy.max_disagreement, watch=watching,
+            )
+            promoted = decision.promote
+        finally:
+            if session is not None and not promoted:  # nothing to watch: the champion kept its traffic
+                close_watch(backend, endpoint)
         watched: WatchRecord | None = None
         if decision.promote:
             champion: ModelVersion | None = model
-            if watching is not None and champion_report is not None:
+            if session is not None and champion_report is not None:
                 previous = backend.get_model(model.name, champion_report.model_version)
                 (watched, endpoint), _ = _stage(
                     watch_new_champion, backend, endpoint, model, previous, rivals[0], champion_report,
-                    spec.deploy.watch_seconds, shadow.champion_p99_ms if shadow else None,
+                    spec.deploy.watch_seconds, shadow.champion_p99_ms if shadow else None, session,
                 )
                 if watched.outcome == "rolled_back":
                     champion = previous

@@ -44,12 +44,24 @@ def shadow_candidate(backend: Backend, endpoint: Endpoint, candidate: str, secon
     return figures
 
 
+def open_watch(backend: Backend, endpoint: Endpoint, previous_deployment: str) -> str:
+    """Start recording the candidate's live answers, with ``previous_deployment`` as its fallback, before the
+    gate moves traffic: from the first live request the new champion takes, a failure is counted and answered
+    by the warm previous champion. A rejected candidate's deployment is removed, and its watch with it."""
+    return _live(backend).start_watch(endpoint, endpoint.deployment, previous_deployment)
+
+
+def close_watch(backend: Backend, endpoint: Endpoint) -> None:
+    _live(backend).stop_watch(endpoint)
+
+
 @task(name="watch-new-champion", task_run_name="watch-{model.name}-v{model.version}-{seconds}s")
 def watch_new_champion(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, previous: ModelVersion, previous_deployment: str,
-    previous_report: EvalReport, seconds: int, reference_p99_ms: float | None,
+    previous_report: EvalReport, seconds: int, reference_p99_ms: float | None, session: str,
 ) -> tuple[WatchRecord, Endpoint]:
-    """Watch the new champion with ``previous`` warm at 0 %: roll back automatically (the rollout policy's
+    """Watch the new champion (watch ``session``, opened before the promotion moved traffic) with ``previous``
+    warm at 0 %: roll back automatically (the rollout policy's
     promotion with event "rollback", by "watch") when a limit is crossed; else remove the old deployment and
     record that the watch passed. Returns the record and the endpoint that serves afterwards."""
     logger = get_run_logger()
@@ -58,11 +70,14 @@ def watch_new_champion(
     def on_sample(elapsed: float, sample: WatchSample) -> None:
         points.append((round(elapsed, 2), sample.requests, sample.errors))
 
-    record = run_watch(_live(backend), endpoint, previous_deployment, seconds, reference_p99_ms, on_sample=on_sample)
+    record = run_watch(_live(backend), endpoint, session, seconds, reference_p99_ms, on_sample=on_sample)
     if record.outcome == "rolled_back":
         restored = dataclasses.replace(endpoint, deployment=previous_deployment, model_version=previous.version)
-        serving = backend.promote(restored, previous, previous_report, event="rollback", reason=record.reason,
-                                  triggered_by="watch", watch=record)
+        try:
+            serving = backend.promote(restored, previous, previous_report, event="rollback", reason=record.reason,
+                                      triggered_by="watch", watch=record)
+        finally:
+            close_watch(backend, endpoint)
         logger.warning("rolled back %s to %s v%s: %s", endpoint.name, previous.name, previous.version, record.reason)
     else:
         backend.rollout_policy().end_watch(endpoint, model, record)

@@ -44,6 +44,7 @@ WATCH_MIN_ERRORS = 3  # ... counted from 3 errors on, so one stray error among a
 WATCH_P99_RATIO = 2.0  # p99 beyond twice the old champion's live p99 (from the shadow) plus the slack
 WATCH_MIN_REQUESTS_FOR_P99 = 100
 WATCH_POLL_S = 1.0
+SETTLE_READS = 20
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def watch_record(outcome: str, seconds: float, sample: WatchSample | None, reaso
 # ---- the two stages over a backend's primitives --------------------------------------------------------------
 def run_shadow(
     live: LiveTraffic, endpoint: Endpoint, candidate: str, seconds: float, min_requests: int, percent: int = 100,
-    *, sleep: Callable[[float], None] = time.sleep, settle_s: float = 1.0,
+    *, sleep: Callable[[float], None] = time.sleep, settle_s: float = 0.5,
 ) -> ShadowFigures:
     """Mirror ``percent`` % of live requests to ``candidate`` for ``seconds``, then join and summarise the
     answers. Mirroring always stops, whatever happens in between."""
@@ -234,19 +235,28 @@ def run_shadow(
         sleep(seconds)
     finally:
         live.stop_mirror(endpoint)
-    sleep(settle_s)  # the host's workers write what they recorded a fraction of a second later
+    # The host's workers finish the copies they had queued and write them a moment later: read until the
+    # record stops growing (at most SETTLE_READS times).
     answers, dropped = live.mirrored_answers(endpoint, session)
+    for _ in range(SETTLE_READS):
+        sleep(settle_s)
+        again, dropped = live.mirrored_answers(endpoint, session)
+        if len(again) == len(answers):
+            break
+        answers = again
     return summarize_shadow(answers, seconds, min_requests, dropped)
 
 
 def run_watch(
-    live: LiveTraffic, endpoint: Endpoint, previous: str, seconds: float, reference_p99_ms: float | None,
+    live: LiveTraffic, endpoint: Endpoint, session: str, seconds: float, reference_p99_ms: float | None,
     *, poll_s: float = WATCH_POLL_S, clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep, on_sample: Callable[[float, WatchSample], None] | None = None,
 ) -> WatchRecord:
-    """Watch ``endpoint.deployment`` (the new champion) for ``seconds`` while ``previous`` stays warm;
-    ``rolled_back`` at the first sample that crosses a limit (the caller rolls back), else ``passed``."""
-    session = live.start_watch(endpoint, endpoint.deployment, previous)
+    """Watch ``endpoint.deployment`` (the new champion) for ``seconds`` in watch ``session``, started with
+    ``live.start_watch`` before the promotion moved traffic (so the warm previous champion answers from the
+    first live request on); ``rolled_back`` at the first sample that crosses a limit (the caller rolls back),
+    else ``passed``. A passed (or interrupted) watch is stopped here; a rolled back one once the caller's
+    rollback moved traffic."""
     started = clock()
     sample = WatchSample(0, 0)
     try:
@@ -258,11 +268,14 @@ def run_watch(
                 on_sample(clock() - started, sample)
             verdict = watch_verdict(sample, reference_p99_ms)
             if verdict.rollback:
+                # The watch stays on until the rollback has moved traffic: its fallback answers till then.
                 return watch_record("rolled_back", seconds, sample, verdict.reason)
             if clock() - started >= seconds:
                 break
-    finally:
+    except BaseException:
         live.stop_watch(endpoint)
+        raise
+    live.stop_watch(endpoint)
     reason = f"watch passed: {sample.requests} live request(s), {sample.errors} server error(s) in {seconds:.0f} s"
     if reference_p99_ms is None:
         reason += " (no p99 limit: no shadow measured the previous champion's live latency)"

@@ -118,7 +118,8 @@ class LiveRecorder:
         while True:
             self._wake.wait(FLUSH_S)
             self._wake.clear()
-            while self._jobs:
+            budget = time.monotonic() + FLUSH_S  # under steady load the queue never empties: flush anyway
+            while self._jobs and time.monotonic() < budget:
                 folder, rid, scorer, body, status, ms, payload = self._jobs.popleft()
                 cpu = time.thread_time()
                 started = time.perf_counter()
@@ -157,11 +158,17 @@ class LiveRecorder:
             self._thread.join(timeout=5)
 
 
+_failures: dict[str, int] = {}
+
+
 def _score_safely(scorer: Scorer, body: bytes) -> tuple[int, bytes]:
     try:
         return scorer.score_json(body)
     except Exception as exc:  # noqa: BLE001 - a model that raises is a 500 for this request, not a dead thread
-        logger.warning("deployment %s raised on a request: %s: %s", scorer.label, type(exc).__name__, exc)
+        seen = _failures[scorer.label] = _failures.get(scorer.label, 0) + 1
+        if seen == 1 or seen % 1000 == 0:  # a model failing on a share of live traffic would flood the log
+            logger.warning("deployment %s raised on a request (%d so far): %s: %s", scorer.label, seen,
+                           type(exc).__name__, exc)
         return 500, dumps({"error": "the model failed on this request"})
 
 

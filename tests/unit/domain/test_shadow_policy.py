@@ -152,14 +152,15 @@ def test_run_watch_rolls_back_at_the_first_bad_sample_and_passes_otherwise() -> 
         now[0] += s
 
     live = FakeLive(samples=[WatchSample(10, 0), WatchSample(50, 5)])
-    got = run_watch(live, ENDPOINT, "blue", 30, None, clock=lambda: now[0], sleep=sleep)
+    got = run_watch(live, ENDPOINT, "w1", 30, None, clock=lambda: now[0], sleep=sleep)
     assert got.outcome == "rolled_back" and got.errors == 5 and now[0] == 2.0
-    assert live.calls == [("start_watch", "green", "blue"), ("stop_watch",)]
+    assert live.calls == []  # left on for the caller's rollback: its fallback answers until traffic moved
 
     now[0] = 0.0
     live = FakeLive(samples=[WatchSample(400, 1, (1.0,) * 400)])
-    got = run_watch(live, ENDPOINT, "blue", 5, 1.0, clock=lambda: now[0], sleep=sleep)
+    got = run_watch(live, ENDPOINT, "w1", 5, 1.0, clock=lambda: now[0], sleep=sleep)
     assert got.outcome == "passed" and got.requests == 400 and now[0] == 5.0 and "no p99 limit" not in got.reason
+    assert live.calls == [("stop_watch",)]
 
 
 def _entry(event: str, version: str, watch: WatchRecord | None) -> HistoryEntry:
