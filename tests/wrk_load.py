@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -56,8 +57,7 @@ def need_wrk() -> str:
 
 @contextmanager
 def wrk_load(uri: str, key: str, bodies: Sequence[object], seconds: int, connections: int = 2) -> Iterator[Load]:
-    """wrk for ``seconds`` against ``uri`` while the block runs; ``Load.result`` is set once wrk finished
-    (after the block: it waits for wrk to end)."""
+    """wrk against ``uri`` while the block runs (at most ``seconds``); ``Load.result`` is set after the block."""
     wrk = need_wrk()
     with tempfile.TemporaryDirectory() as folder:
         script, body_file = Path(folder) / "load.lua", Path(folder) / "bodies.jsonl"
@@ -70,7 +70,9 @@ def wrk_load(uri: str, key: str, bodies: Sequence[object], seconds: int, connect
         try:
             yield load
         finally:
-            out, _ = process.communicate(timeout=seconds + 60)
+            if process.poll() is None:  # the block ended first: wrk stops on SIGINT and still prints its summary
+                process.send_signal(signal.SIGINT)
+            out, _ = process.communicate(timeout=60)
         line = next((ln for ln in out.splitlines() if ln.startswith("LOAD ")), None)
         assert line is not None, f"wrk printed no summary:\n{out}"
         load.result = LoadResult(**json.loads(line[5:]))
