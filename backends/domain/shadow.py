@@ -277,6 +277,8 @@ def run_watch(
         raise
     live.stop_watch(endpoint)
     reason = f"watch passed: {sample.requests} live request(s), {sample.errors} server error(s) in {seconds:.0f} s"
+    if sample.requests == 0:
+        reason += " (no live request was seen: nothing to judge)"
     if reference_p99_ms is None:
         reason += " (no p99 limit: no shadow measured the previous champion's live latency)"
     return watch_record("passed", seconds, sample, reason)

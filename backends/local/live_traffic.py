@@ -60,6 +60,10 @@ class LocalLiveTraffic:
     def start_mirror(self, endpoint: Endpoint, candidate: str, percent: int) -> str:
         if not 1 <= percent <= 100:
             raise DeploymentError(f"mirror percent must be 1-100, got {percent}")
+        state = read_state(self._paths(endpoint))
+        if state is not None and state.traffic.get(candidate, 0) > 0:
+            raise DeploymentError(f"{candidate} takes live traffic on {endpoint.name}: a mirror goes to a deployment "
+                                  "with none (as on Azure)")
         session = self._session(endpoint)
         self._set(endpoint, "mirror", LiveConfig("mirror", candidate, session, percent=percent))
         logger.info("endpoint %s: mirroring %d %% of live requests to %s (session %s)", endpoint.name, percent,
