@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from backends.results import Endpoint
 
 logger = logging.getLogger(__name__)
 
+FINISH_S = 60.0  # the longest wait for the mirror processes of a session to write their last answers
 KEEP_SESSIONS = 10  # recorded sessions kept per endpoint; older ones are removed when a new one starts
 
 
@@ -74,9 +76,17 @@ class LocalLiveTraffic:
         self._set(endpoint, "mirror", None)
 
     def mirrored_answers(self, endpoint: Endpoint, session: str) -> tuple[tuple[ServedAnswer, ...], int]:
+        """Both sides' answers, once every mirror process of the session has written its last (each notices
+        the end of the session within a fifth of a second and scores what it was sent), or after FINISH_S."""
+        folder = self._paths(endpoint).live(session)
+        deadline = time.monotonic() + FINISH_S
+        while time.monotonic() < deadline and self._session_ended(endpoint, session):
+            if {p.stem for p in folder.glob("*.started")} <= {p.stem for p in folder.glob("*.done")}:
+                break
+            time.sleep(0.1)
         answers: list[ServedAnswer] = []
         dropped = 0
-        for file in sorted(self._paths(endpoint).live(session).glob("*.jsonl")):
+        for file in sorted(folder.glob("*.jsonl")):
             for line in file.read_text(encoding="utf-8").splitlines():
                 try:
                     record = json.loads(line)
@@ -89,6 +99,11 @@ class LocalLiveTraffic:
                                                 status=int(record["status"]), ms=float(record["ms"]),
                                                 predictions=tuple(record.get("predictions") or ())))
         return tuple(answers), dropped
+
+    def _session_ended(self, endpoint: Endpoint, session: str) -> bool:
+        """True once this session's mirror is off (read while it runs, the answers are those written so far)."""
+        state = read_state(self._paths(endpoint))
+        return state is None or state.mirror is None or state.mirror.session != session
 
     # ---- watch ----------------------------------------------------------------------------------------
     def start_watch(self, endpoint: Endpoint, champion: str, previous: str) -> str:

@@ -4,8 +4,9 @@ The worker sends each copy (the request body, the request id, the champion's ans
 datagram on a Unix socket pair and goes on with its next request; this process scores the copy with the
 candidate's model and writes both answers to ``live/<session>/<worker pid>.jsonl``. Scoring here, not in a
 thread of the worker, keeps the candidate off the worker's interpreter lock: a copy never holds up a client's
-request. It rests in proportion to what it spent (``--share``), so on a saturated machine it takes at most that
-share of a core and the worker drops the copies it cannot take (counted), never a request.
+request. It wakes once every BATCH_S for the copies waiting, and rests in proportion to what it spent
+(``--share``): on a saturated machine it takes at most that share of a core, and the worker drops the copies
+the socket cannot hold (counted), never a request.
 
     python -m backends.local.endpoint.mirror_process --fd N --model-dir DIR --out FILE [--max-rows N]
 """
@@ -13,6 +14,7 @@ share of a core and the worker drops the copies it cannot take (counted), never 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<IdI")  # champion status, champion scoring ms, copies dropped before this one
 MAX_DATAGRAM = 1 << 20
-FLUSH_S = 0.2
+BATCH_S = 0.2
 
 
 def encode(request_id: str, status: int, ms: float, dropped: int, payload: bytes, body: bytes) -> bytes:
@@ -74,38 +76,64 @@ def score_safely(scorer: Scorer, body: bytes) -> tuple[int, bytes]:
 
 
 def serve(sock: socket.socket, model_dir: Path, out: Path, max_rows: int, share: float) -> None:
+    """Every BATCH_S, take the copies waiting on the socket, score them and write both answers; rest in
+    proportion to what that cost. Waking once a batch, not once a copy, keeps the candidate's model out of the
+    caches between the worker's requests most of the time. Ends when the worker closes its end."""
     from src.scoring import Scorer
 
-    scorer = Scorer.from_model_dir(model_dir, max_rows=max_rows, label="mirror")
+    started_marker, done_marker = out.with_suffix(".started"), out.with_suffix(".done")
+    _append(started_marker, b"")
+    try:
+        _serve(sock, Scorer.from_model_dir(model_dir, max_rows=max_rows, label="mirror"), out, share)
+    finally:
+        _append(done_marker, b"")  # the reader waits for this: every answer of the session is written
+
+
+def _serve(sock: socket.socket, scorer: Scorer, out: Path, share: float) -> None:
     rest = 1 / share - 1
-    lines: list[bytes] = []
-    last_flush = time.monotonic()
-    sock.settimeout(FLUSH_S)
-    while True:
-        try:
-            message = sock.recv(MAX_DATAGRAM)
-        except TimeoutError:
-            message = None
-        if message == b"":  # the worker closed its end: the session is over
-            break
-        if message:
+    state_file, session = out.parent.parent.parent / "state.json", out.parent.name
+    sock.setblocking(False)
+    ended = False
+    while not ended:
+        time.sleep(BATCH_S)
+        ended = not _still_mirroring(state_file, session)  # the copies already sent are still scored
+        batch: list[bytes] = []
+        while True:
+            try:
+                message = sock.recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            if not message:  # the worker closed its end: the session is over
+                ended = True
+                break
+            batch.append(message)
+        cpu = time.thread_time()
+        lines: list[bytes] = []
+        for message in batch:
             rid, status, ms, dropped, payload, body = decode(message)
-            cpu = time.thread_time()
+            started = time.thread_time()
             cand_status, cand_payload = score_safely(scorer, body)
             # CPU time: what scoring cost, not how long this process waited for a core.
-            cand_ms = (time.thread_time() - cpu) * 1000
+            cand_ms = (time.thread_time() - started) * 1000
             if dropped:
                 lines.append(dumps({"side": "dropped", "n": dropped}))
             lines.append(dumps({"id": rid, "side": "champion", "status": status, "ms": round(ms, 4),
                                 "predictions": labels_of(payload) if status < 300 else []}))
             lines.append(dumps({"id": rid, "side": "candidate", "status": cand_status, "ms": round(cand_ms, 4),
                                 "predictions": labels_of(cand_payload) if cand_status < 300 else []}))
-            time.sleep((time.thread_time() - cpu) * rest)
-        if lines and (time.monotonic() - last_flush >= FLUSH_S or message is None):
+        if lines:
             _append(out, b"\n".join(lines) + b"\n")
-            lines, last_flush = [], time.monotonic()
-    if lines:
-        _append(out, b"\n".join(lines) + b"\n")
+        if not ended:
+            time.sleep((time.thread_time() - cpu) * rest)
+
+
+def _still_mirroring(state_file: Path, session: str) -> bool:
+    """True while state.json's mirror is this session (the worker notices a change only at its next request)."""
+    try:
+        mirror = (json.loads(state_file.read_text(encoding="utf-8")) or {}).get("mirror") or {}
+    except (OSError, ValueError):
+        return False
+    return bool(mirror.get("session") == session)
 
 
 def _append(path: Path, data: bytes) -> None:
