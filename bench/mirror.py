@@ -18,6 +18,11 @@ from backends.local.live_traffic import LocalLiveTraffic
 from backends.results import Endpoint
 
 OFF, ON = "mirror off", "mirror on"
+READING = (
+    "Reading it: the paced cells (one connection, 4 ms between requests) are a host with headroom, the case a "
+    "shadow is meant for; the closed-loop cells saturate the worker, and there the copies' work competes for the "
+    "same cores with the worker and wrk, the mirror dropping most copies rather than queueing them."
+)
 
 
 @contextlib.contextmanager
@@ -120,7 +125,8 @@ def render(best: dict, recorded: dict[str, int], cells: tuple[tuple[int, int], .
     total = recorded["mirrored"] + recorded["dropped"]
     lines += ["", f"The mirror paired {recorded['mirrored']:,} requests and dropped {recorded['dropped']:,} copies "
               f"({100 * recorded['dropped'] / max(total, 1):.0f} %) whose queue was full: under wrk's closed loop "
-              "the host answers as fast as it can, and a copy never waits in front of a client's request."]
+              "the host answers as fast as it can, and a copy never waits in front of a client's request.",
+              "", READING]
     return "\n".join(lines)
 
 

@@ -36,8 +36,9 @@ from backends.local.endpoint.state import EndpointPaths, LiveConfig
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"  # the header the host's request capture uses too (issue 19)
-# The mirror process's share of a core at most: after scoring a copy it rests in proportion. A host with idle
-# time mirrors every request; a saturated one drops copies (counted), never slows a request (docs/benchmarks.md).
+# The mirror process's share of a core at most: after each batch of copies it rests in proportion. A host with
+# idle time mirrors every request; a saturated one drops copies (counted), never slows a request
+# (docs/benchmarks.md, "Endpoint: the shadow's mirror").
 MIRROR_SHARE = 0.1
 FLUSH_S = 0.2
 
@@ -89,6 +90,7 @@ class LiveRecorder:
         self._ids = itertools.count()
         self._mirror: _Mirror | None = None
         self._ended: list[_Mirror] = []
+        self._refused: tuple[str, str] | None = None  # a session whose mirror could not start: not retried a request
         self._watch: deque[tuple[Path, int, float, bool]] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,14 +128,19 @@ class LiveRecorder:
         return status, payload
 
     def _start_mirror(self, config: LiveConfig, deployments: Any) -> _Mirror | None:
+        key = (config.session, config.deployment)
+        if self._refused == key:
+            return None
         candidate = deployments.get(config.deployment)
         folder = self._paths.live(config.session)
-        if candidate is None or candidate.scorer is None or not folder.is_dir():
-            return None
         try:
+            if candidate is None or candidate.scorer is None or not folder.is_dir():
+                raise OSError(f"deployment {config.deployment} is not loaded here, or {folder} is missing")
             self._mirror = _Mirror(config, folder, candidate.config.model_dir, candidate.config.max_rows, self._pid)
         except OSError as exc:
-            logger.error("cannot start the mirror process for %s: %s", config.deployment, exc)
+            logger.error("cannot start the mirror process for %s (nothing is mirrored from this worker): %s",
+                         config.deployment, exc)
+            self._refused = key
             return None
         return self._mirror
 
