@@ -18,6 +18,8 @@ from backends.results import Endpoint
 from tests.faulty_models import save_failing_model
 from tests.integration.endpoint.conftest import RECORD
 
+pytestmark = pytest.mark.slow
+
 LIVE_ONLY = dict(RECORD, thall=9)  # a value the holdout never holds: the faulty model raises on it
 
 
