@@ -160,23 +160,24 @@ class Backend(abc.ABC):
 
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
-        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
+        triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None, **live: Any,
     ) -> Endpoint:
         """Give the evaluated deployment 100 % of traffic, make its model the champion (alias or tag
         ``champion``, with its holdout accuracy), remove the deployment it replaced, and append a
         HistoryEntry (``event`` is "promoted" or "rollback") that keeps ``gate``, the gate's numbers when a
-        gate decided. Raises DeploymentError."""
+        gate decided; ``live`` passes ``shadow`` and ``watch`` (``backends.domain.shadow``) to the record, and a
+        ``watch`` keeps the replaced deployment warm at 0 %. Raises DeploymentError."""
         return self.rollout_policy().promote(endpoint, model, report, reason=reason, triggered_by=triggered_by,
-                                             event=event, gate=gate)
+                                             event=event, gate=gate, **live)
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "", gate: GateFigures | None = None,
+        triggered_by: str = "", gate: GateFigures | None = None, **live: Any,
     ) -> None:
         """Remove the candidate deployment (the serving one keeps its traffic), tag the model version
         rejected with ``reason`` and append a HistoryEntry with event "rejected" (keeping ``gate``, as
         ``promote``). Raises DeploymentError."""
-        self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by, gate=gate)
+        self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by, gate=gate, **live)
 
     def champion(self, model_name: str) -> ModelVersion | None:
         """The model version that holds the champion alias (or tag), or None."""

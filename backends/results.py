@@ -158,11 +158,59 @@ class GateFigures:
 
 
 @dataclass(frozen=True)
+class ShadowFigures:
+    """What the shadow stage saw (``backends.domain.shadow``): copies of live requests answered by the candidate
+    beside the champion, joined by request id. Latencies are each side's scoring time on the endpoint host."""
+
+    seconds: float  # how long live requests were mirrored
+    mirrored: int  # requests answered by both sides and joined by request id
+    rows: int  # rows both sides answered (what disagreement is measured on)
+    disagreement: float | None  # share of those rows where the two predictions differ
+    disagreement_low: float | None  # Wilson 95 % interval of the disagreement
+    disagreement_high: float | None
+    candidate_errors: int  # mirrored requests the champion answered and the candidate failed
+    champion_errors: int  # mirrored requests the champion itself failed (not held against the candidate)
+    candidate_p50_ms: float | None
+    candidate_p99_ms: float | None
+    champion_p50_ms: float | None
+    champion_p99_ms: float | None
+    min_requests: int  # the fewest mirrored requests the gate reads
+    dropped: int = 0  # copies the host did not mirror because its mirror queue was full (never a client's request)
+
+    @property
+    def enough(self) -> bool:
+        return self.mirrored >= self.min_requests
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ShadowFigures:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass(frozen=True)
+class WatchRecord:
+    """The watch after a promotion (``backends.domain.shadow``): ``watching`` while the window is open, then
+    ``passed`` or ``rolled_back`` (with the reason)."""
+
+    outcome: str  # "watching" | "passed" | "rolled_back"
+    seconds: float  # the window asked for
+    requests: int = 0  # live requests the new champion answered in the window
+    errors: int = 0  # of those, answered with a server error (5xx)
+    p99_ms: float | None = None  # its scoring p99 in the window
+    reason: str = ""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> WatchRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One promotion, rejection or rollback: what an operator needs to answer "what served when"."""
 
     time: str  # ISO 8601, UTC
-    event: str  # "promoted", "rejected" or "rollback"
+    event: str  # "promoted", "rejected", "rollback" or "watch-passed"
     endpoint: str
     deployment: str
     model_name: str
@@ -173,14 +221,18 @@ class HistoryEntry:
     triggered_by: str
     gate: GateFigures | None = None  # the gate's numbers when a gate decided (None: a rollback, a manual
     # rejection, or an entry written before the figures were recorded)
+    shadow: ShadowFigures | None = None  # the shadow stage's figures (None: no shadow ran)
+    watch: WatchRecord | None = None  # the watch after a promotion (None: no watch)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> HistoryEntry:
         """From ``dataclasses.asdict`` of one, as the history stores keep it; an entry written before the
         gate's figures were recorded reads with ``gate`` None."""
-        gate = record.get("gate")
-        known = {k: v for k, v in record.items() if k in _HISTORY_FIELDS and k != "gate"}
-        return cls(**known, gate=None if gate is None else GateFigures.from_record(gate))
+        gate, shadow, watch = record.get("gate"), record.get("shadow"), record.get("watch")
+        known = {k: v for k, v in record.items() if k in _HISTORY_FIELDS and k not in {"gate", "shadow", "watch"}}
+        return cls(**known, gate=None if gate is None else GateFigures.from_record(gate),
+                   shadow=None if shadow is None else ShadowFigures.from_record(shadow),
+                   watch=None if watch is None else WatchRecord.from_record(watch))
 
 
 _HISTORY_FIELDS = frozenset(f.name for f in fields(HistoryEntry))

@@ -319,6 +319,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="replace the Endpoint section of docs/benchmarks.md")
+    parser.add_argument("--mirror", action="store_true", help="instead: the local host's latency with the shadow's "
+                        "mirror on and off (bench/mirror.py; --write replaces its own section)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed: `make bench` installs it (Debian package wrk)")
@@ -340,6 +342,8 @@ def main() -> int:
         script = work / "post.lua"
         script.write_text(WRK_SCRIPT)
         load_before = os.getloadavg()[0]
+        if args.mirror:
+            return _mirror(args, work, model_dir, bodies, script, load_before)
         micro = scoring_micro(model_dir, records)
         users = user_table_micro(work)
         best: dict = {}
@@ -359,6 +363,21 @@ def main() -> int:
     print(section)
     if args.write:
         write_section(ROOT / "docs" / "benchmarks.md", "Endpoint", section)
+    return 0
+
+
+def _mirror(args: argparse.Namespace, work: Path, model_dir: Path, bodies: dict[int, Path], script: Path,
+            load_before: float) -> int:
+    from bench import mirror
+
+    best, recorded = mirror.measure(work, model_dir, bodies, script, args.seconds, args.rounds, Server, measure_server,
+                                    lambda server, body, lua, c, seconds: wrk(server, body, lua, c, seconds))
+    section = mirror.render(best, recorded, CELLS, (load_before, os.getloadavg()[0]), args.seconds, args.rounds,
+                            stamp(), machine())
+    section += f"\n\nCommand: `python bench/endpoint.py --mirror --seconds {args.seconds:g} --rounds {args.rounds}`"
+    print(section)
+    if args.write:
+        write_section(ROOT / "docs" / "benchmarks.md", "Endpoint: the shadow's mirror", section)
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS, settle_watches
 
 if TYPE_CHECKING:
     from flows.early_server import EarlyServer
@@ -91,6 +92,10 @@ def run(
     tolerance: Annotated[float | None, typer.Option("--tolerance", min=0.0, max=1.0, help="Promotion gate: the largest accuracy drop accepted (default 0; 0.05 with --gate paired)")] = None,
     gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
     gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of --gate paired")] = 0.05,
+    shadow: Annotated[int, typer.Option("--shadow", min=0, help="Seconds of live requests mirrored to the candidate before the gate (0: off)")] = 0,
+    shadow_min_requests: Annotated[int, typer.Option("--shadow-min-requests", min=1, help="Fewer mirrored requests: the gate reads the holdout alone")] = DEFAULT_MIN_REQUESTS,
+    max_disagreement: Annotated[float, typer.Option("--max-disagreement", min=0.0, max=1.0, help="Largest share of live rows the candidate may answer differently from the champion")] = DEFAULT_MAX_DISAGREEMENT,
+    watch: Annotated[int, typer.Option("--watch", min=0, help="Seconds the previous champion stays warm after a promotion, with automatic rollback (0: off)")] = 0,
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
@@ -127,7 +132,9 @@ def run(
         spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on)
+                           folder_rule, force, retrain_on,
+                           live={"shadow_seconds": shadow, "shadow_min_requests": shadow_min_requests,
+                                 "max_disagreement": max_disagreement, "watch_seconds": watch})
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec_file is not None and spec.backend == "local":
@@ -271,7 +278,7 @@ def history(
     from backends.factory import create_backend
 
     store = _check(create_backend, backend.value, home=_home(home), tracking_uri=tracking_uri)
-    entries = _check(store.history, endpoint_name)
+    entries = settle_watches(_check(store.history, endpoint_name))  # a promotion says how its watch ended
     if as_json:
         from flows.cli_json import history_records
 
@@ -288,7 +295,8 @@ def history(
         versus = "" if row["champion_accuracy"] is None else f" champion={row['champion_accuracy']}"
         console.print(
             f"{row['time']}  {row['event']:<9} {row['model']} on {row['deployment']}{accuracy}{versus}  "
-            f"by {row['by']}\n    {row['reason']}" + (f"\n    gate: {row['gate']}" if row["gate"] else ""),
+            f"by {row['by']}\n    {row['reason']}" + (f"\n    gate: {row['gate']}" if row["gate"] else "")
+            + (f"\n    shadow: {row['shadow']}" if row["shadow"] else "") + (f"\n    watch: {row['watch']}" if row["watch"] else ""),
             highlight=False, soft_wrap=True,
         )
 

@@ -28,6 +28,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
+from backends.results import ShadowFigures, WatchRecord
 from backends.domain.split import split_tag
 from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import backend_for_spec
@@ -40,6 +41,7 @@ from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, r
 from tasks.reports import publish_plan, report_model, report_sweep
 from tasks import events
 from tasks.rollout import rollout_slot
+from tasks.shadow import close_watch, open_watch, shadow_candidate, watch_new_champion
 from tasks.stages import (
     converge_endpoint,
     deploy_endpoint,
@@ -208,12 +210,30 @@ def _deploy_and_gate(
             served = backend.serving(endpoint.name)
             rival = served if served is not None and served.deployment == rivals[0] else endpoint
             champion_report, _ = _stage(evaluate_endpoint, backend, rival, prepared.holdout, target, rivals[0])
-        (decision, endpoint), _ = _stage(
-            promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
-            triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha,
-        )
+        shadow, watching = _live_stages(spec, backend, endpoint, rivals, logger)
+        session = open_watch(backend, endpoint, rivals[0]) if watching is not None else None
+        promoted = False
+        try:
+            (decision, endpoint), _ = _stage(
+                promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
+                triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, shadow=shadow,
+                max_disagreement=spec.deploy.max_disagreement, watch=watching,
+            )
+            promoted = decision.promote
+        finally:
+            if session is not None and not promoted:  # nothing to watch: the champion kept its traffic
+                close_watch(backend, endpoint)
+        watched: WatchRecord | None = None
         if decision.promote:
             champion: ModelVersion | None = model
+            if session is not None and champion_report is not None:
+                previous = backend.get_model(model.name, champion_report.model_version)
+                (watched, endpoint), _ = _stage(
+                    watch_new_champion, backend, endpoint, model, previous, rivals[0], champion_report,
+                    spec.deploy.watch_seconds, shadow.champion_p99_ms if shadow else None, session,
+                )
+                if watched.outcome == "rolled_back":
+                    champion = previous
         else:  # the champion keeps serving on its own deployment
             champion = backend.champion(model.name)
             endpoint = dataclasses.replace(
@@ -236,6 +256,12 @@ def _deploy_and_gate(
                 endpoint=endpoint.name, data_sha256=prepared.train_sha256,
                 payload={"reason": decision.reason, "accuracy": report.accuracy, "source": source.uri,
                          "source_sha256": source.sha256})
+    if watched is not None and watched.outcome == "rolled_back":
+        events.emit(events.ROLLED_BACK, model=model.name, version=endpoint.model_version, endpoint=endpoint.name,
+                    data_sha256=prepared.train_sha256,
+                    payload={"from_version": model.version, "reason": watched.reason, "by": "watch"})
+        return Failed(message=f"{model.name} v{model.version} was promoted, then rolled back by the watch: "
+                              f"{watched.reason}. v{endpoint.model_version} serves {endpoint.name} again.")
     if not decision.promote:
         rejected = PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "
@@ -245,6 +271,25 @@ def _deploy_and_gate(
         # traceback Prefect logs for a raised exception; calling the flow still raises PromotionRejected.
         return Failed(message=str(rejected), data=rejected)
     return RunSummary(sweep, model, endpoint, report, champion_report, decision, importance)
+
+
+def _live_stages(
+    spec: PipelineSpec, backend: Any, endpoint: Endpoint, rivals: list[str], logger: Any,
+) -> tuple[ShadowFigures | None, WatchRecord | None]:
+    """The shadow's figures (run here, before the gate) and the watch the promotion opens, when asked for and
+    a champion serves to compare with."""
+    deploy = spec.deploy
+    if not rivals:
+        if deploy.shadow_seconds or deploy.watch_seconds:
+            logger.info("no champion serves on %s: no shadow and no watch (nothing to compare with or go back to)",
+                        endpoint.name)
+        return None, None
+    shadow = None
+    if deploy.shadow_seconds:
+        shadow, _ = _stage(shadow_candidate, backend, endpoint, endpoint.deployment, deploy.shadow_seconds,
+                           deploy.shadow_min_requests)
+    watching = WatchRecord("watching", float(deploy.watch_seconds)) if deploy.watch_seconds else None
+    return shadow, watching
 
 
 def _drift_tags(watch: ChampionWatch) -> dict[str, str]:

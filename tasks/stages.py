@@ -23,6 +23,8 @@ from backends.domain.dataset import PreparedData
 from backends.client.importance import ImportanceResult, measure_importance
 from backends.domain.search import planned_trials
 from backends.domain.selection import GateDecision, decide_gate
+from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, gate_with_shadow
+from backends.results import ShadowFigures, WatchRecord
 from backends.domain.spec import DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
 from tasks.retries import BACKOFF_S, JITTER, retry_only_transient
@@ -130,6 +132,8 @@ def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFram
 def promotion_gate(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, report: EvalReport, champion_report: EvalReport | None,
     tolerance: float | None, triggered_by: str, rule: str = "tolerance", alpha: float = 0.05,
+    shadow: ShadowFigures | None = None, max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
+    watch: WatchRecord | None = None,
 ) -> tuple[GateDecision, Endpoint]:
     """Promote the candidate (traffic, alias, old deployment removed) or reject it (champion keeps serving).
     The decision's numbers go to the run log, the ``gate-decision`` table artifact and the backend's
@@ -138,17 +142,18 @@ def promotion_gate(
     champion_tags = backend.get_model(model.name, champion_report.model_version).tags if champion_report else None
     decision = decide_gate(report, champion_report, rule=rule, tolerance=tolerance, alpha=alpha,
                            champion_tags=champion_tags)
+    decision = gate_with_shadow(decision, shadow, max_disagreement)  # live traffic, when a shadow ran
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)
     # The decision is carried out first (traffic, alias, history with the figures), then its figures go to the
     # tracking store: a store that fails then cannot leave the candidate deployed, neither promoted nor rejected.
     if decision.promote:
         endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by,
-                                   gate=decision.figures())
+                                   gate=decision.figures(), shadow=shadow, watch=watch)
         logger.info("promoted %s v%s: %s", model.name, model.version, decision.reason)
     else:
         backend.reject(endpoint, model, decision.reason, report=report, triggered_by=triggered_by,
-                       gate=decision.figures())
+                       gate=decision.figures(), shadow=shadow)
         logger.warning("rejected %s v%s: %s", model.name, model.version, decision.reason)
     create_table_artifact([decision.record()], key="gate-decision",
                           description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")

@@ -16,6 +16,7 @@ from azure.core.exceptions import AzureError
 from backends.azure import entities
 from backends.azure.deploy import AzureEndpoints
 from backends.azure.ledger import Ledger
+from backends.azure.live_traffic import AzureLiveTraffic
 from backends.domain.history import HistoryLog
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-class AzureBackend(Backend):
+class AzureBackend(AzureLiveTraffic, Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
     needs them, so an upload needs only storage settings.

@@ -14,6 +14,9 @@ in each backend's endpoints collaborator, the champion alias/tag in its registry
   deployment is removed, unless it is the only one serving (a first deploy), which keeps serving.
 - **rollback**: a promotion with event "rollback" of the previous champion (``previous_champion_version``),
   deployed beside the serving model and evaluated first, like any candidate.
+- **watch** (``backends.domain.shadow``): a promotion with a ``watch`` keeps the old deployments at 0 %
+  (warm); ``end_watch`` removes them when the window ends clean, and a watch rollback is a promotion of the
+  old deployment with event "rollback" (the path above, without a new deployment: the old one is warm).
 
 A backend implements only the primitives (abstract methods below); it never decides a colour or a share.
 """
@@ -28,7 +31,7 @@ from typing import Protocol
 
 from backends.errors import DeploymentError, HeartflowError
 from backends.domain.history import recorded_holdout_accuracy, who
-from backends.results import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion
+from backends.results import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion, ShadowFigures, WatchRecord
 from backends.domain.spec import DeploySpec
 
 logger = logging.getLogger(__name__)
@@ -194,6 +197,7 @@ class RolloutPolicy(abc.ABC):
     def promote(
         self, endpoint: Endpoint, model: ModelVersion, report: EvalReport, *, reason: str = "",
         triggered_by: str = "", event: str = "promoted", gate: GateFigures | None = None,
+        shadow: ShadowFigures | None = None, watch: WatchRecord | None = None,
     ) -> Endpoint:
         traffic = self.read_traffic(endpoint.name)
         if endpoint.deployment not in traffic:
@@ -204,13 +208,15 @@ class RolloutPolicy(abc.ABC):
         previous = self.registry.champion(model.name)
         self.set_traffic(endpoint.name, traffic_for_promotion(traffic, endpoint.deployment))
         self.registry.make_champion(model, report.accuracy)
-        for old in sorted(set(traffic) - {endpoint.deployment}):
-            self.delete_deployment(endpoint.name, old)
+        if watch is None or watch.outcome != "watching":  # a watched promotion keeps them warm at 0 %
+            for old in sorted(set(traffic) - {endpoint.deployment}):
+                self.delete_deployment(endpoint.name, old)
         self.append_history(HistoryEntry(
             time=now_iso(), event=event, endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=report.accuracy,
             champion_accuracy=recorded_holdout_accuracy(previous),
             reason=reason or f"holdout accuracy {report.accuracy:.4f}", triggered_by=triggered_by or who(), gate=gate,
+            shadow=shadow, watch=watch,
         ))
         logger.info("%s %s v%s: %s serves 100 %% of %s", event, model.name, model.version, endpoint.deployment,
                     endpoint.name)
@@ -218,7 +224,7 @@ class RolloutPolicy(abc.ABC):
 
     def reject(
         self, endpoint: Endpoint, model: ModelVersion, reason: str, *, report: EvalReport | None = None,
-        triggered_by: str = "", gate: GateFigures | None = None,
+        triggered_by: str = "", gate: GateFigures | None = None, shadow: ShadowFigures | None = None,
     ) -> None:
         traffic = self.read_traffic(endpoint.name)
         share = traffic.get(endpoint.deployment, 0)
@@ -240,9 +246,22 @@ class RolloutPolicy(abc.ABC):
             time=now_iso(), event="rejected", endpoint=endpoint.name, deployment=endpoint.deployment,
             model_name=model.name, model_version=model.version, accuracy=accuracy,
             champion_accuracy=recorded_holdout_accuracy(self.registry.champion(model.name)), reason=reason,
-            triggered_by=triggered_by or who(), gate=gate,
+            triggered_by=triggered_by or who(), gate=gate, shadow=shadow,
         ))
         logger.info("rejected %s v%s: %s", model.name, model.version, reason)
+
+    def end_watch(self, endpoint: Endpoint, model: ModelVersion, watch: WatchRecord) -> None:
+        """The watch after ``model``'s promotion ended clean: the deployments kept warm are removed and the
+        history says the watch passed."""
+        traffic = self.read_traffic(endpoint.name)
+        for old in sorted(set(traffic) - {endpoint.deployment}):
+            if traffic.get(old, 0) == 0:
+                self.delete_deployment(endpoint.name, old)
+        self.append_history(HistoryEntry(
+            time=now_iso(), event="watch-passed", endpoint=endpoint.name, deployment=endpoint.deployment,
+            model_name=model.name, model_version=model.version, accuracy=None, champion_accuracy=None,
+            reason=watch.reason or "watch passed", triggered_by="watch", watch=watch,
+        ))
 
     def _remove_quietly(self, endpoint_name: str, deployment: str) -> None:
         try:

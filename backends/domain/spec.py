@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backends.errors import ConfigurationError
+from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS
 
 # Azure ML's documented limits, checked before any call on either backend.
 MAX_TOTAL_TRIALS_LIMIT = 1000
@@ -238,6 +239,11 @@ class DeploySpec(BaseModel):
         "McNemar's exact test finds the candidate worse at gate_alpha, never beyond the tolerance",
     )
     gate_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Significance level of the paired gate")
+    # backends.domain.shadow: the shadow before the gate, the watch after a promotion (both 0 = off).
+    shadow_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="Mirror live requests to the candidate for this long before the gate; 0: off")
+    shadow_min_requests: int = Field(default=DEFAULT_MIN_REQUESTS, ge=1, description="Fewer mirrored requests than this: the gate decides on the holdout alone, and says so")
+    max_disagreement: float = Field(default=DEFAULT_MAX_DISAGREEMENT, ge=0.0, le=1.0, description="The largest share of live rows the candidate may answer differently from the champion")
+    watch_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="After a promotion, keep the previous champion warm this long and roll back automatically on errors or latency; 0: off")
 
     @field_validator("endpoint_name")
     @classmethod

@@ -34,8 +34,10 @@ from backends.local import tracking
 from backends.domain.history import HistoryLog, HistoryStore
 from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
+from backends.local.live_traffic import LocalLiveTraffic
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
+from backends.domain.shadow import ServedAnswer, WatchSample
 from backends.local.sweep import LocalSweepRunner
 from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
@@ -73,6 +75,26 @@ class LocalBackend(Backend):
         )
         self.endpoints = LocalEndpoints(self.home, self.registry, self._history)
         self.watch = LocalWatch(self._client, self.endpoint)
+        self.live = LocalLiveTraffic(self.home)
+
+    # ---- shadow and watch (backends.domain.shadow.LiveTraffic): LocalLiveTraffic ---------------------------
+    def start_mirror(self, endpoint: Endpoint, candidate: str, percent: int) -> str:
+        return self.live.start_mirror(endpoint, candidate, percent)
+
+    def stop_mirror(self, endpoint: Endpoint) -> None:
+        self.live.stop_mirror(endpoint)
+
+    def mirrored_answers(self, endpoint: Endpoint, session: str) -> tuple[tuple[ServedAnswer, ...], int]:
+        return self.live.mirrored_answers(endpoint, session)
+
+    def start_watch(self, endpoint: Endpoint, champion: str, previous: str) -> str:
+        return self.live.start_watch(endpoint, champion, previous)
+
+    def watch_sample(self, endpoint: Endpoint, session: str) -> WatchSample:
+        return self.live.watch_sample(endpoint, session)
+
+    def stop_watch(self, endpoint: Endpoint) -> None:
+        self.live.stop_watch(endpoint)
 
     # ---- scheduled retraining: LocalWatch -----------------------------------------------------------
     def serving(self, endpoint_name: str) -> Endpoint | None:

@@ -28,6 +28,7 @@ from backends.domain.selection import pick_best_trial
 from backends.domain.spec import DeploySpec, SweepSpec
 from backends.errors import SweepError, UploadError
 from backends.memory.endpoints import MemoryEndpoints, MemoryPredictor
+from backends.domain.shadow import ServedAnswer, WatchSample
 from backends.memory.faults import Faults
 from backends.memory.registry import MemoryRegistry, TrainedModel
 from src.features import DatasetSchema, read_training_csv
@@ -146,6 +147,25 @@ class InMemoryBackend(Backend):
 
     def serving(self, endpoint_name: str) -> Endpoint | None:
         return self.endpoints.serving(endpoint_name)
+
+    # ---- live traffic (``backends.domain.shadow.LiveTraffic``): the shadow and the watch ----------------
+    def start_mirror(self, endpoint: Endpoint, candidate: str, percent: int) -> str:
+        return self.endpoints.live.start_mirror(endpoint, candidate, percent)
+
+    def stop_mirror(self, endpoint: Endpoint) -> None:
+        self.endpoints.live.stop_mirror(endpoint)
+
+    def mirrored_answers(self, endpoint: Endpoint, session: str) -> tuple[tuple[ServedAnswer, ...], int]:
+        return self.endpoints.live.mirrored_answers(endpoint, session)
+
+    def start_watch(self, endpoint: Endpoint, champion: str, previous: str) -> str:
+        return self.endpoints.live.start_watch(endpoint, champion, previous)
+
+    def watch_sample(self, endpoint: Endpoint, session: str) -> WatchSample:
+        return self.endpoints.live.watch_sample(endpoint, session)
+
+    def stop_watch(self, endpoint: Endpoint) -> None:
+        self.endpoints.live.stop_watch(endpoint)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(endpoint_name)

@@ -17,6 +17,7 @@ from backends.domain.rollout import RolloutPolicy, serving
 from backends.domain.spec import DeploySpec
 from backends.errors import DeploymentError, EvaluationError
 from backends.memory.faults import Faults
+from backends.memory.live import MemoryLiveTraffic, Scorer
 from backends.memory.registry import MemoryRegistry
 from backends.results import Endpoint, HistoryEntry, ModelVersion
 
@@ -39,6 +40,7 @@ class MemoryEndpoints(RolloutPolicy):
         self._faults = faults
         self._endpoints: dict[str, MemoryEndpoint] = {}
         self._history: list[HistoryEntry] = []
+        self.live = MemoryLiveTraffic()
 
     # ---- endpoint primitives ------------------------------------------------------------------------
     def read_traffic(self, endpoint_name: str) -> dict[str, int]:
@@ -142,6 +144,22 @@ class MemoryEndpoints(RolloutPolicy):
             if not live:
                 raise EvaluationError(f"endpoint {endpoint_name} has no traffic: nothing answered")
             deployment = max(live.items(), key=lambda kv: kv[1])[0]
+            started = time.perf_counter()
+            try:
+                answer = self._score(endpoint, endpoint_name, deployment, frame)
+            except EvaluationError:  # a live request that failed: the watch counts it, the client sees it
+                self.live.record(endpoint_name, deployment, self._scorer(endpoint, endpoint_name), frame, None,
+                                 (time.perf_counter() - started) * 1000)
+                raise
+            self.live.record(endpoint_name, deployment, self._scorer(endpoint, endpoint_name), frame,
+                             [str(v) for v in answer], (time.perf_counter() - started) * 1000)
+            return answer
+        return self._score(endpoint, endpoint_name, deployment, frame)
+
+    def _scorer(self, endpoint: MemoryEndpoint, endpoint_name: str) -> Scorer:
+        return lambda deployment, frame: [str(v) for v in self._score(endpoint, endpoint_name, deployment, frame)]
+
+    def _score(self, endpoint: MemoryEndpoint, endpoint_name: str, deployment: str, frame: pd.DataFrame) -> list[int]:
         model = endpoint.deployments.get(deployment)
         if model is None:
             raise EvaluationError(f"endpoint {endpoint_name} has no deployment {deployment}")

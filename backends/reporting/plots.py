@@ -12,6 +12,7 @@ from typing import Any, TypeGuard
 from matplotlib.figure import Figure
 
 from backends.base import EvalReport, SweepResult, TrialStatus
+from backends.results import ShadowFigures
 from backends.client.importance import FeatureImportance
 
 DPI = 110
@@ -124,6 +125,38 @@ def drift_figure(columns: Sequence[tuple[str, float, bool]], major: float, moder
     ax.set_title("Drift of the new data against the champion's training data", fontsize="medium")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def shadow_figure(figures: ShadowFigures) -> Figure:
+    """Champion against candidate on the same mirrored requests: p50 and p99 scoring time."""
+    figure = Figure(figsize=(6.0, 3.2), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    sides = [("champion", figures.champion_p50_ms, figures.champion_p99_ms, "tab:blue"),
+             ("candidate", figures.candidate_p50_ms, figures.candidate_p99_ms, "tab:orange")]
+    for i, (name, p50, p99, colour) in enumerate(sides):
+        ax.bar([i * 3, i * 3 + 1], [p50 or 0.0, p99 or 0.0], color=colour, label=name)
+    ax.set_xticks([0, 1, 3, 4], ["p50", "p99", "p50", "p99"])
+    ax.set_ylabel("scoring time (ms)")
+    share = "n/a" if figures.disagreement is None else f"{100 * figures.disagreement:.1f} %"
+    ax.set_title(f"Shadow: {figures.mirrored} mirrored requests, disagreement {share}, "
+                 f"{figures.candidate_errors} candidate errors", fontsize="medium")
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def watch_figure(points: Sequence[tuple[float, int, int]], title: str) -> Figure:
+    """The new champion's live requests and server errors, summed since the watch began (seconds, n, errors)."""
+    figure = Figure(figsize=(6.0, 3.2), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="tab:blue", label="requests")
+    ax.plot([p[0] for p in points], [p[2] for p in points], color="tab:red", label="server errors")
+    ax.set_xlabel("seconds since the promotion")
+    ax.set_ylabel("count")
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
     return figure
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from backends.base import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion, SweepResult, TrialStatus
 from backends.domain.selection import GateDecision
+from backends.results import ShadowFigures
 
 
 def leaderboard_rows(sweep: SweepResult) -> list[dict[str, Any]]:
@@ -124,9 +125,20 @@ def history_rows(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
             "reason": e.reason,
             "by": e.triggered_by,
             "gate": None if e.gate is None else gate_summary(e.gate),
+            "shadow": None if e.shadow is None else shadow_summary(e.shadow),
+            "watch": None if e.watch is None else f"{e.watch.outcome.replace('_', ' ')} ({e.watch.seconds:.0f} s, "
+                                                  f"{e.watch.requests} requests, {e.watch.errors} errors)",
         }
         for e in entries
     ]
+
+
+def shadow_summary(shadow: ShadowFigures) -> str:
+    """The shadow's figures in one line."""
+    share = "n/a" if shadow.disagreement is None else f"{100 * shadow.disagreement:.1f} %"
+    return (f"{shadow.mirrored} mirrored in {shadow.seconds:.0f} s, disagreement {share}, candidate errors "
+            f"{shadow.candidate_errors}, p99 candidate {shadow.candidate_p99_ms} ms vs champion {shadow.champion_p99_ms} ms"
+            + ("" if shadow.enough else f" (fewer than {shadow.min_requests}: holdout alone)"))
 
 
 def gate_summary(gate: GateFigures) -> str:

@@ -42,6 +42,7 @@ class Harness(Protocol):
     def deployments(self) -> set[str]: ...
     def set_traffic(self, traffic: dict[str, int]) -> None: ...
     def break_next_deployment(self) -> None: ...
+    def mirror(self) -> dict[str, int]: ...
 
 
 class LocalHarness:
@@ -94,6 +95,12 @@ class LocalHarness:
     def break_next_deployment(self) -> None:
         self._broken = True
 
+    def mirror(self) -> dict[str, int]:
+        from backends.local.endpoint.state import read_state
+
+        state = read_state(self._manager().paths)
+        return {} if state is None or state.mirror is None else {state.mirror.deployment: state.mirror.percent}
+
     def close(self) -> None:
         self._manager().stop()
 
@@ -142,6 +149,12 @@ class AzureHarness:
 
         self.fake.deployment_error = http_error(400, "ResourceNotReady: User container has crashed or terminated")
 
+    def mirror(self) -> dict[str, int]:
+        if self.endpoint_name not in self.fake.endpoints:
+            return {}
+        read = self.fake.online_endpoints.get(self.endpoint_name)
+        return {k: int(v) for k, v in (read.mirror_traffic or {}).items() if int(v) > 0}
+
     def close(self) -> None:
         return None
 
@@ -185,6 +198,9 @@ class MemoryHarness:
         from backends.errors import DeploymentError
 
         self.faults.fail_next("deploy", DeploymentError("deployment did not pass its smoke request: the model's file is corrupt"))
+
+    def mirror(self) -> dict[str, int]:
+        return self.backend.endpoints.live.mirroring(self.spec.endpoint_name)
 
     def close(self) -> None:
         self.backend.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.local.endpoint.deadlines import BodyDeadlines
+from backends.local.endpoint.live import LiveRecorder
 from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
 from backends.local.endpoint.state import ENDPOINT_DIR_ENV, EndpointPaths, read_key, read_state
@@ -58,6 +59,7 @@ class EndpointApp:
         self._pid = os.getpid()
         self._access = AccessLog(ACCESS_LOGGER)
         self._deadlines = BodyDeadlines()
+        self._live = LiveRecorder(paths, self._pid)  # the shadow's mirror and the watch (idle unless asked)
 
     # -- deployment table ------------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class EndpointApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._scoring.shutdown(wait=True)
+                self._live.close()
                 self._access.flush()
                 self._loader.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -244,17 +247,21 @@ class EndpointApp:
             return 400, dumps({"error": "the client disconnected before the body arrived"}), name, 0
 
         scorer = found.scorer
+        scoring_started = time.perf_counter()
         if len(body) <= INLINE_BODY_BYTES:
             # A small body scores in well under a millisecond: inline in the event loop is faster than a
             # thread hand-off (about 0.4 ms here), and its deadline is checked before scoring starts.
             status, payload = _score_before(scorer, body, deadline)
-            return status, payload, name, len(body)
-        future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline)
-        try:
-            status, payload = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.perf_counter(), 0.001))
-        except TimeoutError:
-            return 408, dumps({"error": f"scoring took longer than {found.config.request_timeout_ms} ms "
-                                        "(request_timeout_ms): send fewer rows"}), name, 0
+        else:
+            future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline)
+            try:
+                status, payload = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.perf_counter(), 0.001))
+            except TimeoutError:
+                return 408, dumps({"error": f"scoring took longer than {found.config.request_timeout_ms} ms "
+                                            "(request_timeout_ms): send fewer rows"}), name, 0
+        status, payload = self._live.after_score(
+            table.state, table.deployments, name, bool(named), headers, body, status, payload,
+            (time.perf_counter() - scoring_started) * 1000)
         return status, payload, name, len(body)
 
     @staticmethod
@@ -294,7 +301,11 @@ def _score_before(scorer: Scorer, body: bytes, deadline: float) -> tuple[int, by
     """Score unless the request already waited past its deadline in the queue (then it is answered 408)."""
     if time.perf_counter() > deadline:
         return 408, dumps({"error": "the request waited longer than request_timeout_ms before scoring"})
-    return scorer.score_json(body)
+    try:
+        return scorer.score_json(body)
+    except Exception as exc:  # noqa: BLE001 - a model that raises on some input answers 500 for that request
+        logger.warning("deployment %s raised on a request: %s: %s", scorer.label, type(exc).__name__, exc)
+        return 500, dumps({"error": "the model failed on this request"})
 
 
 def _freeze_heap() -> None:

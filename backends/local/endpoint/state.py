@@ -7,6 +7,7 @@ Everything lives in ``<home>/endpoints/<name>/``:
     key           the endpoint key, mode 0600
     server.json   the running host's pid, host and port (removed on a clean stop)
     server.log    the host's JSON log lines (access lines included)
+    live/<id>/    each worker's record of a mirror or watch session (``backends.local.endpoint.live``)
     lock          serializes managers that change the endpoint
 """
 
@@ -63,6 +64,10 @@ class EndpointPaths:
     def lock(self) -> Path:
         return self.root / "lock"
 
+    def live(self, session: str) -> Path:
+        """Where the workers write what they recorded of live traffic for one mirror or watch session."""
+        return self.root / "live" / session
+
     @classmethod
     def from_root(cls, root: Path) -> EndpointPaths:
         root = Path(root)
@@ -82,6 +87,18 @@ class DeploymentConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """What the host records of live traffic (``backends.local.endpoint.live``): a mirror of requests to a
+    candidate deployment (``mirror``), or a watch of the serving deployment with a warm fallback (``watch``)."""
+
+    kind: str  # "mirror" | "watch"
+    deployment: str  # mirror: the candidate that gets copies; watch: the new champion watched
+    session: str  # the folder <root>/live/<session>/ the workers write to
+    percent: int = 100  # mirror: the share of live requests copied
+    fallback: str = ""  # watch: the previous champion, warm at 0 %, that answers what the new one fails
+
+
+@dataclass(frozen=True)
 class EndpointState:
     """What the endpoint serves; every worker of the host follows this file."""
 
@@ -92,6 +109,8 @@ class EndpointState:
     port: int | None = None
     workers: int = 1
     max_body_bytes: int = 1 << 20
+    mirror: LiveConfig | None = None
+    watch: LiveConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deployments", MappingProxyType(dict(self.deployments)))
@@ -114,7 +133,10 @@ class EndpointState:
     def without_deployment(self, name: str) -> EndpointState:
         deployments = {n: d for n, d in self.deployments.items() if n != name}
         traffic = {n: w for n, w in self.traffic.items() if n != name}
-        return replace(self, deployments=deployments, traffic=traffic)
+        # A mirror or watch that names the deleted deployment ends with it.
+        mirror = None if self.mirror and name in (self.mirror.deployment, self.mirror.fallback) else self.mirror
+        watch = None if self.watch and name in (self.watch.deployment, self.watch.fallback) else self.watch
+        return replace(self, deployments=deployments, traffic=traffic, mirror=mirror, watch=watch)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +147,8 @@ class EndpointState:
             "port": self.port,
             "workers": self.workers,
             "max_body_bytes": self.max_body_bytes,
+            "mirror": asdict(self.mirror) if self.mirror else None,
+            "watch": asdict(self.watch) if self.watch else None,
         }
 
     @classmethod
@@ -138,6 +162,8 @@ class EndpointState:
             port=raw.get("port"),
             workers=int(raw.get("workers", 1)),
             max_body_bytes=int(raw.get("max_body_bytes", 1 << 20)),
+            mirror=LiveConfig(**raw["mirror"]) if raw.get("mirror") else None,
+            watch=LiveConfig(**raw["watch"]) if raw.get("watch") else None,
         )
 
 

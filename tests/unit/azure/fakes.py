@@ -303,11 +303,19 @@ class FakeAzure:
             self._maybe_throttle("online_endpoints.begin_create_or_update")
             if endpoint.traffic:
                 endpoint.traffic = _strip_zeroes_from_traffic(endpoint.traffic)
+            if endpoint.mirror_traffic:
+                endpoint.mirror_traffic = _strip_zeroes_from_traffic(endpoint.mirror_traffic)
             rest = endpoint._to_rest_online_endpoint(location=LOCATION)
             known = {d.lower() for (e, d) in self.deployments if e == endpoint.name}
             unknown = {k for k in (rest.properties.traffic or {}) if k.lower() not in known}
             if unknown:
                 return poller(error=http_error(400, f"traffic names deployments that do not exist: {unknown}"))
+            # The service's rules on mirror traffic: one deployment, known, with no live traffic, at most 50 %.
+            mirror = {k.lower(): int(v) for k, v in (rest.properties.mirror_traffic or {}).items()}
+            live = {k.lower() for k, v in (rest.properties.traffic or {}).items() if int(v) > 0}
+            if len(mirror) > 1 or sum(mirror.values()) > 50 or set(mirror) - known or set(mirror) & live:
+                return poller(error=http_error(400, f"invalid mirror traffic {mirror}: one deployment that exists and "
+                                                    "takes no live traffic, at most 50 %"))
             rest.name, rest.id = endpoint.name, f"{ARM_SCOPE}/onlineEndpoints/{endpoint.name}"
             rest.properties.scoring_uri = f"https://{endpoint.name}.{LOCATION}.inference.ml.azure.com/score"
             rest.properties.provisioning_state = "Succeeded"
