@@ -12,7 +12,7 @@ import pytest
 from backends.domain.shadow import LiveTraffic, ServedAnswer, settle_watches, summarize_shadow
 from backends.errors import DeploymentError
 from backends.results import WatchRecord
-from tests.contract.conftest import Harness, report_for
+from tests.contract.harnesses import Harness, report_for
 
 
 def _champion_and_candidate(h: Harness):

@@ -19,7 +19,7 @@ from backends.domain.spec import DeploySpec
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.results import ModelVersion, WatchRecord
-from tests.contract.conftest import sweep_of
+from tests.contract.harnesses import sweep_of
 from tests.faulty_models import save_failing_model
 from tests.wrk_load import need_wrk, wrk_load
 
