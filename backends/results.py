@@ -128,6 +128,7 @@ class EvalReport:
     requests: int
     latency_ms_p50: float
     row_ids: tuple[str, ...] = ()  # each row's content key (backends.domain.split), aligned with labels
+    scores: tuple[float, ...] = ()  # the positive class's probability per row, when the endpoint gave them
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,19 @@ def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
         raise EvaluationError(f"endpoint {endpoint.name} answered labels that are not 0/1: {answer[:5]}") from exc
 
 
+def positive_scores_of(answer: Any, expected: int) -> list[float] | None:
+    """The positive class's probability per row (classes listed negative first); None when the answer has none."""
+    if isinstance(answer, str):
+        answer = json.loads(answer)
+    proba = answer.get("probabilities") if isinstance(answer, dict) else None
+    if not isinstance(proba, list) or len(proba) != expected:
+        return None
+    try:
+        return [float(row[1]) for row in proba]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def classes_of(answer: Any) -> list[str] | None:
     """The two classes an answer names (the data's labels, negative first), as text; None without them."""
     if isinstance(answer, str):
@@ -127,6 +140,7 @@ def evaluate_over_http(
     features = holdout.drop(columns=[target])
     labels = holdout[target].astype(int).tolist()
     predictions: list[int] = []
+    scores: list[float] | None = []
     latencies: list[float] = []
     names: list[str] | None = None
     try:
@@ -138,6 +152,8 @@ def evaluate_over_http(
                 latencies.append((time.perf_counter() - started) * 1000)
                 names = names or classes_of(answer)
                 predictions.extend(predictions_of(answer, len(batch), endpoint))
+                batch_scores = positive_scores_of(answer, len(batch))
+                scores = None if scores is None or batch_scores is None else scores + batch_scores
     except requests.RequestException as exc:
         raise EvaluationError(f"endpoint {endpoint.name} at {endpoint.scoring_uri} did not answer: {exc}") from exc
     # The printed report names the data's labels (Absence/Presence); the dict keeps 0/1 for code that reads it.
@@ -160,4 +176,5 @@ def evaluate_over_http(
         requests=requests_sent,
         latency_ms_p50=float(statistics.median(latencies)),
         row_ids=tuple(map(str, holdout.index)) if holdout.index.name == ROW_KEY else (),
+        scores=tuple(scores or ()),
     )
