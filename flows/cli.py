@@ -20,6 +20,7 @@ from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the t
     FolderRuleName,
     GateRule,
     HomeOption,
+    MetricName,
     RetrainOnName,
     SamplingName,
     TrackingOption,
@@ -90,7 +91,9 @@ def run(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Endpoint worker processes")] = 1,
     tolerance: Annotated[float | None, typer.Option("--tolerance", min=0.0, max=1.0, help="Promotion gate: the largest accuracy drop accepted (default 0; 0.05 with --gate paired)")] = None,
     gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
-    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of --gate paired")] = 0.05,
+    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of the gate's tests: --gate paired, the no-skill floor, the comparison on the training folds")] = 0.05,
+    metric: Annotated[MetricName, typer.Option("--metric", help="Selects the best trial and drives the gate and reports (every metric is logged); on a rare positive class prefer average_precision or roc_auc (`heartflow schema infer` says)")] = "accuracy",
+    threshold: Annotated[str, typer.Option("--threshold", help="Decision threshold stored with the model: 0.5 (the model's own), auto (best F1 for --metric f1, else best balanced accuracy, on out-of-fold predictions) or a probability")] = "0.5",
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
@@ -127,7 +130,7 @@ def run(
         spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on)
+                           folder_rule, force, retrain_on, metric, threshold)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec_file is not None and spec.backend == "local":

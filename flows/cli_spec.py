@@ -14,7 +14,7 @@ from typing import Any
 from backends.errors import ConfigurationError
 from backends.fileio import read_yaml_or_json
 from flows.cli_common import (
-    BackendName, FolderRuleName, GateRule, RetrainOnName, SamplingName, ValidationName, _check, _home,
+    BackendName, FolderRuleName, GateRule, MetricName, RetrainOnName, SamplingName, ValidationName, _check, _home,
 )
 
 
@@ -87,7 +87,8 @@ def build_spec(
     model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName,
+    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, metric: MetricName = "accuracy",
+    threshold: str = "0.5",
 ) -> Any:
     from backends.domain.search import check_search_space
     from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -107,6 +108,7 @@ def build_spec(
                 search_space=space,
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
                 validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
+                metric=metric, threshold=threshold,
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,

@@ -50,6 +50,7 @@ from tasks.stages import (
     upload_data,
     validate_data,
 )
+from tasks.decisions import compare_with_champion_on_folds
 from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
@@ -190,6 +191,10 @@ def _deploy_and_gate(
                     watch.situation, watch.champion.version)
 
     target = prepared.schema.target
+    cv = None  # the champion's configuration on the candidate's folds: the gate's witness with power
+    if watch.champion is not None:
+        cv, _ = _stage(compare_with_champion_on_folds, sweep, watch.champion, prepared, spec.sweep,
+                       spec.deploy.gate_alpha)
     with (
         rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
         backend.rollout_lock(spec.deploy.endpoint_name),
@@ -204,10 +209,12 @@ def _deploy_and_gate(
         triggered_by = f"flow run {flow_run.name or flow_run.id}"
         (decision, endpoint), _ = _stage(
             promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
-            triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha,
+            triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, metric=spec.sweep.metric, cv=cv,
         )
         if decision.promote:
             champion: ModelVersion | None = model
+        elif not rivals:  # a rejected first version: it was removed and nothing serves
+            champion = None
         else:  # the champion keeps serving on its own deployment
             champion = backend.champion(model.name)
             endpoint = dataclasses.replace(
@@ -229,7 +236,13 @@ def _deploy_and_gate(
     events.emit(events.PROMOTED if decision.promote else events.REJECTED, model=model.name, version=model.version,
                 endpoint=endpoint.name, data_sha256=prepared.train_sha256,
                 payload={"reason": decision.reason, "accuracy": report.accuracy, "source": source.uri,
-                         "source_sha256": source.sha256})
+                         "source_sha256": source.sha256, "metric": decision.metric,
+                         "value": decision.candidate_value, "baseline": decision.baseline})
+    if decision.floor_failed:
+        serving = (f"champion v{champion.version} keeps serving on {endpoint.name}" if champion is not None
+                   else f"nothing serves on {endpoint.name}")
+        message = f"{decision.reason.split('; against the champion')[0]}; {model.name} v{model.version} rejected, {serving}"
+        return Failed(message=message, data=PromotionRejected(message))
     if not decision.promote:
         rejected = PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "

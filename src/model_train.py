@@ -82,6 +82,7 @@ def train_trial(
     on_fold: Callable[[int, dict[str, float]], object] | None = None,
     threshold: float | str | None = None,
     metric: str = "accuracy",
+    refit: bool = True,
 ) -> TrialFit:
     """Fit and score one trial. Deterministic for the same inputs (the forest and the split are seeded).
 
@@ -94,6 +95,7 @@ def train_trial(
     ``threshold``: None or 0.5 (the model's own decision), a probability, or "auto": the threshold that
     maximises F1 (``metric`` f1) or balanced accuracy (otherwise) on the out-of-fold predictions (the
     validation part for "split"); the final metrics are scored at it and it is stored on the model.
+    ``refit`` False skips the refit on all rows (kfold): for a comparison that needs only the folds' scores.
     """
     started = time.perf_counter()
     chosen = parse_threshold(threshold)
@@ -108,10 +110,12 @@ def train_trial(
     elif method == "kfold":
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
         for a, b in splitter.split(x, y):
-            fitted.append(_fit_fold(build_pipeline(schema, params, seed), x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b]))
+            fold_model = build_pipeline(schema, params, seed)
+            fitted.append(_fit_fold(fold_model, x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b]))
             if on_fold is not None and (chosen != "auto" or len(fitted) < folds):
                 on_fold(len(fitted), _mean([f.score(interim_threshold) for f in fitted]))
-        model = build_pipeline(schema, params, seed).fit(x, y)
+        # refit False (a comparison that needs only the folds' scores): the last fold's model stands in.
+        model = build_pipeline(schema, params, seed).fit(x, y) if refit else fold_model
     else:
         raise ValueError(f"unknown validation method {method!r}: use 'split' or 'kfold'")
     final: float | None

@@ -20,6 +20,7 @@ from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, 
 from backends.domain.dataset import PreparedData
 from backends.client.importance import ImportanceResult, endpoint_importance
 from backends.domain.search import planned_trials
+from backends.domain.cv_gate import CvComparison
 from backends.domain.selection import GateDecision, decide_gate
 from backends.domain.spec import DeploySpec, SweepSpec
 from tasks.caching import sweep_cache_key_fn, upload_cache_key_fn
@@ -116,6 +117,7 @@ def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFram
 def promotion_gate(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, report: EvalReport, champion_report: EvalReport | None,
     tolerance: float | None, triggered_by: str, rule: str = "tolerance", alpha: float = 0.05,
+    metric: str = "accuracy", cv: CvComparison | None = None,
 ) -> tuple[GateDecision, Endpoint]:
     """Promote the candidate (traffic, alias, old deployment removed) or reject it (champion keeps serving).
     The decision's numbers go to the run log, the ``gate-decision`` table artifact and the backend's
@@ -123,7 +125,7 @@ def promotion_gate(
     logger = get_run_logger()
     champion_tags = backend.get_model(model.name, champion_report.model_version).tags if champion_report else None
     decision = decide_gate(report, champion_report, rule=rule, tolerance=tolerance, alpha=alpha,
-                           champion_tags=champion_tags)
+                           champion_tags=champion_tags, metric=metric, cv=cv)
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)
     create_table_artifact([decision.record()], key="gate-decision",

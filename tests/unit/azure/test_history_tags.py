@@ -25,8 +25,10 @@ def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
 
 
 def answers(right: int, rows: int = 31, version: str = "1") -> EvalReport:
-    return EvalReport(endpoint="e", deployment="blue", model_version=version, rows=rows, labels=(1,) * rows,
-                      predictions=(1,) * right + (0,) * (rows - right), accuracy=right / rows, report_text="",
+    labels = tuple(i % 2 for i in range(rows))  # both classes: a constant answer scores about 0.5
+    predictions = tuple(y if i < right else 1 - y for i, y in enumerate(labels))
+    return EvalReport(endpoint="e", deployment="blue", model_version=version, rows=rows, labels=labels,
+                      predictions=predictions, accuracy=right / rows, report_text="",
                       report={}, confusion_matrix=((0, 0), (rows - right, right)), requests=1, latency_ms_p50=1.0)
 
 
