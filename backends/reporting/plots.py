@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from backends.base import EvalReport, SweepResult, TrialStatus
 from backends.client.importance import FeatureImportance
+from backends.domain.calibration import Calibration
 
 DPI = 110
 
@@ -124,6 +125,26 @@ def drift_figure(columns: Sequence[tuple[str, float, bool]], major: float, moder
     ax.set_title("Drift of the new data against the champion's training data", fontsize="medium")
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def reliability_figure(calibration: Calibration, title: str) -> Figure:
+    """Observed share of positives against the mean predicted probability, per bin (the diagonal is
+    perfect calibration); each point's size follows its rows."""
+    figure = Figure(figsize=(4.6, 4.2), dpi=DPI, layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    predicted = [b.mean_predicted for b in calibration.bins]
+    observed = [b.observed for b in calibration.bins]
+    sizes = [20 + 180 * b.rows / max(calibration.rows, 1) for b in calibration.bins]
+    ax.plot(predicted, observed, color="tab:blue", linewidth=1)
+    ax.scatter(predicted, observed, s=sizes, color="tab:blue", label="holdout bins")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability of the positive class")
+    ax.set_ylabel("observed share of positives")
+    ax.set_title(f"{title}\nBrier {calibration.brier:.4f} (constant {calibration.brier_no_skill:.4f})", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
     return figure
 
 
