@@ -241,7 +241,8 @@ def _deploy_and_gate(
     if decision.floor_failed:
         serving = (f"champion v{champion.version} keeps serving on {endpoint.name}" if champion is not None
                    else f"nothing serves on {endpoint.name}")
-        message = f"{decision.reason.split('; against the champion')[0]}; {model.name} v{model.version} rejected, {serving}"
+        message = (f"{decision.reason.split('; against the champion')[0]}; {model.name} v{model.version} was "
+                   f"rejected by the promotion gate; {serving}")
         return Failed(message=message, data=PromotionRejected(message))
     if not decision.promote:
         rejected = PromotionRejected(

@@ -229,7 +229,10 @@ def decide_gate(
         promote, reason = True, f"candidate is {verdict} at alpha {alpha}, within tolerance {tol:.4f} ({numbers})"
     if cv is not None:
         numbers += f"; on the training folds: {cv.summary()}"
-        if promote and cv.p_worse < alpha:
+        # Significantly worse on the folds rejects; under the tolerance rule only beyond its tolerance (an
+        # operator's --tolerance 1 accepts anything), under the paired rule at any size.
+        allowed = tol if rule == "tolerance" else 0.0
+        if promote and cv.p_worse < alpha and cv.difference < -allowed - 1e-12:
             promote, reason = False, (f"the champion's configuration refit on the candidate's folds is significantly "
                                       f"better at alpha {alpha} ({numbers})")
         elif promote:
