@@ -9,7 +9,7 @@ message from the CLI, the Prefect UI and a deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.errors import ConfigurationError
 from backends.fileio import read_yaml_or_json
@@ -108,7 +108,7 @@ def build_spec(
                 search_space=space,
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
                 validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
-                metric=metric, threshold=threshold,
+                metric=metric, threshold=_threshold_option(threshold),
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
@@ -119,6 +119,16 @@ def build_spec(
     )
     _check(check_search_space, spec.sweep)
     return spec
+
+
+def _threshold_option(text: str) -> float | Literal["auto"]:
+    """--threshold: auto, or a number (the spec checks its range)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"--threshold {text!r}: give 0.5, auto, or a probability between 0 and 1") from None
 
 
 def load_data_of(spec: Any) -> Any:

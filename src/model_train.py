@@ -99,7 +99,7 @@ def train_trial(
     """
     started = time.perf_counter()
     chosen = parse_threshold(threshold)
-    interim_threshold = None if chosen == "auto" else chosen
+    interim_threshold = chosen if isinstance(chosen, float) else None  # "auto": 0.5 until the folds are in
     x = frame.loc[:, list(schema.features)]
     y = frame[schema.target].astype(int)
     fitted: list[_Fold] = []
@@ -118,12 +118,10 @@ def train_trial(
         model = build_pipeline(schema, params, seed).fit(x, y) if refit else fold_model
     else:
         raise ValueError(f"unknown validation method {method!r}: use 'split' or 'kfold'")
-    final: float | None
+    final = interim_threshold
     if chosen == "auto":
         final = pick_threshold(np.concatenate([f.y_true for f in fitted]),
                                np.concatenate([f.proba for f in fitted]), metric)
-    else:
-        final = chosen  # type: ignore[assignment] # None or a float: "auto" is handled above
     per_fold = tuple(f.score(final) for f in fitted)
     metrics = _mean(list(per_fold))
     if final is not None:

@@ -9,10 +9,10 @@ positive class is rare, accuracy rewards answering "no" and a threshold-free met
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from backends.results import EvalReport
 from src.metrics import METRIC_GOALS, PROBABILITY_CLIP, THRESHOLD_FREE, score_predictions
@@ -34,12 +34,13 @@ def better(metric: str, value: float, other: float) -> float:
     return value - other if goal_of(metric) == "maximize" else other - value
 
 
-def metric_value(metric: str, labels: Sequence[int], predictions: Sequence[int], scores: Sequence[float]) -> float:
+def metric_value(metric: str, labels: ArrayLike, predictions: ArrayLike, scores: ArrayLike) -> float:
     """``metric`` of one set of answers; a threshold-free metric needs the positive class's probabilities."""
-    if metric in THRESHOLD_FREE and len(scores) != len(labels):
+    y, given = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if metric in THRESHOLD_FREE and len(given) != len(y):
         raise ValueError(f"{metric} needs the endpoint's probabilities and the evaluation has none")
-    proba = np.asarray(scores if len(scores) == len(labels) else predictions, dtype=np.float64)
-    return float(score_predictions(np.asarray(labels), np.asarray(predictions), proba)[metric])
+    proba = given if len(given) == len(y) else np.asarray(predictions, dtype=np.float64)
+    return float(score_predictions(y, np.asarray(predictions), proba)[metric])
 
 
 def report_metric(report: EvalReport, metric: str) -> float:
@@ -49,7 +50,7 @@ def report_metric(report: EvalReport, metric: str) -> float:
     return metric_value(metric, report.labels, report.predictions, report.scores)
 
 
-def no_skill_value(metric: str, labels: Sequence[int]) -> float:
+def no_skill_value(metric: str, labels: ArrayLike) -> float:
     """What a model that learned nothing scores on ``labels``: the majority class for accuracy; 0.5 for
     balanced accuracy and ROC AUC; the prevalence for average precision; the prior's log loss; the F1 of
     always answering positive."""

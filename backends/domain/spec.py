@@ -181,7 +181,7 @@ class SweepSpec(BaseModel):
         description="Selects the best trial (Azure: the sweep's primary metric) and drives the gate and reports; "
         "every metric is logged",
     )
-    goal: Literal["maximize", "minimize"] | None = Field(default=None, description="Default: the metric's direction")
+    goal: Literal["maximize", "minimize"] = Field(default="maximize", description="Always the metric's direction")
     threshold: float | Literal["auto"] | None = Field(
         default=None,
         description="Decision threshold stored with the model: None or 0.5 (the model's own decision), auto "
@@ -198,15 +198,21 @@ class SweepSpec(BaseModel):
 
         return parse_threshold(value)
 
-    @model_validator(mode="after")
-    def _goal_follows_metric(self) -> SweepSpec:
+    @model_validator(mode="before")
+    @classmethod
+    def _goal_follows_metric(cls, data: Any) -> Any:
+        """The goal is the metric's direction (log loss: minimize); a goal given against it is refused."""
         from src.metrics import METRIC_GOALS
 
-        direction = METRIC_GOALS[self.metric]
-        if self.goal is not None and self.goal != direction:
-            raise ValueError(f"goal {self.goal} contradicts metric {self.metric}, which is to {direction}: drop goal")
-        self.goal = direction
-        return self
+        if not isinstance(data, dict):
+            return data
+        metric = data.get("metric", data.get("primary_metric", "accuracy"))
+        direction = METRIC_GOALS.get(str(metric))
+        if direction is None:
+            return data  # the field's own validation names the allowed metrics
+        if data.get("goal") not in (None, direction):
+            raise ValueError(f"goal {data['goal']} contradicts metric {metric}, which is to {direction}: drop goal")
+        return {**data, "goal": direction}
 
     @property
     def primary_metric(self) -> str:
