@@ -54,6 +54,8 @@ def test_the_gates_figures_travel_on_the_endpoints_tags(settings: AzureSettings,
     assert there is not None and (there.rule, there.rows) == ("paired", 31)
     for name in ("candidate_accuracy", "champion_accuracy", "difference", "p_value", "p_worse", "tolerance"):
         assert getattr(there, name) == pytest.approx(getattr(decision.figures(), name), rel=1e-5), name
+    assert there.metric == "accuracy" and there.baseline == pytest.approx(decision.baseline, rel=1e-5)
+    assert there.baseline_p == pytest.approx(decision.baseline_p, rel=1e-5)  # the floor travels too
     tags = fake.endpoint(endpoint.name).tags
     assert all(len(v) <= TAG_VALUE_LIMIT for k, v in tags.items() if k.startswith(HISTORY_PREFIX))
 
