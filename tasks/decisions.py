@@ -28,9 +28,15 @@ def compare_with_champion_on_folds(
         return None
     v = spec.validation
     folds = v.folds if v.method == "kfold" else 5  # a split has one fold: the comparison needs several
-    result = compare_on_folds(prepared.train, prepared.schema, dict(sweep.best.params), champion_params,
-                              metric=spec.metric, seed=spec.seed, folds=folds, random_state=v.random_state,
-                              threshold=spec.threshold, alpha=alpha)
+    try:
+        result = compare_on_folds(prepared.train, prepared.schema, dict(sweep.best.params), champion_params,
+                                  metric=spec.metric, seed=spec.seed, folds=folds, random_state=v.random_state,
+                                  threshold=spec.threshold, alpha=alpha)
+    except (ValueError, TypeError, KeyError) as exc:  # e.g. a parameter today's model code no longer takes
+        logger.warning("champion %s v%s's configuration %s could not be refit on today's data (%s: %s): no "
+                       "comparison on the training folds", champion.name, champion.version, champion_params,
+                       type(exc).__name__, exc)
+        return None
     logger.info("candidate against champion %s v%s's configuration on the same folds: %s", champion.name,
                 champion.version, result.summary())
     return result
