@@ -95,6 +95,8 @@ class GateDecision:
     baseline_p: float | None = None  # one-sided: the candidate is no better than the baseline
     beats_baseline: bool = True
     cv: CvComparison | None = None  # the champion's configuration refit on the candidate's folds, compared
+    difference_low: float | None = None  # 95 % interval of the holdout difference in the run's metric (accuracy:
+    difference_high: float | None = None  # paired Wald on the discordant rows; another metric: the bootstrap's)
 
     @property
     def floor_failed(self) -> bool:
@@ -212,6 +214,12 @@ def decide_gate(
                    f"better by {by_metric.difference:+.4f} (95 % {by_metric.low:+.4f} to {by_metric.high:+.4f}, "
                    f"paired bootstrap p worse={by_metric.p_worse:.3g}); accuracy: {numbers}")
     difference = by_metric.difference if by_metric else stats.difference
+    if by_metric is not None:
+        interval = (by_metric.low, by_metric.high)
+    else:  # the paired difference's variance: ((b + c) - (b - c)^2 / n) / n^2
+        b, c = stats.candidate_only_right, stats.champion_only_right
+        half = 1.96 * math.sqrt(max((b + c) - (b - c) ** 2 / stats.n, 0.0)) / stats.n
+        interval = (stats.difference - half, stats.difference + half)
     p_worse = by_metric.p_worse if by_metric else stats.p_worse
     if rule == "tolerance" and by_metric is None:
         base = decide_promotion(stats.candidate_accuracy, stats.champion_accuracy, tol)
@@ -243,7 +251,8 @@ def decide_gate(
         promote, reason, stats.candidate_accuracy, stats.champion_accuracy, tol, rule, alpha, rows=stats.n,
         rows_excluded=excluded, difference=stats.difference, candidate_only_right=stats.candidate_only_right,
         champion_only_right=stats.champion_only_right, p_value=stats.p_value, p_worse=stats.p_worse, power=power,
-        champion_rows_known=known, warnings=tuple(warnings), cv=cv, **floor_fields,
+        champion_rows_known=known, warnings=tuple(warnings), cv=cv, difference_low=interval[0],
+        difference_high=interval[1], **floor_fields,
     )
 
 

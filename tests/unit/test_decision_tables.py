@@ -87,6 +87,7 @@ def test_the_cv_paired_gate_sees_a_drop_the_32_row_holdout_misses(tmp_path: Path
     holdout_only = decide_gate(candidate, champion, rule="paired", tolerance=0.1)
     assert holdout_only.promote and holdout_only.p_worse >= 0.05, holdout_only.reason  # the holdout misses it
     assert holdout_only.power is not None and holdout_only.power < 0.2
+    assert holdout_only.difference_low < holdout_only.difference < holdout_only.difference_high
     assert mcnemar_power(32) < 0.2
     with_folds = decide_gate(candidate, champion, rule="paired", tolerance=0.1, cv=cv)
     assert not with_folds.promote and "refit on the candidate's folds is significantly better" in with_folds.reason
