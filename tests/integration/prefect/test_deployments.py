@@ -111,11 +111,11 @@ def test_every_keyed_artifact_is_readable_through_the_api(
 def test_the_plots_are_logged_to_mlflow(heartflow_home: Path, local_runs: dict[str, Any]) -> None:
     assert local_runs["good"].state.is_completed()
     pngs = {p.name for p in (heartflow_home / "artifacts").rglob("plots/*.png")}
-    assert pngs == {"sweep-accuracy.png", "confusion-matrix.png", "feature-importance.png"}
+    assert pngs == {"sweep-accuracy.png", "confusion-matrix.png", "reliability.png", "feature-importance.png"}
     client = tracking.make_client(heartflow_home)
     model = client.get_model_version("heart-classifier", "1")
     logged = {f.path for f in client.list_artifacts(model.run_id, "plots")}
-    assert logged == {"plots/confusion-matrix.png", "plots/feature-importance.png"}
+    assert logged == {"plots/confusion-matrix.png", "plots/reliability.png", "plots/feature-importance.png"}
 
 
 def test_a_failed_stage_is_named_in_the_flow_runs_final_state(local_runs: dict[str, Any]) -> None:
@@ -146,7 +146,7 @@ def test_a_rerun_reuses_cached_stages_and_a_worse_model_is_rejected_with_the_gat
     assert "reused" in artifacts["sweep-progress"].description
     assert "the sweep's best model is champion heart-classifier v1 (same trial run): no new deployment" in again.state.message
 
-    # A model that always predicts the majority class cannot beat the champion now serving.
+    # A model that always predicts the majority class beats neither the no-skill floor nor the champion.
     weak = finish(api, prefect_server, trigger(api, "local", {
         "backend": "local", "home": str(heartflow_home), "data": {"force": True},
         "sweep": {"max_total_trials": 1, "search_space": {"min_samples_leaf": {"type": "choice", "values": [100000]}}},
@@ -154,6 +154,7 @@ def test_a_rerun_reuses_cached_stages_and_a_worse_model_is_rejected_with_the_gat
     }))
     assert weak.state.type.value == "FAILED"
     assert "rejected by the promotion gate" in weak.state.message  # an expected outcome: no exception type
-    assert "candidate holdout accuracy" in weak.state.message and "< champion" in weak.state.message
+    assert weak.state.message.startswith("no model beats the no-skill baseline: accuracy ")
+    assert "champion v1 keeps serving" in weak.state.message
     model = artifacts_of(api, weak.id)["model-version"].data
     assert "REJECTED" in model and "champion v1" in model
