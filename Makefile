@@ -6,11 +6,13 @@ PIP    := $(BIN)/python -m pip
 # Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-test run test test-fast bench wrk node-deps chromium postgres lock clean help
+.PHONY: setup setup-test run test test-fast test-azure bench wrk node-deps chromium postgres lock clean help
 
 help:
 	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
 	@echo "make test   - install what the tests need (Python, azurite, chromium) and run the suite"
+	@echo "make test-fast - unit, contract (Azure fakes, in-memory) and flow-branch tests, no real servers"
+	@echo "make test-azure - the live suite on a real workspace (prints its cost estimate first; docs/azure.md)"
 	@echo "make bench  - run the sweep, endpoint and whole-run benchmarks (writes docs/benchmarks.md)"
 
 $(BIN)/python:
@@ -53,8 +55,16 @@ postgres:
 test: setup-test
 	$(BIN)/python -m pytest
 
+# The flow's logic in about a minute: unit tests, the rollout contract on the Azure fakes and the in-memory
+# backend, and every branch of the flow on the in-memory backend under one Prefect test harness. What needs a
+# real server, an endpoint host, a fresh interpreter or the type checker is marked `full` and left to `make test`.
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit tests/contract tests/flow -m "not azure and not full" -q
+
+# The live suite on a real subscription (docs/azure.md): the cost estimate prints before any test starts,
+# and the lifecycle test tears down what it created even when a step fails.
+test-azure: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m azure tests/integration/azure -v
 
 # wrk, the native HTTP load generator of the endpoint benchmark (Debian package).
 wrk:

@@ -1,4 +1,5 @@
-"""The Backend interface, the Provisioner interface, and (re-exported) the typed results.
+"""The Backend interface, the capabilities only some backends have (Provisioner, DataAssetResolver), and
+(re-exported) the typed results.
 
 Every stage returns a frozen dataclass from ``backends.results``, never a dict and never an SDK object, so
 that tasks, the CLI and Prefect artifacts see the same shape whichever backend ran. The rollout (deploy,
@@ -31,13 +32,14 @@ from backends.results import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from backends.client.evaluation import Predictor
     from backends.domain.rollout import RolloutPolicy
     from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion", "Provisioner",
-    "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+    "Backend", "DataAssetResolver", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion",
+    "Provisioner", "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,15 +75,29 @@ class Provisioner(Protocol):
         ...
 
 
+@runtime_checkable
+class DataAssetResolver(Protocol):
+    """A backend that reads registered data assets (Azure ML: ``azureml:NAME@latest``). The flow and the CLI
+    check for it; a backend without it refuses such a URI with one line saying which backend reads it."""
+
+    def resolve_data_asset(self, uri: str) -> tuple[str, str]:
+        """(storage URL, version) of a registered data asset."""
+        ...
+
+
 class Backend(abc.ABC):
     """One method per stage, plus promotion and teardown.
 
     A backend is built from its settings by ``backends.factory.create_backend``; it holds no
-    module-level state, so two backends can live in one process (tests do this).
+    module-level state, so two backends can live in one process (tests do this). Every method a run
+    needs is abstract, or has a default that is real behaviour for every backend (``promote``, ``reject``
+    and ``champion`` through the rollout policy; ``predictor`` over HTTP; ``sweep_identity`` by the
+    domain's rule); what only some backends can do is a Protocol (``Provisioner``, ``DataAssetResolver``).
     """
 
     name: str
 
+    # ---- the stages ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def upload(self, train: pd.DataFrame) -> DataRef:
         """Store the training split, content-addressed by its sha256. Storing the same data twice is a
@@ -111,22 +127,32 @@ class Backend(abc.ABC):
         traffic."""
 
     @abc.abstractmethod
-    def endpoint_key(self, endpoint: Endpoint) -> str:
-        """The key a client sends to ``endpoint``. Never logged."""
-
     def evaluate(
         self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
         deployment: str | None = None,
     ) -> EvalReport:
-        """Send the holdout through the endpoint over HTTP, as a client would, addressed to
-        ``deployment`` (default ``endpoint.deployment``); raises EvaluationError when the endpoint does
-        not answer correctly."""
-        from backends.client.evaluation import evaluate_over_http
+        """Send the holdout through the endpoint as a client would (``predictor``), addressed to
+        ``deployment`` (default ``endpoint.deployment``), and score the answers
+        (``backends.client.evaluation.evaluate_with``); raises EvaluationError when the endpoint does not
+        answer correctly."""
 
-        return evaluate_over_http(
-            endpoint, self.endpoint_key(endpoint), holdout, target, batch_size=batch_size, deployment=deployment
-        )
+    @abc.abstractmethod
+    def teardown(self, endpoint_name: str) -> None:
+        """Delete the endpoint and its deployments. Idempotent: a missing endpoint is not an error."""
 
+    # ---- calling an endpoint --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def endpoint_key(self, endpoint: Endpoint) -> str:
+        """The key a client sends to ``endpoint``. Never logged."""
+
+    def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500) -> Predictor:
+        """Predictions of ``deployment`` (default ``endpoint.deployment``) as a client gets them: over HTTP
+        with the endpoint's key, in batches of ``batch_size`` rows."""
+        from backends.client.evaluation import EndpointPredictor
+
+        return EndpointPredictor(endpoint, self.endpoint_key(endpoint), deployment=deployment, batch_size=batch_size)
+
+    # ---- the rollout: one policy over each backend's primitives (backends.domain.rollout) --------------
     @abc.abstractmethod
     def rollout_policy(self) -> RolloutPolicy:
         """The backend's rollout collaborator: the shared policy over this backend's primitives, holding
@@ -152,9 +178,14 @@ class Backend(abc.ABC):
         ``promote``). Raises DeploymentError."""
         self.rollout_policy().reject(endpoint, model, reason, report=report, triggered_by=triggered_by, gate=gate)
 
-    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+    def champion(self, model_name: str) -> ModelVersion | None:
+        """The model version that holds the champion alias (or tag), or None."""
+        return self.rollout_policy().registry.champion(model_name)
+
+    @abc.abstractmethod
+    def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
         """Keep the gate's numbers (n, accuracies, difference, p-values, power) with ``model`` in the
-        backend's tracking. The base keeps nothing beyond the history entry (its reason and ``gate``)."""
+        backend's tracking, beside the history entry (its reason and ``gate``)."""
 
     @abc.abstractmethod
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
@@ -164,10 +195,6 @@ class Backend(abc.ABC):
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         """A registered version by number; raises RegistrationError when it does not exist."""
 
-    def champion(self, model_name: str) -> ModelVersion | None:
-        """The model version that holds the champion alias (or tag), or None."""
-        return self.rollout_policy().registry.champion(model_name)
-
     def rollout_lock(self, endpoint_name: str, timeout_s: float = 7200.0) -> AbstractContextManager[None]:
         """Held from deploy to the gate's decision, so two runs never roll out to one endpoint at once.
         The base needs none: Prefect's global concurrency slot (tasks/rollout.py) serialises runs that
@@ -175,56 +202,48 @@ class Backend(abc.ABC):
         return nullcontext()
 
     # ---- what tasks need besides the stages --------------------------------------------------------
-    stores_files: bool = False
-    """True when ``attach_files`` keeps the files with the model's run (the reports then link there and
-    may write their plots to a scratch folder); False when the files stay where they were written."""
+    @property
+    @abc.abstractmethod
+    def stores_files(self) -> bool:
+        """True when ``attach_files`` keeps the files with the model's run (the reports then link there and
+        may write their plots to a scratch folder); False when the files stay where they were written."""
 
+    @abc.abstractmethod
     def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
         """Store report files (plots) with ``model``'s run, under ``plots/`` (``runs:/<source_run_id>/plots/
-        <name>``). The base stores nothing: the files stay where they are. Raises a HeartflowError when a
-        backend that stores files could not."""
-        logger.info("the %s backend does not store report files; %d file(s) not stored with %s v%s",
-                    self.name, len(files), model.name, model.version)
+        <name>``). Raises a HeartflowError when they could not be stored."""
 
+    @abc.abstractmethod
     def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
         """Store report files with the sweep's run (``runs:/<sweep_id>/plots/<name>``); as ``attach_files``."""
-        logger.info("the %s backend does not store report files; %d file(s) of sweep %s not stored",
-                    self.name, len(files), sweep.sweep_id)
 
     @abc.abstractmethod
     def store_identity(self) -> str:
         """Which store this backend writes to (local: its home; azure: its workspace). A cached upload or
         sweep is valid only for the same store."""
 
-    @abc.abstractmethod
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
         """What decides a sweep's result: the data, the schema, the search and validation, the seed and
         the training code (not concurrency or timeouts, which change how fast, not what)."""
+        from backends.domain.identity import sweep_identity
+
+        return sweep_identity(data, spec, schema_json)
 
     def result_storage(self) -> Path | None:
         """Where Prefect keeps this backend's cached results; None means Prefect's default storage."""
         return None
 
     # ---- scheduled retraining: what serves, what was read, how the champion ages (backends.domain) ----
+    @abc.abstractmethod
     def serving(self, endpoint_name: str) -> Endpoint | None:
         """The endpoint addressed to the deployment with the most traffic, or None when nothing serves
         (the endpoint does not exist, is stopped, or has no traffic)."""
-        return None
 
-    def resolve_data_asset(self, uri: str) -> tuple[str, str]:
-        """(storage URL, version) of a registered data asset (``azureml:NAME@latest``); Azure only."""
-        from backends.errors import DataValidationError
-
-        raise DataValidationError(f"{uri} is an Azure ML data asset: read it with --backend azure")
-
-    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:  # noqa: B027 - optional hook
+    @abc.abstractmethod
+    def tag_model(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
         """Add ``tags`` to a registered version (what data it was trained on, where it came from)."""
 
+    @abc.abstractmethod
     def record_champion_score(self, model: ModelVersion, accuracy: float, rows: int) -> tuple[float, ...]:
         """Record the champion's accuracy on a run's new labelled data; return every score recorded so
         far, oldest first (the decay series)."""
-        return (accuracy,)
-
-    @abc.abstractmethod
-    def teardown(self, endpoint_name: str) -> None:
-        """Delete the endpoint and its deployments. Idempotent: a missing endpoint is not an error."""

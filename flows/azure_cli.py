@@ -49,8 +49,12 @@ def provision_azure(spec: PipelineSpec, *, create_workspace: bool) -> None:
 def teardown_azure(endpoint_name: str, *, all_resources: bool, yes: bool) -> None:
     spec = PipelineSpec.model_validate({"backend": "azure", "deploy": {"endpoint_name": endpoint_name}})
     backend = provisioner_for_spec(spec)
+    from backends.azure.backend import AzureBackend
+
+    # The name the backend deletes: the tutorial's default stands for the workspace's derived hf-<hash> name.
+    deleted = backend.endpoints.endpoint_name(endpoint_name) if isinstance(backend, AzureBackend) else endpoint_name
     backend.teardown(endpoint_name)
-    console.print(f"endpoint {endpoint_name} deleted (or was already gone)")
+    console.print(f"endpoint {deleted} deleted (or was already gone)")
     if not all_resources:
         return
     planned = backend.teardown_all(yes=False)

@@ -233,15 +233,19 @@ def status(
     """The champion in the registry, and what the local endpoint serves now."""
     from backends.domain.history import recorded_holdout_accuracy
     from backends.local.backend import LocalBackend
+    from flows.cli_status import status_problems
 
     local = _check(LocalBackend, _home(home), tracking_uri)
     champion = local.champion(model_name)
     endpoint = local.endpoint(endpoint_name)
+    problems = status_problems(local, endpoint_name, model_name)
     if as_json:  # only JSON on stdout, for scripts
         from flows.cli_json import status_record
 
-        typer.echo(status_record(endpoint_name, endpoint, champion))
+        typer.echo(status_record(endpoint_name, endpoint, champion, problems))
         raise typer.Exit(code=0 if endpoint is not None else 3)
+    for problem in problems:
+        console.print(f"[bold yellow]inconsistent:[/] {problem}", highlight=False)
     if champion is None:
         console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
     else:

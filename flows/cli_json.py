@@ -40,8 +40,10 @@ def history_records(backend: Backend, entries: Sequence[HistoryEntry]) -> Iterat
         yield json.dumps({**dataclasses.asdict(entry), **_lineage(models[key])}, sort_keys=True)
 
 
-def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: ModelVersion | None) -> str:
+def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: ModelVersion | None,
+                  problems: tuple[str, ...] = ()) -> str:
     record: dict[str, Any] = {
+        "inconsistent": list(problems),
         "endpoint": endpoint_name, "serving": endpoint is not None,
         "deployment": endpoint.deployment if endpoint else None,
         "model": endpoint.model_name if endpoint else None,

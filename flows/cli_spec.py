@@ -137,7 +137,9 @@ def load_data_of(spec: Any) -> Any:
 
     resolver = None
     if spec.backend == "azure" and (spec.data.path or "").startswith("azureml:"):
+        from backends.base import DataAssetResolver
         from backends.factory import backend_for_spec
 
-        resolver = backend_for_spec(spec).resolve_data_asset
+        backend = backend_for_spec(spec)
+        resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
     return load_spec_data(spec.data, asset_resolver=resolver)

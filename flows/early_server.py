@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,15 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 120  # in the background a slow start costs nothing; a busy 2-core machine needs it
+
+
+def _die_with_parent() -> None:
+    """In the server's process before it runs: the kernel sends it SIGTERM when the CLI dies, even by SIGKILL,
+    so a killed run never leaves a temporary server behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EarlyServer:
@@ -109,7 +119,8 @@ def start_temporary_server_early() -> EarlyServer:
         "--lifespan", "on",
     ]
     try:  # the server reads the same environment and profile as this process
-        process = subprocess.Popen(command, env={**os.environ, **ephemeral}, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, env={**os.environ, **ephemeral}, stdin=subprocess.DEVNULL,
+                                   preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     except OSError as exc:
         logger.warning("cannot start Prefect's temporary server early (%s); the flow starts its own", exc)
         return EarlyServer()

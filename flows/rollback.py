@@ -4,6 +4,7 @@ model, checked through the endpoint, then switched)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from backends.base import Backend
@@ -12,6 +13,7 @@ from backends.domain.rollout import previous_champion_version
 from backends.errors import DeploymentError, EvaluationError, RegistrationError
 from backends.factory import create_backend
 from backends.domain.spec import DataSpec, DeploySpec
+from tasks.rollout import rollout_slot
 
 
 def rollback_version(
@@ -44,11 +46,14 @@ def rollback_endpoint(
     from backends.domain.dataset import prepare_data
 
     backend = create_backend(backend_name, home=home)
-    current = backend.champion(model_name)
-    target_version = rollback_version(backend, endpoint_name, model_name, current.version if current else None, target)
-    model = backend.get_model(model_name, target_version)
     prepared = prepare_data(data, schema, DataSpec().holdout_fraction)
-    with backend.rollout_lock(endpoint_name):
+    # The champion and the target are read inside the slot: a scheduled run may promote while we wait for it.
+    with rollout_slot(backend_name, endpoint_name, holder=f"heartflow rollback (pid {os.getpid()})"), \
+            backend.rollout_lock(endpoint_name):
+        current = backend.champion(model_name)
+        target_version = rollback_version(backend, endpoint_name, model_name, current.version if current else None,
+                                          target)
+        model = backend.get_model(model_name, target_version)
         endpoint = backend.deploy(model, DeploySpec(endpoint_name=endpoint_name))
         try:
             report = backend.evaluate(endpoint, prepared.holdout, prepared.schema.target, deployment=endpoint.deployment)

@@ -6,8 +6,8 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
   known (``tasks.naming``); one task run per stage, named after what it works on;
 - a failed stage ends the flow Failed with ``stage <task run> failed: <error type>: <message>``; a rejected
   promotion ends it Failed with the gate's reason;
-- one rollout per endpoint at a time (``tasks.rollout``: a global concurrency limit around deploy, evaluate,
-  gate and importance);
+- one rollout per endpoint at a time (``tasks.rollout``: a slot around deploy, evaluate, gate and importance
+  that a crashed holder cannot keep);
 - upload and sweep cached on computed keys (``tasks.caching``), so a rerun after a crash skips them;
 - before training (``tasks.watch``): what was read (``data-source``), the serving champion scored on the
   new rows (``champion-decay``) and per-column drift (``data-drift``). When the training data is the
@@ -39,8 +39,9 @@ from tasks.caching import result_storage_for
 from tasks.naming import data_run_name, initial_flow_run_name, model_run_name, rename_flow_run
 from tasks.reports import publish_plan, report_model, report_sweep
 from tasks import events
-from tasks.rollout import deploy_limit_name, rollout_slot
+from tasks.rollout import rollout_slot
 from tasks.stages import (
+    converge_endpoint,
     deploy_endpoint,
     evaluate_endpoint,
     measure_feature_importance,
@@ -195,18 +196,23 @@ def _deploy_and_gate(
     if watch.champion is not None:
         cv, _ = _stage(compare_with_champion_on_folds, sweep, watch.champion, prepared, spec.sweep,
                        spec.deploy.gate_alpha)
+    triggered_by = f"flow run {flow_run.name or flow_run.id}"
     with (
-        rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
+        rollout_slot(spec.backend, spec.deploy.endpoint_name),
         backend.rollout_lock(spec.deploy.endpoint_name),
     ):
+        _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name, triggered_by)
         endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
         report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, endpoint.deployment)
         # The champion is measured on the same holdout, through the same endpoint, at the same time.
         rivals = [d for d, share in endpoint.traffic.items() if share > 0 and d != endpoint.deployment]
         champion_report = None
         if rivals:
-            champion_report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, rivals[0])
-        triggered_by = f"flow run {flow_run.name or flow_run.id}"
+            # Addressed to the serving deployment as the backend reports it, so the report names the version
+            # that answered (the champion's), not the candidate's: the gate reads that version's tags.
+            served = backend.serving(endpoint.name)
+            rival = served if served is not None and served.deployment == rivals[0] else endpoint
+            champion_report, _ = _stage(evaluate_endpoint, backend, rival, prepared.holdout, target, rivals[0])
         (decision, endpoint), _ = _stage(
             promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
             triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, metric=spec.sweep.metric, cv=cv,
@@ -264,18 +270,30 @@ def _drift_tags(watch: ChampionWatch) -> dict[str, str]:
 
 
 def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, message: str) -> State[Any]:
-    """End Completed with ``message``; when the champion exists but nothing serves, put it back first."""
-    if watch.champion is not None and not watch.champion_serves:
-        with (
-            rollout_slot(deploy_limit_name(spec.backend, spec.deploy.endpoint_name)),
-            backend.rollout_lock(spec.deploy.endpoint_name),
-        ):
-            endpoint, _ = _stage(restore_champion, backend, watch.champion, spec.deploy)
+    """End Completed with ``message``; what a crashed run left is repaired first, and when the champion exists
+    but nothing serves, it is put back."""
+    champion = watch.champion
+    restored = None
+    with (
+        rollout_slot(spec.backend, spec.deploy.endpoint_name),
+        backend.rollout_lock(spec.deploy.endpoint_name),
+    ):
+        repairs, _ = _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name,
+                            f"flow run {flow_run.name or flow_run.id}")
+        serving = backend.serving(spec.deploy.endpoint_name) if repairs else watch.serving
+        if champion is not None and serving is None:
+            restored, _ = _stage(restore_champion, backend, champion, spec.deploy)
             if spec.deploy.stop_endpoint and spec.backend == "local":
-                backend.teardown(endpoint.name)
-        message += (f"; nothing served on {endpoint.name}: champion {watch.champion.name} v{watch.champion.version} "
-                    f"restored on deployment {endpoint.deployment}")
-    else:
+                backend.teardown(restored.name)
+    if repairs:
+        message += f"; repaired what a crashed run left: {'; '.join(repairs)}"
+    if restored is not None and champion is not None:
+        message += (f"; nothing served on {restored.name}: champion {champion.name} v{champion.version} "
+                    f"restored on deployment {restored.deployment}")
+    elif serving is not None and champion is not None and serving.model_version != champion.version:
+        message += (f"; {serving.name} serves v{serving.model_version}, not champion v{champion.version}: left as it is "
+                    "(see `heartflow status`)")
+    elif not repairs:
         message += "; no deployment change"
     get_run_logger().info("%s", message)
     return Completed(message=message)

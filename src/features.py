@@ -177,6 +177,24 @@ def split_parameter(name: str) -> tuple[str, str]:
     return (family, rest) if sep and family in FAMILIES else ("rf", name)
 
 
+_PYTHON_WORDS = {"None": None, "True": True, "False": False}
+
+
+def parse_param_text(text: str) -> Any:
+    """A hyperparameter written as text (a command-line argument as Azure ML renders a sampled value, or an
+    MLflow param) as the value it stands for: a JSON number or literal (``50``, ``"50.0"``, ``0.5``,
+    ``null``), Python's ``None``/``True``/``False``, else the text itself (``sqrt``). Integer-valued
+    parameters are then made ints by ``to_estimator_params``, as for a local trial."""
+    stripped = text.strip()
+    if stripped in _PYTHON_WORDS:
+        return _PYTHON_WORDS[stripped]
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (int, float, bool)) else text
+
+
 def to_estimator_params(params: Mapping[str, Any], family: str = "rf") -> dict[str, Any]:
     """Sweep parameters -> the family's estimator arguments. max_depth -1 (or 0) means None (unlimited);
     parameters of other families are left out."""

@@ -23,13 +23,15 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 try:  # imported as part of the project
-    from .features import HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, read_training_csv
+    from .features import (
+        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
+    )
     from .metrics import THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions
     from .model_files import SCHEMA_METADATA_KEY
 except ImportError:  # run as a script from a copy of src/ (Azure ML), so no parent package
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from features import (  # type: ignore[no-redef]
-        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, read_training_csv,
+        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
     )
     from metrics import (  # type: ignore[no-redef]
         THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions,
@@ -212,10 +214,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input_data", type=Path, required=True, help="CSV file or folder with one CSV")
     parser.add_argument("--model_name", default="heart_classifier", help="folder name of the saved model under --output_dir")
     parser.add_argument("--test_size", type=float, default=0.3)
-    parser.add_argument("--n_estimators", type=int, default=100)
-    parser.add_argument("--max_depth", type=int, default=-1, help="-1 means unlimited")
-    parser.add_argument("--criterion", default="gini")
-    parser.add_argument("--max_features", default="sqrt")
+    # Search-space values arrive as Azure ML renders the sampled value ("50", "50.0" from a q-distribution,
+    # "0.5", "sqrt", "None"): read as JSON numbers, then typed by to_estimator_params as for a local trial.
+    parser.add_argument("--n_estimators", type=parse_param_text, default=100)
+    parser.add_argument("--max_depth", type=parse_param_text, default=-1, help="-1 means unlimited")
+    parser.add_argument("--criterion", type=parse_param_text, default="gini")
+    parser.add_argument("--max_features", type=parse_param_text, default="sqrt")
     parser.add_argument("--random_state", type=int, default=0, help="seed of the validation split")
     parser.add_argument("--seed", type=int, default=42, help="seed of the forest")
     parser.add_argument("--validation", choices=["split", "kfold"], default="split")
@@ -230,6 +234,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def trial_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The trial's hyperparameters from the command line, valued as a local trial's (build_pipeline then
+    types them with to_estimator_params, the local backend's conversion)."""
+    params: dict[str, Any] = {
+        "n_estimators": args.n_estimators,
+        "max_depth": args.max_depth,
+        "criterion": args.criterion,
+        "max_features": args.max_features,
+    }
+    if args.extra_params_json:  # a quoted value ("None", "0.5" of a mixed choice) is read as the script's own arguments
+        extra = json.loads(args.extra_params_json)
+        params.update({k: parse_param_text(v) if isinstance(v, str) else v for k, v in extra.items()})
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     """The script entry: log params and metrics to the active MLflow tracking (Azure ML sets it) and
     save the model under <output_dir>/<model_name>."""
@@ -239,14 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     schema = decode_schema(args.schema_json) if args.schema_json else HEART_SCHEMA
     frame = read_input(args.input_data, schema)
-    params: dict[str, Any] = {
-        "n_estimators": args.n_estimators,
-        "max_depth": args.max_depth,
-        "criterion": args.criterion,
-        "max_features": args.max_features,
-    }
-    if args.extra_params_json:
-        params.update(json.loads(args.extra_params_json))
+    params = trial_params(args)
     with mlflow.start_run():
         mlflow.log_params(params)
         # Every metric (the sweep's primary metric among them) after each fold, step = fold: the interim

@@ -126,6 +126,8 @@ def report_model(
                 f"holdout accuracy drop when the column is shuffled ({importance.repeats} repeats, seed "
                 f"{importance.seed}, {importance.rows} rows through deployment `{importance.deployment}`; baseline "
                 f"accuracy {importance.baseline_accuracy:.4f})."
+                + (f" The rows are a seeded sample of the {importance.holdout_rows}-row holdout: ci95_half_width is "
+                   "each drop's 95 % interval over the whole holdout." if importance.sampled else "")
                 + (f" Plot: {importance_plots[0].mlflow_path or importance_plots[0].uri}" if importance_plots else "")
             ),
         )

@@ -17,8 +17,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from backends.base import Backend, DataRef, Endpoint, EvalReport, ModelVersion, SweepResult, TrialResult
+from backends.errors import HeartflowError
+from backends.domain.convergence import converge
 from backends.domain.dataset import PreparedData
-from backends.client.importance import ImportanceResult, endpoint_importance
+from backends.client.importance import ImportanceResult, measure_importance
 from backends.domain.search import planned_trials
 from backends.domain.cv_gate import CvComparison
 from backends.domain.selection import GateDecision, decide_gate
@@ -91,6 +93,18 @@ def register_best_model(backend: Backend, sweep: SweepResult, model_name: str) -
     return model
 
 
+@task(name="converge-endpoint", task_run_name="converge-{endpoint_name}",
+      retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
+def converge_endpoint(backend: Backend, endpoint_name: str, model_name: str, triggered_by: str) -> tuple[str, ...]:
+    """Holding the rollout slot: repair what a crashed run left on the endpoint (a candidate at 0 %, a promotion
+    cut short), each repair logged and recorded (``backends.domain.convergence``)."""
+    actions = converge(backend.rollout_policy(), endpoint_name, model_name, triggered_by)
+    logger = get_run_logger()
+    for action in actions:
+        logger.warning("converged after a crash: %s", action)
+    return actions
+
+
 @task(name="deploy-endpoint", task_run_name="deploy-{model.name}-v{model.version}-to-{spec.endpoint_name}",
       retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
 def deploy_endpoint(backend: Backend, model: ModelVersion, spec: DeploySpec) -> Endpoint:
@@ -128,9 +142,8 @@ def promotion_gate(
                            champion_tags=champion_tags, metric=metric, cv=cv)
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)
-    create_table_artifact([decision.record()], key="gate-decision",
-                          description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
-    backend.record_gate(model, decision.record())
+    # The decision is carried out first (traffic, alias, history with the figures), then its figures go to the
+    # tracking store: a store that fails then cannot leave the candidate deployed, neither promoted nor rejected.
     if decision.promote:
         endpoint = backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=triggered_by,
                                    gate=decision.figures())
@@ -139,6 +152,13 @@ def promotion_gate(
         backend.reject(endpoint, model, decision.reason, report=report, triggered_by=triggered_by,
                        gate=decision.figures())
         logger.warning("rejected %s v%s: %s", model.name, model.version, decision.reason)
+    create_table_artifact([decision.record()], key="gate-decision",
+                          description=f"Promotion gate ({decision.rule}) for {model.name} v{model.version}")
+    try:
+        backend.record_gate(model, decision.record())
+    except HeartflowError as exc:  # the decision stands and history holds its figures
+        logger.warning("the gate's figures were not recorded on %s v%s's training run (%s); the decision stands "
+                       "and `heartflow history` holds them", model.name, model.version, exc)
     return decision, endpoint
 
 
@@ -148,10 +168,11 @@ def measure_feature_importance(
     backend: Backend, endpoint: Endpoint, deployment: str, champion: ModelVersion, holdout: pd.DataFrame, target: str,
     repeats: int = 5, seed: int = 0, batch_size: int = 500,
 ) -> ImportanceResult:
-    """Permutation importance of the serving champion per original column, through the live endpoint."""
-    result = endpoint_importance(
-        endpoint, backend.endpoint_key(endpoint), holdout, target, model_name=champion.name,
-        model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed, batch_size=batch_size,
+    """Permutation importance of the serving champion per original column, through the backend's predictor
+    of the deployment (over HTTP for a live endpoint), on at most a bounded sample of the holdout."""
+    result = measure_importance(
+        backend.predictor(endpoint, deployment=deployment, batch_size=batch_size), holdout, target,
+        model_name=champion.name, model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed,
     )
     get_run_logger().info(
         "permutation importance of %s v%s (baseline accuracy %.4f, %d repeats, seed %d): top %s",

@@ -12,12 +12,12 @@ from prefect.tasks import TaskRunNameCallbackWithParameters
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from backends.reporting import plots
-from backends.base import Backend, Endpoint, EvalReport, ModelVersion
+from backends.base import Backend, DataAssetResolver, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
 from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
-from backends.client.evaluation import evaluate_over_http
+from backends.client.evaluation import evaluate_with
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
 
@@ -81,7 +81,8 @@ def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
     Never retried: a bad file stays bad."""
     logger = get_run_logger()
-    loaded = load_spec_data(spec, asset_resolver=backend.resolve_data_asset if backend is not None else None)
+    resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
+    loaded = load_spec_data(spec, asset_resolver=resolver)
     prepared, source = loaded.prepared, loaded.source
     if prepared.inferred:
         logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())
@@ -118,15 +119,6 @@ def _parts_table(source: DataSource) -> list[str]:
             "|---|---|---:|---|", *rows]
 
 
-def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them)."""
-    if reference is None or not set(frame.columns) <= set(reference.columns):
-        return frame
-    seen = set(map(tuple, reference.loc[:, list(frame.columns)].astype(float).itertuples(index=False)))
-    keep = [tuple(row) not in seen for row in frame.astype(float).itertuples(index=False)]
-    return frame.loc[keep].reset_index(drop=True)
-
-
 @task(name="watch-champion", task_run_name="watch-champion-{spec.model_name}")
 def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> ChampionWatch:
     """Find the champion and what serves; unless the data is the champion's, measure drift against its
@@ -147,7 +139,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     reference = None
     uri = champion.tags.get(TAG_DATA_URI)
     try:
-        reference = read_stored_table(uri) if uri else None
+        reference = read_stored_table(uri, schema=prepared.schema) if uri else None
     except HeartflowError as exc:
         logger.warning("drift not measured: the champion's training data %s cannot be read (%s)", uri, exc)
     if reference is None and not uri:
@@ -162,13 +154,13 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     series: tuple[float, ...] = ()
     if watch.champion_serves:
         assert serving is not None
-        rows = _new_rows(frame, reference)
+        rows = drift_rules.unseen_rows(frame, reference)
         if rows.empty:
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:
             try:
-                decay = evaluate_over_http(serving, backend.endpoint_key(serving), rows, prepared.schema.target,
-                                           deployment=serving.deployment)
+                predictor = backend.predictor(serving, deployment=serving.deployment, batch_size=32)
+                decay = evaluate_with(predictor, serving, rows, prepared.schema.target, deployment=serving.deployment)
             except (EvaluationError, DeploymentError) as exc:  # the gate will meet it too; training still helps
                 logger.warning("decay not measured: champion v%s did not answer on %s (%s)", champion.version,
                                serving.name, exc)

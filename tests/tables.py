@@ -1,9 +1,12 @@
-"""Tables as users bring them, generated: text categories, text labels, empty cells, an ID column, text
+"""The tests' shared table helpers (one place: test modules import these, never each other's).
+
+Tables as users bring them, generated: text categories, text labels, empty cells, an ID column, text
 booleans and column names with spaces, dots and mixed case. The label depends on the features, so a model
 can learn it (accuracy well above chance) and a wrong mapping of labels shows."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,23 @@ def user_table(rows: int = 400, seed: int = 0, extra_numeric: int = 0, extra_cat
     return frame
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> Path:
+def resampled_heart_table(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """The embedded heart table's rows drawn with replacement, chol jittered and written as text; ``shift``
+    moves chol (a drifted column)."""
+    from backends.domain.dataset import read_table
+
+    base, _ = read_table(None)
+    rng = np.random.default_rng(seed)
+    frame = base.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    chol = pd.to_numeric(frame["chol"]) + rng.integers(-5, 6, size=rows) + shift
+    frame["chol"] = chol.astype(int).astype(str)
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path, mtime: float | None = None) -> Path:
+    """``frame`` as a CSV at ``path`` (folders created), its modification time set when given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
     return path

@@ -22,13 +22,18 @@ from backends.azure.plan import AzurePlan, build_plan
 from backends.azure.provisioning import AzureProvisioner, ProvisionReport, TeardownReport
 from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import SDK_CLIENT_OPTIONS, RetryPolicy, translate
-from backends.azure.settings import AzureSettings, Need
-from backends.azure.storage import BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url
+from backends.azure.settings import AzureSettings, Need, make_credential
+from backends.azure.storage import (
+    BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url, datastore_secret,
+)
 from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
-from backends.base import Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult
+from backends.base import (
+    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult,
+)
+from backends.client.evaluation import evaluate_with
 from backends.domain.identity import sweep_identity
-from backends.errors import ConfigurationError, SweepError, UploadError
+from backends.errors import ConfigurationError, RegistrationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
 from backends.azure.watch import AzureWatch
 from backends.domain.selection import pick_best_trial
@@ -87,20 +92,9 @@ class AzureBackend(Backend):
 
     @property
     def credential(self) -> Any:
+        """The one credential of every Azure call: the SDK's, Blob Storage's and MLflow's (``mlflow_auth``)."""
         if self._credential is None:
-            settings = self.settings
-            if settings.client_secret is not None:
-                if not (settings.tenant_id and settings.client_id):
-                    raise ConfigurationError("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID as well")
-                from azure.identity import ClientSecretCredential
-
-                self._credential = ClientSecretCredential(
-                    settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value()
-                )
-            else:
-                from azure.identity import DefaultAzureCredential
-
-                self._credential = DefaultAzureCredential()
+            self._credential = make_credential(self.settings)
         return self._credential
 
     def client(self, stage: str, *extra: Need) -> Any:
@@ -122,8 +116,10 @@ class AzureBackend(Backend):
         self.settings.require("storage", stage="upload")
         if self.settings.storage_mode == "workspace":
             default = self.default_datastore()
-            if self._blob_service is None:
-                self._blob_service = create_blob_service(self.settings, self.credential, account_url=datastore_account_url(default))
+            if self._blob_service is None:  # the datastore's own key or SAS; the identity when it holds none
+                secret = datastore_secret(self.client("upload"), self.call)
+                self._blob_service = create_blob_service(self.settings, secret or self.credential,
+                                                         account_url=datastore_account_url(default))
             return BlobStore(self._blob_service, default.container_name, self.settings.blob_prefix, self.retry, self.settings.http_timeout_s)
         if self._blob_service is None:
             self._blob_service = create_blob_service(self.settings, None if self.settings.storage_connection_string else self.credential)
@@ -156,7 +152,15 @@ class AzureBackend(Backend):
         """One Azure call with the retry policy (transient errors only)."""
         return self.retry.call(what, fn, *args, **kwargs)
 
-    # --- dry run ---------------------------------------------------------------------------------
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to its end with the retry policy."""
+        return self.retry.listing(what, fn, *args, **kwargs)
+
+    def now(self) -> float:  # the injectable clock and sleep, for waits outside the SDK's pollers
+        return self._clock()
+
+    def pause(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     def plan(self, spec: PipelineSpec, *, data_sha256: str | None = None) -> AzurePlan:
         """Build and validate every object the run would create; calls nothing on Azure."""
@@ -234,7 +238,8 @@ class AzureBackend(Backend):
                                    data_path=data_ref, model_name=self.model_name, environment=env_ref,
                                    schema_json=schema_json, user_identity=self._user_identity())
         key = sweep_key(data_sha256=data.sha256, spec=spec, schema_json=schema_json,
-                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name)
+                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name,
+                        environment=env_ref)
         attached = submit_or_attach(client, job, key, call=self.call, experiment_name=self.settings.experiment_name,
                                     check=f"compute {self.settings.compute} and environment {env_ref}")
         name = attached.name
@@ -295,24 +300,24 @@ class AzureBackend(Backend):
         return watcher.poll(children)
 
     def trial_reader(self, client: Any) -> TrialDataReader:
-        """What the trials logged, from the workspace's MLflow tracking server."""
+        """What the trials logged, from the workspace's MLflow, read with this backend's credential (MLflow's too)."""
         if self._trial_reader is None:
-            try:
-                workspace = self.call("read the workspace", client.workspaces.get, self.settings.workspace_name)
-            except AzureError as exc:
-                raise translate(exc, SweepError, "reading the workspace's MLflow tracking URI") from exc
+            from backends.azure.artifacts import workspace_tracking_uri
+
             credential = self.credential
-            self._trial_reader = make_trial_reader(
-                str(workspace.mlflow_tracking_uri), lambda: credential.get_token(ARM_SCOPE).token,
-                timeout_s=self.settings.http_timeout_s, retry=self.retry,
-            )
+            try:
+                uri = workspace_tracking_uri(client, str(self.settings.workspace_name), self.call, credential)
+            except RegistrationError as exc:  # auth and transient failures keep their own kind
+                raise SweepError(str(exc)) from exc
+            self._trial_reader = make_trial_reader(uri, lambda: credential.get_token(ARM_SCOPE).token,
+                                                   timeout_s=self.settings.http_timeout_s, retry=self.retry)
         return self._trial_reader
 
     # --- register: AzureRegistry (champion: Backend.champion, through the rollout policy) ---------
 
-    def register(self, sweep: SweepResult, model_name: str | None = None) -> ModelVersion:
-        """A version of ``model_name`` (default: the model name this backend trains) from the best trial."""
-        return self.registry.register(sweep, model_name or self.model_name)
+    def register(self, sweep: SweepResult, model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion:
+        """A version of ``model_name`` from the best trial."""
+        return self.registry.register(sweep, model_name)
 
     def get_model(self, model_name: str, version: str) -> ModelVersion:
         return self.registry.get(model_name, version)
@@ -328,6 +333,14 @@ class AzureBackend(Backend):
 
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self.endpoints.endpoint_key(endpoint)
+
+    def evaluate(
+        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
+        deployment: str | None = None,
+    ) -> EvalReport:
+        """The holdout over HTTP through the managed endpoint's scoring URI, as a client sends it."""
+        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
+        return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(self.endpoints.endpoint_name(endpoint_name))
@@ -368,15 +381,12 @@ class AzureBackend(Backend):
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
         return sweep_identity(data, spec, schema_json)
 
-    # --- artifacts -------------------------------------------------------------------------------
-
     stores_files = True  # plots go to the workspace's MLflow, beside the run they describe
 
+    # Lazy imports: MLflow loads only when something is attached or recorded.
     def attach_files(self, model: ModelVersion, files: Sequence[Path]) -> None:
-        """Log ``files`` under ``plots/`` of the model's trial run in the workspace's MLflow (beside its metrics
-        in Studio); RegistrationError when the workspace or the run cannot be reached."""
+        """``files`` under ``plots/`` of the model's trial run in the workspace's MLflow (RegistrationError)."""
         from backends.azure.artifacts import attach_for
-
         attach_for(self, model.source_run_id, files)
 
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:  # as locally: gate_* metrics
@@ -385,5 +395,4 @@ class AzureBackend(Backend):
 
     def attach_sweep_files(self, sweep: SweepResult, files: Sequence[Path]) -> None:
         from backends.azure.artifacts import attach_for
-
         attach_for(self, sweep.sweep_id, files)  # as attach_files, on the sweep job's run

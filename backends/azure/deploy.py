@@ -16,16 +16,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
 from backends.azure import entities, naming
+from backends.azure.deployment_state import IN_PROGRESS, DeploymentWanted, read_deployment, state_of, wait_for_deployment
 from backends.azure.limits import check_traffic, enforce_limits
 from backends.azure.provisioning import AzureProvisioner
 from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import await_poller, translate
 from backends.azure.session import AzureSession
 from backends.domain.rollout import RolloutPolicy, serving
-from backends.errors import DeploymentError, HeartflowError
+from backends.errors import DeploymentError, HeartflowError, TransientBackendError
 from backends.domain.history import HistoryLog
 from backends.results import Endpoint, GateFigures, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
@@ -103,6 +104,25 @@ def with_history(tags: Mapping[str, str] | None, entry: HistoryEntry) -> dict[st
     return out
 
 
+def model_reference(model: Any) -> tuple[str, str] | None:
+    """(name, version) of a deployment's model: ``azureml:name:version``, an ARM id ``.../models/<name>/versions/
+    <version>``, or a Model entity; None when it names neither."""
+    if model is None:
+        return None
+    if not isinstance(model, str):
+        name, version = getattr(model, "name", None), getattr(model, "version", None)
+        return (str(name), str(version)) if name and version else None
+    parts = model.strip("/").split("/")
+    if "models" in parts and "versions" in parts:
+        at = parts.index("models")
+        if at + 3 < len(parts) and parts[at + 2] == "versions":
+            return parts[at + 1], parts[at + 3]
+    if model.startswith("azureml:") and model.count(":") == 2:
+        _, name, version = model.split(":")
+        return name, version
+    return None
+
+
 class AzureEndpoints(RolloutPolicy):
     """The rollout on one workspace's managed online endpoints."""
 
@@ -144,7 +164,7 @@ class AzureEndpoints(RolloutPolicy):
     def _deployment_names(self, endpoint: str) -> set[str]:
         client = self._client("endpoint")
         try:
-            return {d.name for d in self._az.call("list deployments", client.online_deployments.list, endpoint_name=endpoint)}
+            return {d.name for d in self._az.listing("list deployments", client.online_deployments.list, endpoint_name=endpoint)}
         except AzureError as exc:
             raise translate(exc, DeploymentError, f"listing the deployments of {endpoint}") from exc
 
@@ -183,23 +203,47 @@ class AzureEndpoints(RolloutPolicy):
         self._write_endpoint(endpoint, f"setting traffic {dict(traffic)}")
 
     def put_deployment(self, endpoint_name: str, deployment: str, model: ModelVersion, spec: DeploySpec) -> None:
+        """Create or update ``deployment`` with ``model`` and wait until it serves. A retried stage finds the
+        deployment its earlier attempt left: one still being created is waited on (a second PUT would be
+        refused), one already serving this model on this size and environment is kept as it is."""
         settings = self._az.settings
         client = self._az.client("deploy")
         environment = self.provisioner.ensure_environment(client)  # get-or-create once per backend
         before = self.read_traffic(endpoint_name)
         built = entities.build_deployment(settings, spec, name=deployment, endpoint_name=endpoint_name,
                                           model=f"azureml:{model.name}:{model.version}", environment=environment)
+        wanted = DeploymentWanted.of(built)
+        name = str(built.name)  # lowercased by build_deployment, as Azure keys it
+        timeout = settings.deployment_timeout_s
+        existing = read_deployment(self._az, client, endpoint_name, name)
+        if existing is not None and state_of(existing) in IN_PROGRESS:
+            logger.info("deployment %s of %s is %s (an earlier attempt); waiting on it before writing", name,
+                        endpoint_name, state_of(existing))
+            existing = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
+        if existing is not None and state_of(existing) == "succeeded" and wanted.matches(existing):
+            logger.info("deployment %s of %s already serves %s v%s; keeping it", name, endpoint_name,
+                        model.name, model.version)
+            return
         try:
             poller = self._az.call("create the deployment", client.online_deployments.begin_create_or_update, built)
-            result = await_poller(poller, settings.deployment_timeout_s, f"deployment {deployment} of endpoint {endpoint_name}",
+            result = await_poller(poller, timeout, f"deployment {deployment} of endpoint {endpoint_name}",
                                   DeploymentError, logs=self.logs_hint(endpoint_name, deployment))
+        except TransientBackendError as blip:
+            # The poll failed, not the deployment: Azure goes on creating it. Wait on the deployment itself; if
+            # the service stays unreachable, the error propagates with the deployment left in place for a retry.
+            logger.warning("polling deployment %s of %s failed (%s); reading its state instead", name,
+                           endpoint_name, blip.__cause__ or blip)
+            result = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
+        except ResourceExistsError:
+            # 409: another operation on this deployment is under way (an earlier attempt racing this one).
+            result = wait_for_deployment(self._az, client, endpoint_name, name, timeout)
+            if not wanted.matches(result):
+                raise DeploymentError(f"deployment {name} of {endpoint_name} was being changed by another "
+                                      "operation and now holds something else; deploy again") from None
         except (AzureError, DeploymentError) as exc:
             raise self._failed(endpoint_name, deployment, before, exc) from exc
-        # The SDK answers a DeploymentProvisioningState (a str Enum, whose str() is the member's name, not
-        # its value): compare the value.
-        raw = getattr(result, "provisioning_state", None) or "Succeeded"
-        state = str(getattr(raw, "value", raw))
-        if state.lower() != "succeeded":
+        state = state_of(result) or "succeeded"
+        if state != "succeeded":
             raise self._failed(endpoint_name, deployment, before, DeploymentError(f"provisioning state {state}"))
 
     def _failed(self, endpoint: str, name: str, before: Mapping[str, int], exc: BaseException) -> HeartflowError:
@@ -213,7 +257,7 @@ class AzureEndpoints(RolloutPolicy):
         if name not in serving(before):
             try:
                 self.delete_deployment(endpoint, name)
-            except DeploymentError as del_exc:
+            except HeartflowError as del_exc:  # a transient failure too: the original error is the one to report
                 logger.warning("could not remove failed deployment %s/%s: %s", endpoint, name, del_exc)
         base = translate(exc, DeploymentError, f"deployment {name} of endpoint {endpoint}", logs=self.logs_hint(endpoint, name))
         last_lines = "\n".join(tail.strip().splitlines()[-20:])
@@ -258,6 +302,26 @@ class AzureEndpoints(RolloutPolicy):
             return
         traffic = {k: v for k, v in self.read_traffic(entry.endpoint).items() if k in self._deployment_names(entry.endpoint)}
         self.set_traffic(entry.endpoint, traffic, tags=with_history(endpoint.tags, entry))
+
+    def read_history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self.history(endpoint_name)
+
+    def deployed_versions(self, endpoint_name: str) -> dict[str, tuple[str, str]]:
+        """Each deployment's model, read from its ``model`` reference (``azureml:name:version`` or an ARM id)."""
+        if self.get_endpoint(endpoint_name) is None:
+            return {}
+        client = self._client("endpoint")
+        try:  # the pager is read inside the call, so a blip while paging is retried with the rest
+            found = self._az.call("list deployments",
+                                  lambda: list(client.online_deployments.list(endpoint_name=endpoint_name)))
+        except AzureError as exc:
+            raise translate(exc, DeploymentError, f"listing the deployments of {endpoint_name}") from exc
+        out = {}
+        for deployment in found:
+            model = model_reference(getattr(deployment, "model", None))
+            if model is not None:
+                out[str(deployment.name)] = model
+        return out
 
     # ---- beyond the rollout -----------------------------------------------------------------------
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:

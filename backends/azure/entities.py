@@ -202,8 +202,10 @@ def _placeholder(dist: Any) -> Any:
     return float(dist.mu)
 
 
-def _is_text_choice(dist: Any) -> bool:
-    return dist.type == "choice" and all(isinstance(v, str) for v in dist.values)
+def _quoted_in_json(dist: Any) -> bool:
+    """A choice holding anything but numbers (text, None, booleans) is rendered as a JSON string, which
+    model_train.py reads back with parse_param_text; numbers go bare (Azure renders them as JSON numbers)."""
+    return dist.type == "choice" and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in dist.values)
 
 
 def training_command(spec: SweepSpec, schema_json: str | None = None) -> str:
@@ -223,7 +225,7 @@ def training_command(spec: SweepSpec, schema_json: str | None = None) -> str:
     for name, dist in spec.search_space.items():
         if name in TRAIN_SCRIPT_PARAMS:
             parts.append(f"--{name} ${{{{inputs.{name}}}}}")
-        elif _is_text_choice(dist):
+        elif _quoted_in_json(dist):
             extra.append(f'"{name}": "${{{{inputs.{name}}}}}"')
         else:
             extra.append(f'"{name}": ${{{{inputs.{name}}}}}')

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from backends.azure import naming
 from backends.azure.settings import AzureSettings
+from backends.azure.trial_args import trial_argument_problems
 from backends.errors import ConfigurationError
 from backends.domain.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
 
@@ -84,8 +85,9 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
             out.append(LimitViolation(field, NAME_RULE, value))
     if not _COMPUTE_NAME.match(settings.compute or ""):
         out.append(LimitViolation("settings.compute", f"an AmlCompute name: {COMPUTE_NAME_RULE}", settings.compute))
-    if settings.blue_deployment == settings.green_deployment:
-        out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ", settings.green_deployment))
+    if settings.blue_deployment.lower() == settings.green_deployment.lower():  # Azure lowercases them: one name
+        out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ (ignoring case: "
+                                  "Azure ML lowercases deployment names)", settings.green_deployment))
     if not _ASSET_NAME.match(spec.model_name or ""):
         out.append(LimitViolation("model_name", "letters, digits, '-', '_' and '.', at most 255 characters", spec.model_name))
 
@@ -145,6 +147,9 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     instance_type = settings.instance_type or deploy.instance_type
     if not instance_type or not _ONLINE_SKU.match(instance_type.lower()):
         out.append(LimitViolation("deploy.instance_type", ONLINE_SKU_RULE, instance_type))
+    if not out:  # the command line of a trial, as Azure renders its values (only for a spec the rules allow)
+        for name, value, said in trial_argument_problems(sweep):
+            out.append(LimitViolation(f"search_space.{name}", f"a trial would fail with it ({said})", value))
     return out
 
 

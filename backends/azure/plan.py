@@ -27,7 +27,6 @@ PLACEHOLDER_DATA = "<sha256-of-training-split>.csv"
 # Without a storage override the split goes to the workspace's default blob datastore, which Azure ML
 # names workspaceblobstore when it creates a workspace (the dry run cannot ask which one is the default).
 WORKSPACE_DATASTORE = "workspaceblobstore"
-DATA_ASSET_NAME = "heartflow-train"  # the training split as a versioned data asset (version: its sha256)
 DATA_ASSET_VERSION_CHARS = 16
 
 
@@ -187,12 +186,15 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
     if own_storage:
         store_dict, _ = sdk_round_trip(entities.build_datastore(settings), load_datastore)
         _redact_secrets(store_dict)
-    asset = Data(name=DATA_ASSET_NAME, version=(data_sha256 or "0")[:DATA_ASSET_VERSION_CHARS], type="uri_file",
+    asset = Data(name=settings.data_asset_name, version=(data_sha256 or "0")[:DATA_ASSET_VERSION_CHARS], type="uri_file",
                  path=data_path, description=f"heartflow training split, sha256 {data_sha256 or '<from the run>'}",
                  tags={**entities.CREATED_BY_TAG, "sha256": data_sha256 or "<from the run>"})
     asset_dict, _ = sdk_round_trip(asset, load_data)
 
-    sweep_node = entities.build_sweep(settings, spec.sweep, data_path=data_path, model_name=spec.model_name, environment=env_ref)
+    # An identity-based datastore (an account URL) holds no secret: the trials read it as the submitting user.
+    user_identity = settings.storage_mode == "account_url"
+    sweep_node = entities.build_sweep(settings, spec.sweep, data_path=data_path, model_name=spec.model_name,
+                                      environment=env_ref, user_identity=user_identity)
     sweep_dict, _ = sdk_round_trip(sweep_node._to_job(), load_job)
     folder = spec.model_name
     model_dict, _ = sdk_round_trip(
@@ -208,6 +210,9 @@ def build_plan(spec: PipelineSpec, settings: AzureSettings, *, data_sha256: str 
     deployment_dict["model"] = f"azureml:{spec.model_name}:<version registered by this run>"
 
     notes = []
+    if settings.storage_mode == "workspace":
+        notes.append("the trials run with the submitting user's identity if the workspace's default datastore holds no "
+                     "credential (the run reads it); a new workspace's default datastore holds its account key")
     if endpoint_name != (settings.endpoint_name or spec.deploy.endpoint_name):
         notes.append(f"endpoint name {endpoint_name} is derived from the workspace (endpoint names are unique per Azure "
                      f"region, so {naming.TUTORIAL_ENDPOINT_NAME} is likely taken); --endpoint-name chooses another")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 
+from backends.azure import naming
 from backends.azure.entities import CREATED_BY_TAG
 from backends.azure.resilience import status_of
+from backends.azure.storage import datastore_secret
 from backends.azure.trials import ARM_SCOPE
 from backends.errors import HeartflowError
 
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "warn", "fail"]
+# Managed online endpoints: Azure keeps 20 % of a deployment's instances in reserve for upgrades, so a
+# deployment of n instances needs the quota of ceil(1.2 n).
+ENDPOINT_QUOTA_RESERVE = 0.2
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class ReadinessCheck:
         client = self.backend.client("check")
         lines.append(self._workspace(client))
         if lines[-1].status != "fail":
-            lines += [self._cluster(client), *self._quota(client), self._endpoint(client), self._storage()]
+            lines += [self._cluster(client), *self._quota(client), self._endpoint(client), self._storage(client)]
         return ReadinessReport(tuple(lines))
 
     # --- the checks --------------------------------------------------------------------------
@@ -175,28 +181,33 @@ class ReadinessCheck:
         instance_type = self.settings.instance_type or self.spec.deploy.instance_type
         return [
             self._family_quota("cluster quota", sizes, usages, self.settings.compute_size, self.settings.compute_max_nodes),
-            self._family_quota("endpoint quota", sizes, usages, instance_type, self.spec.deploy.instance_count),
+            # Blue and green run at once during a rollout, and Azure reserves 20 % more for upgrades.
+            self._family_quota("endpoint quota", sizes, usages, instance_type, self.spec.deploy.instance_count,
+                               deployments=2, reserve=ENDPOINT_QUOTA_RESERVE),
         ]
 
-    def _family_quota(self, label: str, sizes: dict[str, Any], usages: Iterable[Any], vm: str, count: int) -> CheckLine:
+    def _family_quota(self, label: str, sizes: dict[str, Any], usages: Iterable[Any], vm: str, count: int, *,
+                      deployments: int = 1, reserve: float = 0.0) -> CheckLine:
         size = sizes.get(vm.lower())
         if size is None:
             return CheckLine(label, "fail", f"{vm} is not offered in {self.region}",
                              "pick a VM size from `az ml compute list-sizes` for this region")
-        needed = int(size.v_cp_us or 0) * count
+        needed = int(size.v_cp_us or 0) * math.ceil(count * (1 + reserve) - 1e-9) * deployments
         usage = next((u for u in usages if _name_of(u)[0].lower() == str(size.family).lower()), None)
         if usage is None:
             return CheckLine(label, "warn", f"no quota listed for family {size.family} ({needed} vCPUs needed)",
                              "check Azure portal > Quotas > Machine learning")
         left = int(usage.limit or 0) - int(usage.current_value or 0)
-        detail = f"{vm} x{count} needs {needed} vCPUs of {size.family}; {left} of {usage.limit} left"
+        why = f" (x{deployments} deployments at once, +{reserve:.0%} Azure reserves)" if deployments > 1 or reserve else ""
+        detail = f"{vm} x{count}{why} needs {needed} vCPUs of {size.family}; {left} of {usage.limit} left"
         if needed > left:
             return CheckLine(label, "fail", detail, f"request more {size.family} quota (Azure portal > Quotas > "
                              "Machine learning) or pick a smaller size / fewer nodes")
         return CheckLine(label, "ok", detail)
 
     def _endpoint(self, client: Any) -> CheckLine:
-        name = self.settings.endpoint_name or self.spec.deploy.endpoint_name
+        # The name the run will use: the tutorial's default becomes the workspace's derived hf-<hash> name.
+        name = naming.endpoint_name(self.settings, self.spec.deploy.endpoint_name)
         try:
             endpoint = client.online_endpoints.get(name)
         except ResourceNotFoundError:
@@ -219,7 +230,7 @@ class ReadinessCheck:
                              "if the deploy says the name is taken, pick another with --endpoint-name")
         return CheckLine("endpoint name", "ok", f"{name} is free in {self.region}")
 
-    def _storage(self) -> CheckLine:
+    def _storage(self, client: Any) -> CheckLine:
         mode = self.settings.storage_mode
         try:
             store = self.backend.blob_store()
@@ -228,11 +239,19 @@ class ReadinessCheck:
             return CheckLine("storage", "fail", f"{mode} storage not reachable ({_short(exc)})",
                              "check the storage settings and the Storage Blob Data Contributor role on the account")
         where = f"container {store.container} of account {store.service.account_name}"
-        if exists:
-            return CheckLine("storage", "ok", f"{where} ({'workspace default datastore' if mode == 'workspace' else mode})")
         if mode == "workspace":
-            return CheckLine("storage", "fail", f"{where} (the default datastore's) does not exist",
-                             "repair the workspace's default datastore, or set AZURE_STORAGE_ACCOUNT_URL")
+            if not exists:
+                return CheckLine("storage", "fail", f"{where} (the default datastore's) does not exist",
+                                 "repair the workspace's default datastore, or set AZURE_STORAGE_ACCOUNT_URL")
+            if datastore_secret(client, self.backend.call) is None:
+                # No key or SAS to upload with: the upload signs in as the user, and a write needs a data role.
+                return CheckLine("storage", "warn", f"{where} (workspace default datastore); the datastore holds no "
+                                 "credential heartflow may use, so the upload signs in with your Azure AD identity",
+                                 f"ask for Storage Blob Data Contributor on storage account {store.service.account_name} "
+                                 "(AzureML Data Scientist and Owner do not grant it), or the first upload fails with 403")
+            return CheckLine("storage", "ok", f"{where} (workspace default datastore; the upload uses the datastore's own key)")
+        if exists:
+            return CheckLine("storage", "ok", f"{where} ({mode})")
         return CheckLine("storage", "ok", f"{where} does not exist yet; the upload creates it (private)")
 
 

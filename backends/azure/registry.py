@@ -92,7 +92,7 @@ class AzureRegistry:
     def versions(self, name: str) -> list[Any]:
         client = self._az.client("registry")
         try:
-            return list(self._az.call("list model versions", client.models.list, name=name))
+            return self._az.listing("list model versions", client.models.list, name=name)
         except ResourceNotFoundError:
             return []
         except AzureError as exc:

@@ -20,12 +20,29 @@ class AzureSession(Protocol):
     @property
     def workspace_scope(self) -> str: ...
 
+    @property
+    def credential(self) -> Any:
+        """The one Azure credential of every call (the SDK's, Blob Storage's and MLflow's)."""
+        ...
+
     def client(self, stage: str, *extra: Need) -> Any:
         """The MLClient, after checking that ``stage`` has every setting it needs."""
         ...
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One Azure call under the retry policy."""
+        ...
+
+    def listing(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """A paged listing read to its end under the retry policy (the SDK's pagers fetch pages lazily)."""
+        ...
+
+    def now(self) -> float:
+        """A monotonic clock (injectable in tests)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between polls (injectable in tests)."""
         ...
 
     def blob_store(self) -> BlobStore: ...

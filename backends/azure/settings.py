@@ -264,3 +264,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, env_file: str |
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigurationError(f"invalid Azure settings: {problems}") from exc
+
+
+def make_credential(settings: AzureSettings) -> Any:
+    """A service principal's ClientSecretCredential when a client secret is set (from .env or a Prefect
+    Secret block, never exported), else DefaultAzureCredential (az login, managed identity, environment)."""
+    if settings.client_secret is not None:
+        if not (settings.tenant_id and settings.client_id):
+            raise ConfigurationError("a client secret needs AZURE_TENANT_ID and AZURE_CLIENT_ID as well")
+        from azure.identity import ClientSecretCredential
+
+        return ClientSecretCredential(settings.tenant_id, settings.client_id, settings.client_secret.get_secret_value())
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()

@@ -57,6 +57,27 @@ def datastore_account_url(datastore: Any) -> str:
     return f"{protocol}://{datastore.account_name}.blob.{endpoint}"
 
 
+def datastore_secret(client: Any, call: Any) -> Any | None:
+    """The credential the workspace's default datastore holds (its account key, or a SAS token), to upload
+    with: the user's own Azure AD identity would need Storage Blob Data Contributor on the account, which
+    neither AzureML Data Scientist nor Owner grants. None for an identity-based datastore, or when the
+    secret may not be listed (the upload then uses the identity and needs that role)."""
+    from azure.ai.ml.entities import AccountKeyConfiguration, SasTokenConfiguration
+
+    try:
+        datastore = call("read the default datastore's credentials", client.datastores.get_default, include_secrets=True)
+    except AzureError as exc:
+        logger.warning("could not read the default datastore's credentials (%s): the upload uses your Azure AD "
+                       "identity, which needs Storage Blob Data Contributor on the storage account", type(exc).__name__)
+        return None
+    credentials = getattr(datastore, "credentials", None)
+    if isinstance(credentials, AccountKeyConfiguration) and credentials.account_key:
+        return {"account_name": datastore.account_name, "account_key": credentials.account_key}
+    if isinstance(credentials, SasTokenConfiguration) and credentials.sas_token:
+        return credentials.sas_token
+    return None
+
+
 def container_scope(service: BlobServiceClient) -> str:
     """The ledger scope of a container: the storage account it belongs to."""
     return f"storage/{service.account_name}"

@@ -1,7 +1,7 @@
 """One sweep per sweep key, whatever retries happen.
 
 A sweep job's name is derived from what makes the sweep what it is (the training split's sha256, the
-search spec, the dataset schema, the training code and the model name), so a retried stage finds the job
+search spec, the dataset schema, the training code, the Environment and the model name), so a retried stage finds the job
 its first attempt submitted instead of starting a second one that bills in parallel:
 
 - no job of that name: submit it;
@@ -51,9 +51,14 @@ def training_code_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def sweep_key(*, data_sha256: str, spec: SweepSpec, schema_json: str | None, code_hash: str, model_name: str) -> str:
-    """The identity of a sweep: the same inputs give the same key, any change gives another."""
+def sweep_key(*, data_sha256: str, spec: SweepSpec, schema_json: str | None, code_hash: str, model_name: str,
+              environment: str) -> str:
+    """The identity of a sweep: the same inputs give the same key, any change gives another. ``environment``
+    (``azureml:<name>:<version>``, the version a hash of the pinned packages and the image) is part of it, so
+    after a package upgrade a new sweep trains on the new Environment instead of reusing a model trained
+    on the old one and deploying it on the new."""
     payload = {
+        "environment": environment,
         "data": data_sha256,
         "spec": spec.model_dump(mode="json"),
         "schema": schema_json,
@@ -61,6 +66,14 @@ def sweep_key(*, data_sha256: str, spec: SweepSpec, schema_json: str | None, cod
         "model": model_name,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_exists(exc: BaseException) -> bool:
+    """The service's answer to a job name that is taken: a 409 (ResourceExistsError), or, as it answers a PUT
+    of an existing job, a 400 UserError "A job with this name already exists"."""
+    if isinstance(exc, ResourceExistsError) or status_of(exc) == 409:
+        return True
+    return status_of(exc) == 400 and "already exists" in str(exc).lower()
 
 
 def sweep_job_name(key: str, attempt: int = 1) -> str:
@@ -96,7 +109,7 @@ def submit_or_attach(
             try:
                 submitted = call("submit the sweep", client.jobs.create_or_update, job, experiment_name=experiment_name)
             except AzureError as exc:
-                if not (isinstance(exc, ResourceExistsError) or status_of(exc) == 409):
+                if not job_exists(exc):
                     raise translate(exc, SweepError, "submitting the sweep", check=check) from exc
                 # a submit whose answer was lost created the job after all: attach to it
                 logger.info("sweep %s exists already (an earlier submit went through); following it", name)

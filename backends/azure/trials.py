@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from importlib.metadata import entry_points
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+from backends.azure.mlflow_auth import azureml_mlflow_installed
 from backends.azure.resilience import TRANSIENT_STATUS, RetryPolicy, is_transient
 from backends.base import TrialResult, TrialStatus
 from backends.errors import ConfigurationError, TransientBackendError
@@ -97,9 +97,10 @@ class MlflowRestReader:
 
 @dataclass
 class MlflowClientReader:
-    """Params, metrics and duration of a run through ``mlflow.MlflowClient`` (with azureml-mlflow, an
-    ``azureml://`` tracking URI signs in with DefaultAzureCredential). MLflow's HTTP layer already retries
-    with backoff and honours Retry-After, so this reader adds no retry of its own."""
+    """Params, metrics and duration of a run through ``mlflow.MlflowClient``. ``tracking_uri`` is one
+    ``mlflow_auth.authenticated_tracking_uri`` returned, so azureml-mlflow signs in with heartflow's
+    credential. MLflow's HTTP layer already retries with backoff and honours Retry-After, so this reader
+    adds no retry of its own."""
 
     tracking_uri: str
 
@@ -109,6 +110,10 @@ class MlflowClientReader:
 
         try:
             run = MlflowClient(tracking_uri=self.tracking_uri).get_run(run_id)
+        except ClientAuthenticationError as exc:  # the credential itself could not sign in: no trial is to blame
+            raise ConfigurationError(
+                f"could not sign in to read trial {run_id} from the workspace's MLflow ({type(exc).__name__}): check "
+                "`az login` or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET (docs/azure.md)") from exc
         except MlflowException as exc:
             status = exc.get_http_status_code()
             if status in (401, 403):
@@ -126,14 +131,10 @@ class MlflowClientReader:
         )
 
 
-def azureml_mlflow_installed() -> bool:
-    """True when MLflow can open ``azureml://`` tracking URIs (the azureml-mlflow plugin's entry point)."""
-    return any(ep.name == "azureml" for ep in entry_points(group="mlflow.tracking_store"))
-
-
 def make_trial_reader(tracking_uri: str, token: Callable[[], str], *, timeout_s: float, retry: RetryPolicy,
                       prefer_mlflow: bool | None = None) -> TrialDataReader:
-    """MLflow's client when it can open the workspace's tracking URI, else the REST reader."""
+    """MLflow's client when it can open the workspace's tracking URI (give it the URI
+    ``mlflow_auth.authenticated_tracking_uri`` returned), else the REST reader signing with ``token``."""
     use_mlflow = azureml_mlflow_installed() if prefer_mlflow is None else prefer_mlflow
     if use_mlflow:
         return MlflowClientReader(tracking_uri=tracking_uri)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import statistics
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -128,40 +127,78 @@ def classes_of(answer: Any) -> list[str] | None:
     return [str(c) for c in classes] if isinstance(classes, list) and len(classes) == 2 else None
 
 
-def evaluate_over_http(
-    endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
-    deployment: str | None = None,
+class Predictor(Protocol):
+    """Predictions of one deployment for a frame of features, in its row order, and what calling it cost.
+    Over HTTP (``EndpointPredictor``) for a real endpoint; in process for the in-memory backend."""
+
+    requests: int  # calls made so far
+    latencies_ms: list[float]  # one per call
+    classes: list[str] | None  # the data's labels, negative first, when the deployment names them
+    # (optional) ``scores``: the positive class's probability per row of the last call, when it gave them
+
+    def __call__(self, frame: pd.DataFrame) -> list[int]: ...
+
+
+class EndpointPredictor:
+    """Predictions of one deployment of a live endpoint over HTTP, in batches of at most ``batch_size`` rows."""
+
+    def __init__(self, endpoint: Endpoint, key: str, *, deployment: str | None = None, batch_size: int = 500) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        self.endpoint = endpoint
+        self.deployment = deployment or endpoint.deployment
+        self.batch_size = batch_size
+        self.requests = 0
+        self.latencies_ms: list[float] = []
+        self.classes: list[str] | None = None
+        self.scores: list[float] | None = None  # the positive class's probabilities of the last call
+        self._key = key
+
+    def __call__(self, frame: pd.DataFrame) -> list[int]:
+        predictions: list[int] = []
+        scores: list[float] | None = []
+        try:
+            with requests.Session() as session:
+                for start in range(0, len(frame), self.batch_size):
+                    batch = records_of(frame.iloc[start : start + self.batch_size])
+                    started = time.perf_counter()
+                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment,
+                                           extra=WITH_CLASSES)
+                    self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                    self.requests += 1
+                    self.classes = self.classes or classes_of(answer)
+                    predictions.extend(predictions_of(answer, len(batch), self.endpoint))
+                    batch_scores = positive_scores_of(answer, len(batch))
+                    scores = None if scores is None or batch_scores is None else scores + batch_scores
+        except requests.RequestException as exc:
+            raise EvaluationError(
+                f"endpoint {self.endpoint.name} at {self.endpoint.scoring_uri} did not answer: {exc}"
+            ) from exc
+        self.scores = scores
+        return predictions
+
+
+def evaluate_with(
+    predict: Predictor, endpoint: Endpoint, holdout: pd.DataFrame, target: str, *, deployment: str | None = None,
 ) -> EvalReport:
-    """Send ``holdout`` (features only) in batches and score the answers against its labels. The report's
+    """Score ``predict``'s answers on ``holdout`` (features only go in) against its labels. The report's
     predictions stay in the holdout's row order; a holdout indexed by row keys gives them as ``row_ids``,
     so two reports on the same rows pair up row by row (the gate's paired test)."""
     if holdout.empty:
         raise EvaluationError("the holdout is empty: nothing to evaluate")
     features = holdout.drop(columns=[target])
     labels = holdout[target].astype(int).tolist()
-    predictions: list[int] = []
-    scores: list[float] | None = []
-    latencies: list[float] = []
-    names: list[str] | None = None
-    try:
-        with requests.Session() as session:
-            for start in range(0, len(features), batch_size):
-                batch = records_of(features.iloc[start : start + batch_size])
-                started = time.perf_counter()
-                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment, extra=WITH_CLASSES)
-                latencies.append((time.perf_counter() - started) * 1000)
-                names = names or classes_of(answer)
-                predictions.extend(predictions_of(answer, len(batch), endpoint))
-                batch_scores = positive_scores_of(answer, len(batch))
-                scores = None if scores is None or batch_scores is None else scores + batch_scores
-    except requests.RequestException as exc:
-        raise EvaluationError(f"endpoint {endpoint.name} at {endpoint.scoring_uri} did not answer: {exc}") from exc
+    predictions = predict(features)
+    if len(predictions) != len(labels):
+        raise EvaluationError(f"endpoint {endpoint.name} gave {len(predictions)} predictions for {len(labels)} rows")
     # The printed report names the data's labels (Absence/Presence); the dict keeps 0/1 for code that reads it.
-    report_text = classification_report(labels, predictions, labels=[0, 1], target_names=names, zero_division=0)
+    report_text = classification_report(labels, predictions, labels=[0, 1], target_names=predict.classes,
+                                        zero_division=0)
     report = classification_report(labels, predictions, labels=[0, 1], zero_division=0, output_dict=True)
+    scores = getattr(predict, "scores", None)  # the metric's floor and the calibration read them
     matrix = confusion_matrix(labels, predictions, labels=[0, 1])
-    requests_sent = math.ceil(len(features) / batch_size)
-    logger.info("evaluated %d holdout rows through %s in %d request(s)", len(labels), endpoint.scoring_uri, requests_sent)
+    logger.info("evaluated %d holdout rows through %s in %d request(s)", len(labels), endpoint.scoring_uri,
+                predict.requests)
     return EvalReport(
         endpoint=endpoint.name,
         deployment=deployment or endpoint.deployment,
@@ -173,8 +210,17 @@ def evaluate_over_http(
         report_text=report_text,
         report=report,
         confusion_matrix=tuple(tuple(int(x) for x in row) for row in matrix),
-        requests=requests_sent,
-        latency_ms_p50=float(statistics.median(latencies)),
+        requests=predict.requests,
+        latency_ms_p50=float(statistics.median(predict.latencies_ms)) if predict.latencies_ms else 0.0,
         row_ids=tuple(map(str, holdout.index)) if holdout.index.name == ROW_KEY else (),
-        scores=tuple(scores or ()),
+        scores=tuple(scores) if scores and len(scores) == len(labels) else (),
     )
+
+
+def evaluate_over_http(
+    endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
+    deployment: str | None = None,
+) -> EvalReport:
+    """Send ``holdout`` (features only) in batches over HTTP, as a client would, and score the answers."""
+    predictor = EndpointPredictor(endpoint, key, deployment=deployment, batch_size=batch_size)
+    return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)

@@ -132,3 +132,32 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, numeric: Sequence[st
             drifted = psi >= MAJOR_PSI or (p is not None and p < CHI2_ALPHA and psi >= MODERATE_PSI)
             results.append(ColumnDrift(column, "categorical", psi, p, None, None, _level(psi), drifted))
     return DriftReport(len(reference), len(current), tuple(results))
+
+
+def _all_numbers(column: pd.Series) -> bool:
+    """Every filled cell reads as a number ("63", 63.0 and 63 alike)."""
+    return bool(pd.to_numeric(column, errors="coerce").notna().sum() == column.notna().sum())
+
+
+def _row_keys(frame: pd.DataFrame, numeric: set[str]) -> list[tuple[str, ...]]:
+    """Each row as a tuple of comparable texts: numbers through float (so 63 and "63.0" match), everything
+    else (text categories, text labels) as its text; an empty cell is one value whatever its spelling."""
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        if name in numeric:
+            column = pd.to_numeric(column, errors="coerce").astype(float)
+        columns.append(["<empty>" if pd.isna(value) else str(value) for value in column.tolist()])
+    return list(zip(*columns, strict=True)) if columns else []
+
+
+def unseen_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them). Works on
+    users' tables: text columns are compared as text, numbers as numbers."""
+    if reference is None or not set(frame.columns) <= set(reference.columns):
+        return frame
+    reference = reference.loc[:, list(frame.columns)]
+    numeric = {c for c in frame.columns if _all_numbers(frame[c]) and _all_numbers(reference[c])}
+    seen = set(_row_keys(reference, numeric))
+    keep = [key not in seen for key in _row_keys(frame, numeric)]
+    return frame.loc[keep].reset_index(drop=True)

@@ -98,6 +98,10 @@ class ChampionRegistry(Protocol):
         """Tag ``model`` rejected, with the reason (and its accuracy when it was evaluated)."""
         ...
 
+    def get(self, model_name: str, version: str, /) -> ModelVersion:
+        """One version; RegistrationError when it does not exist."""
+        ...
+
 
 class RolloutPolicy(abc.ABC):
     """deploy / promote / reject over a backend's primitives and its registry (a collaborator the
@@ -144,6 +148,14 @@ class RolloutPolicy(abc.ABC):
     @abc.abstractmethod
     def append_history(self, entry: HistoryEntry) -> None:
         """Record one promotion, rejection or rollback."""
+
+    @abc.abstractmethod
+    def read_history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        """The endpoint's history, oldest first."""
+
+    @abc.abstractmethod
+    def deployed_versions(self, endpoint_name: str) -> dict[str, tuple[str, str]]:
+        """Each deployment of the endpoint and the (model name, version) it serves; {} when none."""
 
     # ---- the policy -------------------------------------------------------------------------------
     def deploy(self, model: ModelVersion, spec: DeploySpec, smoke_test: SmokeTest | None = None) -> Endpoint:

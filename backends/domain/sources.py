@@ -39,6 +39,8 @@ from backends.errors import DataValidationError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from src.features import DatasetSchema
+
 logger = logging.getLogger(__name__)
 
 FolderRule = Literal["newest", "all"]
@@ -312,13 +314,21 @@ def load_data(
     return LoadedData(dataclasses.replace(prepared, source=path), source)
 
 
-def read_stored_table(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> "pd.DataFrame":
-    """A table heartflow stored itself (a model's training split, by its data URI), as numbers."""
+def read_stored_table(uri: str, timeout_s: float = HTTP_TIMEOUT_S, schema: DatasetSchema | None = None) -> "pd.DataFrame":
+    """A table heartflow stored itself (a model's training split, by its data URI), as numbers; with
+    ``schema``, its categorical columns are read as text and typed as training types them
+    (``coerce_categoricals``), so "TRUE" stays "TRUE" and a coded 3 stays 3, as in the table it is compared with."""
     import pandas as pd
 
+    from src.features import coerce_categoricals
+
+    categorical = list(schema.categorical) if schema is not None else []
     with tempfile.TemporaryDirectory(prefix="heartflow-reference-") as scratch:
         fetched = fetch(uri, Path(scratch), timeout_s=timeout_s)
         try:
-            return pd.read_csv(fetched.local)
+            frame = pd.read_csv(fetched.local, dtype={c: str for c in categorical})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataValidationError(f"stored table {uri} is not a readable CSV: {exc}") from exc
+    if schema is not None and set(categorical) <= set(frame.columns):
+        frame = coerce_categoricals(frame, schema)
+    return frame

@@ -36,7 +36,6 @@ from backends.local.locks import LockBusy, file_lock
 from backends.local.endpoints import LocalEndpoints
 from backends.local.registry import LocalRegistry
 from backends.local.shared_history import MlflowHistoryLog
-from backends.domain.identity import sweep_identity
 from backends.local.sweep import LocalSweepRunner
 from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
@@ -169,7 +168,10 @@ class LocalBackend(Backend):
     ) -> EvalReport:
         """Evaluate over HTTP, then log the report to the MLflow run that trained the evaluated model:
         the text report, the report as JSON, the confusion matrix and holdout metrics."""
-        report = super().evaluate(endpoint, holdout, target, batch_size=batch_size, deployment=deployment)
+        from backends.client.evaluation import evaluate_with
+
+        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
+        report = evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
         self._log_evaluation(endpoint, report)
         return report
 
@@ -204,13 +206,17 @@ class LocalBackend(Backend):
     def record_gate(self, model: ModelVersion, numbers: Mapping[str, Any]) -> None:
         """The gate's numbers as ``gate_*`` metrics and tags of the model's training run in MLflow."""
         from mlflow.entities import Metric, RunTag
+        from mlflow.exceptions import MlflowException
 
         from backends.domain.gate_stats import gate_metrics_and_tags
 
         now = int(time.time() * 1000)
         metrics, tags = gate_metrics_and_tags(numbers)
-        self._client.log_batch(model.source_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                               tags=[RunTag(k, v) for k, v in tags.items()])
+        try:
+            self._client.log_batch(model.source_run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                                   tags=[RunTag(k, v) for k, v in tags.items()])
+        except MlflowException as exc:
+            raise RegistrationError(f"could not record the gate's numbers on run {model.source_run_id}: {exc}") from exc
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self._history.read(endpoint_name)
@@ -254,10 +260,6 @@ class LocalBackend(Backend):
 
     def store_identity(self) -> str:
         return f"{self.name}:{self.home}"
-
-    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
-        """The local sweep's own key (it also finds the MLflow sweep run a rerun reuses)."""
-        return sweep_identity(data, spec, schema_json)
 
     def result_storage(self) -> Path:
         folder = self.home / RESULTS_DIR

@@ -90,3 +90,11 @@ class LocalEndpoints(RolloutPolicy):
     # ---- history primitive (the registry is the policy's ``registry`` collaborator) ---------------------
     def append_history(self, entry: HistoryEntry) -> None:
         self.history.append(entry)
+
+    def read_history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
+        return self.history.read(endpoint_name)
+
+    def deployed_versions(self, endpoint_name: str) -> dict[str, tuple[str, str]]:
+        manager = self.manager(endpoint_name)
+        status = manager.status() if manager.is_running() else None
+        return {} if status is None else {d.name: (d.model_name, d.model_version) for d in status.deployments}

@@ -7,7 +7,7 @@ import pytest
 
 from backends.errors import DeploymentError, RegistrationError
 from flows.rollback import rollback_version
-from tests.contract.conftest import Harness, report_for
+from tests.contract.harnesses import Harness, report_for
 
 
 def _serve(h: Harness, model, accuracy: float, event: str = "promoted"):

@@ -10,7 +10,7 @@ import pytest
 
 from backends.errors import DeploymentError
 from backends.domain.history import TAG_REASON, TAG_STATUS
-from tests.contract.conftest import Harness, report_for
+from tests.contract.harnesses import Harness, report_for
 
 
 def _promote_first(h: Harness, accuracy: float = 0.9):

@@ -5,8 +5,6 @@ processes, the HTTP endpoint on 127.0.0.1 and Prefect's temporary API, as test_l
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -39,15 +37,6 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _key(home: Path, endpoint: str) -> str:
     return (home / "endpoints" / endpoint / "key").read_text().strip()
-
-
-def test_schema_infer_prints_a_commented_schema(table: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "schema", "infer", str(table), "--target", TARGET],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    schema = yaml.safe_load(done.stdout)
-    assert schema["target"] == TARGET and schema["positive_class"] == "Presence" and schema["drop"] == ["Patient ID"]
-    assert "# ID-like" in done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.early_server import EarlyServer, start_temporary_server_early
 
+pytestmark = pytest.mark.full  # starts Prefect's temporary server in its own process: `make test`, not `make test-fast`
+
 
 def test_a_configured_api_url_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
@@ -48,3 +50,38 @@ def test_a_server_that_dies_leaves_the_flow_to_prefect() -> None:
     server = EarlyServer(dead, "http://127.0.0.1:9/api")
     with server.serving():
         assert PREFECT_API_URL.value() != "http://127.0.0.1:9/api"
+
+
+@pytest.mark.slow
+def test_a_cli_killed_by_sigkill_leaves_no_temporary_server_behind(tmp_path) -> None:
+    """SIGKILL of the CLI alone (not its process group: a supervisor that kills one pid) runs no exit handler;
+    the kernel still stops the server it launched."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = ("import sys, time\nfrom flows.early_server import start_temporary_server_early\n"
+              "server = start_temporary_server_early()\nprint(server._process.pid, flush=True)\ntime.sleep(600)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path), PYTHONPATH=os.getcwd())
+    cli = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    assert cli.stdout is not None
+    server_pid = int(cli.stdout.readline())
+    assert psutil.pid_exists(server_pid)
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("the temporary server outlived the CLI that was killed")

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.full  # ruff, a cold mypy and import-linter: `make test`, not `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -12,6 +12,8 @@ import pytest
 from tests.net import free_port
 from tests.servers import accepts_connections, answers_http, running_server
 
+pytestmark = pytest.mark.full  # spawns interpreters that serve HTTP: `make test`, not `make test-fast`
+
 SERVE = """
 import http.server, sys
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -14,14 +14,13 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from backends.domain.sources import load_data
 from backends.errors import DataValidationError
-from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the fixture
 from tests.tables import TARGET, user_table
 
 BOM = b"\xef\xbb\xbf"
 
 
 @pytest.fixture()
-def container(azurite: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ContainerClient:  # noqa: F811
+def container(azurite: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ContainerClient:
     monkeypatch.chdir(tmp_path)  # no .env of the developer's is read
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)

@@ -10,16 +10,15 @@ from azure.storage.blob import BlobServiceClient
 
 from backends.domain.sources import load_data
 from backends.errors import DataValidationError
-from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the fixture
-from tests.unit.domain.test_sources import user_table
+from tests.tables import resampled_heart_table
 
 
 @pytest.fixture()
-def stored(azurite: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[str, bytes]:  # noqa: F811
+def stored(azurite: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[str, bytes]:
     monkeypatch.chdir(tmp_path)  # no .env of the developer's is read
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
-    payload = user_table(160, 11).to_csv(index=False).encode()
+    payload = resampled_heart_table(160, 11).to_csv(index=False).encode()
     service = BlobServiceClient.from_connection_string(azurite)
     container = service.get_container_client("incoming")
     if not container.exists():

@@ -172,3 +172,50 @@ def test_score_py_under_azmlinfsrv_there_serves_that_model(server: tuple[str, Pa
     # The forest ran as machine code: numba, installed from the Environment's list, compiled the kernel
     # there and cached it beside score.py's copy of src/.
     assert list((code / "__pycache__").glob("forest_kernel*.nbi")), "the Environment's numba did not compile the kernel"
+
+
+# model_train.py run as Azure runs it (python model_train.py <rendered command line>, from a copy of src/),
+# once per case, in one process of the Environment's interpreter: the script is executed as __main__ each
+# time, so argparse, the JSON parsing and to_estimator_params are the Environment's own.
+_RENDERED_RUNS = """
+import json, runpy, sys
+cases = json.loads(open(sys.argv[1]).read())
+out = {}
+for name, argv in cases.items():
+    sys.argv = ["model_train.py", *argv]
+    try:
+        scope = runpy.run_path("model_train.py", run_name="__main__")
+    except SystemExit as done:
+        if done.code:
+            out[name] = {"exit": done.code}
+            continue
+        scope = runpy.run_path("model_train.py", run_name="heartflow_probe")
+    args = scope["parse_args"](argv)
+    classifier = scope["build_pipeline"](scope["HEART_SCHEMA"], scope["trial_params"](args), args.seed).named_steps["classifier"]
+    out[name] = {"exit": 0, "estimator": type(classifier).__name__,
+                 "params": {k: v for k, v in classifier.get_params().items() if v is None or isinstance(v, (int, float, str, bool))}}
+print(json.dumps(out))
+"""
+
+
+def test_model_train_there_accepts_every_distribution_as_azure_renders_it(env_python: Path, tmp_path: Path) -> None:
+    from tests.sweep_renderings import RENDERINGS
+
+    code = tmp_path / "code"
+    shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    data = tmp_path / "input_data.csv"
+    data.write_bytes(canonical_csv(prepare_data(None, None, 0.1).train))
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({case.name: case.argv(str(data)) for case in RENDERINGS}))
+    db = tmp_path / "mlflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{db}", MLFLOW_EXPERIMENT_NAME="renderings")
+    done = _run([str(env_python), "-c", _RENDERED_RUNS, str(cases)], cwd=code, env=env, timeout=600)
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for case in RENDERINGS:
+        result = results[case.name]
+        assert result["exit"] == 0, (case.name, result)
+        assert result["estimator"] == case.estimator
+        got = {k: result["params"][k] for k in case.expected}
+        assert got == case.expected and all(type(got[k]) is type(v) for k, v in case.expected.items()), (case.name, got)
+        assert (code / "outputs" / f"model-{case.name}" / "MLmodel").is_file(), case.name

@@ -1,7 +1,11 @@
-"""Live checks against a real workspace: run with `pytest -m azure tests/integration/azure` once the
-settings of docs/azure.md are set. Skipped by default (and when the settings are missing)."""
+"""Live checks against a real workspace: run with `make test-azure` (or `pytest -m azure
+tests/integration/azure`) once the settings of docs/azure.md are set. Skipped by default (and when the
+settings are missing). The cost estimate of the lifecycle test is printed before any test starts
+(tests/integration/azure/conftest.py); its teardown runs in a ``finally``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +42,19 @@ def test_live_readiness_check_reads_every_line(live_backend) -> None:
     names = [line.name for line in report.lines]
     assert names[:2] == ["credential", "workspace"] and "storage" in names
     assert all(line.fix for line in report.lines if line.status == "fail")
+
+
+def test_live_lifecycle_sweep_deploy_gate_rollback_teardown(tmp_path: Path) -> None:
+    """provision, a 2-trial sweep on a 1-node cluster, register, deploy on the smallest SKU, evaluate through
+    the endpoint, gate, a second champion, rollback, and the teardown (which runs even when a step fails)."""
+    from backends.domain.dataset import prepare_data
+    from tests.integration.azure.live import LiveNames, live_overrides, run_lifecycle
+
+    names = LiveNames()
+    backend = create_azure_backend(live_overrides(names, tmp_path), model_name=names.model)
+    missing = backend.settings.missing(("workspace",))
+    if missing:
+        pytest.skip(f"no Azure settings: {', '.join(missing)}")
+    steps: list[str] = []
+    run_lifecycle(backend, prepare_data(None, None, 0.1), names, steps)
+    assert steps[-1] == "teardown" and "rollback" in steps

@@ -12,7 +12,6 @@ import pandas as pd
 from backends.azure import create_azure_backend
 from backends.domain.dataset import sha256_of
 from backends.local.backend import LocalBackend
-from tests.integration.azure.test_blob_azurite import azurite, upload_env  # noqa: F401 - fixtures
 
 
 def _split_with_floats(rows: int = 400) -> pd.DataFrame:
@@ -28,7 +27,7 @@ def _split_with_floats(rows: int = 400) -> pd.DataFrame:
     })
 
 
-def test_local_sha256_equals_blob_name_and_blob_content(azurite: str, upload_env: Path) -> None:  # noqa: F811
+def test_local_sha256_equals_blob_name_and_blob_content(azurite: str, upload_env: Path) -> None:
     frame = _split_with_floats()
     local = LocalBackend(upload_env / "home").upload(frame)
     azure = create_azure_backend({"storage_connection_string": azurite, "container": "hash-test"}, env_file=None)

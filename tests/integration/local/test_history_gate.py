@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from backends.base import EvalReport
 from backends.domain.selection import decide_gate
 from flows.cli import app
-from tests.contract.conftest import LocalHarness
+from tests.contract.harnesses import LocalHarness
 
 OLD_LINE = {  # a history line as heartflow wrote it before HistoryEntry.gate existed
     "time": "2026-11-01T12:00:00.000000+00:00", "event": "promoted", "endpoint": "", "deployment": "blue",

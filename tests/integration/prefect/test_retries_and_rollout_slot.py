@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import pandas as pd
 import pytest
 from prefect import flow, task
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import VariableCreate
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from backends.base import DataRef
+from backends.domain.rollout_holder import HolderRecord, slot_name
 from backends.errors import DataValidationError, DeploymentError, EvaluationError, TransientBackendError
 from backends.local.backend import LocalBackend
 from backends.domain.spec import DataSpec
 from tasks import stages
 from tasks.retries import is_transient, retry_only_transient
-from tasks.rollout import deploy_limit_name, ensure_deploy_limit, rollout_slot
-from tests.integration.prefect.server import PrefectServer
+from tasks.rollout import rollout_slot
+from tests.integration.prefect.server import REPO, PrefectServer
 
 
 @pytest.fixture
@@ -118,14 +125,14 @@ def test_prefect_retries_a_transient_failure_and_not_a_validation_error(on_test_
 
 
 def test_the_rollout_slot_admits_one_run_at_a_time(prefect_server: PrefectServer, api: SyncPrefectClient) -> None:
-    name = deploy_limit_name("local", "slot-check")
     spans: list[tuple[float, float]] = []
     errors: list[BaseException] = []
 
     def rollout() -> None:
         try:
             # Settings live in a context variable: each thread (like each run) brings its own.
-            with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), rollout_slot(name, timeout_s=60):
+            with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+                    rollout_slot("local", "slot-check", timeout_s=60):
                 started = time.monotonic()
                 time.sleep(1.5)
                 spans.append((started, time.monotonic()))
@@ -141,24 +148,16 @@ def test_the_rollout_slot_admits_one_run_at_a_time(prefect_server: PrefectServer
     assert len(spans) == 2
     (first_start, first_end), (second_start, _) = sorted(spans)
     assert second_start >= first_end - 0.05, f"rollouts overlapped: {spans}"
-    limit = api.read_global_concurrency_limit_by_name(name)
-    assert limit.limit == 1 and limit.active and limit.active_slots == 0
+    assert api.read_variable_by_name(slot_name("local", "slot-check")) is None, "the slot was not released"
 
 
-def test_an_existing_limit_is_left_as_operators_set_it(on_test_server: None, api: SyncPrefectClient) -> None:
-    name = deploy_limit_name("local", "ops-owned")
-    api.upsert_global_concurrency_limit_by_name(name, limit=3)
-    ensure_deploy_limit(name)
-    assert api.read_global_concurrency_limit_by_name(name).limit == 3
-
-
-def test_a_run_that_cannot_get_the_slot_in_time_fails_with_a_deployment_error(prefect_server: PrefectServer) -> None:
-    name = deploy_limit_name("local", "slot-busy")
+def test_a_run_that_cannot_get_the_slot_from_a_live_holder_fails_naming_it(prefect_server: PrefectServer) -> None:
     held = threading.Event()
     release = threading.Event()
 
     def holder() -> None:
-        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), rollout_slot(name, timeout_s=30):
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+                rollout_slot("local", "slot-busy", timeout_s=30, holder="the first rollout"):
             held.set()
             release.wait(30)
 
@@ -167,11 +166,115 @@ def test_a_run_that_cannot_get_the_slot_in_time_fails_with_a_deployment_error(pr
     try:
         assert held.wait(30)
         with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
-            with pytest.raises(DeploymentError, match="was not free within 1 s"), rollout_slot(name, timeout_s=1):
+            with pytest.raises(DeploymentError, match="not free within 1 s: the first rollout"), \
+                    rollout_slot("local", "slot-busy", timeout_s=1):
                 pytest.fail("the slot was granted twice")
     finally:
         release.set()
         thread.join(timeout=30)
+
+
+HOLDER_SCRIPT = """
+import sys, time
+from prefect import flow
+from tasks.rollout import rollout_slot
+
+@flow(name="slot-holder", flow_run_name="slot-holder-to-be-killed")
+def hold() -> None:
+    with rollout_slot("local", sys.argv[1], timeout_s=60):
+        print("HELD", flush=True)
+        time.sleep(600)
+
+hold()
+"""
+
+
+def test_a_holder_killed_while_holding_the_slot_is_reclaimed_at_once(
+    prefect_server: PrefectServer, api: SyncPrefectClient, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGKILL leaves no chance to release: the next run sees the holder's process gone, reclaims the slot,
+    says so, and marks the holder's run Crashed (it stayed Running in the API)."""
+    env = {**prefect_server.env, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, "slot-killed"], env=env, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout is not None
+        for line in holder.stdout:
+            if line.strip() == "HELD":
+                break
+        else:
+            pytest.fail("the holder never took the slot")
+        record = HolderRecord.from_json(api.read_variable_by_name(slot_name("local", "slot-killed")).value)
+        assert record is not None and record.pid == holder.pid and record.flow_run_id
+    finally:
+        holder.kill()
+        holder.wait(30)
+    asked = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="tasks.rollout"), \
+            temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+            rollout_slot("local", "slot-killed", timeout_s=60):
+        waited = time.monotonic() - asked
+    assert waited < 30, f"waited {waited:.0f} s for a dead holder"
+    reclaimed = [r.getMessage() for r in caplog.records if "reclaimed" in r.getMessage()]
+    assert reclaimed and reclaimed[0].startswith(
+        "rollout slot of slot-killed was held by flow run slot-holder-to-be-killed (crashed "), reclaimed
+    assert f"process {holder.pid}" in reclaimed[0]
+    run = api.read_flow_run(UUID(record.flow_run_id))
+    assert run.state is not None and run.state.type.value == "CRASHED"
+
+
+def _foreign_holder(api: SyncPrefectClient, endpoint: str, *, heartbeat: datetime, flow_run_id: str | None) -> None:
+    """A holder on another host (its process cannot be looked at), written as heartflow writes one."""
+    record = HolderRecord(endpoint=endpoint, holder="flow run worker-on-another-host", host="another-host", pid=4242,
+                          pid_started=0.0, acquired=heartbeat.isoformat(), heartbeat=heartbeat.isoformat(),
+                          flow_run_id=flow_run_id)
+    api.create_variable(VariableCreate(name=slot_name("local", endpoint), value=record.to_json()))
+
+
+@pytest.mark.parametrize(("case", "age_s", "unknown_run", "why"), [
+    ("unknown-run", 0, True, "unknown to the Prefect API"),
+    ("stale", 3600, False, "no heartbeat since"),
+])
+def test_a_holder_on_another_host_is_reclaimed_when_its_run_is_unknown_or_its_heartbeat_stopped(
+    prefect_server: PrefectServer, api: SyncPrefectClient, caplog: pytest.LogCaptureFixture,
+    case: str, age_s: int, unknown_run: bool, why: str,
+) -> None:
+    endpoint = f"slot-{case}"
+    _foreign_holder(api, endpoint, heartbeat=datetime.now(UTC) - timedelta(seconds=age_s),
+                    flow_run_id=str(uuid4()) if unknown_run else None)
+    with caplog.at_level(logging.WARNING, logger="tasks.rollout"), \
+            temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+            rollout_slot("local", endpoint, timeout_s=30):
+        pass
+    assert any(why in r.getMessage() and "reclaimed" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_the_holder_renews_its_heartbeat_while_it_holds_the_slot(
+    prefect_server: PrefectServer, api: SyncPrefectClient,
+) -> None:
+    name = slot_name("local", "slot-beat")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), \
+            rollout_slot("local", "slot-beat", timeout_s=30, heartbeat_s=0.5):
+        first = HolderRecord.from_json(api.read_variable_by_name(name).value)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(1.1)  # the record's times are to the second
+            now = HolderRecord.from_json(api.read_variable_by_name(name).value)
+            if now is not None and first is not None and now.heartbeat > first.heartbeat:
+                break
+        else:
+            pytest.fail("the heartbeat was never renewed")
+        assert now.acquired == first.acquired and now.pid == first.pid
+    assert api.read_variable_by_name(name) is None
+
+
+def test_a_live_holder_on_another_host_is_waited_for(prefect_server: PrefectServer, api: SyncPrefectClient) -> None:
+    _foreign_holder(api, "slot-live", heartbeat=datetime.now(UTC), flow_run_id=None)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
+        with pytest.raises(DeploymentError, match="worker-on-another-host on another-host"), \
+                rollout_slot("local", "slot-live", timeout_s=2):
+            pytest.fail("a live holder's slot was taken")
+    assert api.read_variable_by_name(slot_name("local", "slot-live")) is not None
 
 
 def test_a_failed_stage_is_named_after_its_task_run() -> None:

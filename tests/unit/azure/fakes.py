@@ -14,8 +14,11 @@ from typing import Any
 from unittest.mock import create_autospec
 
 from azure.ai.ml.entities import (
+    AccountKeyConfiguration,
     AmlCompute,
     AzureBlobDatastore,
+    Datastore,
+    SasTokenConfiguration,
     EndpointAuthKeys,
     Environment,
     OnlineDeployment,
@@ -34,7 +37,8 @@ from azure.ai.ml.operations import (
     OnlineEndpointOperations,
     WorkspaceOperations,
 )
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceResponseError
+from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from backends.azure.trials import TrialData
@@ -45,10 +49,34 @@ ARM_SCOPE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups
              "Microsoft.MachineLearningServices/workspaces/ws-heartflow")
 
 
+JOB_EXISTS_MESSAGE = (
+    "(UserError) A job with this name already exists. If you are trying to create a new job, use a different name. "
+    "If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, "
+    "OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.\n"
+    "Code: UserError\nMessage: A job with this name already exists.")
+
+
 def http_error(status: int, message: str = "") -> HttpResponseError:
     error = HttpResponseError(message=message or f"HTTP {status}")
     error.status_code = status
     return error
+
+
+def paged(items: list[Any], page_two_failures: list[int]) -> ItemPaged:
+    """What the SDK's list operations return: an ItemPaged that fetches its pages lazily, while it is iterated.
+    The second page fails with a dropped connection while ``page_two_failures[0]`` > 0 (counted down)."""
+    half = max(len(items) // 2, 1)
+
+    def get_next(token: str | None) -> Any:
+        if token == "page-2" and page_two_failures[0] > 0:
+            page_two_failures[0] -= 1
+            raise ServiceResponseError("Connection aborted while reading page 2")
+        return token
+
+    def extract(token: str | None) -> tuple[str | None, list[Any]]:
+        return ("page-2", items[:half]) if token is None else (None, items[half:])
+
+    return ItemPaged(get_next, extract)
 
 
 def poller(result: Any = None, error: BaseException | None = None) -> Any:
@@ -74,6 +102,10 @@ class FakeAzure:
         deployment_error: BaseException | None = None,
         throttle: Iterable[str] = (),
         existing: Iterable[str] = (),
+        creating_polls: int = 0,
+        poll_outage: int = 0,
+        default_datastore: str = "key",
+        page_two_failures: int = 0,
     ) -> None:
         self.jobs = create_autospec(JobOperations, instance=True)
         self.models = create_autospec(ModelOperations, instance=True)
@@ -95,6 +127,13 @@ class FakeAzure:
         }
         self.deployment_error = deployment_error
         self.throttled = set(throttle)
+        # A deployment stays "Creating" for ``creating_polls`` reads of it; the next ``poll_outage`` polls (the
+        # poller's wait, then reads of a deployment still being created) fail as a dropped connection does.
+        self.creating_polls = creating_polls
+        self.poll_outage = poll_outage
+        self.creating: dict[tuple[str, str], int] = {}
+        self.default_datastore_kind = default_datastore
+        self.page_two_failures = [page_two_failures]  # listings (models, deployments) whose page 2 drops, in all  # "key", "sas" or "identity": what workspaceblobstore holds
         self.sweep_name: str | None = None
         self._wire()
 
@@ -103,6 +142,20 @@ class FakeAzure:
         if method in self.throttled:
             self.throttled.discard(method)
             raise http_error(429, "Too Many Requests")
+
+    def _poll_fails(self) -> None:
+        if self.poll_outage > 0:
+            self.poll_outage -= 1
+            raise ServiceResponseError("Connection aborted: ('Connection reset by peer')")
+
+    def _advance(self, key: tuple[str, str]) -> None:
+        """One look at a deployment being created: after ``creating_polls`` of them it has succeeded."""
+        if key not in self.creating:
+            return
+        self.creating[key] -= 1
+        if self.creating[key] <= 0:
+            del self.creating[key]
+            self.deployments[key].properties.provisioning_state = "Succeeded"
 
     def trial_reader(self, run_id: str) -> TrialData:
         number = int(run_id.rsplit("_", 1)[1])
@@ -152,6 +205,7 @@ class FakeAzure:
             name=preexisting_compute.name, size=preexisting_compute.size, min_instances=0,
             max_instances=self.cluster_max_nodes) if self.stored["compute"] is preexisting_compute else self.stored["compute"])
         self.workspaces.get.side_effect = get_or_missing("workspace", lambda: self.stored["workspace"])
+        self.datastores.get_default.side_effect = self._default_datastore
         self.workspaces.begin_create.side_effect = created("workspace")
         self.workspaces.begin_delete.side_effect = lambda name, **kw: poller(None)
         self.compute.begin_delete.side_effect = lambda name, **kw: poller(None)
@@ -164,7 +218,9 @@ class FakeAzure:
         def create_job(job: Any, **kwargs: Any) -> Any:
             self._maybe_throttle("jobs.create_or_update")
             if job.name in self.earlier_jobs or job.name == self.sweep_name:
-                raise http_error(409, f"job {job.name} already exists")
+                # The service answers a PUT of an existing job name with 400 UserError (not a 409), which the
+                # generated client raises as a plain HttpResponseError.
+                raise http_error(400, JOB_EXISTS_MESSAGE)
             self.sweep_name = job.name
             return SimpleNamespace(name=job.name, status="Starting", studio_url=f"https://ml.azure.com/runs/{job.name}")
 
@@ -220,7 +276,7 @@ class FakeAzure:
         def list_models(name: str | None = None, stage: str | None = None, **kw: Any) -> Any:
             if name not in self.model_versions:
                 raise ResourceNotFoundError(f"model {name} not found")
-            return iter(list(self.model_versions[name]))
+            return paged(list(self.model_versions[name]), self.page_two_failures)
 
         self.models.create_or_update.side_effect = create_model
         self.models.get.side_effect = get_model
@@ -281,14 +337,23 @@ class FakeAzure:
             self._maybe_throttle("online_deployments.begin_create_or_update")
             if deployment.endpoint_name not in self.endpoints:
                 raise ResourceNotFoundError(f"endpoint {deployment.endpoint_name} not found")
+            key = (deployment.endpoint_name, deployment.name)
+            if key in self.creating:  # the generated client maps the service's 409 to ResourceExistsError
+                conflict = ResourceExistsError(f"(Conflict) an operation is in progress on deployment {deployment.name}")
+                conflict.status_code = 409
+                raise conflict
             rest = deployment._to_rest_object(location=LOCATION)
             rest.name = deployment.name
             rest.id = f"{ARM_SCOPE}/onlineEndpoints/{deployment.endpoint_name}/deployments/{deployment.name}"
             failed = self.deployment_error is not None
             rest.properties.provisioning_state = "Failed" if failed else "Succeeded"
-            self.deployments[(deployment.endpoint_name, deployment.name)] = rest
+            self.deployments[key] = rest
             if failed:
                 return poller(error=self.deployment_error)
+            if self.creating_polls:
+                rest.properties.provisioning_state = "Creating"
+                self.creating[key] = self.creating_polls
+                return self._creating_poller(key)
             return poller(OnlineDeployment._from_rest_object(copy.deepcopy(rest)))
 
         def delete_deployment(name: str, endpoint_name: str, *, local: bool = False) -> Any:
@@ -305,11 +370,15 @@ class FakeAzure:
         def get_deployment(name: str, endpoint_name: str, *, local: bool = False) -> OnlineDeployment:
             if (endpoint_name, name) not in self.deployments:
                 raise ResourceNotFoundError(f"deployment {name} not found")
-            return self.deployment(endpoint_name, name)
+            if (endpoint_name, name) in self.creating:
+                self._poll_fails()
+            answer = self.deployment(endpoint_name, name)
+            self._advance((endpoint_name, name))
+            return answer
 
         def list_deployments(endpoint_name: str, *, local: bool = False) -> Any:
-            return iter([OnlineDeployment._from_rest_object(copy.deepcopy(d))
-                         for (e, _), d in self.deployments.items() if e == endpoint_name])
+            return paged([OnlineDeployment._from_rest_object(copy.deepcopy(d))
+                          for (e, _), d in self.deployments.items() if e == endpoint_name], self.page_two_failures)
 
         self.online_deployments.begin_create_or_update.side_effect = put_deployment
         self.online_deployments.begin_delete.side_effect = delete_deployment
@@ -317,6 +386,43 @@ class FakeAzure:
         self.online_deployments.get.side_effect = get_deployment
         self.online_deployments.get_logs.side_effect = (
             lambda name, endpoint_name, lines, **kw: "Traceback (most recent call last):\nValueError: model folder not found")
+
+    DATASTORE_KEY = "ZGF0YXN0b3JlLWtleQ=="
+
+    def _default_datastore(self, *, include_secrets: bool = False) -> Any:
+        """``datastores.get_default`` as the SDK builds it from the service's answer: the secret (account key
+        or SAS) only when asked with include_secrets (the listSecrets call), else credentials without it."""
+        credentials = {"key": AccountKeyConfiguration(account_key=self.DATASTORE_KEY),
+                       "sas": SasTokenConfiguration(sas_token="sv=2024-01-01&sig=c2Fz"),
+                       "identity": None}[self.default_datastore_kind]
+        store = AzureBlobDatastore(name="workspaceblobstore", account_name="wsacct", container_name="azureml-blobstore-1",
+                                   credentials=credentials)
+        rest = store._to_rest_object()
+        rest.name = store.name
+        if not include_secrets and self.default_datastore_kind != "identity":
+            rest.properties.credentials.secrets = None
+        return Datastore._from_rest_object(rest)
+
+    def _creating_poller(self, key: tuple[str, str]) -> Any:
+        """The LROPoller of a deployment being created: each wait polls once (and may hit the outage)."""
+        fake = create_autospec(LROPoller, instance=True)
+        failure: list[BaseException] = []
+
+        def wait(timeout: float | None = None) -> None:
+            if failure:  # azure-core's poller keeps its polling thread's error and raises it on every wait
+                raise failure[0]
+            try:
+                self._poll_fails()
+            except ServiceResponseError as exc:
+                failure.append(exc)
+                raise
+            while key in self.creating:
+                self._advance(key)
+
+        fake.wait.side_effect = wait
+        fake.done.side_effect = lambda: key not in self.creating
+        fake.result.side_effect = lambda timeout=None: self.deployment(*key)
+        return fake
 
     def deployment(self, endpoint: str, name: str) -> OnlineDeployment:
         """A deployment as ``online_deployments.get`` returns it."""

@@ -15,7 +15,7 @@ from backends.azure.settings import AzureSettings
 from backends.base import EvalReport, GateFigures, HistoryEntry
 from backends.domain.selection import decide_gate
 from backends.domain.spec import DeploySpec
-from tests.contract.conftest import sweep_of
+from tests.contract.harnesses import sweep_of
 from tests.unit.azure.fakes import FakeAzure
 
 

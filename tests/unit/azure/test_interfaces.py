@@ -39,6 +39,7 @@ def test_azure_cache_keys_follow_the_workspace_and_what_the_sweep_computes(setti
     assert caching.result_storage_for(backend) is None  # Prefect's default storage
 
 
+@pytest.mark.full  # a fresh interpreter: `make test`, not `make test-fast`
 def test_tasks_import_no_backend_internals() -> None:
     code = ("import sys, tasks.caching, tasks.reports, tasks.stages; "
             "print(sorted(m for m in sys.modules if m.startswith(('backends.local', 'backends.azure'))))")

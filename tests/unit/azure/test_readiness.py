@@ -15,7 +15,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from backends.azure import AzureBackend
+from backends.azure import AzureBackend, naming
 from backends.azure.readiness import ReadinessReport, check_readiness
 from backends.azure.settings import AzureSettings
 from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
@@ -50,7 +50,7 @@ def workspace_fake(*, cluster: Any = None, used: int = 0, limit: int = 24, endpo
         Usage(name=UsageName(value="standardDSv2Family", localized_value="Standard DSv2 Family vCPUs"),
               current_value=used, limit=limit, unit="Count"),
         Usage(name=UsageName(value="standardFSv2Family", localized_value="Standard FSv2 Family vCPUs"),
-              current_value=0, limit=8, unit="Count"),
+              current_value=0, limit=16, unit="Count"),
     ])
     if endpoint is not None:  # the fake keeps endpoints in their REST form, as the service does
         rest = endpoint._to_rest_online_endpoint(location="westeurope")
@@ -138,14 +138,35 @@ def test_quota_branches(settings: AzureSettings) -> None:
 
 
 def test_endpoint_name_branches(settings: AzureSettings) -> None:
-    ours = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={"created-by": "heartflow"})
+    derived = naming.endpoint_name(settings)
+    ours = ManagedOnlineEndpoint(name=derived, tags={"created-by": "heartflow"})
     assert run(settings, workspace_fake(endpoint=ours)).line("endpoint name").status == "ok"
-    foreign = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={})
+    foreign = ManagedOnlineEndpoint(name=derived, tags={})
     report = run(settings, workspace_fake(endpoint=foreign))
     assert not report.ready and "--endpoint-name" in report.line("endpoint name").fix
     taken = run(settings, workspace_fake(), taken=True)
     assert not taken.ready and "taken in westeurope" in taken.line("endpoint name").detail
     assert run(settings, workspace_fake(), taken=None).line("endpoint name").status == "warn"
+
+
+def test_the_check_reads_the_derived_name_the_run_uses_not_the_tutorials(settings: AzureSettings) -> None:
+    """A run asked for the tutorial's name deploys to hf-<hash>; the check looks at that name, so a foreign
+    endpoint under the tutorial's name (never used) blocks nothing, and the DNS probe asks for hf-<hash>."""
+    derived = naming.endpoint_name(settings, "heart-classify-endpoint")
+    assert derived.startswith("hf-")
+    foreign = ManagedOnlineEndpoint(name="heart-classify-endpoint", tags={})
+    fake = workspace_fake(endpoint=foreign)
+    asked: list[str] = []
+    backend = AzureBackend(settings, ml_client=fake, blob_service=blob_service(), credential=FakeCredential())
+    report = check_readiness(backend, PipelineSpec(backend="azure", deploy=DeploySpec(instance_type="Standard_F4s_v2")),
+                             name_taken=lambda host: asked.append(host) or False)
+    line = report.line("endpoint name")
+    assert line.status == "ok" and derived in line.detail, line
+    assert asked == [f"{derived}.westeurope.inference.ml.azure.com"]
+    assert [c.args[0] for c in fake.online_endpoints.get.call_args_list] == [derived]
+    named = check_readiness(backend, PipelineSpec(backend="azure", deploy=DeploySpec(
+        endpoint_name="my-own-endpoint", instance_type="Standard_F4s_v2")), name_taken=lambda host: False)
+    assert "my-own-endpoint" in named.line("endpoint name").detail  # a name the user chose is used as it is
 
 
 def test_storage_branches(settings: AzureSettings) -> None:
@@ -157,12 +178,9 @@ def test_storage_branches(settings: AzureSettings) -> None:
 
 
 def test_workspace_mode_checks_the_default_datastore(settings: AzureSettings) -> None:
-    from azure.ai.ml.entities import AzureBlobDatastore
 
     default_only = settings.model_copy(update={"storage_connection_string": None})
-    fake = workspace_fake()
-    fake.datastores.get_default.side_effect = lambda **kw: AzureBlobDatastore(
-        name="workspaceblobstore", account_name="wsacct", container_name="azureml-blobstore-1")
+    fake = workspace_fake()  # the default datastore holds an account key, as a new workspace's does
     assert run(default_only, fake).line("storage").status == "ok"
     missing = run(default_only, fake, storage=blob_service(exists=False))
     assert missing.line("storage").status == "fail" and "default datastore" in missing.line("storage").detail
@@ -201,3 +219,15 @@ def test_usages_as_the_sdks_listing_returns_them(settings: AzureSettings) -> Non
     fake.compute.list_usage.side_effect = lambda **kw: iter([usage])
     line = run(settings, fake).line("cluster quota")
     assert line.status == "fail" and "2 of 12 left" in line.detail
+
+
+def test_check_says_which_role_a_workspace_upload_needs(settings: AzureSettings) -> None:
+    default_only = settings.model_copy(update={"storage_connection_string": None})
+    with_key = run(default_only, workspace_fake())  # the fake's default datastore holds an account key
+    assert with_key.line("storage").status == "ok" and "datastore's own key" in with_key.line("storage").detail
+    fake = workspace_fake()
+    fake.default_datastore_kind = "identity"
+    line = run(default_only, fake).line("storage")
+    assert line.status == "warn" and "Storage Blob Data Contributor on storage account heartacct" in line.fix
+    written = [c for c in fake.datastores.method_calls if not c[0].split(".")[-1].startswith(("get", "list"))]
+    assert written == []  # the check still writes nothing

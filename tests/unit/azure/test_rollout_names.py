@@ -12,7 +12,7 @@ from backends.azure import AzureBackend
 from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.domain.spec import DeploySpec, PipelineSpec
-from tests.contract.conftest import report_for, sweep_of
+from tests.contract.harnesses import report_for, sweep_of
 from tests.unit.azure.fakes import FakeAzure
 
 # Azure ML's rule for endpoint names: 3 to 32 characters, letters, digits and '-', starting with a letter.

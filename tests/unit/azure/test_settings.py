@@ -11,7 +11,7 @@ import pytest
 from backends.azure import create_azure_backend
 from backends.azure.settings import load_settings
 from backends.errors import ConfigurationError
-from tests.unit.azure.conftest import FAKE_CONNECTION_STRING
+from tests.azure_settings import FAKE_CONNECTION_STRING
 
 
 def test_missing_settings_name_every_variable(clean_env: Path) -> None:

@@ -102,3 +102,48 @@ def test_the_upload_registers_the_data_asset_when_a_workspace_is_set(settings: A
     assert service.get_blob_client.call_args.args[0] == "azureml-blobstore-1"
     assert (("heartflow-train", ref.sha256[:16])) in fake.data_assets
     assert backend.ledger.entries() == []  # nothing of heartflow's to tear down
+
+
+class AzureAdCredential:
+    """Stands for the user's Azure AD identity (az login): a write with it needs Storage Blob Data Contributor."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        raise AssertionError("not expected to be asked in this test")
+
+
+@pytest.mark.parametrize("kind", ["key", "sas", "identity"])
+def test_the_workspace_upload_signs_with_the_datastores_own_credential(settings: AzureSettings, kind: str) -> None:
+    """Neither AzureML Data Scientist nor Owner grants a blob write to the user's identity; the default
+    datastore's account key (or SAS), read with include_secrets, does. An identity-based datastore has none:
+    then the user's identity it is, and `heartflow check` says which role the write needs."""
+    fake = FakeAzure(default_datastore=kind)
+    identity = AzureAdCredential()
+    backend = AzureBackend(workspace_only(settings), ml_client=fake, credential=identity,
+                           retry=RetryPolicy(attempts=2, initial_s=0, max_s=0, sleep=lambda s: None))
+    service = backend.blob_store().service
+    assert service.url.startswith("https://wsacct.blob.core.windows.net")
+    assert any(c.kwargs.get("include_secrets") for c in fake.datastores.get_default.call_args_list)
+    if kind == "key":
+        assert service.credential.account_name == "wsacct" and service.credential.account_key == FakeAzure.DATASTORE_KEY
+    elif kind == "sas":
+        assert "sig=c2Fz" in service.url and service.credential is None
+    else:
+        assert service.credential is identity
+
+
+def test_a_refused_secret_listing_falls_back_to_the_identity(settings: AzureSettings) -> None:
+    from tests.unit.azure.fakes import http_error
+
+    fake = FakeAzure()
+    plain = fake.datastores.get_default.side_effect
+
+    def no_secrets(*, include_secrets: bool = False) -> Any:
+        if include_secrets:
+            raise http_error(403, "AuthorizationFailed: listSecrets")
+        return plain()
+
+    fake.datastores.get_default.side_effect = no_secrets
+    identity = AzureAdCredential()
+    backend = AzureBackend(workspace_only(settings), ml_client=fake, credential=identity,
+                           retry=RetryPolicy(attempts=2, initial_s=0, max_s=0, sleep=lambda s: None))
+    assert backend.blob_store().service.credential is identity

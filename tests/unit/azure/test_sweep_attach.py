@@ -3,6 +3,8 @@ job of that name is followed (running), read (completed) or replaced by a named 
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from backends.azure import AzureBackend
@@ -25,11 +27,19 @@ def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
                         retry=RetryPolicy(attempts=3, initial_s=0, max_s=0, sleep=lambda s: None), sleep=lambda s: None)
 
 
-def expected_name(attempt: int = 1, spec: SweepSpec = SPEC, sha: str = SHA) -> str:
+@functools.cache
+def environment_ref() -> str:
+    """The Environment a run with default settings uses (its version: a hash of the pins and the image)."""
+    from backends.azure import entities
+
+    return entities.environment_ref(entities.build_environment(AzureSettings(_env_file=None)))  # type: ignore[call-arg]
+
+
+def expected_name(attempt: int = 1, spec: SweepSpec = SPEC, sha: str = SHA, environment: str | None = None) -> str:
     from backends.azure.entities import source_dir
 
     key = sweep_key(data_sha256=sha, spec=spec, schema_json=None, code_hash=training_code_hash(source_dir()),
-                    model_name="heart-classifier")
+                    model_name="heart-classifier", environment=environment or environment_ref())
     return sweep_job_name(key, attempt)
 
 
@@ -41,9 +51,21 @@ def test_the_job_name_comes_from_the_sweep_key(settings: AzureSettings) -> None:
     assert expected_name() == expected_name()
     assert expected_name(spec=SPEC.model_copy(update={"max_total_trials": 4})) != expected_name()
     assert expected_name(sha="8b" * 32) != expected_name()
-    key = sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="c", model_name="m")
-    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=None, code_hash="c", model_name="m")
-    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="d", model_name="m")
+    key = sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="c", model_name="m", environment="e")
+    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=None, code_hash="c", model_name="m", environment="e")
+    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="d", model_name="m",
+                            environment="e")
+    assert expected_name(environment="azureml:heartflow-sklearn:0123456789abcdef") != expected_name()
+
+
+def test_a_package_upgrade_trains_a_new_sweep_instead_of_reusing_the_old(settings: AzureSettings) -> None:
+    """The Environment's version follows its pins and image; a completed sweep trained on the old one is
+    not reused (its model would be deployed on the new Environment)."""
+    fake = FakeAzure()
+    first = make(settings, fake).sweep(DATA, SPEC)
+    upgraded = settings.model_copy(update={"environment_image": "mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04:latest"})
+    second = make(upgraded, fake).sweep(DATA, SPEC)
+    assert second.sweep_id != first.sweep_id and fake.jobs.create_or_update.call_count == 2
 
 
 def test_the_code_hash_follows_the_training_code(tmp_path) -> None:
@@ -121,7 +143,8 @@ def test_endless_failures_stop_with_a_clear_error(settings: AzureSettings) -> No
 
 def test_a_submit_whose_answer_was_lost_attaches_instead_of_failing(settings: AzureSettings) -> None:
     """The submit reaches Azure but the connection drops before the answer: the retried submit of the
-    same name meets 409 Conflict, and the run follows the job the first submit created."""
+    same name meets the service's "A job with this name already exists" (a 400 UserError, as the fake answers
+    it), and the run follows the job the first submit created."""
     from azure.core.exceptions import ServiceResponseError
 
     fake = FakeAzure()
@@ -138,3 +161,15 @@ def test_a_submit_whose_answer_was_lost_attaches_instead_of_failing(settings: Az
     fake.jobs.create_or_update.side_effect = lossy
     result = make(settings, fake).sweep(DATA, SPEC)
     assert calls["n"] == 2 and result.sweep_id == expected_name() and result.best.number == 1
+
+
+def test_only_the_already_exists_answer_means_the_job_exists() -> None:
+    from azure.core.exceptions import ResourceExistsError
+
+    from backends.azure.sweeps import job_exists
+    from tests.unit.azure.fakes import JOB_EXISTS_MESSAGE, http_error
+
+    assert job_exists(http_error(400, JOB_EXISTS_MESSAGE)) and job_exists(ResourceExistsError("Conflict"))
+    assert job_exists(http_error(409, "Conflict"))
+    assert not job_exists(http_error(400, "(UserError) Compute heartclassifycluster not found"))
+    assert not job_exists(http_error(500, "already exists"))

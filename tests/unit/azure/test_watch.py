@@ -7,7 +7,7 @@ from backends.azure.settings import AzureSettings
 from backends.azure.watch import TAG_DECAY
 from backends.domain.spec import DeploySpec
 from tests.unit.azure.fakes import FakeAzure
-from tests.unit.azure.test_backend_flow import DATA, ENDPOINT, SPEC, make, report
+from tests.unit.azure.builders import DATA, ENDPOINT, SPEC, make, report
 
 
 

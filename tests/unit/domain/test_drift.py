@@ -50,3 +50,19 @@ def test_a_new_category_counts_and_a_constant_column_has_no_test() -> None:
     psi, p_value = categorical_drift(pd.Series([0] * 100), pd.Series([0] * 50 + [7] * 50))
     assert psi > MAJOR_PSI and p_value is not None
     assert categorical_drift(pd.Series([1] * 10), pd.Series([1] * 10)) == (pytest.approx(0.0), None)
+
+
+def test_unseen_rows_of_a_users_table_with_text_columns() -> None:
+    """The retraining night of a users' table: text categories, text labels, empty cells, numbers read as
+    text on one side and as numbers on the other. The comparison used to cast every column to float."""
+    from backends.domain.drift import unseen_rows
+    from tests.tables import user_table
+
+    table = user_table(300, seed=5)
+    reference = table.iloc[:200].copy()
+    reference["Age"] = pd.to_numeric(reference["Age"])  # the champion's stored copy read the ages as numbers
+    new = unseen_rows(table, reference)
+    assert len(new) == 100
+    assert set(new["Patient ID"]) == set(table.iloc[200:]["Patient ID"])
+    assert unseen_rows(table.iloc[:200], reference).empty  # every row was trained on
+    assert len(unseen_rows(table, None)) == 300

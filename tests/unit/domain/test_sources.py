@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from backends.domain.dataset import read_table
 from backends.domain.sources import load_data
 from backends.errors import DataValidationError
-
-
-def user_table(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    """The heart table's columns with values drawn around the real ones; ``shift`` moves chol."""
-    base, _ = read_table(None)
-    rng = np.random.default_rng(seed)
-    frame = base.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
-    chol = pd.to_numeric(frame["chol"]) + rng.integers(-5, 6, size=rows) + shift
-    frame["chol"] = chol.astype(int).astype(str)
-    return frame
-
-
-def write(path: Path, frame: pd.DataFrame, mtime: float | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return path
+from tests.tables import resampled_heart_table, write_table
 
 
 def test_a_file_is_read_and_recorded(tmp_path: Path) -> None:
-    file = write(tmp_path / "heart.csv", user_table(200, 1))
+    file = write_table(resampled_heart_table(200, 1), tmp_path / "heart.csv")
     loaded = load_data(str(file), None, 0.1)
     assert loaded.source.uri == str(file) and loaded.source.rows == 200
     assert loaded.source.sha256 == hashlib.sha256(file.read_bytes()).hexdigest()
@@ -48,8 +27,8 @@ def test_a_file_is_read_and_recorded(tmp_path: Path) -> None:
 
 def test_a_folder_gives_its_newest_file_or_all_files_appended(tmp_path: Path) -> None:
     folder = tmp_path / "incoming"
-    write(folder / "b-old.csv", user_table(150, 2), mtime=1_700_000_000)
-    write(folder / "a-new.csv", user_table(180, 3), mtime=1_800_000_000)
+    write_table(resampled_heart_table(150, 2), folder / "b-old.csv", mtime=1_700_000_000)
+    write_table(resampled_heart_table(180, 3), folder / "a-new.csv", mtime=1_800_000_000)
     (folder / "notes.txt").write_text("not data")
     newest = load_data(str(folder), None, 0.1)
     assert newest.source.resolved.endswith("a-new.csv") and newest.source.rows == 180
@@ -59,8 +38,8 @@ def test_a_folder_gives_its_newest_file_or_all_files_appended(tmp_path: Path) ->
 
 def test_a_folder_with_mismatched_headers_or_no_csv_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "mixed"
-    write(folder / "a.csv", user_table(100, 4))
-    write(folder / "b.csv", user_table(100, 5).drop(columns=["chol"]))
+    write_table(resampled_heart_table(100, 4), folder / "a.csv")
+    write_table(resampled_heart_table(100, 5).drop(columns=["chol"]), folder / "b.csv")
     with pytest.raises(DataValidationError, match="another header"):
         load_data(str(folder), None, 0.1, folder_rule="all")
     (tmp_path / "empty").mkdir()
@@ -80,7 +59,7 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 
 def test_an_url_on_loopback_is_downloaded_and_validated(tmp_path: Path, served: str) -> None:
-    write(tmp_path / "remote.csv", user_table(120, 6))
+    write_table(resampled_heart_table(120, 6), tmp_path / "remote.csv")
     loaded = load_data(f"{served}/remote.csv", None, 0.1)
     assert loaded.source.rows == 120 and loaded.source.resolved == f"{served}/remote.csv"
     assert loaded.source.sha256 == hashlib.sha256((tmp_path / "remote.csv").read_bytes()).hexdigest()
@@ -89,9 +68,9 @@ def test_an_url_on_loopback_is_downloaded_and_validated(tmp_path: Path, served: 
 
 
 def test_a_bad_table_behind_an_url_names_the_url_not_a_temporary_file(tmp_path: Path, served: str) -> None:
-    bad = user_table(120, 7)
+    bad = resampled_heart_table(120, 7)
     bad.loc[3, "age"] = "old"
-    write(tmp_path / "bad.csv", bad)
+    write_table(bad, tmp_path / "bad.csv")
     with pytest.raises(DataValidationError, match=r"^http://127\.0\.0\.1:\d+/bad\.csv: (?s:.*)column 'age'"):
         load_data(f"{served}/bad.csv", None, 0.1)
 

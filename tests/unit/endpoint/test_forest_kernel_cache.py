@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import src.forest_kernel as kernel_module
+
+pytestmark = pytest.mark.full  # fresh interpreters load numba's cache: `make test`, not `make test-fast`
 
 PROBE = (
     "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"

@@ -14,6 +14,8 @@ import yaml
 
 from src.model_files import MLMODEL, ModelLoadError, load_sklearn_model, read_features
 
+pytestmark = pytest.mark.full  # a fresh interpreter proves what loading imports: `make test`, not `make test-fast`
+
 
 def test_the_loaded_model_is_the_saved_one_and_mlflow_stays_unimported(trained_model_dir: Path, heart_frame) -> None:
     code = (

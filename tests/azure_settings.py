@@ -1,4 +1,6 @@
-"""Settings for the Azure unit tests: a clean environment, no .env, no .azureml/config.json."""
+"""Azure settings for tests: `clean_env` (no Azure variable, no .env, no .azureml/config.json) and `settings`
+(a workspace on the control-plane fakes). A pytest plugin (tests/conftest.py): the unit, contract and
+integration tests name the fixtures and import nothing."""
 
 from __future__ import annotations
 

@@ -1,11 +1,17 @@
-"""`heartflow run --backend azure --dry-run` as a user types it: a plan, no Azure call, clear refusals."""
+"""`heartflow run --backend azure --dry-run` as a user types it: a plan, no Azure call, clear refusals.
+Through typer's runner in this process (a fresh interpreter per call proved nothing more), with the Azure
+variables of this process removed and the session's Prefect test harness as the API."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
 
 AZURE_ENV = {
     "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
@@ -15,44 +21,56 @@ AZURE_ENV = {
 }
 
 
-def _cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AZUREML"))}
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--backend", "azure", "--dry-run", *args],
-        capture_output=True, text=True, timeout=180, cwd=tmp_path, env={**clean, **(env or {})},
-    )
+@pytest.fixture
+def cli(prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Runs `heartflow <args>` in ``tmp_path`` with no Azure variable but those given."""
+    for name in [k for k in os.environ if k.startswith(("AZURE", "AZUREML"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+        with monkeypatch.context() as scoped:
+            for name, value in (env or {}).items():
+                scoped.setenv(name, value)
+            return CliRunner().invoke(app, list(args))
+
+    return invoke
 
 
-def test_dry_run_prints_the_whole_plan_and_calls_nothing(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "--trials", "30", "--compute", "cpu-cluster", env=AZURE_ENV)
-    assert result.returncode == 0, result.stderr
+def _cli(cli: Any, *args: str, env: dict[str, str] | None = None) -> Any:
+    return cli("run", "--backend", "azure", "--dry-run", *args, env=env)
+
+
+def test_dry_run_prints_the_whole_plan_and_calls_nothing(cli: Any, tmp_path: Path) -> None:
+    result = _cli(cli, "--trials", "30", "--compute", "cpu-cluster", env=AZURE_ENV)
+    assert result.exit_code == 0, result.stderr
     for expected in ("nothing was called on Azure", "sweep", "max_total_trials=30", "cpu-cluster",
                      "derived from the workspace", "auth_mode key", "Standard_DS3_v2", "n_estimators", "score.py"):
         assert expected in result.stdout
     assert "Traceback" not in result.stderr
 
 
-def test_missing_settings_are_named_all_at_once(tmp_path: Path) -> None:
-    result = _cli(tmp_path)
-    assert result.returncode == 1
+def test_missing_settings_are_named_all_at_once(cli: Any, tmp_path: Path) -> None:
+    result = _cli(cli)
+    assert result.exit_code == 1
     for variable in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME"):
         assert variable in result.stderr
     assert "AZURE_STORAGE_" not in result.stderr  # a storage setting is an override, never required
     assert "Traceback" not in result.stderr
 
 
-def test_a_broken_azure_limit_is_refused_before_any_call(tmp_path: Path) -> None:
+def test_a_broken_azure_limit_is_refused_before_any_call(cli: Any, tmp_path: Path) -> None:
     too_long = "e" * 33
-    result = _cli(tmp_path, "--endpoint-name", too_long, env=AZURE_ENV)
-    assert result.returncode == 1 and "endpoint_name" in result.stderr and "3 to 32 characters" in result.stderr
-    result = _cli(tmp_path, "--trials", "1001", env=AZURE_ENV)
-    assert result.returncode != 0 and "less than or equal to 1000" in result.stderr + result.stdout
+    result = _cli(cli, "--endpoint-name", too_long, env=AZURE_ENV)
+    assert result.exit_code == 1 and "endpoint_name" in result.stderr and "3 to 32 characters" in result.stderr
+    result = _cli(cli, "--trials", "1001", env=AZURE_ENV)
+    assert result.exit_code != 0 and "less than or equal to 1000" in result.stderr + result.stdout
 
 
 WORKSPACE_ONLY = {k: v for k, v in AZURE_ENV.items() if not k.startswith("AZURE_STORAGE")}
 
 
-def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
+def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(cli: Any, tmp_path: Path) -> None:
     """With only the three workspace variables: every object as an Azure ML CLI v2 YAML file with its
     $schema line, each loaded back with azure.ai.ml's load_* function (what `az ml ... create -f` parses)."""
     import yaml
@@ -62,8 +80,8 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
     from backends.azure.naming import workspace_endpoint_name
 
     plan_dir = tmp_path / "plan"
-    result = _cli(tmp_path, "--trials", "12", "--plan-dir", str(plan_dir), env=WORKSPACE_ONLY)
-    assert result.returncode == 0, result.stderr
+    result = _cli(cli, "--trials", "12", "--plan-dir", str(plan_dir), env=WORKSPACE_ONLY)
+    assert result.exit_code == 0, result.stderr
     assert "workspaceblobstore" in result.stdout and "Traceback" not in result.stderr
     loaders = {"sweep-job.yml": load_job, "environment.yml": load_environment, "compute.yml": load_compute,
                "data.yml": load_data, "endpoint.yml": load_online_endpoint, "deployment.yml": load_online_deployment}
@@ -96,13 +114,13 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(tmp_path: Path) -> None:
     assert loaded["compute.yml"].min_instances == 0
 
 
-def test_plan_dir_with_a_storage_override_adds_its_datastore_and_never_a_secret(tmp_path: Path) -> None:
+def test_plan_dir_with_a_storage_override_adds_its_datastore_and_never_a_secret(cli: Any, tmp_path: Path) -> None:
     key = "c2VjcmV0LWtleS1uZXZlci13cml0dGVu"
     env = {**WORKSPACE_ONLY, "AZURE_STORAGE_CONNECTION_STRING":
            f"DefaultEndpointsProtocol=https;AccountName=heartacct;AccountKey={key};EndpointSuffix=core.windows.net"}
     plan_dir = tmp_path / "plan"
-    result = _cli(tmp_path, "--plan-dir", str(plan_dir), env=env)
-    assert result.returncode == 0, result.stderr
+    result = _cli(cli, "--plan-dir", str(plan_dir), env=env)
+    assert result.exit_code == 0, result.stderr
     from azure.ai.ml import load_datastore
 
     store = load_datastore(source=plan_dir / "datastore.yml")
@@ -110,9 +128,7 @@ def test_plan_dir_with_a_storage_override_adds_its_datastore_and_never_a_secret(
     assert all(key not in p.read_text() for p in plan_dir.iterdir()) and key not in result.stdout
 
 
-def test_plan_dir_needs_an_azure_dry_run(tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AZUREML"))}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--plan-dir", str(tmp_path / "p")],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean)
-    assert result.returncode == 1 and "--backend azure --dry-run" in result.stderr
+def test_plan_dir_needs_an_azure_dry_run(cli: Any, tmp_path: Path) -> None:
+    result = cli("run", "--plan-dir", str(tmp_path / "p"))
+    assert result.exit_code == 1 and "--backend azure --dry-run" in result.stderr
     assert not (tmp_path / "p").exists()

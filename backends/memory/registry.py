@@ -1,0 +1,105 @@
+"""The in-memory model registry: versions with the same lineage tags as the local registry, the fitted
+model of each, and the champion alias."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
+from backends.domain.identity import code_version
+from backends.domain.split import TAG_SPLIT
+from backends.errors import RegistrationError
+from backends.results import ModelVersion, SweepResult
+from src.features import DatasetSchema, coerce_categoricals
+
+TAG_DATA_SHA = "heartflow.data_sha256"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A trial's fitted pipeline, the schema it was trained on and a row of its training features (the
+    deployment's smoke request)."""
+
+    model: Any
+    schema: DatasetSchema
+    example: pd.DataFrame
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        """Labels for ``frame``'s rows, its columns typed as the model was trained (as a host coerces a
+        request's rows)."""
+        return self.model.predict(coerce_categoricals(frame.loc[:, list(self.schema.features)], self.schema))
+
+
+class MemoryRegistry:
+    def __init__(self) -> None:
+        self._versions: dict[str, list[ModelVersion]] = {}
+        self._models: dict[tuple[str, str], TrainedModel] = {}
+        self._champions: dict[str, str] = {}
+
+    def register(self, name: str, sweep: SweepResult, trained: TrainedModel | None) -> ModelVersion:
+        best = sweep.best
+        versions = self._versions.setdefault(name, [])
+        for existing in versions:
+            if existing.source_run_id == best.run_id:
+                return self.get(name, existing.version)
+        if trained is None:
+            raise RegistrationError(f"could not register model {name!r}: trial run {best.run_id} has no model")
+        metric = best.metrics[sweep.primary_metric]
+        tags = {
+            "heartflow.sweep_run": sweep.sweep_id, "heartflow.trial_run": best.run_id,
+            "heartflow.trial_number": str(best.number), TAG_DATA_SHA: sweep.data.sha256,
+            "heartflow.data_uri": sweep.data.uri, "heartflow.metric_name": sweep.primary_metric,
+            "heartflow.metric_value": f"{metric:.6f}",
+            "heartflow.params": ", ".join(f"{k}={v}" for k, v in sorted(best.params.items())),
+            "heartflow.code_version": code_version(), TAG_STATUS: "candidate",
+        }
+        if sweep.data.split:
+            tags[TAG_SPLIT] = sweep.data.split
+        version = ModelVersion(
+            name=name, version=str(len(versions) + 1), source_run_id=best.run_id, sweep_id=sweep.sweep_id,
+            metric_name=sweep.primary_metric, metric_value=float(metric), data_sha256=sweep.data.sha256,
+            uri=f"memory://models/{name}/{len(versions) + 1}", tags=tags,
+        )
+        versions.append(version)
+        self._models[(name, version.version)] = trained
+        return version
+
+    def get(self, name: str, version: str) -> ModelVersion:
+        for existing in self._versions.get(name, []):
+            if existing.version == version:
+                return existing
+        raise RegistrationError(f"model {name!r} has no version {version}: see `heartflow history`")
+
+    def trained(self, model: ModelVersion) -> TrainedModel:
+        self.get(model.name, model.version)
+        return self._models[(model.name, model.version)]
+
+    def tag(self, model: ModelVersion, tags: Mapping[str, str]) -> None:
+        current = self.get(model.name, model.version)
+        updated = dataclasses.replace(current, tags={**current.tags, **tags})
+        versions = self._versions[model.name]
+        versions[versions.index(current)] = updated
+
+    def champion(self, name: str) -> ModelVersion | None:
+        version = self._champions.get(name)
+        return None if version is None else self.get(name, version)
+
+    def make_champion(self, model: ModelVersion, holdout_accuracy: float | None) -> None:
+        previous = self.champion(model.name)
+        if previous is not None and previous.version != model.version:
+            self.tag(previous, {TAG_STATUS: "retired"})
+        self._champions[model.name] = model.version
+        tags = {TAG_STATUS: "champion"}
+        if holdout_accuracy is not None:
+            tags[TAG_HOLDOUT_ACCURACY] = f"{holdout_accuracy:.6f}"
+        self.tag(model, tags)
+
+    def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
+        tags = {TAG_STATUS: "rejected", TAG_REASON: reason[:4000]}
+        if holdout_accuracy is not None:
+            tags[TAG_HOLDOUT_ACCURACY] = f"{holdout_accuracy:.6f}"
+        self.tag(model, tags)
