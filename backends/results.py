@@ -128,6 +128,7 @@ class EvalReport:
     requests: int
     latency_ms_p50: float
     row_ids: tuple[str, ...] = ()  # each row's content key (backends.domain.split), aligned with labels
+    scores: tuple[float, ...] = ()  # the positive class's probability per row, when the endpoint gave them
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,17 @@ class GateFigures:
     p_value: float | None = None  # McNemar exact, two-sided; None when no paired comparison ran
     p_worse: float | None = None  # McNemar exact, one-sided (the candidate is worse): the paired rule's test
     tolerance: float | None = None
+    metric: str = "accuracy"  # the run's metric (issue 17): the floor and the comparison use it
+    candidate_value: float | None = None  # the metric, candidate (None: a record written before metrics)
+    champion_value: float | None = None
+    baseline: float | None = None  # the metric's no-skill baseline on the holdout
+    baseline_p: float | None = None  # one-sided p that the candidate is no better than the baseline
+    cv_folds: int | None = None  # the CV-paired comparison (backends.domain.cv_gate), when it ran
+    cv_difference: float | None = None
+    cv_low: float | None = None
+    cv_high: float | None = None
+    cv_p_worse: float | None = None
+    cv_power: float | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> GateFigures:
@@ -154,7 +166,12 @@ class GateFigures:
         return cls(rule=str(record["rule"]), rows=int(record["rows"]),
                    candidate_accuracy=float(record["candidate_accuracy"]),
                    champion_accuracy=number("champion_accuracy"), difference=number("difference"),
-                   p_value=number("p_value"), p_worse=number("p_worse"), tolerance=number("tolerance"))
+                   p_value=number("p_value"), p_worse=number("p_worse"), tolerance=number("tolerance"),
+                   metric=str(record.get("metric") or "accuracy"), candidate_value=number("candidate_value"),
+                   champion_value=number("champion_value"), baseline=number("baseline"),
+                   baseline_p=number("baseline_p"), cv_folds=None if record.get("cv_folds") is None else int(record["cv_folds"]),
+                   cv_difference=number("cv_difference"), cv_low=number("cv_low"), cv_high=number("cv_high"),
+                   cv_p_worse=number("cv_p_worse"), cv_power=number("cv_power"))
 
 
 @dataclass(frozen=True)

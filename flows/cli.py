@@ -21,6 +21,7 @@ from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the t
     FolderRuleName,
     GateRule,
     HomeOption,
+    MetricName,
     RetrainOnName,
     SamplingName,
     TrackingOption,
@@ -91,7 +92,9 @@ def run(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Endpoint worker processes")] = 1,
     tolerance: Annotated[float | None, typer.Option("--tolerance", min=0.0, max=1.0, help="Promotion gate: the largest accuracy drop accepted (default 0; 0.05 with --gate paired)")] = None,
     gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
-    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of --gate paired")] = 0.05,
+    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of the gate's tests: --gate paired, the no-skill floor, the comparison on the training folds")] = 0.05,
+    metric: Annotated[MetricName, typer.Option("--metric", help="Selects the best trial and drives the gate and reports (every metric is logged); on a rare positive class prefer average_precision or roc_auc (`heartflow schema infer` says)")] = "accuracy",
+    threshold: Annotated[str, typer.Option("--threshold", help="Decision threshold stored with the model: 0.5 (the model's own), auto (best F1 for --metric f1, else best balanced accuracy, on out-of-fold predictions) or a probability")] = "0.5",
     shadow: Annotated[int, typer.Option("--shadow", min=0, help="Seconds of live requests mirrored to the candidate before the gate (0: off)")] = 0,
     shadow_min_requests: Annotated[int, typer.Option("--shadow-min-requests", min=1, help="Fewer mirrored requests: the gate reads the holdout alone")] = DEFAULT_MIN_REQUESTS,
     max_disagreement: Annotated[float, typer.Option("--max-disagreement", min=0.0, max=1.0, help="Largest share of live rows the candidate may answer differently from the champion")] = DEFAULT_MAX_DISAGREEMENT,
@@ -132,7 +135,7 @@ def run(
         spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on,
+                           folder_rule, force, retrain_on, metric, threshold,
                            live={"shadow_seconds": shadow, "shadow_min_requests": shadow_min_requests,
                                  "max_disagreement": max_disagreement, "watch_seconds": watch})
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):

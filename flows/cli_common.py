@@ -37,6 +37,7 @@ class GateRule(str, Enum):
 FolderRuleName = Literal["newest", "all"]
 RetrainOnName = Literal["always", "drift"]
 ValidationName = Literal["split", "kfold"]
+MetricName = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss"]
 
 
 HomeOption = Annotated[

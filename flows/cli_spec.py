@@ -9,12 +9,12 @@ message from the CLI, the Prefect UI and a deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.errors import ConfigurationError
 from backends.fileio import read_yaml_or_json
 from flows.cli_common import (
-    BackendName, FolderRuleName, GateRule, RetrainOnName, SamplingName, ValidationName, _check, _home,
+    BackendName, FolderRuleName, GateRule, MetricName, RetrainOnName, SamplingName, ValidationName, _check, _home,
 )
 
 
@@ -87,7 +87,8 @@ def build_spec(
     model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, *, live: dict[str, Any] | None = None,
+    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, metric: MetricName = "accuracy",
+    threshold: str = "0.5", *, live: dict[str, Any] | None = None,
 ) -> Any:
     from backends.domain.search import check_search_space
     from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -107,6 +108,7 @@ def build_spec(
                 search_space=space,
                 sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
                 validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
+                metric=metric, threshold=_threshold_option(threshold),
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
@@ -117,6 +119,16 @@ def build_spec(
     )
     _check(check_search_space, spec.sweep)
     return spec
+
+
+def _threshold_option(text: str) -> float | Literal["auto"]:
+    """--threshold: auto, or a number (the spec checks its range)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"--threshold {text!r}: give 0.5, auto, or a probability between 0 and 1") from None
 
 
 def load_data_of(spec: Any) -> Any:

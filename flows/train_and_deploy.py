@@ -53,6 +53,7 @@ from tasks.stages import (
     upload_data,
     validate_data,
 )
+from tasks.decisions import compare_with_champion_on_folds
 from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
@@ -193,6 +194,10 @@ def _deploy_and_gate(
                     watch.situation, watch.champion.version)
 
     target = prepared.schema.target
+    cv = None  # the champion's configuration on the candidate's folds: the gate's witness with power
+    if watch.champion is not None:
+        cv, _ = _stage(compare_with_champion_on_folds, sweep, watch.champion, prepared, spec.sweep,
+                       spec.deploy.gate_alpha)
     triggered_by = f"flow run {flow_run.name or flow_run.id}"
     with (
         rollout_slot(spec.backend, spec.deploy.endpoint_name),
@@ -216,8 +221,8 @@ def _deploy_and_gate(
         try:
             (decision, endpoint), _ = _stage(
                 promotion_gate, backend, endpoint, model, report, champion_report, spec.deploy.promotion_tolerance,
-                triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, shadow=shadow,
-                max_disagreement=spec.deploy.max_disagreement, watch=watching,
+                triggered_by, rule=spec.deploy.gate, alpha=spec.deploy.gate_alpha, metric=spec.sweep.metric, cv=cv,
+                shadow=shadow, max_disagreement=spec.deploy.max_disagreement, watch=watching,
             )
             promoted = decision.promote
         finally:
@@ -234,6 +239,8 @@ def _deploy_and_gate(
                 )
                 if watched.outcome == "rolled_back":
                     champion = previous
+        elif not rivals:  # a rejected first version: it was removed and nothing serves
+            champion = None
         else:  # the champion keeps serving on its own deployment
             champion = backend.champion(model.name)
             endpoint = dataclasses.replace(
@@ -255,13 +262,20 @@ def _deploy_and_gate(
     events.emit(events.PROMOTED if decision.promote else events.REJECTED, model=model.name, version=model.version,
                 endpoint=endpoint.name, data_sha256=prepared.train_sha256,
                 payload={"reason": decision.reason, "accuracy": report.accuracy, "source": source.uri,
-                         "source_sha256": source.sha256})
+                         "source_sha256": source.sha256, "metric": decision.metric,
+                         "value": decision.candidate_value, "baseline": decision.baseline})
     if watched is not None and watched.outcome == "rolled_back":
         events.emit(events.ROLLED_BACK, model=model.name, version=endpoint.model_version, endpoint=endpoint.name,
                     data_sha256=prepared.train_sha256,
                     payload={"from_version": model.version, "reason": watched.reason, "by": "watch"})
         return Failed(message=f"{model.name} v{model.version} was promoted, then rolled back by the watch: "
                               f"{watched.reason}. v{endpoint.model_version} serves {endpoint.name} again.")
+    if decision.floor_failed:
+        serving = (f"champion v{champion.version} keeps serving on {endpoint.name}" if champion is not None
+                   else f"nothing serves on {endpoint.name}")
+        message = (f"{decision.reason.split('; against the champion')[0]}; {model.name} v{model.version} was "
+                   f"rejected by the promotion gate; {serving}")
+        return Failed(message=message, data=PromotionRejected(message))
     if not decision.promote:
         rejected = PromotionRejected(
             f"{model.name} v{model.version} was rejected by the promotion gate: {decision.reason}. "

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -27,11 +26,15 @@ try:  # imported as part of the project
     from .features import (
         HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
     )
+    from .metrics import THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions
     from .model_files import SCHEMA_METADATA_KEY
 except ImportError:  # run as a script from a copy of src/ (Azure ML), so no parent package
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from features import (  # type: ignore[no-redef]
         HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
+    )
+    from metrics import (  # type: ignore[no-redef]
+        THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions,
     )
     from model_files import SCHEMA_METADATA_KEY  # type: ignore[no-redef]
 
@@ -45,25 +48,27 @@ class TrialFit:
     metrics: dict[str, float]
     model: Pipeline
     seconds: float
+    threshold: float | None = None  # None: the model's own decision (0.5)
+    fold_metrics: tuple[dict[str, float], ...] = ()  # per validation fold, at the model's threshold
 
 
-def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
-    """The five metrics every trial logs; zero_division=0 so a degenerate fold scores 0, not a warning."""
-    metrics = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-    }
-    metrics["roc_auc"] = float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else float("nan")
-    return metrics
+@dataclass(frozen=True)
+class _Fold:
+    y_true: np.ndarray
+    proba: np.ndarray
+    predicted: np.ndarray  # the model's own labels
+
+    def score(self, threshold: float | None) -> dict[str, float]:
+        return score_predictions(self.y_true, labels_at(self.proba, threshold, self.predicted), self.proba)
 
 
-def _fit_and_score(model: Pipeline, x_fit: pd.DataFrame, y_fit: pd.Series, x_val: pd.DataFrame, y_val: pd.Series) -> dict[str, float]:
+def _fit_fold(model: Pipeline, x_fit: pd.DataFrame, y_fit: pd.Series, x_val: pd.DataFrame, y_val: pd.Series) -> _Fold:
     model.fit(x_fit, y_fit)
-    proba = model.predict_proba(x_val)[:, 1]
-    pred = model.predict(x_val)
-    return score_predictions(y_val.to_numpy(), np.asarray(pred), proba)
+    return _Fold(y_val.to_numpy(), model.predict_proba(x_val)[:, 1], np.asarray(model.predict(x_val)))
+
+
+def _mean(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    return {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
 
 
 def train_trial(
@@ -77,6 +82,9 @@ def train_trial(
     folds: int = 5,
     random_state: int = 0,
     on_fold: Callable[[int, dict[str, float]], object] | None = None,
+    threshold: float | str | None = None,
+    metric: str = "accuracy",
+    refit: bool = True,
 ) -> TrialFit:
     """Fit and score one trial. Deterministic for the same inputs (the forest and the split are seeded).
 
@@ -85,28 +93,46 @@ def train_trial(
     on all of ``frame``. ``on_fold(k, metrics)`` is called after fold k (1-based) with the mean over
     folds 1..k (method "split": once, k=1), so a tracker can report interim values early termination
     acts on; the last call carries the final metrics.
+
+    ``threshold``: None or 0.5 (the model's own decision), a probability, or "auto": the threshold that
+    maximises F1 (``metric`` f1) or balanced accuracy (otherwise) on the out-of-fold predictions (the
+    validation part for "split"); the final metrics are scored at it and it is stored on the model.
+    ``refit`` False skips the refit on all rows (kfold): for a comparison that needs only the folds' scores.
     """
     started = time.perf_counter()
+    chosen = parse_threshold(threshold)
+    interim_threshold = chosen if isinstance(chosen, float) else None  # "auto": 0.5 until the folds are in
     x = frame.loc[:, list(schema.features)]
     y = frame[schema.target].astype(int)
+    fitted: list[_Fold] = []
     if method == "split":
         x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=test_size, random_state=random_state)
         model = build_pipeline(schema, params, seed)
-        metrics = _fit_and_score(model, x_fit, y_fit, x_val, y_val)
-        if on_fold is not None:
-            on_fold(1, metrics)
+        fitted.append(_fit_fold(model, x_fit, y_fit, x_val, y_val))
     elif method == "kfold":
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-        per_fold: list[dict[str, float]] = []
         for a, b in splitter.split(x, y):
-            per_fold.append(_fit_and_score(build_pipeline(schema, params, seed), x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b]))
-            metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
-            if on_fold is not None:
-                on_fold(len(per_fold), metrics)
-        model = build_pipeline(schema, params, seed).fit(x, y)
+            fold_model = build_pipeline(schema, params, seed)
+            fitted.append(_fit_fold(fold_model, x.iloc[a], y.iloc[a], x.iloc[b], y.iloc[b]))
+            if on_fold is not None and (chosen != "auto" or len(fitted) < folds):
+                on_fold(len(fitted), _mean([f.score(interim_threshold) for f in fitted]))
+        # refit False (a comparison that needs only the folds' scores): the last fold's model stands in.
+        model = build_pipeline(schema, params, seed).fit(x, y) if refit else fold_model
     else:
         raise ValueError(f"unknown validation method {method!r}: use 'split' or 'kfold'")
-    return TrialFit(metrics=metrics, model=model, seconds=time.perf_counter() - started)
+    final = interim_threshold
+    if chosen == "auto":
+        final = pick_threshold(np.concatenate([f.y_true for f in fitted]),
+                               np.concatenate([f.proba for f in fitted]), metric)
+    per_fold = tuple(f.score(final) for f in fitted)
+    metrics = _mean(list(per_fold))
+    if final is not None:
+        metrics["threshold"] = float(final)
+        setattr(model, THRESHOLD_ATTRIBUTE, float(final))
+    if on_fold is not None and (method == "split" or chosen == "auto"):
+        on_fold(len(fitted), metrics)
+    return TrialFit(metrics=metrics, model=model, seconds=time.perf_counter() - started, threshold=final,
+                    fold_metrics=per_fold)
 
 
 def pip_requirements() -> list[str]:
@@ -202,6 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="dataset schema as JSON or base64 of JSON (an Azure job input); default: the heart schema")
     parser.add_argument("--extra_params_json", default=None,
                         help='further parameters as a JSON object, including the family: {"model": "hgb", ...}')
+    parser.add_argument("--threshold", default="0.5", help="0.5 (the model's own decision), auto, or a probability")
+    parser.add_argument("--metric", default="accuracy", help="the sweep's metric (threshold auto maximises F1 for f1)")
     parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="Azure ML uploads ./outputs")
     return parser.parse_args(argv)
 
@@ -239,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             frame, schema, params, seed=args.seed, method=args.validation, test_size=args.test_size,
             folds=args.folds, random_state=args.random_state,
             on_fold=lambda fold, interim: mlflow.log_metrics(interim, step=fold),
+            threshold=args.threshold, metric=args.metric,
         )
         target = args.output_dir / args.model_name
         save_model(fit.model, target, model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))

@@ -26,6 +26,7 @@ import numpy as np
 try:  # imported as part of the project
     from .compiled_forest import CompiledForestPredictor, FramePredictor, Predictor, build_predictor
     from .features import DatasetSchema
+    from .metrics import model_threshold
     from .model_files import (
         MLMODEL, Feature, ModelLoadError, find_model_dir, load_sklearn_model, read_features, read_model_info,
     )
@@ -33,6 +34,7 @@ try:  # imported as part of the project
 except ImportError:  # a copy of src/ on the scoring path
     from compiled_forest import CompiledForestPredictor, FramePredictor, Predictor, build_predictor  # type: ignore[no-redef]
     from features import DatasetSchema  # type: ignore[no-redef]
+    from metrics import model_threshold  # type: ignore[no-redef]
     from model_files import (  # type: ignore[no-redef]
         MLMODEL, Feature, ModelLoadError, find_model_dir, load_sklearn_model, read_features, read_model_info,
     )
@@ -95,6 +97,10 @@ class Scorer:
         # The model learns 0/1; the schema recorded with it says which of the data's labels each one is.
         self.classes = [schema.label_of(int(c)) for c in raw_classes] if schema and schema.labels else raw_classes
         self._labels_by_index = list(self.classes)
+        # The decision threshold stored with the model (None: its own decision): applied to the positive
+        # class's probability on every path (compiled or not); the probabilities answered are unchanged.
+        self.threshold = model_threshold(model)
+        self._positive = raw_classes.index(1) if 1 in raw_classes else len(raw_classes) - 1
         self._categories = {n: v for n, v in known_categories(model).items() if n in set(self.names)}
         self._category_columns = [(n, self._categories[n]) for n in self.names if self._categories.get(n)]
         self._category_idx = np.asarray([self.names.index(n) for n, _ in self._category_columns], dtype=np.intp)
@@ -135,7 +141,10 @@ class Scorer:
         if self._reader.extras:
             logger.info("ignored extra column(s) not in the model's signature: %s", ", ".join(sorted(self._reader.extras)))
             self._reader.extras.clear()
-        found = self.predictor.classify(x, with_proba)
+        found = self.predictor.classify(x, with_proba or self.threshold is not None)
+        if self.threshold is not None and found.proba is not None:
+            positive = found.proba[:, self._positive] >= self.threshold
+            found = found._replace(best=np.where(positive, self._positive, 1 - self._positive).tolist())
         if found.unseen != 0 and self._category_columns:  # None: the predictor did not count; >0: name them
             self._count_unseen(x, request["data"])
         labels = self._labels_by_index

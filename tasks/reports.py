@@ -28,6 +28,7 @@ from backends.reporting import plots, reports
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion, Provisioner, SweepResult
 from backends.client.importance import ImportanceResult
 from backends.reporting.plot_store import StoredPlot, plot_links, store_plots, store_sweep_plots
+from backends.domain.calibration import calibration
 from backends.domain.selection import GateDecision
 from backends.domain.spec import PipelineSpec
 from tasks.stages import SWEEP_PROGRESS_KEY
@@ -89,7 +90,13 @@ def report_model(
     inline = {"sweep": plots.png_data_uri(plots.sweep_figure(sweep)), "confusion": plots.png_data_uri(confusion_fig)}
     with _plot_folder(backend) as folder:
         confusion_file = plots.save_png(confusion_fig, folder / "confusion-matrix.png")
-        confusion = store_plots(backend, model, [confusion_file])
+        calibrated = calibration(report.labels, report.scores)
+        report_files = [confusion_file]
+        if calibrated is not None:
+            reliability_fig = plots.reliability_figure(calibrated, f"v{model.version}: reliability on the holdout")
+            inline["reliability"] = plots.png_data_uri(reliability_fig)
+            report_files.append(plots.save_png(reliability_fig, folder / "reliability.png"))
+        confusion = store_plots(backend, model, report_files)
         importance_plots: list[StoredPlot] = []
         if importance is not None and champion is not None:
             title = f"{champion.name} v{champion.version}: permutation importance ({importance.repeats} repeats)"
@@ -99,13 +106,16 @@ def report_model(
             importance_plots = store_plots(backend, champion, [importance_file])
 
     create_markdown_artifact(
-        reports.classification_markdown(report, plot_uri=confusion[0].mlflow_path or confusion[0].uri)
-        + f"\n\n![confusion matrix]({inline['confusion']})",
+        reports.classification_markdown(report, plot_uri=confusion[0].mlflow_path or confusion[0].uri,
+                                        decision=decision)
+        + f"\n\n![confusion matrix]({inline['confusion']})"
+        + (f"\n\n![reliability]({inline['reliability']})" if "reliability" in inline else ""),
         key="classification-report", description=f"Holdout evaluation of v{model.version} through the endpoint",
     )
 
     top: tuple[str, ...] = ()
     links = ["## Plots", "", f"![sweep]({inline['sweep']})", f"![confusion matrix]({inline['confusion']})",
+             *([f"![reliability]({inline['reliability']})"] if "reliability" in inline else []),
              *([f"![feature importance]({inline['importance']})"] if "importance" in inline else []),
              "", "Also stored:", *plot_links([*sweep_plots, *confusion, *importance_plots])]
     if importance is not None and champion is not None:

@@ -22,6 +22,7 @@ from backends.domain.convergence import converge
 from backends.domain.dataset import PreparedData
 from backends.client.importance import ImportanceResult, measure_importance
 from backends.domain.search import planned_trials
+from backends.domain.cv_gate import CvComparison
 from backends.domain.selection import GateDecision, decide_gate
 from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, gate_with_shadow
 from backends.results import ShadowFigures, WatchRecord
@@ -132,6 +133,7 @@ def evaluate_endpoint(backend: Backend, endpoint: Endpoint, holdout: pd.DataFram
 def promotion_gate(
     backend: Backend, endpoint: Endpoint, model: ModelVersion, report: EvalReport, champion_report: EvalReport | None,
     tolerance: float | None, triggered_by: str, rule: str = "tolerance", alpha: float = 0.05,
+    metric: str = "accuracy", cv: CvComparison | None = None,
     shadow: ShadowFigures | None = None, max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
     watch: WatchRecord | None = None,
 ) -> tuple[GateDecision, Endpoint]:
@@ -141,7 +143,7 @@ def promotion_gate(
     logger = get_run_logger()
     champion_tags = backend.get_model(model.name, champion_report.model_version).tags if champion_report else None
     decision = decide_gate(report, champion_report, rule=rule, tolerance=tolerance, alpha=alpha,
-                           champion_tags=champion_tags)
+                           champion_tags=champion_tags, metric=metric, cv=cv)
     decision = gate_with_shadow(decision, shadow, max_disagreement)  # live traffic, when a shadow ran
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)

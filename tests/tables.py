@@ -17,14 +17,19 @@ LABELS = ("Absence", "Presence")
 
 
 def user_table(rows: int = 400, seed: int = 0, extra_numeric: int = 0, extra_categorical: int = 0,
-               missing_fraction: float = 0.05) -> pd.DataFrame:
+               missing_fraction: float = 0.05, positive_share: float = 0.5, noise: bool = False,
+               label_noise: float = 0.8) -> pd.DataFrame:
+    """``positive_share``: the share of rows labelled positive (the highest scores); ``noise``: the label
+    is drawn apart from every column (nothing to learn); ``label_noise``: the spread of the score's noise."""
     rng = np.random.default_rng(seed)
     age = rng.integers(29, 78, rows)
     chest = rng.choice(["ATA", "NAP", "ASY", "TA"], rows)
     sex = rng.choice(["M", "F"], rows)
     chol = rng.normal(240, 45, rows).round(1)
     angina = rng.choice(["Yes", "No"], rows)
-    score = (age - 50) / 10 + (chest == "ASY") * 1.5 + (sex == "M") * 0.7 + (angina == "Yes") * 1.0 + rng.normal(0, 0.8, rows)
+    score = (age - 50) / 10 + (chest == "ASY") * 1.5 + (sex == "M") * 0.7 + (angina == "Yes") * 1.0 + rng.normal(0, label_noise, rows)
+    if noise:
+        score = np.random.default_rng(seed + 1).normal(0, 1, rows)
     frame = pd.DataFrame({
         "Patient ID": [f"P{100000 + i}" for i in range(rows)],
         "Age": age.astype(str),
@@ -41,7 +46,7 @@ def user_table(rows: int = 400, seed: int = 0, extra_numeric: int = 0, extra_cat
     for column in ("Cholesterol mg/dl", "Chest.Pain Type"):
         holes = rng.random(rows) < missing_fraction
         frame.loc[holes, column] = ""
-    frame[TARGET] = np.where(score > np.median(score), LABELS[1], LABELS[0])
+    frame[TARGET] = np.where(score > np.quantile(score, 1.0 - positive_share), LABELS[1], LABELS[0])
     return frame
 
 

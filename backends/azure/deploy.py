@@ -46,14 +46,18 @@ def _compact(value: float | None) -> float | None:
 def encode_gate(gate: GateFigures) -> list[Any]:
     """The gate's figures as a short JSON list (six significant digits) for a history tag."""
     return [gate.rule, gate.rows, _compact(gate.candidate_accuracy), _compact(gate.champion_accuracy),
-            _compact(gate.difference), _compact(gate.p_value), _compact(gate.p_worse), _compact(gate.tolerance)]
+            _compact(gate.difference), _compact(gate.p_value), _compact(gate.p_worse), _compact(gate.tolerance),
+            # issue 17: the run's metric against its no-skill baseline (the folds' figures stay in the local record)
+            gate.metric, _compact(gate.candidate_value), _compact(gate.baseline), _compact(gate.baseline_p)]
 
 
 def decode_gate(items: Any) -> GateFigures:
-    rule, rows, candidate, champion, difference, p_value, p_worse, tolerance = items
+    rule, rows, candidate, champion, difference, p_value, p_worse, tolerance = items[:8]
+    metric, value, baseline, baseline_p = (list(items[8:12]) + [None] * 4)[:4]  # absent from older tags
     return GateFigures.from_record({
         "rule": rule, "rows": rows, "candidate_accuracy": candidate, "champion_accuracy": champion,
         "difference": difference, "p_value": p_value, "p_worse": p_worse, "tolerance": tolerance,
+        "metric": metric, "candidate_value": value, "baseline": baseline, "baseline_p": baseline_p,
     })
 
 

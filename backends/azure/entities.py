@@ -233,6 +233,8 @@ def training_command(spec: SweepSpec, schema_json: str | None = None) -> str:
         parts.append("--extra_params_json " + shlex.quote("{" + ", ".join(extra) + "}"))
     if schema_json:  # a job input (base64 of the JSON), so no column name can break the command line
         parts.append("--schema_json ${{inputs.schema}}")
+    if spec.threshold is not None:  # the decision threshold (issue 17); the default keeps the tutorial's line
+        parts.append("--threshold ${{inputs.threshold}} --metric ${{inputs.metric}}")
     return " ".join(parts)
 
 
@@ -263,6 +265,8 @@ def build_sweep(
         "folds": int(spec.validation.folds),
     }
     inputs.update({name: _placeholder(dist) for name, dist in spec.search_space.items()})
+    if spec.threshold is not None:
+        inputs.update(threshold=str(spec.threshold), metric=spec.metric)
     if schema_json:
         inputs["schema"] = base64.urlsafe_b64encode(schema_json.encode("utf-8")).decode("ascii")
     trial = command(

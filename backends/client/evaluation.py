@@ -106,6 +106,19 @@ def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
         raise EvaluationError(f"endpoint {endpoint.name} answered labels that are not 0/1: {answer[:5]}") from exc
 
 
+def positive_scores_of(answer: Any, expected: int) -> list[float] | None:
+    """The positive class's probability per row (classes listed negative first); None when the answer has none."""
+    if isinstance(answer, str):
+        answer = json.loads(answer)
+    proba = answer.get("probabilities") if isinstance(answer, dict) else None
+    if not isinstance(proba, list) or len(proba) != expected:
+        return None
+    try:
+        return [float(row[1]) for row in proba]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def classes_of(answer: Any) -> list[str] | None:
     """The two classes an answer names (the data's labels, negative first), as text; None without them."""
     if isinstance(answer, str):
@@ -121,6 +134,7 @@ class Predictor(Protocol):
     requests: int  # calls made so far
     latencies_ms: list[float]  # one per call
     classes: list[str] | None  # the data's labels, negative first, when the deployment names them
+    # (optional) ``scores``: the positive class's probability per row of the last call, when it gave them
 
     def __call__(self, frame: pd.DataFrame) -> list[int]: ...
 
@@ -137,10 +151,12 @@ class EndpointPredictor:
         self.requests = 0
         self.latencies_ms: list[float] = []
         self.classes: list[str] | None = None
+        self.scores: list[float] | None = None  # the positive class's probabilities of the last call
         self._key = key
 
     def __call__(self, frame: pd.DataFrame) -> list[int]:
         predictions: list[int] = []
+        scores: list[float] | None = []
         try:
             with requests.Session() as session:
                 for start in range(0, len(frame), self.batch_size):
@@ -152,10 +168,13 @@ class EndpointPredictor:
                     self.requests += 1
                     self.classes = self.classes or classes_of(answer)
                     predictions.extend(predictions_of(answer, len(batch), self.endpoint))
+                    batch_scores = positive_scores_of(answer, len(batch))
+                    scores = None if scores is None or batch_scores is None else scores + batch_scores
         except requests.RequestException as exc:
             raise EvaluationError(
                 f"endpoint {self.endpoint.name} at {self.endpoint.scoring_uri} did not answer: {exc}"
             ) from exc
+        self.scores = scores
         return predictions
 
 
@@ -176,6 +195,7 @@ def evaluate_with(
     report_text = classification_report(labels, predictions, labels=[0, 1], target_names=predict.classes,
                                         zero_division=0)
     report = classification_report(labels, predictions, labels=[0, 1], zero_division=0, output_dict=True)
+    scores = getattr(predict, "scores", None)  # the metric's floor and the calibration read them
     matrix = confusion_matrix(labels, predictions, labels=[0, 1])
     logger.info("evaluated %d holdout rows through %s in %d request(s)", len(labels), endpoint.scoring_uri,
                 predict.requests)
@@ -193,6 +213,7 @@ def evaluate_with(
         requests=predict.requests,
         latency_ms_p50=float(statistics.median(predict.latencies_ms)) if predict.latencies_ms else 0.0,
         row_ids=tuple(map(str, holdout.index)) if holdout.index.name == ROW_KEY else (),
+        scores=tuple(scores) if scores and len(scores) == len(labels) else (),
     )
 
 

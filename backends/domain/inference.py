@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from backends.domain.metrics import ClassBalance, class_balance
 from backends.domain.validation import FALSE_WORDS, TRUE_WORDS, is_missing, target_labels
 from backends.errors import ConfigurationError
 from src.features import DatasetSchema
@@ -31,6 +32,7 @@ class ColumnDecision:
 class InferredSchema:
     schema: DatasetSchema
     decisions: tuple[ColumnDecision, ...]
+    balance: ClassBalance | None = None  # how the label splits, and the metric it calls for
 
     def to_yaml(self) -> str:
         """The schema as YAML, one comment per column saying why it is where it is."""
@@ -93,7 +95,15 @@ def infer_schema(raw: pd.DataFrame, target: str, positive_class: str | None = No
         target=target, numeric=groups["numeric"], categorical=groups["categorical"], passthrough=(),
         drop=groups["drop"], positive_class=str(labels[1]),
     )
-    return InferredSchema(schema, tuple(decisions))
+    labelled = target_text[~is_missing(target_text)]
+    balance = class_balance(len(labelled), int((labelled == str(labels[1])).sum()), str(labels[1]))
+    return InferredSchema(schema, tuple(decisions), balance)
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
 
 
 def _quote(name: str) -> str:
@@ -115,6 +125,13 @@ def render_yaml(inferred: InferredSchema) -> str:
         "# or reject (the file is refused); per group or column too, e.g. {default: impute, age: reject}",
         "missing: impute",
     ]
+    if inferred.balance is not None:
+        b = inferred.balance
+        lines[4:4] = [
+            f"# class balance: {b.positives} of {b.rows} labelled rows are {b.positive_label!r} ({b.share:.1%}); "
+            f"recommended metric: {b.recommended}",
+            *(f"#   {chunk}" for chunk in _wrap(b.why)),
+        ]
     for group in ("numeric", "categorical", "passthrough", "drop"):
         names = getattr(schema, group)
         if not names:

@@ -11,7 +11,8 @@ in each backend's endpoints collaborator, the champion alias/tag in its registry
 - **promote**: traffic to the winner first (in full: the others 0 %), then the champion alias/tag with
   the holdout accuracy, then the old deployments are deleted, then the history entry.
 - **reject**: the champion keeps serving; the version is tagged rejected with the reason; the candidate
-  deployment is removed, unless it is the only one serving (a first deploy), which keeps serving.
+  deployment is removed, even when it is the only one serving (a first deploy below the no-skill floor):
+  a rejected model serves nobody, and the endpoint serves nothing until a model is promoted.
 - **rollback**: a promotion with event "rollback" of the previous champion (``previous_champion_version``),
   deployed beside the serving model and evaluated first, like any candidate.
 - **watch** (``backends.domain.shadow``): a promotion with a ``watch`` keeps the old deployments at 0 %
@@ -235,9 +236,12 @@ class RolloutPolicy(abc.ABC):
                 "set its traffic to 0 before rejecting it"
             )
         if share > 0:
-            # The only serving deployment: removing it would leave the endpoint serving nothing.
-            logger.warning("rejected deployment %s is the only one serving %s; it keeps serving",
-                           endpoint.deployment, endpoint.name)
+            # The only serving deployment (a first deploy): a rejected model serves nobody, as one that failed
+            # its smoke test; the endpoint serves nothing until a model is promoted.
+            logger.warning("rejected deployment %s was the only one serving %s; it is removed and the endpoint "
+                           "serves nothing until a model is promoted", endpoint.deployment, endpoint.name)
+            self.set_traffic(endpoint.name, {deployment: 0 for deployment in traffic})
+            self.delete_deployment(endpoint.name, endpoint.deployment)
         elif endpoint.deployment in traffic:
             self.delete_deployment(endpoint.name, endpoint.deployment)
         accuracy = report.accuracy if report else None

@@ -10,6 +10,11 @@ and only on rows the champion cannot have trained on (``backends.domain.split``)
 
 Whatever the rule, the decision carries n, both accuracies, their difference, the discordant counts, the
 exact McNemar p-values and the test's power to see a 5-point drop on n rows.
+
+Before any comparison, the no-skill floor (``backends.domain.baseline``): a candidate that does not beat
+its metric's no-skill baseline on the holdout is rejected, first version included. With a metric other
+than accuracy, the comparison with the champion is by that metric (a paired bootstrap,
+``backends.domain.paired_metric``); McNemar's figures on the labels are still recorded beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from backends.domain.gate_stats import (
     mcnemar_power,
     paired_comparison,
 )
+from backends.domain.baseline import check_report
+from backends.domain.cv_gate import CvComparison
+from backends.domain.paired_metric import MetricComparison, paired_metric_comparison
 from backends.domain.split import unseen_rows
 from backends.errors import SweepError
 
@@ -80,18 +88,37 @@ class GateDecision:
     power: float | None = None  # chance to detect a 5-point drop on ``rows`` rows at ``alpha``
     champion_rows_known: bool = True  # False: the champion predates the hash split; rows may be biased
     warnings: tuple[str, ...] = ()
+    metric: str = "accuracy"  # the run's metric: the floor and (when not accuracy) the comparison use it
+    candidate_value: float | None = None  # the metric on the holdout (the floor) or the compared rows
+    champion_value: float | None = None
+    baseline: float | None = None  # the metric's no-skill baseline on the holdout
+    baseline_p: float | None = None  # one-sided: the candidate is no better than the baseline
+    beats_baseline: bool = True
+    cv: CvComparison | None = None  # the champion's configuration refit on the candidate's folds, compared
+    difference_low: float | None = None  # 95 % interval of the holdout difference in the run's metric (accuracy:
+    difference_high: float | None = None  # paired Wald on the discordant rows; another metric: the bootstrap's)
+
+    @property
+    def floor_failed(self) -> bool:
+        return not self.beats_baseline
 
     def record(self) -> dict[str, Any]:
         """The numbers, flat, for MLflow and artifacts."""
         data = asdict(self)
         data["warnings"] = list(self.warnings)
+        data.pop("cv")
+        if self.cv is not None:
+            data.update(self.cv.record())
         return data
 
     def figures(self) -> GateFigures:
         """The numbers a history entry keeps (``HistoryEntry.gate``)."""
         return GateFigures(rule=self.rule, rows=self.rows, candidate_accuracy=self.candidate,
                            champion_accuracy=self.champion, difference=self.difference, p_value=self.p_value,
-                           p_worse=self.p_worse, tolerance=self.tolerance)
+                           p_worse=self.p_worse, tolerance=self.tolerance, metric=self.metric,
+                           candidate_value=self.candidate_value, champion_value=self.champion_value,
+                           baseline=self.baseline, baseline_p=self.baseline_p,
+                           **(self.cv.record() if self.cv is not None else {}))
 
 
 def decide_promotion(candidate: float, champion: float | None, tolerance: float = 0.0) -> GateDecision:
@@ -134,16 +161,23 @@ def _aligned(candidate: EvalReport, champion: EvalReport) -> tuple[list[str], li
 
 def decide_gate(
     candidate: EvalReport, champion: EvalReport | None, *, rule: str = "tolerance", tolerance: float | None = None,
-    alpha: float = 0.05, champion_tags: Mapping[str, str] | None = None,
+    alpha: float = 0.05, champion_tags: Mapping[str, str] | None = None, metric: str = "accuracy",
+    cv: CvComparison | None = None,
 ) -> GateDecision:
     """The gate's decision on the paired holdout answers of candidate and champion (see the module)."""
     if rule not in GATE_RULES:
         raise ValueError(f"gate rule must be one of {', '.join(GATE_RULES)}, not {rule!r}")
     tol = gate_tolerance(rule, tolerance)
+    floor = check_report(candidate, metric, alpha)
+    floor_fields: dict[str, Any] = dict(metric=metric, candidate_value=floor.value, baseline=floor.baseline,
+                                        baseline_p=floor.p_value, beats_baseline=floor.beats)
     if champion is None:
+        if not floor.beats:
+            return GateDecision(False, floor.reason(), candidate.accuracy, None, tol, rule, alpha,
+                                rows=candidate.rows, **floor_fields)
         return GateDecision(
-            True, f"no champion yet; candidate holdout accuracy {candidate.accuracy:.4f} on {candidate.rows} rows",
-            candidate.accuracy, None, tol, rule, alpha, rows=candidate.rows,
+            True, f"no champion yet; candidate holdout {_named(metric)} {floor.value:.4f} on {candidate.rows} rows "
+            f"({floor.summary()})", candidate.accuracy, None, tol, rule, alpha, rows=candidate.rows, **floor_fields,
         )
     ids, labels, cand, champ = _aligned(candidate, champion)
     has_split_keys = bool(candidate.row_ids or champion.row_ids)
@@ -172,19 +206,65 @@ def decide_gate(
         f"{stats.difference:+.4f}; {stats.candidate_only_right} rows only the candidate got right, "
         f"{stats.champion_only_right} only the champion; McNemar exact p={stats.p_value:.3g} (worse: p={stats.p_worse:.3g})"
     )
-    if rule == "tolerance":
+    by_metric = None
+    if metric != "accuracy":
+        by_metric = _compare_by_metric(metric, candidate, champion, ids, keep)
+        floor_fields.update(candidate_value=by_metric.candidate, champion_value=by_metric.champion)
+        numbers = (f"{_named(metric)}: candidate {by_metric.candidate:.4f}, champion {by_metric.champion:.4f}, "
+                   f"better by {by_metric.difference:+.4f} (95 % {by_metric.low:+.4f} to {by_metric.high:+.4f}, "
+                   f"paired bootstrap p worse={by_metric.p_worse:.3g}); accuracy: {numbers}")
+    difference = by_metric.difference if by_metric else stats.difference
+    if by_metric is not None:
+        interval = (by_metric.low, by_metric.high)
+    else:  # the paired difference's variance: ((b + c) - (b - c)^2 / n) / n^2
+        b, c = stats.candidate_only_right, stats.champion_only_right
+        half = 1.96 * math.sqrt(max((b + c) - (b - c) ** 2 / stats.n, 0.0)) / stats.n
+        interval = (stats.difference - half, stats.difference + half)
+    p_worse = by_metric.p_worse if by_metric else stats.p_worse
+    if rule == "tolerance" and by_metric is None:
         base = decide_promotion(stats.candidate_accuracy, stats.champion_accuracy, tol)
         promote, reason = base.promote, f"{base.reason} ({numbers})"
-    elif stats.difference < -tol - 1e-12:
+    elif rule == "tolerance":
+        promote = difference + 1e-12 >= -tol
+        sign = ">=" if promote else "<"
+        reason = f"candidate holdout {_named(metric)} {sign} champion's within tolerance {tol:.4f} ({numbers})"
+    elif difference < -tol - 1e-12:
         promote, reason = False, f"candidate drops more than the tolerance {tol:.4f} ({numbers})"
-    elif stats.p_worse < alpha:
+    elif p_worse < alpha:
         promote, reason = False, f"candidate is significantly worse at alpha {alpha} ({numbers})"
     else:
-        verdict = "not significantly worse" if stats.difference < 0 else "at least as good"
+        verdict = "not significantly worse" if difference < 0 else "at least as good"
         promote, reason = True, f"candidate is {verdict} at alpha {alpha}, within tolerance {tol:.4f} ({numbers})"
+    if cv is not None:
+        numbers += f"; on the training folds: {cv.summary()}"
+        # Significantly worse on the folds rejects; under the tolerance rule only beyond its tolerance (an
+        # operator's --tolerance 1 accepts anything), under the paired rule at any size.
+        allowed = tol if rule == "tolerance" else 0.0
+        if promote and cv.p_worse < alpha and cv.difference < -allowed - 1e-12:
+            promote, reason = False, (f"the champion's configuration refit on the candidate's folds is significantly "
+                                      f"better at alpha {alpha} ({numbers})")
+        elif promote:
+            reason = f"{reason}; on the training folds: {cv.summary()}"
+    if not floor.beats:  # whatever the champion scores: a model without skill never serves
+        promote, reason = False, f"{floor.reason()}; against the champion: {numbers}"
     return GateDecision(
         promote, reason, stats.candidate_accuracy, stats.champion_accuracy, tol, rule, alpha, rows=stats.n,
         rows_excluded=excluded, difference=stats.difference, candidate_only_right=stats.candidate_only_right,
         champion_only_right=stats.champion_only_right, p_value=stats.p_value, p_worse=stats.p_worse, power=power,
-        champion_rows_known=known, warnings=tuple(warnings),
+        champion_rows_known=known, warnings=tuple(warnings), cv=cv, difference_low=interval[0],
+        difference_high=interval[1], **floor_fields,
     )
+
+
+def _named(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def _compare_by_metric(metric: str, candidate: EvalReport, champion: EvalReport, ids: list[str],
+                       keep: list[int]) -> MetricComparison:
+    """The paired bootstrap on the compared rows; a threshold-free metric needs both models' probabilities."""
+    def answers(report: EvalReport) -> tuple[list[int], list[float]]:
+        scores = [report.scores[i] for i in keep] if len(report.scores) == len(ids) else []
+        return [report.predictions[i] for i in keep], scores
+
+    return paired_metric_comparison(metric, [candidate.labels[i] for i in keep], answers(candidate), answers(champion))

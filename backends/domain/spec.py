@@ -10,7 +10,7 @@ import math
 import os
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backends.errors import ConfigurationError
 from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS
@@ -91,8 +91,8 @@ Distribution = Annotated[
 ]
 
 Sampling = Literal["grid", "random", "bayesian"]
-Metric = Literal["accuracy", "f1", "precision", "recall", "roc_auc"]
-METRICS: tuple[str, ...] = ("accuracy", "f1", "precision", "recall", "roc_auc")
+Metric = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss"]
+METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss")
 
 # Which distributions each sampling algorithm accepts (Azure ML's rules).
 SAMPLING_ACCEPTS: dict[str, frozenset[str]] = {
@@ -177,11 +177,48 @@ class SweepSpec(BaseModel):
     max_concurrent_trials: int | None = Field(default=None, ge=1, description="Default: the machine's cores")
     timeout_s: int | None = Field(default=None, ge=1, description="Whole sweep; trials not started by then are skipped")
     trial_timeout_s: int | None = Field(default=None, ge=1)
-    primary_metric: Metric = "accuracy"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    metric: Metric = Field(
+        default="accuracy", validation_alias=AliasChoices("metric", "primary_metric"),
+        description="Selects the best trial (Azure: the sweep's primary metric) and drives the gate and reports; "
+        "every metric is logged",
+    )
+    goal: Literal["maximize", "minimize"] = Field(default="maximize", description="Always the metric's direction")
+    threshold: float | Literal["auto"] | None = Field(
+        default=None,
+        description="Decision threshold stored with the model: None or 0.5 (the model's own decision), auto "
+        "(maximises F1 for metric f1, else balanced accuracy, on out-of-fold predictions), or a probability",
+    )
     seed: int = 42
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     early_termination: EarlyTermination | None = None
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_rule(cls, value: Any) -> Any:
+        from src.metrics import parse_threshold
+
+        return parse_threshold(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _goal_follows_metric(cls, data: Any) -> Any:
+        """The goal is the metric's direction (log loss: minimize); a goal given against it is refused."""
+        from src.metrics import METRIC_GOALS
+
+        if not isinstance(data, dict):
+            return data
+        metric = data.get("metric", data.get("primary_metric", "accuracy"))
+        direction = METRIC_GOALS.get(str(metric))
+        if direction is None:
+            return data  # the field's own validation names the allowed metrics
+        if data.get("goal") not in (None, direction):
+            raise ValueError(f"goal {data['goal']} contradicts metric {metric}, which is to {direction}: drop goal")
+        return {**data, "goal": direction}
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric's name as Azure ML's sweep calls it (and as every trial logs it)."""
+        return self.metric
 
     @field_validator("search_space")
     @classmethod

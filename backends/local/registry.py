@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 import time
 
@@ -71,6 +73,7 @@ class LocalRegistry:
                 "heartflow.metric_name": sweep.primary_metric,
                 "heartflow.metric_value": f"{best.metrics[sweep.primary_metric]:.6f}",
                 "heartflow.params": ", ".join(f"{k}={v}" for k, v in sorted(best.params.items())),
+                "heartflow.params_json": json.dumps(dict(best.params), sort_keys=True, default=str),  # the gate refits it
                 "heartflow.code_version": code_version(),
                 TAG_STATUS: "candidate",
             }

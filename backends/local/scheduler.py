@@ -44,6 +44,7 @@ class TrialJob:
     random_state: int
     metric: str
     goal: str
+    threshold: float | str | None = None  # the spec's: 0.5 (None), a probability, or "auto"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def _run_trial(job: TrialJob) -> TrialOutcome:
     try:
         fit = train_trial(
             _WORKER["frame"], _WORKER["schema"], job.params, seed=job.seed, method=job.method,
-            test_size=job.test_size, folds=job.folds, random_state=job.random_state,
+            test_size=job.test_size, folds=job.folds, random_state=job.random_state, threshold=job.threshold,
+            metric=job.metric,
         )
     except (ValueError, TypeError, KeyError, ArithmeticError, MemoryError, OSError) as exc:
         # A bad parameter combination fails this trial only; the sweep goes on.
@@ -166,7 +168,7 @@ class TrialScheduler:
         run_id, model_dir = start(number, params)
         v = self._spec.validation
         job = TrialJob(number, params, str(model_dir), self._spec.seed, v.method, v.test_size, v.folds,
-                       v.random_state, self._spec.primary_metric, self._spec.goal)
+                       v.random_state, self._spec.primary_metric, self._spec.goal, self._spec.threshold)
         return _Running(job, run_id, time.monotonic())
 
     def _collect(self, record: RecordTrial) -> bool:

@@ -255,7 +255,7 @@ class LocalSweepRunner:
         frame = read_training_csv(tracking.local_path(data.uri), schema)
         v = spec.validation
         fit = train_trial(frame, schema, dict(best.params), seed=spec.seed, method=v.method, test_size=v.test_size,
-                          folds=v.folds, random_state=v.random_state)
+                          folds=v.folds, random_state=v.random_state, threshold=spec.threshold, metric=spec.metric)
         if folder.exists():
             shutil.rmtree(folder)
         save_model(fit.model, folder, model_signature(frame, schema), pip_requirements(), model_metadata(frame, schema))

@@ -10,7 +10,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from backends.domain.rollout import RolloutPolicy, serving
@@ -134,6 +133,12 @@ class MemoryEndpoints(RolloutPolicy):
 
     def predict(self, endpoint_name: str, deployment: str | None, key: str, frame: pd.DataFrame) -> list[int]:
         """A request: checked like the hosts check it (key, deployment), answered by the model it reaches."""
+        return self.answer(endpoint_name, deployment, key, frame)[0]
+
+    def answer(self, endpoint_name: str, deployment: str | None, key: str,
+               frame: pd.DataFrame) -> tuple[list[int], list[float]]:
+        """``predict``'s labels (at the model's stored threshold, as src/scoring.py labels) and the positive
+        class's probabilities."""
         endpoint = self._endpoints.get(endpoint_name)
         if endpoint is None:
             raise EvaluationError(f"endpoint {endpoint_name} does not exist: nothing answered")
@@ -152,22 +157,23 @@ class MemoryEndpoints(RolloutPolicy):
                                  (time.perf_counter() - started) * 1000)
                 raise
             self.live.record(endpoint_name, deployment, self._scorer(endpoint, endpoint_name), frame,
-                             [str(v) for v in answer], (time.perf_counter() - started) * 1000)
+                             [str(v) for v in answer[0]], (time.perf_counter() - started) * 1000)
             return answer
         return self._score(endpoint, endpoint_name, deployment, frame)
 
     def _scorer(self, endpoint: MemoryEndpoint, endpoint_name: str) -> Scorer:
-        return lambda deployment, frame: [str(v) for v in self._score(endpoint, endpoint_name, deployment, frame)]
+        return lambda deployment, frame: [str(v) for v in self._score(endpoint, endpoint_name, deployment, frame)[0]]
 
-    def _score(self, endpoint: MemoryEndpoint, endpoint_name: str, deployment: str, frame: pd.DataFrame) -> list[int]:
+    def _score(self, endpoint: MemoryEndpoint, endpoint_name: str, deployment: str,
+               frame: pd.DataFrame) -> tuple[list[int], list[float]]:
         model = endpoint.deployments.get(deployment)
         if model is None:
             raise EvaluationError(f"endpoint {endpoint_name} has no deployment {deployment}")
         try:
-            labels = self.registry.trained(model).predict(frame)
+            labels, proba = self.registry.trained(model).answer(frame)
         except SCORING_ERRORS as exc:
             raise EvaluationError(f"deployment {deployment} of {endpoint_name} failed: {type(exc).__name__}: {exc}") from exc
-        return [int(v) for v in np.asarray(labels)]
+        return [int(v) for v in labels], [float(v) for v in proba]
 
 
 class MemoryPredictor:
@@ -184,14 +190,19 @@ class MemoryPredictor:
         self.requests = 0
         self.latencies_ms: list[float] = []
         self.classes: list[str] | None = None
+        self.scores: list[float] | None = None  # the positive class's probabilities of the last call
 
     def __call__(self, frame: pd.DataFrame) -> list[int]:
         self._faults.check("evaluate")
         predictions: list[int] = []
+        scores: list[float] = []
         for start in range(0, len(frame), self.batch_size):
             batch = frame.iloc[start : start + self.batch_size]
             started = time.perf_counter()
-            predictions.extend(self._endpoints.predict(self._endpoint.name, self.deployment, self._key, batch))
+            labels, batch_scores = self._endpoints.answer(self._endpoint.name, self.deployment, self._key, batch)
+            predictions.extend(labels)
+            scores.extend(batch_scores)
             self.latencies_ms.append((time.perf_counter() - started) * 1000)
             self.requests += 1
+        self.scores = scores
         return predictions

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
@@ -15,6 +16,7 @@ from backends.domain.split import TAG_SPLIT
 from backends.errors import RegistrationError
 from backends.results import ModelVersion, SweepResult
 from src.features import DatasetSchema, coerce_categoricals
+from src.metrics import labels_at, model_threshold
 
 TAG_DATA_SHA = "heartflow.data_sha256"
 
@@ -32,6 +34,13 @@ class TrainedModel:
         """Labels for ``frame``'s rows, its columns typed as the model was trained (as a host coerces a
         request's rows)."""
         return self.model.predict(coerce_categoricals(frame.loc[:, list(self.schema.features)], self.schema))
+
+    def answer(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Labels at the model's stored threshold (as src/scoring.py labels) and the positive class's
+        probabilities."""
+        x = coerce_categoricals(frame.loc[:, list(self.schema.features)], self.schema)
+        proba = np.asarray(self.model.predict_proba(x))[:, 1]
+        return labels_at(proba, model_threshold(self.model), np.asarray(self.model.predict(x))), proba
 
 
 class MemoryRegistry:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from backends.base import EvalReport, SweepResult, TrialStatus
 from backends.results import ShadowFigures
 from backends.client.importance import FeatureImportance
+from backends.domain.calibration import Calibration
 
 DPI = 110
 
@@ -157,6 +158,26 @@ def watch_figure(points: Sequence[tuple[float, int, int]], title: str) -> Figure
     ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
+    return figure
+
+
+def reliability_figure(calibration: Calibration, title: str) -> Figure:
+    """Observed share of positives against the mean predicted probability, per bin (the diagonal is
+    perfect calibration); each point's size follows its rows."""
+    figure = Figure(figsize=(4.6, 4.2), dpi=DPI, layout="constrained")
+    ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    predicted = [b.mean_predicted for b in calibration.bins]
+    observed = [b.observed for b in calibration.bins]
+    sizes = [20 + 180 * b.rows / max(calibration.rows, 1) for b in calibration.bins]
+    ax.plot(predicted, observed, color="tab:blue", linewidth=1)
+    ax.scatter(predicted, observed, s=sizes, color="tab:blue", label="holdout bins")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability of the positive class")
+    ax.set_ylabel("observed share of positives")
+    ax.set_title(f"{title}\nBrier {calibration.brier:.4f} (constant {calibration.brier_no_skill:.4f})", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
     return figure
 
 

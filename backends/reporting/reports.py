@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends.base import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion, SweepResult, TrialStatus
+from backends.domain.calibration import calibration
 from backends.domain.selection import GateDecision
 from backends.results import ShadowFigures
 
@@ -41,7 +42,8 @@ def confusion_markdown(report: EvalReport) -> str:
     )
 
 
-def classification_markdown(report: EvalReport, plot_uri: str | None = None) -> str:
+def classification_markdown(report: EvalReport, plot_uri: str | None = None,
+                            decision: GateDecision | None = None) -> str:
     lines = [
         f"# Holdout evaluation through endpoint `{report.endpoint}` (deployment `{report.deployment}`)",
         "",
@@ -49,6 +51,8 @@ def classification_markdown(report: EvalReport, plot_uri: str | None = None) -> 
         f"{report.requests} request(s), median latency {report.latency_ms_p50:.1f} ms. "
         f"Accuracy **{report.accuracy:.4f}**.",
         "",
+        *([metric_line(decision), ""] if decision is not None else []),
+        *([f"Calibration: {calibrated.summary()}.", ""] if (calibrated := calibration(report.labels, report.scores)) else []),
         "```",
         report.report_text.rstrip(),
         "```",
@@ -77,15 +81,35 @@ def model_markdown(
         f"| sweep | `{model.sweep_id}` ({len(sweep.completed)} completed, {len(sweep.failed)} failed trials) |",
         f"| parameters | {', '.join(f'{k}={v}' for k, v in sorted(best.params.items()))} |",
         f"| validation {model.metric_name} | {model.metric_value:.4f} |",
+        f"| decision threshold | {threshold_text(best.metrics.get('threshold'))} |",
         f"| training data sha256 | `{model.data_sha256}` ({sweep.data.rows} rows) |",
     ]
     if decision is not None:
         verdict = "PROMOTED to champion" if decision.promote else "REJECTED (champion keeps serving)"
         lines.append(f"| gate decision | **{verdict}**: {decision.reason} |")
+        lines.append(f"| holdout against no skill | {metric_line(decision)} |")
+        if decision.cv is not None:
+            lines.append(f"| against the champion's configuration on the training folds | {decision.cv.summary()} |")
     if top_features:
         lines.append(f"| top features (permutation importance on the holdout) | {', '.join(top_features)} |")
     lines += [f"\n{link}" for link in extra_links]
     return "\n".join(lines)
+
+
+def threshold_text(threshold: float | None) -> str:
+    if threshold is None:
+        return "0.5 (the model's own decision)"
+    return f"{threshold:.4f} (stored with the model; the endpoint labels a row positive at or above it)"
+
+
+def metric_line(decision: GateDecision) -> str:
+    """The run's metric on the holdout beside its no-skill baseline and the one-sided test."""
+    if decision.candidate_value is None or decision.baseline is None:
+        return f"{decision.metric}: no figures"
+    verdict = "beats" if decision.beats_baseline else "does NOT beat"
+    p = "" if decision.baseline_p is None else f", one-sided p={decision.baseline_p:.3g}"
+    return (f"Holdout {decision.metric} **{decision.candidate_value:.4f}** {verdict} the no-skill baseline "
+            f"{decision.baseline:.4f} ({decision.rows} rows{p}, alpha {decision.alpha})")
 
 
 def endpoint_markdown(endpoint: Endpoint) -> str:
@@ -156,4 +180,11 @@ def gate_summary(gate: GateFigures) -> str:
         parts.append(f"McNemar p={gate.p_value:.3g}{worse}")
     if gate.tolerance is not None:
         parts.append(f"tolerance {gate.tolerance:.4f}")
+    if gate.candidate_value is not None and gate.baseline is not None:
+        parts.append(f"{gate.metric} {gate.candidate_value:.4f} vs no-skill {gate.baseline:.4f}"
+                     + ("" if gate.baseline_p is None else f" (p={gate.baseline_p:.3g})"))
+    if gate.cv_folds is not None and gate.cv_difference is not None:
+        parts.append(f"training folds: {gate.cv_folds}, difference {gate.cv_difference:+.4f}"
+                     + ("" if gate.cv_p_worse is None else f" (worse: p={gate.cv_p_worse:.3g})")
+                     + ("" if gate.cv_power is None else f", power {gate.cv_power:.2f}"))
     return ", ".join(parts)

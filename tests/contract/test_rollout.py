@@ -67,11 +67,12 @@ def test_reject_keeps_the_champion_serving_and_removes_the_candidate(harness: Ha
     assert (last.event, last.model_version, last.accuracy) == ("rejected", second.version, 0.7)
 
 
-def test_a_rejected_first_model_is_the_only_one_serving_and_keeps_serving(harness: Harness) -> None:
+def test_a_rejected_first_model_serves_nobody(harness: Harness) -> None:
     model = harness.model()
     endpoint = harness.backend.deploy(model, harness.spec)
     harness.backend.reject(endpoint, model, "below the floor")
-    assert harness.traffic() == {"blue": 100}
+    assert harness.traffic() == {} and harness.deployments() == set()
+    assert harness.backend.champion(harness.model_name) is None
     assert harness.backend.get_model(harness.model_name, model.version).tags[TAG_STATUS] == "rejected"
 
 
@@ -152,14 +153,14 @@ def test_a_first_model_that_fails_its_smoke_test_serves_nobody(harness: Harness)
 
 
 def _paired_reports(endpoint, model, champion_right: int, candidate_right: int, rows: int = 40):
-    """A candidate's and a champion's answers on the same ``rows`` rows (all labels 1): each gets its
-    first ``*_right`` rows right, so the gate has a real paired comparison to make."""
+    """A candidate's and a champion's answers on the same ``rows`` rows (both classes, alternating): each
+    gets its first ``*_right`` rows right, so the gate has a real paired comparison to make."""
     from backends.base import EvalReport
 
-    labels = (1,) * rows
+    labels = tuple(i % 2 for i in range(rows))
 
     def answered(right: int, version: str) -> EvalReport:
-        predictions = (1,) * right + (0,) * (rows - right)
+        predictions = tuple(y if i < right else 1 - y for i, y in enumerate(labels))
         return EvalReport(endpoint=endpoint.name, deployment=endpoint.deployment, model_version=version, rows=rows,
                           labels=labels, predictions=predictions, accuracy=right / rows, report_text="", report={},
                           confusion_matrix=((0, 0), (rows - right, right)), requests=1, latency_ms_p50=1.0)

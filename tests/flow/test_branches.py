@@ -89,7 +89,10 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(bed: FlowB
     path, first = _first(bed, first_table)
     state = bed.run(bed.spec(path, space=STUMP_SPACE, data={"force": True}))
     assert state.is_failed() and "rejected by the promotion gate" in state.message
-    assert f"The champion keeps serving on {ENDPOINT}" in state.message
+    # The stump (0.61 on 49 rows against 0.51 for "always the majority") is refused by the no-skill floor
+    # before the comparison with the champion decides; the comparison's figures are recorded all the same.
+    assert state.message.startswith("no model beats the no-skill baseline: accuracy ")
+    assert f"champion v1 keeps serving on {ENDPOINT}" in state.message
     with pytest.raises(PromotionRejected):
         state.result()
     assert bed.backend.champion(MODEL).version == "1"
@@ -98,7 +101,7 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(bed: FlowB
     rejected = bed.backend.history(ENDPOINT)[-1]
     assert (rejected.event, rejected.model_version) == ("rejected", "2") and rejected.gate is not None
     assert rejected.gate.champion_accuracy is not None and rejected.gate.candidate_accuracy < rejected.gate.champion_accuracy
-    assert "candidate holdout accuracy" in state.message and "< champion" in state.message
+    assert "against the champion: " in rejected.reason and "McNemar" in rejected.reason
     model = _artifacts(state)["model-version"].data  # what an operator reads in the UI
     assert "REJECTED" in model and "champion v1" in model
 

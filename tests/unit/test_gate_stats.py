@@ -32,18 +32,19 @@ def _keys(n: int, fraction: float = 1.0) -> list[str]:
 
 
 def _pair(n: int, cand_only: int, champ_only: int, both_wrong: int = 0) -> tuple[list[int], list[int], list[int]]:
-    labels = [1] * n
-    cand = [1] * n
-    champ = [1] * n
+    # Both classes, so that the models beat the no-skill floor (a constant scores 0.5 here).
+    labels = [i % 2 for i in range(n)]
+    cand = list(labels)
+    champ = list(labels)
     i = 0
     for _ in range(cand_only):
-        champ[i] = 0
+        champ[i] = 1 - labels[i]
         i += 1
     for _ in range(champ_only):
-        cand[i] = 0
+        cand[i] = 1 - labels[i]
         i += 1
     for _ in range(both_wrong):
-        cand[i] = champ[i] = 0
+        cand[i] = champ[i] = 1 - labels[i]
         i += 1
     return labels, cand, champ
 

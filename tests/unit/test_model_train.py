@@ -25,7 +25,8 @@ def test_minus_one_depth_means_unlimited() -> None:
 def test_same_seed_same_metrics(train: pd.DataFrame) -> None:
     first = train_trial(train, HEART_SCHEMA, PARAMS, seed=1)
     assert first.metrics == train_trial(train, HEART_SCHEMA, PARAMS, seed=1).metrics
-    assert set(first.metrics) == {"accuracy", "f1", "precision", "recall", "roc_auc"}
+    assert set(first.metrics) == {"accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
+                                  "average_precision", "log_loss", "brier"}
 
 
 def test_kfold_scores_and_refits_on_everything(train: pd.DataFrame) -> None:

@@ -18,7 +18,6 @@ from backends.base import EvalReport
 from backends.domain.dataset import prepare_data
 from backends.errors import DeploymentError
 from tests.integration.azure.live import LIVE_INSTANCE_TYPE, LiveNames, live_cost, live_overrides, run_lifecycle
-from tests.integration.azure.test_blob_azurite import azurite  # noqa: F401 - the Azurite fixture
 from tests.unit.azure.fakes import FakeAzure, http_error
 
 pytestmark = pytest.mark.slow

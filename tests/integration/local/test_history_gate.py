@@ -22,8 +22,10 @@ OLD_LINE = {  # a history line as heartflow wrote it before HistoryEntry.gate ex
 
 
 def answers(right: int, version: str, rows: int = 60) -> EvalReport:
-    return EvalReport(endpoint="e", deployment="green", model_version=version, rows=rows, labels=(1,) * rows,
-                      predictions=(1,) * right + (0,) * (rows - right), accuracy=right / rows, report_text="",
+    labels = tuple(i % 2 for i in range(rows))  # both classes: a constant answer scores 0.5
+    predictions = tuple(y if i < right else 1 - y for i, y in enumerate(labels))
+    return EvalReport(endpoint="e", deployment="green", model_version=version, rows=rows, labels=labels,
+                      predictions=predictions, accuracy=right / rows, report_text="",
                       report={}, confusion_matrix=((0, 0), (rows - right, right)), requests=1, latency_ms_p50=1.0)
 
 
@@ -51,8 +53,10 @@ def test_promotion_and_rejection_keep_the_gates_figures(tmp_path: Path, trained_
     assert result.exit_code == 0, result.output
     old, promoted, rejected = (json.loads(line) for line in result.stdout.splitlines())
     assert old["gate"] is None and old["reason"] == OLD_LINE["reason"]
-    assert promoted["gate"] == {"rule": "tolerance", "rows": 60, "candidate_accuracy": 0.8, "champion_accuracy": None,
-                                "difference": None, "p_value": None, "p_worse": None, "tolerance": 0.0}
+    assert {k: v for k, v in promoted["gate"].items() if not k.startswith("cv_")} == {
+        "rule": "tolerance", "rows": 60, "candidate_accuracy": 0.8, "champion_accuracy": None, "difference": None,
+        "p_value": None, "p_worse": None, "tolerance": 0.0, "metric": "accuracy", "candidate_value": 0.8,
+        "champion_value": None, "baseline": 0.5, "baseline_p": first_gate.baseline_p}
     gate = rejected["gate"]
     assert (rejected["event"], rejected["model_version"]) == ("rejected", second.version)
     assert (gate["rule"], gate["rows"]) == ("paired", 60)

@@ -111,11 +111,11 @@ def test_every_keyed_artifact_is_readable_through_the_api(
 def test_the_plots_are_logged_to_mlflow(heartflow_home: Path, local_runs: dict[str, Any]) -> None:
     assert local_runs["good"].state.is_completed()
     pngs = {p.name for p in (heartflow_home / "artifacts").rglob("plots/*.png")}
-    assert pngs == {"sweep-accuracy.png", "confusion-matrix.png", "feature-importance.png"}
+    assert pngs == {"sweep-accuracy.png", "confusion-matrix.png", "reliability.png", "feature-importance.png"}
     client = tracking.make_client(heartflow_home)
     model = client.get_model_version("heart-classifier", "1")
     logged = {f.path for f in client.list_artifacts(model.run_id, "plots")}
-    assert logged == {"plots/confusion-matrix.png", "plots/feature-importance.png"}
+    assert logged == {"plots/confusion-matrix.png", "plots/reliability.png", "plots/feature-importance.png"}
 
 
 def test_a_failed_stage_is_named_in_the_flow_runs_final_state(local_runs: dict[str, Any]) -> None:

@@ -52,13 +52,13 @@ def test_grid_sweep_keeps_command_inputs_space_limits_objective_code_environment
 def test_bayesian_and_random_spaces_translate_with_their_meaning(settings: AzureSettings) -> None:
     spec = SweepSpec(sampling="bayesian", search_space={
         "n_estimators": QUniform(min_value=10, max_value=200, q=10), "min_weight_fraction_leaf": Uniform(min_value=0.0, max_value=0.2),
-        "criterion": Choice(values=["gini", "entropy"])}, goal="minimize", primary_metric="f1")
+        "criterion": Choice(values=["gini", "entropy"])}, metric="log_loss")
     schema_job, rest_job = _reload(_sweep(settings, spec))
     for job in (schema_job, rest_job):
         space = job.search_space
         assert (space["n_estimators"].type, space["n_estimators"].q) == ("quniform", 10)
         assert (space["min_weight_fraction_leaf"].min_value, space["min_weight_fraction_leaf"].max_value) == (0.0, 0.2)
-        assert job.objective.primary_metric == "f1" and job.objective.goal.lower() == "minimize"
+        assert job.objective.primary_metric == "log_loss" and job.objective.goal.lower() == "minimize"
         assert "--extra_params_json '{\"min_weight_fraction_leaf\": ${{search_space.min_weight_fraction_leaf}}}'" in job.trial.command
 
     random = SweepSpec(sampling="random", seed=7, search_space={"max_samples": LogUniform(min_value=-3, max_value=0)},

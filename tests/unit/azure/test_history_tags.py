@@ -25,8 +25,10 @@ def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
 
 
 def answers(right: int, rows: int = 31, version: str = "1") -> EvalReport:
-    return EvalReport(endpoint="e", deployment="blue", model_version=version, rows=rows, labels=(1,) * rows,
-                      predictions=(1,) * right + (0,) * (rows - right), accuracy=right / rows, report_text="",
+    labels = tuple(i % 2 for i in range(rows))  # both classes: a constant answer scores about 0.5
+    predictions = tuple(y if i < right else 1 - y for i, y in enumerate(labels))
+    return EvalReport(endpoint="e", deployment="blue", model_version=version, rows=rows, labels=labels,
+                      predictions=predictions, accuracy=right / rows, report_text="",
                       report={}, confusion_matrix=((0, 0), (rows - right, right)), requests=1, latency_ms_p50=1.0)
 
 
@@ -52,6 +54,8 @@ def test_the_gates_figures_travel_on_the_endpoints_tags(settings: AzureSettings,
     assert there is not None and (there.rule, there.rows) == ("paired", 31)
     for name in ("candidate_accuracy", "champion_accuracy", "difference", "p_value", "p_worse", "tolerance"):
         assert getattr(there, name) == pytest.approx(getattr(decision.figures(), name), rel=1e-5), name
+    assert there.metric == "accuracy" and there.baseline == pytest.approx(decision.baseline, rel=1e-5)
+    assert there.baseline_p == pytest.approx(decision.baseline_p, rel=1e-5)  # the floor travels too
     tags = fake.endpoint(endpoint.name).tags
     assert all(len(v) <= TAG_VALUE_LIMIT for k, v in tags.items() if k.startswith(HISTORY_PREFIX))
 
