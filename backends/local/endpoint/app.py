@@ -162,7 +162,7 @@ class EndpointApp:
                 status, body = 405, dumps({"error": "use POST /score"})
         elif path == FEEDBACK_PATH:
             request_id = request_id_of(scope["headers"])
-            status, body = await handle_feedback(self, scope, receive) if method == "POST" else (
+            status, body = await self._feedback(scope, receive) if method == "POST" else (
                 405, dumps({"error": "use POST /feedback"}))
         elif path in ("/health", "/"):
             status, body = (200, b'{"status":"alive"}') if method in ("GET", "HEAD") else (405, dumps({"error": "use GET"}))
@@ -192,6 +192,11 @@ class EndpointApp:
             client = scope.get("client")
             self._access.record(method, path, status, round((time.perf_counter() - started) * 1000, 3),
                                 deployment or None, size, client[0] if client else "", self._pid)
+
+    async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        classes = next((list(d.scorer.classes) for d in self.table.deployments.values() if d.scorer is not None), None)
+        return await handle_feedback(scope["headers"], receive, root=self.paths.root, expected=self._expected,
+                                     classes=classes, executor=self._loader)
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
 
 from backends.domain.outcomes import check_labels, receipt
 from backends.errors import DataValidationError
@@ -15,8 +18,7 @@ from backends.local.endpoint.capture import append_feedback, captured_ids, rejec
 from src.request_validation import JSON_ERRORS, loads
 from src.scoring import dumps
 
-if TYPE_CHECKING:
-    from backends.local.endpoint.app import EndpointApp, Receive, Scope
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 FEEDBACK_PATH = "/feedback"
 MAX_FEEDBACK_BYTES = 8 << 20
@@ -31,9 +33,13 @@ def rejection_of(status: int, body: bytes) -> str:
     return rejection_reason(status, str(message))
 
 
-async def handle_feedback(app: EndpointApp, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-    authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-    if not hmac.compare_digest(authorization, app._expected):
+async def handle_feedback(
+    headers: list[tuple[bytes, bytes]], receive: Receive, *, root: Path, expected: bytes, classes: list[Any] | None,
+    executor: Executor,
+) -> tuple[int, bytes]:
+    """Check the key, read the body, then validate and store in ``executor`` (off the event loop)."""
+    authorization = next((v for k, v in headers if k == b"authorization"), b"")
+    if not hmac.compare_digest(authorization, expected):
         return 401, dumps({"error": "missing or wrong key: send 'Authorization: Bearer <key>'"})
     chunks, size = [], 0
     while True:
@@ -47,8 +53,7 @@ async def handle_feedback(app: EndpointApp, scope: Scope, receive: Receive) -> t
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    classes = next((list(d.scorer.classes) for d in app.table.deployments.values() if d.scorer is not None), None)
-    return await asyncio.get_running_loop().run_in_executor(app._loader, _store, app.paths.root, b"".join(chunks), classes)
+    return await asyncio.get_running_loop().run_in_executor(executor, _store, root, b"".join(chunks), classes)
 
 
 def _store(root: Any, body: bytes, classes: list[Any] | None) -> tuple[int, bytes]:
