@@ -168,7 +168,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
         else:
             try:
                 decay = evaluate_over_http(serving, backend.endpoint_key(serving), rows, prepared.schema.target,
-                                           deployment=serving.deployment)
+                                           deployment=serving.deployment, purpose="decay")
             except (EvaluationError, DeploymentError) as exc:  # the gate will meet it too; training still helps
                 logger.warning("decay not measured: champion v%s did not answer on %s (%s)", champion.version,
                                serving.name, exc)

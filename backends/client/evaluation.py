@@ -11,6 +11,7 @@ import logging
 import math
 import statistics
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -48,14 +49,17 @@ def _is_nan(value: Any) -> bool:
 
 def call_endpoint(
     session: requests.Session, endpoint: Endpoint, key: str, records: list[dict[str, Any]],
-    *, deployment: str | None = None, extra: dict[str, Any] | None = None,
+    *, deployment: str | None = None, extra: dict[str, Any] | None = None, request_id: str | None = None,
 ) -> Any:
-    """POST one batch and return the decoded JSON answer; retries throttling and gateway errors."""
+    """POST one batch and return the decoded JSON answer; retries throttling and gateway errors.
+    ``request_id`` goes as ``x-request-id``, so captured evaluation traffic is told from live traffic."""
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
         "azureml-model-deployment": deployment or endpoint.deployment,
     }
+    if request_id:
+        headers["x-request-id"] = request_id
     body = json.dumps({"data": records, **(extra or {})})
     for attempt in Retrying(
         retry=retry_if_exception_type((_TransientHTTPError, requests.ConnectionError)),
@@ -81,6 +85,8 @@ def call_endpoint(
 # Asked of the endpoint so that its answer names its classes: the data's labels ("Presence"/"Absence"),
 # listed negative first, are turned back into the 0/1 the holdout's target holds.
 WITH_CLASSES = {"return_probabilities": True}
+EVAL_ID_PREFIX = "heartflow-"  # request ids of heartflow's own evaluation traffic: heartflow-<purpose>-<run>-<n>
+HOLDOUT_PURPOSE = "holdout"
 
 
 def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
@@ -117,11 +123,12 @@ def classes_of(answer: Any) -> list[str] | None:
 
 def evaluate_over_http(
     endpoint: Endpoint, key: str, holdout: pd.DataFrame, target: str, *, batch_size: int = 32,
-    deployment: str | None = None,
+    deployment: str | None = None, purpose: str = HOLDOUT_PURPOSE,
 ) -> EvalReport:
     """Send ``holdout`` (features only) in batches and score the answers against its labels. The report's
     predictions stay in the holdout's row order; a holdout indexed by row keys gives them as ``row_ids``,
-    so two reports on the same rows pair up row by row (the gate's paired test)."""
+    so two reports on the same rows pair up row by row (the gate's paired test). Each request's id starts
+    with ``heartflow-<purpose>-``: monitoring takes the holdout's answers as its prediction reference."""
     if holdout.empty:
         raise EvaluationError("the holdout is empty: nothing to evaluate")
     features = holdout.drop(columns=[target])
@@ -129,12 +136,14 @@ def evaluate_over_http(
     predictions: list[int] = []
     latencies: list[float] = []
     names: list[str] | None = None
+    run = uuid.uuid4().hex[:12]
     try:
         with requests.Session() as session:
             for start in range(0, len(features), batch_size):
                 batch = records_of(features.iloc[start : start + batch_size])
                 started = time.perf_counter()
-                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment, extra=WITH_CLASSES)
+                answer = call_endpoint(session, endpoint, key, batch, deployment=deployment, extra=WITH_CLASSES,
+                                       request_id=f"{EVAL_ID_PREFIX}{purpose}-{run}-{start // batch_size}")
                 latencies.append((time.perf_counter() - started) * 1000)
                 names = names or classes_of(answer)
                 predictions.extend(predictions_of(answer, len(batch), endpoint))

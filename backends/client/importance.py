@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import requests
 
 from backends.base import Endpoint
 from backends.errors import EvaluationError
-from backends.client.evaluation import WITH_CLASSES, call_endpoint, predictions_of, records_of
+from backends.client.evaluation import EVAL_ID_PREFIX, WITH_CLASSES, call_endpoint, predictions_of, records_of
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ class EndpointPredictor:
             with requests.Session() as session:
                 for start in range(0, len(frame), self.batch_size):
                     batch = records_of(frame.iloc[start : start + self.batch_size])
-                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment, extra=WITH_CLASSES)
+                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment, extra=WITH_CLASSES,
+                                           request_id=f"{EVAL_ID_PREFIX}importance-{uuid.uuid4().hex[:12]}")
                     self.requests += 1
                     predictions.extend(predictions_of(answer, len(batch), self.endpoint))
         except requests.RequestException as exc:
