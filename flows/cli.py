@@ -11,6 +11,7 @@ import typer
 if TYPE_CHECKING:
     from flows.early_server import EarlyServer
 
+from flows import cli_monitor
 from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the tests
     PREFECT_DEFAULTS,
     ArtifactRootOption,
@@ -40,6 +41,8 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Dataset schemas: propose one for your table.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.command()(cli_monitor.feedback)
+app.command()(cli_monitor.monitor)
 
 
 @schema_app.command("infer")
@@ -237,7 +240,9 @@ def status(
     if as_json:  # only JSON on stdout, for scripts
         from flows.cli_json import status_record
 
-        typer.echo(status_record(endpoint_name, endpoint, champion))
+        from backends.local.monitoring import last_figures
+
+        typer.echo(status_record(endpoint_name, endpoint, champion, last_figures(local.home, endpoint_name)))
         raise typer.Exit(code=0 if endpoint is not None else 3)
     if champion is None:
         console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
@@ -252,6 +257,11 @@ def status(
     from backends.reporting import reports
 
     console.print(reports.endpoint_markdown(endpoint), highlight=False)
+    from backends.local.monitoring import last_figures
+
+    figures = last_figures(local.home, endpoint_name)
+    console.print("last " + cli_monitor.render(figures) if figures else "no monitor figures yet: run `heartflow monitor`",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

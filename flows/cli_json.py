@@ -40,7 +40,9 @@ def history_records(backend: Backend, entries: Sequence[HistoryEntry]) -> Iterat
         yield json.dumps({**dataclasses.asdict(entry), **_lineage(models[key])}, sort_keys=True)
 
 
-def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: ModelVersion | None) -> str:
+def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: ModelVersion | None,
+                  monitor: dict[str, Any] | None = None) -> str:
+    """``monitor``: the last `heartflow monitor` figures (requests, drifted, realized, estimated...), or None."""
     record: dict[str, Any] = {
         "endpoint": endpoint_name, "serving": endpoint is not None,
         "deployment": endpoint.deployment if endpoint else None,
@@ -51,5 +53,8 @@ def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: Model
         "champion_version": champion.version if champion else None,
         "champion_serves": bool(endpoint and champion and endpoint.model_version == champion.version),
         **_lineage(champion),
+        "monitor": None if monitor is None else {k: monitor.get(k) for k in (
+            "until", "since", "model_version", "requests", "errors", "drifted", "prediction_drift", "realized",
+            "estimated", "degraded")},
     }
     return json.dumps(record, sort_keys=True)

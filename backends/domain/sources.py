@@ -312,13 +312,14 @@ def load_data(
     return LoadedData(dataclasses.replace(prepared, source=path), source)
 
 
-def read_stored_table(uri: str, timeout_s: float = HTTP_TIMEOUT_S) -> "pd.DataFrame":
-    """A table heartflow stored itself (a model's training split, by its data URI), as numbers."""
+def read_stored_table(uri: str, timeout_s: float = HTTP_TIMEOUT_S, text_columns: Sequence[str] = ()) -> "pd.DataFrame":
+    """A table heartflow stored itself (a model's training split, by its data URI), as numbers; the
+    ``text_columns`` as the text written (so TRUE stays TRUE, as a request sends it)."""
     import pandas as pd
 
     with tempfile.TemporaryDirectory(prefix="heartflow-reference-") as scratch:
         fetched = fetch(uri, Path(scratch), timeout_s=timeout_s)
         try:
-            return pd.read_csv(fetched.local)
+            return pd.read_csv(fetched.local, dtype={c: str for c in text_columns} or None)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataValidationError(f"stored table {uri} is not a readable CSV: {exc}") from exc
