@@ -17,6 +17,7 @@ from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the t
     ArtifactRootOption,
     BackendName,
     BackendOption,
+    CaptureRateOption,
     EndpointOption,
     FolderRuleName,
     GateRule,
@@ -95,6 +96,7 @@ def run(
     gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
     gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of --gate paired")] = 0.05,
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
+    capture_rate: CaptureRateOption = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
     compute: Annotated[str | None, typer.Option("--compute", help="Azure compute cluster name")] = None,
@@ -130,7 +132,7 @@ def run(
         spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on)
+                           folder_rule, force, retrain_on, capture_rate)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
         _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec_file is not None and spec.backend == "local":
@@ -201,8 +203,12 @@ def serve(
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default)")] = "127.0.0.1",
     tracking_uri: TrackingOption = None,
+    capture_rate: CaptureRateOption = 1.0,
 ) -> None:
     """Serve the champion (or --model-version) in the foreground until Ctrl-C."""
+    from backends.local.endpoint.capture import set_capture_rate
+    from backends.local.endpoint.state import EndpointPaths
+
     from backends.local import tracking
     from backends.local.backend import LocalBackend
     from backends.local.endpoint import serve_foreground
@@ -212,6 +218,7 @@ def serve(
     if model is None:
         _fail(f"no champion of {model_name!r} in {local.mlflow_uri}: run `heartflow run` first or pass --model-version")
     model_dir = _check(tracking.served_model_dir, local.mlflow_client, local.home, model.name, model.version)
+    set_capture_rate(EndpointPaths(local.home, endpoint_name).root, capture_rate)
 
     def listening(status: Any) -> None:
         console.print(

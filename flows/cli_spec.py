@@ -87,7 +87,7 @@ def build_spec(
     model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName,
+    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, capture_rate: float = 1.0,
 ) -> Any:
     from backends.domain.search import check_search_space
     from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -110,7 +110,8 @@ def build_spec(
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **deploy_options,
+                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, capture_rate=capture_rate,
+                **deploy_options,
             ),
             dry_run=dry_run,
         )

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,13 @@ def write_capture_settings(root: Path, settings: CaptureSettings) -> None:
     from backends.fileio import write_atomic
 
     write_atomic(Path(root) / SETTINGS_FILE, json.dumps(asdict(settings), indent=2).encode("utf-8"))
+
+
+def set_capture_rate(root: Path, rate: float) -> None:
+    """Keep the other settings, change the sampling rate (a running host follows within a moment)."""
+    current = read_capture_settings(root)
+    if current.rate != rate or not (Path(root) / SETTINGS_FILE).exists():
+        write_capture_settings(root, replace(current, rate=float(rate)))
 
 
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -215,12 +222,17 @@ class CaptureLog:
                 lines.append(dumps({"kind": "unsampled", "time": now, "endpoint": self.endpoint,
                                     "deployment": deployment, "model_version": version, "count": count}))
             self._unsampled.clear()
-        if lines:
-            data = b"\n".join(lines) + b"\n"
-            handle = self._open(len(data))
-            handle.write(data)
-            handle.flush()
-            self._file_bytes += len(data)
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:  # a file never grows past max_file_bytes (unless one line is larger)
+            if chunk and self._file_bytes + size + len(line) + 1 > self.settings.max_file_bytes:
+                self._append(chunk, size)
+                self._close_file()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            self._append(chunk, size)
         if time.monotonic() - self._last_sweep > 600:
             self._last_sweep = time.monotonic()
             sweep_expired(self.folder, self.settings.retention_days)
@@ -247,6 +259,12 @@ class CaptureLog:
             record.update(rows=scored.rows, predictions=scored.predictions, probabilities=scored.positive_proba,
                           classes=scored.classes)
         return dumps(record)
+
+    def _append(self, lines: list[bytes], size: int) -> None:
+        handle = self._open(size)
+        handle.write(b"\n".join(lines) + b"\n")
+        handle.flush()
+        self._file_bytes += size
 
     def _open(self, incoming: int) -> Any:
         if self._file is not None and self._file_bytes + incoming > self.settings.max_file_bytes:
