@@ -75,13 +75,24 @@ def known_categories(model: Any) -> dict[str, frozenset[Any]]:
 
 @dataclass(frozen=True)
 class Scored:
-    """What a 200 answered, for monitoring: rows as validated, labels, P(positive class) per row (None
-    when the model gives no probabilities) and the classes (the positive one last)."""
+    """What a 200 answered, for monitoring: the validated request (its body, and its records with the
+    signature's ``names``; ``extras`` when a record had columns beyond them), the labels, P(positive class)
+    per row (None when the model gives no probabilities) and the classes (the positive one last). Kept as
+    they are: the capture writer turns them into a record off the request path."""
 
-    rows: list[Any]
+    body: bytes | str
+    data: list[Any]
+    names: tuple[str, ...]
+    extras: bool
     predictions: list[Any]
-    positive_proba: list[float] | None
+    positive_proba: Any  # a numpy column, or None
     classes: list[Any]
+
+    @property
+    def rows(self) -> list[Any]:
+        """The records with the signature's columns only."""
+        names = self.names
+        return [{n: r.get(n) for n in names} if isinstance(r, dict) else r for r in self.data]
 
 
 class Scorer:
@@ -157,7 +168,8 @@ class Scorer:
             return exc.status, {"error": exc.message}
         asked_proba = with_proba
         with_proba = with_proba or (captured is not None and getattr(self.predictor, "has_proba", True))
-        if self._reader.extras:
+        extras = bool(self._reader.extras)
+        if extras:
             logger.info("ignored extra column(s) not in the model's signature: %s", ", ".join(sorted(self._reader.extras)))
             self._reader.extras.clear()
         found = self.predictor.classify(x, with_proba)
@@ -166,10 +178,8 @@ class Scorer:
         labels = self._labels_by_index
         predictions = [labels[i] for i in found.best]
         if captured is not None:
-            names = self.names
-            rows = [{n: r.get(n) for n in names} if isinstance(r, dict) else r for r in request["data"]]
-            positive = None if found.proba is None else found.proba[:, -1].tolist()
-            captured.append(Scored(rows, predictions, positive, list(self.classes)))
+            positive = None if found.proba is None else found.proba[:, -1]
+            captured.append(Scored(body, request["data"], self.names, extras, predictions, positive, self.classes))
         if not asked_proba:
             return 200, predictions
         if found.proba is None:

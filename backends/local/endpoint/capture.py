@@ -255,10 +255,16 @@ class CaptureLog:
             "latency_ms": latency_ms,
         }
         scored = ticket.scored
-        if scored is not None and status == 200:
-            record.update(rows=scored.rows, predictions=scored.predictions, probabilities=scored.positive_proba,
-                          classes=scored.classes)
-        return dumps(record)
+        if scored is None or status != 200:
+            return dumps(record)
+        proba = scored.positive_proba
+        record.update(predictions=scored.predictions, probabilities=None if proba is None else proba.tolist(),
+                      classes=scored.classes)
+        if scored.extras or not isinstance(scored.body, bytes):
+            record["rows"] = scored.rows  # the signature's columns only: what else a client sent is not kept
+            return dumps(record)
+        # The validated body as it came (only the signature's columns): spliced in, not parsed and re-encoded.
+        return dumps(record)[:-1] + b',"request":' + scored.body.strip() + b"}"
 
     def _append(self, lines: list[bytes], size: int) -> None:
         handle = self._open(size)
@@ -328,6 +334,9 @@ def read_records(root: Path, since: datetime | None = None, folder: str = CAPTUR
             except JSON_ERRORS:
                 continue
             if isinstance(record, dict) and str(record.get("time", "")) >= start:
+                request = record.pop("request", None)
+                if isinstance(request, dict) and "rows" not in record:
+                    record["rows"] = request.get("data") or []
                 yield record
 
 
@@ -350,8 +359,14 @@ def captured_ids(root: Path) -> set[str]:
     return {str(r["request_id"]) for r in read_records(root) if r.get("kind") == "scored" and "request_id" in r}
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted (the writer stamps thousands a second)
+
+
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(seconds)
+    if _SECOND[0] != whole:
+        _SECOND[:] = [whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_SECOND[1]}.{int((seconds - whole) * 1e6):06d}Z"
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

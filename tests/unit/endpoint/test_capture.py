@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backends.local.endpoint.capture import (
@@ -18,7 +20,9 @@ from src.scoring import Scored
 def _ticket(i: int) -> Ticket:
     ticket = Ticket(f"req-{i}".encode())
     ticket.deployment, ticket.model_name, ticket.model_version = "blue", "m", "1"
-    ticket.scored = Scored([{"chol": 200 + i, "cp": "ASY"}], ["Presence"], [0.9], ["Absence", "Presence"])
+    data = [{"chol": 200 + i, "cp": "ASY"}]
+    body = json.dumps({"data": data}).encode()
+    ticket.scored = Scored(body, data, ("chol", "cp"), i % 2 == 1, ["Presence"], np.array([0.9]), ["Absence", "Presence"])
     return ticket
 
 
@@ -32,6 +36,7 @@ def test_records_rotate_by_size_and_all_are_read_back(tmp_path: Path) -> None:
     assert len(files) > 1 and all(f.stat().st_size <= 2048 for f in files)
     records = list(read_records(tmp_path))
     scored = [r for r in records if r["kind"] == "scored"]
+    assert all("request" not in r for r in scored)
     assert [r["request_id"] for r in scored] == [f"req-{i}" for i in range(60)]
     assert scored[5]["rows"] == [{"chol": 205, "cp": "ASY"}] and scored[5]["probabilities"] == [0.9]
     assert [r["reason"] for r in records if r["kind"] == "rejected"] == ["bad value in chol"]
