@@ -75,24 +75,17 @@ def known_categories(model: Any) -> dict[str, frozenset[Any]]:
 
 @dataclass(frozen=True)
 class Scored:
-    """What a 200 answered, for monitoring: the validated request (its body, and its records with the
-    signature's ``names``; ``extras`` when a record had columns beyond them), the labels, P(positive class)
-    per row (None when the model gives no probabilities) and the classes (the positive one last). Kept as
-    they are: the capture writer turns them into a record off the request path."""
+    """What a 200 answered, for monitoring: the validated request body; ``rows``, the records cut to the
+    signature's columns, only when some record carried other columns (else the body is the rows); the
+    labels, P(positive class) per row (None when the model gives no probabilities) and the classes (the
+    positive one last). Kept as they are, few objects (a parsed body held until the capture writer runs
+    would feed the garbage collector): the writer turns them into a record off the request path."""
 
     body: bytes | str
-    data: list[Any]
-    names: tuple[str, ...]
-    extras: bool
+    rows: list[dict[str, Any]] | None
     predictions: list[Any]
     positive_proba: Any  # a numpy column, or None
     classes: list[Any]
-
-    @property
-    def rows(self) -> list[Any]:
-        """The records with the signature's columns only."""
-        names = self.names
-        return [{n: r.get(n) for n in names} if isinstance(r, dict) else r for r in self.data]
 
 
 class Scorer:
@@ -179,7 +172,9 @@ class Scorer:
         predictions = [labels[i] for i in found.best]
         if captured is not None:
             positive = None if found.proba is None else found.proba[:, -1]
-            captured.append(Scored(body, request["data"], self.names, extras, predictions, positive, self.classes))
+            names = self.names
+            rows = [{n: r.get(n) for n in names} for r in request["data"]] if extras else None
+            captured.append(Scored(body, rows, predictions, positive, self.classes))
         if not asked_proba:
             return 200, predictions
         if found.proba is None:

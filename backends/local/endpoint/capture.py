@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from src.request_validation import loads
 from src.scoring import Scored, dumps
 
 logger = logging.getLogger(__name__)
@@ -260,8 +261,9 @@ class CaptureLog:
         proba = scored.positive_proba
         record.update(predictions=scored.predictions, probabilities=None if proba is None else proba.tolist(),
                       classes=scored.classes)
-        if scored.extras or not isinstance(scored.body, bytes):
-            record["rows"] = scored.rows  # the signature's columns only: what else a client sent is not kept
+        if scored.rows is not None or not isinstance(scored.body, bytes):
+            # the signature's columns only: what else a client sent is not kept
+            record["rows"] = scored.rows if scored.rows is not None else loads(scored.body)["data"]
             return dumps(record)
         # The validated body as it came (only the signature's columns): spliced in, not parsed and re-encoded.
         return dumps(record)[:-1] + b',"request":' + scored.body.strip() + b"}"
@@ -315,7 +317,7 @@ def sweep_expired(folder: Path, retention_days: float, now: float | None = None)
 def read_records(root: Path, since: datetime | None = None, folder: str = CAPTURE_DIR) -> Iterator[dict[str, Any]]:
     """The records under ``<root>/<folder>`` at or after ``since`` (all when None), file by file. A line
     cut short by a crash is skipped."""
-    from src.request_validation import JSON_ERRORS, loads
+    from src.request_validation import JSON_ERRORS
 
     floor = since.timestamp() if since else None
     start = _iso(floor) if floor is not None else ""

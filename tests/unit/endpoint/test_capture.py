@@ -22,7 +22,7 @@ def _ticket(i: int) -> Ticket:
     ticket.deployment, ticket.model_name, ticket.model_version = "blue", "m", "1"
     data = [{"chol": 200 + i, "cp": "ASY"}]
     body = json.dumps({"data": data}).encode()
-    ticket.scored = Scored(body, data, ("chol", "cp"), i % 2 == 1, ["Presence"], np.array([0.9]), ["Absence", "Presence"])
+    ticket.scored = Scored(body, data if i % 2 else None, ["Presence"], np.array([0.9]), ["Absence", "Presence"])
     return ticket
 
 
