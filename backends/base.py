@@ -29,14 +29,17 @@ from backends.results import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
+    from backends.domain.monitoring import MonitorReport
     from backends.domain.rollout import RolloutPolicy
     from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion", "Provisioner",
+    "Backend", "DataRef", "EndpointMonitor", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion", "Provisioner",
     "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
 ]
 
@@ -49,6 +52,30 @@ class Rendered(Protocol):
     """A report a command prints."""
 
     def render(self) -> str: ...
+
+
+@runtime_checkable
+class EndpointMonitor(Protocol):
+    """A backend that captures what its endpoints are asked (local: the host's capture files): monitoring
+    figures over a window, labels joined by request id, and the figures logged on the serving model's run."""
+
+    def monitor(self, endpoint_name: str, since: datetime) -> MonitorReport:
+        """The figures of ``backends.domain.monitoring`` from ``since`` to now; raises ConfigurationError
+        when the endpoint has never been deployed."""
+        ...
+
+    def monitor_history(self, endpoint_name: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Earlier monitor figures (``MonitorReport.to_json``), oldest first."""
+        ...
+
+    def log_monitor(self, report: MonitorReport) -> None:
+        """The figures as metrics on the serving model's training run (step: the window's end)."""
+        ...
+
+    def export_labelled(self, endpoint_name: str, report: MonitorReport, minimum: int) -> str | None:
+        """The report's window of labelled rows as a table a run can train on (its URI), or None when fewer
+        than ``minimum`` rows carry labels."""
+        ...
 
 
 @runtime_checkable

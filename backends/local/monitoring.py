@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 TAG_DATA_URI = "heartflow.data_uri"
 TAG_METRIC = "heartflow.metric"  # the model's chosen metric, when its run recorded one (else accuracy)
 LAST_FILE = "monitor/last.json"
+HISTORY_FILE = "monitor/history.jsonl"
 
 
 class LocalMonitor:
@@ -87,8 +89,84 @@ class LocalMonitor:
             since=since, until=until, reference=reference, numeric=[*schema.numeric, *schema.passthrough],
             categorical=list(schema.categorical), metric=metric, gate_value=float(gate) if gate else None,
         )
-        write_atomic(paths.root / LAST_FILE, json.dumps(report.to_json(), indent=2).encode("utf-8"))
+        figures = report.to_json()
+        write_atomic(paths.root / LAST_FILE, json.dumps(figures, indent=2).encode("utf-8"))
+        with open(paths.root / HISTORY_FILE, "a", encoding="utf-8") as history:  # one line per monitor run
+            history.write(json.dumps(figures, sort_keys=True) + "\n")
         return report
+
+    def export_labelled(self, endpoint_name: str, report: MonitorReport, minimum: int) -> str | None:
+        """The window's labelled rows as a CSV with the model's target column (the data's own labels), for a
+        retrain on the drifted window; None when fewer than ``minimum`` rows carry labels."""
+        import pandas as pd
+
+        paths = self.paths(endpoint_name)
+        _, _, _, model_dir = self.serving_deployment(endpoint_name)
+        labels = _labels(paths.root)
+        start = report.since.replace("Z", "")
+        end = report.until.replace("Z", "")
+        rows = []
+        for record in read_records(paths.root):
+            rid = str(record.get("request_id", ""))
+            if record.get("kind") != "scored" or rid.startswith("heartflow-") or not start <= str(record.get("time", ""))[:19] <= end:
+                continue
+            batch = record.get("rows") or []
+            for i, row in enumerate(batch):
+                key = rid if len(batch) == 1 else f"{rid}/{i}"
+                if key in labels and isinstance(row, dict):
+                    rows.append({**row, _schema(model_dir).target: labels[key]})
+        if len(rows) < max(minimum, 1):
+            return None
+        folder = paths.root / "monitor" / "windows"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"labelled-{report.until.replace(':', '').replace('-', '')}.csv"
+        pd.DataFrame(rows).to_csv(target, index=False)
+        schema = _schema(model_dir).to_mapping()  # the model's schema, as a --schema file, so the retrain matches it
+        schema.pop("labels", None)
+        write_atomic(Path(f"{target}.schema.json"), json.dumps(schema, indent=2).encode("utf-8"))
+        return str(target)
+
+    def history(self, endpoint_name: str, limit: int = 200) -> list[dict[str, Any]]:
+        try:
+            lines = (self.paths(endpoint_name).root / HISTORY_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines[-limit:]:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+        return out
+
+    def log(self, report: MonitorReport, client: Any) -> None:
+        """``monitor_*`` metrics on the serving model's training run, step = the window's end (epoch seconds)."""
+        from mlflow.entities import Metric
+
+        run_id = self.registry.get(report.model_name, report.model_version).source_run_id
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        step = int(datetime.fromisoformat(report.until.replace("Z", "+00:00")).timestamp())
+        metrics = {name: value for name, value in monitor_metrics(report).items() if value is not None}
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def monitor_metrics(report: MonitorReport) -> dict[str, float | None]:
+    """The figures MLflow keeps per monitor run (MLflow metric names: letters, digits, _ - . / and spaces)."""
+    prediction = report.prediction_drift
+    metrics: dict[str, float | None] = {
+        "monitor_requests": float(report.requests), "monitor_errors": float(sum(report.errors.values())),
+        "monitor_latency_p50_ms": report.latency_p50_ms, "monitor_latency_p99_ms": report.latency_p99_ms,
+        "monitor_positive_rate": prediction.positive_rate, "monitor_score_psi": prediction.score_psi,
+        "monitor_drifted_columns": float(len(report.drifted)),
+    }
+    if report.realized is not None:
+        metrics[f"monitor_realized_{report.realized.metric}"] = report.realized.value
+        metrics["monitor_labelled_rows"] = float(report.realized.rows)
+    if report.estimated is not None:
+        metrics[f"monitor_estimated_{report.estimated.metric}"] = report.estimated.value
+    for column in report.drift.columns if report.drift is not None else ():
+        metrics[f"monitor_psi.{re.sub(r'[^A-Za-z0-9_./ -]', '_', column.column)}"] = column.psi
+    return metrics
 
 
 def last_figures(home: Path, endpoint_name: str) -> dict[str, Any] | None:
