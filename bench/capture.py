@@ -56,7 +56,7 @@ def cpu_per_request(model_dir: Path, work: Path, body: bytes, requests: int, rou
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict) -> None:
+    async def send(message: dict) -> None:  # noqa: ARG001 - the ASGI signature
         return None
 
     async def serve(n: int) -> None:

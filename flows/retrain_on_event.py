@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -36,7 +37,8 @@ def retrain_on_event(
         if notification_block:
             from prefect.blocks.core import Block
 
-            Block.load(notification_block).notify(body=message, subject=f"heartflow: {event}")  # type: ignore[attr-defined]
+            block: Any = Block.load(notification_block)  # a NotificationBlock (slack-webhook/ops...)
+            block.notify(body=message, subject=f"heartflow: {event}")
         return f"notified: {message}"
     root = Path(home).resolve() if home else default_home()
     ledger_path = root / LEDGER

@@ -100,3 +100,24 @@ def test_drift_counts_and_realized_performance_from_live_traffic(served: Path, t
     status = heartflow(home, "status", "--endpoint-name", ENDPOINT, "--json", timeout=300)
     last = json.loads(status.stdout)["monitor"]
     assert last["requests"] == 300 and last["realized"]["labelled"] == 100 and "chol" in last["drifted"]
+
+
+def test_monitor_flow_logs_to_mlflow_and_exports_the_labelled_window(served: Path) -> None:
+    """After the first test (300 requests, 100 labelled): the monitor-endpoint flow's figures, its metrics on
+    the serving model's run, and the labelled window a retrain would train on."""
+    from backends.local import tracking
+    from flows.monitor_endpoint import monitor_endpoint
+
+    figures = monitor_endpoint(endpoint_name=ENDPOINT, since="2h", home=str(served))
+    assert figures["requests"] >= 300 and "chol" in figures["drifted"]
+    local = LocalBackend(served)
+    endpoint = local.endpoint(ENDPOINT)
+    model = local.registry.get(endpoint.model_name, endpoint.model_version)
+    metrics = tracking.make_client(served).get_run(model.source_run_id).data.metrics
+    assert metrics["monitor_requests"] >= 300 and metrics["monitor_labelled_rows"] == 100
+    assert metrics["monitor_psi.chol"] >= 0.25
+    windows = list((served / "endpoints" / ENDPOINT / "monitor" / "windows").glob("labelled-*.csv"))
+    assert len(windows) == 1
+    window = pd.read_csv(windows[0])
+    assert len(window) == 100 and set(window[TARGET]) <= set(LABELS)
+    assert Path(f"{windows[0]}.schema.json").exists()

@@ -215,8 +215,7 @@ class CaptureLog:
 
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         self._follow_settings()
-        lines = [self._line(item) for item in batch]
-        lines = [line for line in lines if line]
+        lines = [line for line in (self._line(item) for item in batch) if line]
         if self._unsampled:
             now = _iso(time.time())
             for (deployment, version), count in self._unsampled.items():

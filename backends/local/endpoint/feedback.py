@@ -28,7 +28,7 @@ def rejection_of(status: int, body: bytes) -> str:
     """The coarse reason of a refused ``/score`` answer (its error text, never the request's body)."""
     try:
         message = loads(body).get("error", "")
-    except (*JSON_ERRORS, AttributeError):
+    except (*JSON_ERRORS, AttributeError):  # type: ignore[misc]  # JSON_ERRORS: a tuple of exception classes
         message = ""
     return rejection_reason(status, str(message))
 

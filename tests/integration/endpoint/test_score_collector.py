@@ -30,7 +30,7 @@ def test_collectors_send_inputs_and_outputs_to_the_sidecar(trained_model_dir: Pa
     received: list[tuple[str, dict[str, str], bytes]] = []
 
     class Sidecar(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             received.append((self.path, dict(self.headers), body))
             self.send_response(200)
