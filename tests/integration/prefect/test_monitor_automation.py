@@ -9,7 +9,7 @@ import time
 import uuid
 
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, LogFilter, LogFilterFlowRunId
 from prefect.events import emit_event
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -48,5 +48,9 @@ def test_a_drift_event_runs_the_retrain_deployment(api: SyncPrefectClient, prefe
     assert run.parameters["retrain"] is False
     finished = wait_for_flow_run(api, run.id, 300, logs=[prefect_server.log_tail("worker.log")])
     assert finished.state.type.value == "COMPLETED", f"{finished.state}\n{prefect_server.log_tail('worker.log')}"
-    result = finished.state.result() if hasattr(finished.state, "result") else None
-    assert result is None or str(result).startswith("notified")
+    messages: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("no labelled window" in m for m in messages):
+        messages = [log.message for log in api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+        time.sleep(1)
+    assert any("no labelled window to retrain on" in m for m in messages), messages  # it notified
