@@ -5,7 +5,6 @@ Nothing here calls Azure. The same objects are submitted by ``AzureBackend`` and
 
 from __future__ import annotations
 
-import copy
 
 import base64
 import hashlib
@@ -25,9 +24,7 @@ from azure.ai.ml.entities import (
     AzureBlobDatastore,
     CodeConfiguration,
     Data,
-    DataCollector,
     DefaultScaleSettings,
-    DeploymentCollection,
     Environment,
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
@@ -37,6 +34,7 @@ from azure.ai.ml.entities import (
     UserIdentityConfiguration,
 )
 
+from backends.azure.collector import build_data_collector
 from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
 from backends.azure import packages
@@ -386,23 +384,7 @@ def build_deployment(
         liveness_probe=ProbeSettings(**probe),
         readiness_probe=ProbeSettings(**{**probe, "failure_threshold": 10}),
         environment_variables={"HEARTFLOW_MAX_ROWS": str(spec.max_rows)},
-        data_collector=build_data_collector(spec.capture_rate),
+        data_collector=build_data_collector(spec.capture_rate),  # backends.azure.collector
         tags=dict(CREATED_BY_TAG),
     )
 
-
-class _ReusableDataCollector(DataCollector):
-    """azure-ai-ml 1.35's DataCollector._to_rest_object deletes its own sampling_rate, so serializing it a
-    second time (the plan, then the deployment; a retried create) raises AttributeError: serialize a copy."""
-
-    def _to_rest_object(self) -> Any:
-        return DataCollector._to_rest_object(copy.deepcopy(self))
-
-
-def build_data_collector(rate: float) -> DataCollector:
-    """Capture on Azure: score.py's collectors (model_inputs, model_outputs) write to the workspace's blob
-    storage at ``rate``, joined by the request's correlation id (x-request-id); headers are not logged."""
-    return _ReusableDataCollector(
-        collections={name: DeploymentCollection(enabled="true") for name in ("model_inputs", "model_outputs")},
-        sampling_rate=rate, rolling_rate="hour",
-    )

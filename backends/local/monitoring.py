@@ -78,12 +78,20 @@ class LocalMonitor:
         metric = model.tags.get(TAG_METRIC, "accuracy")
         gate = model.tags.get(f"heartflow.holdout_{metric}") or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
         start, end = (t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in (since, until))
-        window, holdout = [], []
-        for record in read_records(paths.root):  # the holdout's answers may predate the window
+        # The holdout's answers were captured when the model was evaluated, before the window: read once from
+        # every kept file, then from a cache, so later monitors read only the window's files.
+        cache = paths.root / "monitor" / f"holdout-{_safe(model_name)}-{_safe(version)}.json"
+        cached = _read_json_list(cache)
+        holdout = cached or []
+        window = []
+        for record in read_records(paths.root, since if cached else None):
             if is_holdout_answer(record, version):
-                holdout.append(record)
+                if cached is None:
+                    holdout.append(record)
             elif start <= str(record.get("time", "")) <= end:
                 window.append(record)
+        if holdout and cached is None:
+            write_atomic(cache, json.dumps(holdout).encode("utf-8"))
         report = summarize(
             window, _labels(paths.root), holdout=holdout, endpoint=endpoint_name, model_name=model_name, model_version=version,
             since=since, until=until, reference=reference, numeric=[*schema.numeric, *schema.passthrough],
@@ -175,6 +183,18 @@ def last_figures(home: Path, endpoint_name: str) -> dict[str, Any] | None:
         return json.loads((EndpointPaths(Path(home), endpoint_name).root / LAST_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(text))
+
+
+def _read_json_list(path: Path) -> list[dict[str, Any]] | None:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return found if isinstance(found, list) and found else None
 
 
 def _labels(root: Path) -> dict[str, Any]:
