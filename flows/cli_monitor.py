@@ -21,9 +21,8 @@ def feedback(
     carried). Labels are the data's own (as the endpoint answers); unknown ids are kept and reported."""
     from backends.domain.outcomes import read_feedback_file
 
-    monitor = _local_monitor(home, tracking_uri)
     items = _check(read_feedback_file, file)
-    got = _check(monitor.add_feedback, endpoint_name, items, str(file))
+    got = _check(_local_monitor(home, tracking_uri, endpoint_name).add_feedback, endpoint_name, items, str(file))
     console.print(f"stored {got.stored} label(s) for {endpoint_name}: {got.matched} match a captured prediction, "
                   f"{got.unknown} unknown" + (f" (e.g. {', '.join(got.unknown_ids[:5])}): kept, and joined if their "
                                               "predictions are captured later" if got.unknown else ""), highlight=False)
@@ -45,17 +44,21 @@ def monitor(
     if backend is BackendName.azure:
         _fail("`heartflow monitor --backend azure` reads the data collector's blobs, which this version does not "
               "read yet: run the monitor on the local backend")
-    report = _check(_local_monitor(home, tracking_uri).monitor, endpoint_name, start)
+    report = _check(_local_monitor(home, tracking_uri, endpoint_name).monitor, endpoint_name, start)
     if as_json:
         typer.echo(json.dumps(report.to_json(), sort_keys=True))
         return
     console.print(render(report.to_json()), highlight=False, soft_wrap=True)
 
 
-def _local_monitor(home: Path | None, tracking_uri: str | None) -> Any:
+def _local_monitor(home: Path | None, tracking_uri: str | None, endpoint_name: str) -> Any:
+    """The endpoint's monitor; a missing endpoint is said before the MLflow store is opened (seconds)."""
     from backends.local.backend import LocalBackend
+    from backends.local.endpoint.state import EndpointPaths
     from backends.local.monitoring import LocalMonitor
 
+    if not EndpointPaths(_home(home), endpoint_name).state.exists():
+        _fail(f"no local endpoint {endpoint_name} under {_home(home)}: deploy one with `heartflow run`")
     local = _check(LocalBackend, _home(home), tracking_uri)
     return LocalMonitor(local.home, local.registry)
 
