@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 
 from backends.domain.retrain_guard import decide
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec
@@ -59,5 +59,8 @@ def retrain_on_event(
 
     logger.info("%s: retraining on the labelled window %s", what, data_uri)
     run_name = f"retrain-{endpoint_name}-on-{event.rsplit('.', 1)[-1]}-{event_id[:8]}"
-    train_and_deploy.with_options(flow_run_name=run_name)(spec=spec)
+    # The run keeps the event in its tags (the flow renames itself after its data and model); its history
+    # entry's "triggered by" is this first name (the run's context keeps it).
+    with tags(f"event:{event}", f"event-id:{event_id}"):
+        train_and_deploy.with_options(flow_run_name=run_name)(spec=spec)
     return f"retrained: {what} on {data_uri} (flow run {run_name})"

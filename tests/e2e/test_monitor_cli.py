@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,3 +122,20 @@ def test_monitor_flow_logs_to_mlflow_and_exports_the_labelled_window(served: Pat
     window = pd.read_csv(windows[0])
     assert len(window) == 100 and set(window[TARGET]) <= set(LABELS)
     assert Path(f"{windows[0]}.schema.json").exists()
+
+
+def test_a_retrain_on_the_labelled_window_runs_once_per_event(served: Path) -> None:
+    """The automation's flow on the exported window: it retrains once, names the event in the history's
+    "triggered by", and the same event id does nothing the second time."""
+    from flows.retrain_on_event import retrain_on_event
+
+    window = next((served / "endpoints" / ENDPOINT / "monitor" / "windows").glob("labelled-*.csv"))
+    event_id = uuid.uuid4().hex
+    done = retrain_on_event(event="heartflow.model.degraded", event_id=event_id, endpoint_name=ENDPOINT, retrain=True,
+                            data_uri=str(window), home=str(served), trials=2)
+    assert done.startswith("retrained"), done
+    again = retrain_on_event(event="heartflow.model.degraded", event_id=event_id, endpoint_name=ENDPOINT, retrain=True,
+                             data_uri=str(window), home=str(served), trials=2)
+    assert again.startswith("skipped") and "already triggered" in again
+    latest = LocalBackend(served).history(ENDPOINT)[-1]
+    assert f"on-degraded-{event_id[:8]}" in latest.triggered_by
