@@ -129,8 +129,10 @@ class LocalMonitor:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"labelled-{report.until.replace(':', '').replace('-', '')}.csv"
         pd.DataFrame(rows).to_csv(target, index=False)
-        schema = _schema(model_dir).to_mapping()  # the model's schema, as a --schema file, so the retrain matches it
+        model_schema = _schema(model_dir)  # as a --schema file (`heartflow schema show`'s form): the retrain matches it
+        schema = model_schema.to_mapping()
         schema.pop("labels", None)
+        schema["missing"] = dict(model_schema.missing) if len(model_schema.missing) > 1 else model_schema.policy("")
         write_atomic(Path(f"{target}.schema.json"), json.dumps(schema, indent=2).encode("utf-8"))
         return str(target)
 
