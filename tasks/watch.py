@@ -118,12 +118,17 @@ def _parts_table(source: DataSource) -> list[str]:
             "|---|---|---:|---|", *rows]
 
 
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as floats, text (a user's categories) as text: astype(float) alone fails on "ASY"."""
+    return frame.apply(lambda c: c.astype(float) if pd.api.types.is_numeric_dtype(c) else c.astype(str))
+
+
 def _new_rows(frame: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
     """Rows of ``frame`` that are not rows of ``reference`` (the champion never trained on them)."""
     if reference is None or not set(frame.columns) <= set(reference.columns):
         return frame
-    seen = set(map(tuple, reference.loc[:, list(frame.columns)].astype(float).itertuples(index=False)))
-    keep = [tuple(row) not in seen for row in frame.astype(float).itertuples(index=False)]
+    seen = set(map(tuple, _comparable(reference.loc[:, list(frame.columns)]).itertuples(index=False)))
+    keep = [tuple(row) not in seen for row in _comparable(frame).itertuples(index=False)]
     return frame.loc[keep].reset_index(drop=True)
 
 
