@@ -30,16 +30,19 @@ from backends.results import (
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
     from backends.client.evaluation import Predictor
+    from backends.domain.monitoring import MonitorReport
     from backends.domain.rollout import RolloutPolicy
     from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataAssetResolver", "DataRef", "Endpoint", "EvalReport", "GateFigures", "HistoryEntry", "ModelVersion",
-    "Provisioner", "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+    "Backend", "DataAssetResolver", "DataRef", "EndpointMonitor", "Endpoint", "EvalReport", "GateFigures",
+    "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,30 @@ class Rendered(Protocol):
     """A report a command prints."""
 
     def render(self) -> str: ...
+
+
+@runtime_checkable
+class EndpointMonitor(Protocol):
+    """A backend that captures what its endpoints are asked (local: the host's capture files): monitoring
+    figures over a window, labels joined by request id, and the figures logged on the serving model's run."""
+
+    def monitor(self, endpoint_name: str, since: datetime) -> MonitorReport:
+        """The figures of ``backends.domain.monitoring`` from ``since`` to now; raises ConfigurationError
+        when the endpoint has never been deployed."""
+        ...
+
+    def monitor_history(self, endpoint_name: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Earlier monitor figures (``MonitorReport.to_json``), oldest first."""
+        ...
+
+    def log_monitor(self, report: MonitorReport) -> None:
+        """The figures as metrics on the serving model's training run (step: the window's end)."""
+        ...
+
+    def export_labelled(self, endpoint_name: str, report: MonitorReport, minimum: int) -> str | None:
+        """The report's window of labelled rows as a table a run can train on (its URI), or None when fewer
+        than ``minimum`` rows carry labels."""
+        ...
 
 
 @runtime_checkable
@@ -145,12 +172,15 @@ class Backend(abc.ABC):
     def endpoint_key(self, endpoint: Endpoint) -> str:
         """The key a client sends to ``endpoint``. Never logged."""
 
-    def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500) -> Predictor:
+    def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500,
+                  purpose: str = "holdout") -> Predictor:
         """Predictions of ``deployment`` (default ``endpoint.deployment``) as a client gets them: over HTTP
-        with the endpoint's key, in batches of ``batch_size`` rows."""
+        with the endpoint's key, in batches of ``batch_size`` rows; ``purpose`` names heartflow's own traffic
+        in its request ids (holdout, decay, importance), so monitoring never counts it as live."""
         from backends.client.evaluation import EndpointPredictor
 
-        return EndpointPredictor(endpoint, self.endpoint_key(endpoint), deployment=deployment, batch_size=batch_size)
+        return EndpointPredictor(endpoint, self.endpoint_key(endpoint), deployment=deployment, batch_size=batch_size,
+                                 purpose=purpose)
 
     # ---- the rollout: one policy over each backend's primitives (backends.domain.rollout) --------------
     @abc.abstractmethod

@@ -12,11 +12,13 @@ from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUEST
 if TYPE_CHECKING:
     from flows.early_server import EarlyServer
 
+from flows import cli_monitor, cli_status
 from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the tests
     PREFECT_DEFAULTS,
     ArtifactRootOption,
     BackendName,
     BackendOption,
+    CaptureRateOption,
     EndpointOption,
     FolderRuleName,
     GateRule,
@@ -42,6 +44,9 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Dataset schemas: propose one for your table.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+app.command()(cli_monitor.feedback)
+app.command()(cli_monitor.monitor)
+app.command()(cli_status.status)
 
 
 @schema_app.command("infer")
@@ -100,6 +105,7 @@ def run(
     max_disagreement: Annotated[float, typer.Option("--max-disagreement", min=0.0, max=1.0, help="Largest share of live rows the candidate may answer differently from the champion")] = DEFAULT_MAX_DISAGREEMENT,
     watch: Annotated[int, typer.Option("--watch", min=0, help="Seconds the previous champion stays warm after a promotion, with automatic rollback (0: off)")] = 0,
     stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
+    capture_rate: CaptureRateOption = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
     plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
     compute: Annotated[str | None, typer.Option("--compute", help="Azure compute cluster name")] = None,
@@ -135,7 +141,7 @@ def run(
         spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
                            trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
                            instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on, metric, threshold,
+                           folder_rule, force, retrain_on, metric, threshold, capture_rate,
                            live={"shadow_seconds": shadow, "shadow_min_requests": shadow_min_requests,
                                  "max_disagreement": max_disagreement, "watch_seconds": watch})
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
@@ -208,8 +214,12 @@ def serve(
     model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default)")] = "127.0.0.1",
     tracking_uri: TrackingOption = None,
+    capture_rate: CaptureRateOption = 1.0,
 ) -> None:
     """Serve the champion (or --model-version) in the foreground until Ctrl-C."""
+    from backends.local.endpoint.capture import set_capture_rate
+    from backends.local.endpoint.state import EndpointPaths
+
     from backends.local import tracking
     from backends.local.backend import LocalBackend
     from backends.local.endpoint import serve_foreground
@@ -219,6 +229,7 @@ def serve(
     if model is None:
         _fail(f"no champion of {model_name!r} in {local.mlflow_uri}: run `heartflow run` first or pass --model-version")
     model_dir = _check(tracking.served_model_dir, local.mlflow_client, local.home, model.name, model.version)
+    set_capture_rate(EndpointPaths(local.home, endpoint_name).root, capture_rate)
 
     def listening(status: Any) -> None:
         console.print(
@@ -228,44 +239,6 @@ def serve(
 
     _check(serve_foreground, local.home, endpoint_name, model_dir, model.name, model.version, port=port,
            workers=workers, host=host, on_listening=listening)
-
-
-@app.command()
-def status(
-    home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
-    tracking_uri: TrackingOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
-    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
-) -> None:
-    """The champion in the registry, and what the local endpoint serves now."""
-    from backends.domain.history import recorded_holdout_accuracy
-    from backends.local.backend import LocalBackend
-    from flows.cli_status import status_problems
-
-    local = _check(LocalBackend, _home(home), tracking_uri)
-    champion = local.champion(model_name)
-    endpoint = local.endpoint(endpoint_name)
-    problems = status_problems(local, endpoint_name, model_name)
-    if as_json:  # only JSON on stdout, for scripts
-        from flows.cli_json import status_record
-
-        typer.echo(status_record(endpoint_name, endpoint, champion, problems))
-        raise typer.Exit(code=0 if endpoint is not None else 3)
-    for problem in problems:
-        console.print(f"[bold yellow]inconsistent:[/] {problem}", highlight=False)
-    if champion is None:
-        console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
-    else:
-        accuracy = recorded_holdout_accuracy(champion)
-        console.print(f"champion: {champion.name} v{champion.version}"
-                      + (f" (holdout accuracy {accuracy:.4f})" if accuracy is not None else "")
-                      + f" in {local.mlflow_uri}", highlight=False)
-    if endpoint is None:
-        console.print(f"endpoint {endpoint_name} is not running")
-        raise typer.Exit(code=3)
-    from backends.reporting import reports
-
-    console.print(reports.endpoint_markdown(endpoint), highlight=False)
 
 
 @app.command()

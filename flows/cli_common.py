@@ -45,6 +45,11 @@ HomeOption = Annotated[
     typer.Option("--home", help="Local state folder (MLflow, data, endpoints). Default: $HEARTFLOW_HOME or ./.heartflow"),
 ]
 BackendOption = Annotated[BackendName, typer.Option("--backend", help="Where to run: local or azure")]
+CaptureRateOption = Annotated[
+    float,
+    typer.Option("--capture-rate", min=0.0, max=1.0,
+                 help="Share of answered requests captured with their rows for `heartflow monitor` (refusals always counted)"),
+]
 EndpointOption = Annotated[str, typer.Option("--endpoint-name", help="Endpoint name (3-32 chars, starts with a letter)")]
 TrackingOption = Annotated[
     str | None,

@@ -41,7 +41,9 @@ def history_records(backend: Backend, entries: Sequence[HistoryEntry]) -> Iterat
 
 
 def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: ModelVersion | None,
-                  problems: tuple[str, ...] = ()) -> str:
+                  problems: tuple[str, ...] = (), monitor: dict[str, Any] | None = None) -> str:
+    """``problems``: what does not agree (``heartflow status``); ``monitor``: the last `heartflow monitor` figures
+    (requests, drifted, realized, estimated...), or None."""
     record: dict[str, Any] = {
         "inconsistent": list(problems),
         "endpoint": endpoint_name, "serving": endpoint is not None,
@@ -53,5 +55,8 @@ def status_record(endpoint_name: str, endpoint: Endpoint | None, champion: Model
         "champion_version": champion.version if champion else None,
         "champion_serves": bool(endpoint and champion and endpoint.model_version == champion.version),
         **_lineage(champion),
+        "monitor": None if monitor is None else {k: monitor.get(k) for k in (
+            "until", "since", "model_version", "requests", "errors", "drifted", "prediction_drift", "realized",
+            "estimated", "degraded")},
     }
     return json.dumps(record, sort_keys=True)

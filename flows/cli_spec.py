@@ -88,7 +88,7 @@ def build_spec(
     dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
     gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
     folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, metric: MetricName = "accuracy",
-    threshold: str = "0.5", *, live: dict[str, Any] | None = None,
+    threshold: str = "0.5", capture_rate: float = 1.0, *, live: dict[str, Any] | None = None,
 ) -> Any:
     from backends.domain.search import check_search_space
     from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
@@ -112,7 +112,8 @@ def build_spec(
             ),
             deploy=DeploySpec(
                 endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, **deploy_options, **(live or {}),
+                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, capture_rate=capture_rate,
+                **deploy_options, **(live or {}),
             ),
             dry_run=dry_run,
         )

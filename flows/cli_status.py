@@ -1,14 +1,67 @@
-"""`heartflow status`'s consistency check: what does not agree on the endpoint, and who holds its rollout slot."""
+"""`heartflow status`: the champion, what serves, what does not agree on the endpoint (and who holds its
+rollout slot), and the last monitor figures."""
 
 from __future__ import annotations
 
-from backends.domain.convergence import inconsistencies
-from backends.local.backend import LocalBackend
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flows import cli_monitor
+from flows.cli_common import EndpointOption, HomeOption, TrackingOption, _check, _home, console
+
+if TYPE_CHECKING:
+    from backends.local.backend import LocalBackend
+
+
+def status(
+    home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
+    tracking_uri: TrackingOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
+) -> None:
+    """The champion in the registry, and what the local endpoint serves now."""
+    from backends.domain.history import recorded_holdout_accuracy
+    from backends.local.backend import LocalBackend
+
+    local = _check(LocalBackend, _home(home), tracking_uri)
+    champion = local.champion(model_name)
+    endpoint = local.endpoint(endpoint_name)
+    problems = status_problems(local, endpoint_name, model_name)
+    if as_json:  # only JSON on stdout, for scripts
+        from flows.cli_json import status_record
+
+        from backends.local.monitoring import last_figures
+
+        typer.echo(status_record(endpoint_name, endpoint, champion, problems, last_figures(local.home, endpoint_name)))
+        raise typer.Exit(code=0 if endpoint is not None else 3)
+    for problem in problems:
+        console.print(f"[bold yellow]inconsistent:[/] {problem}", highlight=False)
+    if champion is None:
+        console.print(f"no champion of {model_name} in {local.mlflow_uri}", highlight=False)
+    else:
+        accuracy = recorded_holdout_accuracy(champion)
+        console.print(f"champion: {champion.name} v{champion.version}"
+                      + (f" (holdout accuracy {accuracy:.4f})" if accuracy is not None else "")
+                      + f" in {local.mlflow_uri}", highlight=False)
+    if endpoint is None:
+        console.print(f"endpoint {endpoint_name} is not running")
+        raise typer.Exit(code=3)
+    from backends.reporting import reports
+
+    console.print(reports.endpoint_markdown(endpoint), highlight=False)
+    from backends.local.monitoring import last_figures
+
+    figures = last_figures(local.home, endpoint_name)
+    console.print("last " + cli_monitor.render(figures) if figures else "no monitor figures yet: run `heartflow monitor`",
+                  highlight=False, soft_wrap=True)
 
 
 def status_problems(local: LocalBackend, endpoint_name: str, model_name: str) -> tuple[str, ...]:
     """The endpoint's inconsistencies, then the rollout slot's holder when it is held (read from the configured
     Prefect API only: status never starts a temporary server for it)."""
+    from backends.domain.convergence import inconsistencies
+
     found = list(inconsistencies(local.rollout_policy(), endpoint_name, model_name))
     from prefect.settings import PREFECT_API_URL
 

@@ -18,6 +18,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ except ImportError:  # a copy of src/ on the scoring path
 
 __all__ = [
     "MLMODEL", "CompiledForestPredictor", "Feature", "FramePredictor", "ModelLoadError", "Predictor", "RequestError",
-    "Scorer", "dumps", "find_model_dir", "max_rows_from_env", "read_features", "read_model_info",
+    "Scored", "Scorer", "dumps", "find_model_dir", "max_rows_from_env", "read_features", "read_model_info",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,21 @@ def known_categories(model: Any) -> dict[str, frozenset[Any]]:
         for column, levels in zip(list(columns), categories, strict=True):
             found[str(column)] = frozenset(v for v in levels.tolist() if v == v)  # NaN (missing) is not a category
     return found
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a 200 answered, for monitoring: the validated request body; ``rows``, the records cut to the
+    signature's columns, only when some record carried other columns (else the body is the rows); the
+    labels, P(positive class) per row (None when the model gives no probabilities) and the classes (the
+    positive one last). Kept as they are, few objects (a parsed body held until the capture writer runs
+    would feed the garbage collector): the writer turns them into a record off the request path."""
+
+    body: bytes | str
+    rows: list[dict[str, Any]] | None
+    predictions: list[Any]
+    positive_proba: Any  # a numpy column, or None
+    classes: list[Any]
 
 
 class Scorer:
@@ -132,13 +148,27 @@ class Scorer:
     def score(self, body: bytes | str) -> tuple[int, Any]:
         """(200, labels) or, with ``return_probabilities``, (200, {predictions, probabilities, classes});
         (4xx, {"error": message}) for a request the endpoint refuses."""
+        return self._score(body, None)
+
+    def score_captured(self, body: bytes | str) -> tuple[int, Any, Scored | None]:
+        """``score``, plus what monitoring records of a 200: the validated rows (the signature's columns
+        only), the predicted labels and each row's probability of the positive class (computed even when the
+        client did not ask for probabilities). None for a refused request."""
+        seen: list[Scored] = []
+        status, payload = self._score(body, seen)
+        return status, payload, seen[0] if seen else None
+
+    def _score(self, body: bytes | str, captured: list[Scored] | None) -> tuple[int, Any]:
         try:
             request = parse(body)
             x = self._reader.read(request["data"])
             with_proba = wants_proba(request)
         except RequestError as exc:
             return exc.status, {"error": exc.message}
-        if self._reader.extras:
+        asked_proba = with_proba
+        with_proba = with_proba or (captured is not None and getattr(self.predictor, "has_proba", True))
+        extras = bool(self._reader.extras)
+        if extras:
             logger.info("ignored extra column(s) not in the model's signature: %s", ", ".join(sorted(self._reader.extras)))
             self._reader.extras.clear()
         found = self.predictor.classify(x, with_proba or self.threshold is not None)
@@ -149,7 +179,12 @@ class Scorer:
             self._count_unseen(x, request["data"])
         labels = self._labels_by_index
         predictions = [labels[i] for i in found.best]
-        if not with_proba:
+        if captured is not None:
+            positive_proba = None if found.proba is None else found.proba[:, -1]
+            names = self.names
+            rows = [{n: r.get(n) for n in names} for r in request["data"]] if extras else None
+            captured.append(Scored(body, rows, predictions, positive_proba, self.classes))
+        if not asked_proba:
             return 200, predictions
         if found.proba is None:
             return 400, {"error": "return_probabilities: this model does not give probabilities"}

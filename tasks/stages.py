@@ -176,7 +176,7 @@ def measure_feature_importance(
     """Permutation importance of the serving champion per original column, through the backend's predictor
     of the deployment (over HTTP for a live endpoint), on at most a bounded sample of the holdout."""
     result = measure_importance(
-        backend.predictor(endpoint, deployment=deployment, batch_size=batch_size), holdout, target,
+        backend.predictor(endpoint, deployment=deployment, batch_size=batch_size, purpose="importance"), holdout, target,
         model_name=champion.name, model_version=champion.version, deployment=deployment, repeats=repeats, seed=seed,
     )
     get_run_logger().info(

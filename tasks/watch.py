@@ -159,7 +159,7 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:
             try:
-                predictor = backend.predictor(serving, deployment=serving.deployment, batch_size=32)
+                predictor = backend.predictor(serving, deployment=serving.deployment, batch_size=32, purpose="decay")
                 decay = evaluate_with(predictor, serving, rows, prepared.schema.target, deployment=serving.deployment)
             except (EvaluationError, DeploymentError) as exc:  # the gate will meet it too; training still helps
                 logger.warning("decay not measured: champion v%s did not answer on %s (%s)", champion.version,

@@ -5,6 +5,7 @@ Nothing here calls Azure. The same objects are submitted by ``AzureBackend`` and
 
 from __future__ import annotations
 
+
 import base64
 import hashlib
 import importlib.util
@@ -33,6 +34,7 @@ from azure.ai.ml.entities import (
     UserIdentityConfiguration,
 )
 
+from backends.azure.collector import build_data_collector
 from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
 from backends.azure import packages
@@ -388,5 +390,7 @@ def build_deployment(
         liveness_probe=ProbeSettings(**probe),
         readiness_probe=ProbeSettings(**{**probe, "failure_threshold": 10}),
         environment_variables={"HEARTFLOW_MAX_ROWS": str(spec.max_rows)},
+        data_collector=build_data_collector(spec.capture_rate),  # backends.azure.collector
         tags=dict(CREATED_BY_TAG),
     )
+

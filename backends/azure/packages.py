@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 # workspace (jobs set MLFLOW_TRACKING_URI to azureml://...) and the scoring server of managed endpoints.
 ENVIRONMENT_PACKAGES: tuple[str, ...] = (
     "scikit-learn", "mlflow", "azureml-mlflow", "pandas", "numpy", "numba", "skops", "azureml-inference-server-http",
+    "azureml-ai-monitoring",  # score.py's data collector (model_inputs / model_outputs to the workspace's blobs)
 )
 # Packages pip itself brings (or that a conda "pip" entry provides): never pinned in the pip list.
 _TOOLING = frozenset({"pip", "setuptools", "wheel"})

@@ -10,6 +10,7 @@ import json
 import logging
 import statistics
 import time
+import uuid
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,14 +48,17 @@ def _is_nan(value: Any) -> bool:
 
 def call_endpoint(
     session: requests.Session, endpoint: Endpoint, key: str, records: list[dict[str, Any]],
-    *, deployment: str | None = None, extra: dict[str, Any] | None = None,
+    *, deployment: str | None = None, extra: dict[str, Any] | None = None, request_id: str | None = None,
 ) -> Any:
-    """POST one batch and return the decoded JSON answer; retries throttling and gateway errors."""
+    """POST one batch and return the decoded JSON answer; retries throttling and gateway errors.
+    ``request_id`` goes as ``x-request-id``, so captured evaluation traffic is told from live traffic."""
     headers = {
         "Authorization": f"Bearer {key}",
         "Content-Type": "application/json",
         "azureml-model-deployment": deployment or endpoint.deployment,
     }
+    if request_id:
+        headers["x-request-id"] = request_id
     body = json.dumps({"data": records, **(extra or {})})
     for attempt in Retrying(
         retry=retry_if_exception_type((_TransientHTTPError, requests.ConnectionError)),
@@ -80,6 +84,8 @@ def call_endpoint(
 # Asked of the endpoint so that its answer names its classes: the data's labels ("Presence"/"Absence"),
 # listed negative first, are turned back into the 0/1 the holdout's target holds.
 WITH_CLASSES = {"return_probabilities": True}
+EVAL_ID_PREFIX = "heartflow-"  # request ids of heartflow's own evaluation traffic: heartflow-<purpose>-<run>-<n>
+HOLDOUT_PURPOSE = "holdout"
 
 
 def predictions_of(answer: Any, expected: int, endpoint: Endpoint) -> list[int]:
@@ -142,9 +148,13 @@ class Predictor(Protocol):
 class EndpointPredictor:
     """Predictions of one deployment of a live endpoint over HTTP, in batches of at most ``batch_size`` rows."""
 
-    def __init__(self, endpoint: Endpoint, key: str, *, deployment: str | None = None, batch_size: int = 500) -> None:
+    def __init__(self, endpoint: Endpoint, key: str, *, deployment: str | None = None, batch_size: int = 500,
+                 purpose: str = HOLDOUT_PURPOSE) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        # Each request's id is heartflow-<purpose>-<run>-<n>: monitoring tells heartflow's own traffic from live
+        # traffic, and takes the holdout's answers as its prediction reference.
+        self._ids = f"{EVAL_ID_PREFIX}{purpose}-{uuid.uuid4().hex[:12]}"
         self.endpoint = endpoint
         self.deployment = deployment or endpoint.deployment
         self.batch_size = batch_size
@@ -163,7 +173,7 @@ class EndpointPredictor:
                     batch = records_of(frame.iloc[start : start + self.batch_size])
                     started = time.perf_counter()
                     answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment,
-                                           extra=WITH_CLASSES)
+                                           extra=WITH_CLASSES, request_id=f"{self._ids}-{self.requests}")
                     self.latencies_ms.append((time.perf_counter() - started) * 1000)
                     self.requests += 1
                     self.classes = self.classes or classes_of(answer)
@@ -183,7 +193,8 @@ def evaluate_with(
 ) -> EvalReport:
     """Score ``predict``'s answers on ``holdout`` (features only go in) against its labels. The report's
     predictions stay in the holdout's row order; a holdout indexed by row keys gives them as ``row_ids``,
-    so two reports on the same rows pair up row by row (the gate's paired test)."""
+    so two reports on the same rows pair up row by row (the gate's paired test). Each request's id starts
+    with ``heartflow-<purpose>-``: monitoring takes the holdout's answers as its prediction reference."""
     if holdout.empty:
         raise EvaluationError("the holdout is empty: nothing to evaluate")
     features = holdout.drop(columns=[target])

@@ -88,9 +88,12 @@ def _psi(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def numeric_psi(reference: pd.Series, current: pd.Series, bins: int = BINS) -> float:
-    """PSI with bins cut at the reference's quantiles."""
+    """PSI with bins cut at the reference's quantiles; missing values left out on both sides."""
     ref = reference.astype(float).to_numpy()
     cur = current.astype(float).to_numpy()
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]  # empty cells (imputed by the model) are no bin
+    if not len(ref) or not len(cur):
+        return 0.0
     inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
     edges = np.concatenate(([-np.inf], inner, [np.inf]))
     # right-closed bins, so a value equal to an edge falls in the same bin in both tables

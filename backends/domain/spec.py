@@ -266,6 +266,10 @@ class DeploySpec(BaseModel):
     instance_count: int = Field(default=1, ge=1)
     request_timeout_ms: int = Field(default=5000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
     max_rows: int = Field(default=1000, ge=1, description="Largest batch a request may carry")
+    capture_rate: float = Field(
+        default=1.0, ge=0.0, le=1.0,
+        description="Share of answered requests captured with their rows for monitoring (refusals are always counted)",
+    )
     promotion_tolerance: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="The largest accuracy drop the gate accepts; default 0 (gate tolerance) or 0.05 (gate paired)",

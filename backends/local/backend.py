@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -42,6 +42,9 @@ from backends.local.sweep import LocalSweepRunner
 from backends.local.watch import LocalWatch
 from backends.domain.spec import DeploySpec, SweepSpec
 from src.features import DatasetSchema
+
+if TYPE_CHECKING:
+    from backends.domain.monitoring import MonitorReport
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +262,25 @@ class LocalBackend(Backend):
 
     def teardown(self, endpoint_name: str) -> None:
         self._manager(endpoint_name).stop()
+
+    # ---- monitoring: EndpointMonitor over the host's capture ---------------------------------------------
+    @property
+    def monitoring(self):  # noqa: ANN201 - LocalMonitor, imported lazily
+        from backends.local.monitoring import LocalMonitor
+
+        return LocalMonitor(self.home, self.registry)
+
+    def monitor(self, endpoint_name: str, since: datetime) -> MonitorReport:
+        return self.monitoring.monitor(endpoint_name, since)
+
+    def monitor_history(self, endpoint_name: str, limit: int = 200) -> list[dict[str, Any]]:
+        return self.monitoring.history(endpoint_name, limit)
+
+    def log_monitor(self, report: MonitorReport) -> None:
+        self.monitoring.log(report, self._client)
+
+    def export_labelled(self, endpoint_name: str, report: MonitorReport, minimum: int) -> str | None:
+        return self.monitoring.export_labelled(endpoint_name, report, minimum)
 
     # ---- what tasks need besides the stages -----------------------------------------------------------
     stores_files = True

@@ -14,6 +14,7 @@ from backends.domain.rollout import RolloutPolicy
 from backends.errors import DeploymentError
 from backends.domain.history import HistoryStore
 from backends.local import tracking
+from backends.local.endpoint.capture import set_capture_rate
 from backends.local.registry import LocalRegistry
 from backends.results import Endpoint, HistoryEntry, ModelVersion
 from backends.domain.spec import DeploySpec
@@ -48,7 +49,9 @@ class LocalEndpoints(RolloutPolicy):
     def put_deployment(self, endpoint_name: str, deployment: str, model: ModelVersion, spec: DeploySpec) -> None:
         # The manager gives a new deployment 0 % while another serves, and restores the previous state
         # when the deployment does not answer its smoke request.
-        self.manager(endpoint_name).deploy(
+        manager = self.manager(endpoint_name)
+        set_capture_rate(manager.paths.root, spec.capture_rate)
+        manager.deploy(
             deployment, self.model_dir(model), model.name, model.version, port=spec.port, workers=spec.workers,
             max_rows=spec.max_rows, request_timeout_ms=spec.request_timeout_ms,
         )

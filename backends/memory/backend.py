@@ -135,7 +135,8 @@ class InMemoryBackend(Backend):
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self.endpoints.key(endpoint.name)
 
-    def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500) -> Predictor:
+    def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500,
+                  purpose: str = "holdout") -> Predictor:
         return MemoryPredictor(self.endpoints, self.faults, endpoint, self.endpoint_key(endpoint), deployment, batch_size)
 
     def evaluate(

@@ -1,6 +1,6 @@
 """The local endpoint's ASGI application: one endpoint, several named deployments, a traffic split.
 
-Routes: ``POST /score`` (Bearer key), ``GET /health`` and ``GET /`` (liveness), ``GET /ready`` (every
+Routes: ``POST /score`` and ``POST /feedback`` (Bearer key), ``GET /health`` and ``GET /`` (liveness), ``GET /ready`` (every
 deployment of the current state loaded), ``GET /openapi.json``.
 
 Each worker process follows ``state.json``: a cheap stat per request notices a new version, a background
@@ -8,6 +8,9 @@ thread loads the deployments it does not have yet, and only then the worker swit
 Until the switch it keeps serving the old one, so a redeploy, a traffic change or a deletion never fails a
 request. A request naming a deployment (header ``azureml-model-deployment``) goes there whatever its
 traffic, waiting for it to load when it is new.
+
+Capture (``capture.py``): every ``/score`` answer carries an ``x-request-id``; what was asked and answered
+is recorded off the request path, for ``heartflow monitor``. ``/feedback`` stores labels by request id.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from backends.local.endpoint.capture import REQUEST_ID_HEADER, CaptureLog, Ticket, request_id_of
 from backends.local.endpoint.deadlines import BodyDeadlines
+from backends.local.endpoint.feedback import FEEDBACK_PATH, handle_feedback, rejection_of
 from backends.local.endpoint.live import LiveRecorder
 from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
@@ -59,6 +64,7 @@ class EndpointApp:
         self._pid = os.getpid()
         self._access = AccessLog(ACCESS_LOGGER)
         self._deadlines = BodyDeadlines()
+        self._capture = CaptureLog(paths.root, paths.name)
         self._live = LiveRecorder(paths, self._pid)  # the shadow's mirror and the watch (idle unless asked)
 
     # -- deployment table ------------------------------------------------------------------------------
@@ -136,6 +142,7 @@ class EndpointApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._scoring.shutdown(wait=True)
+                self._capture.close()
                 self._live.close()
                 self._access.flush()
                 self._loader.shutdown(wait=False, cancel_futures=True)
@@ -147,11 +154,19 @@ class EndpointApp:
         path, method = scope["path"], scope["method"]
         deployment = ""
         size = 0
+        request_id = b""
+        ticket: Ticket | None = None
         if path == "/score":
+            request_id = request_id_of(scope["headers"])
             if method == "POST":
-                status, body, deployment, size = await self._score(scope, receive)
+                ticket = Ticket(request_id) if self._capture.sampled() else None
+                status, body, deployment, size = await self._score(scope, receive, ticket, request_id)
             else:
                 status, body = 405, dumps({"error": "use POST /score"})
+        elif path == FEEDBACK_PATH:
+            request_id = request_id_of(scope["headers"])
+            status, body = await self._feedback(scope, receive) if method == "POST" else (
+                405, dumps({"error": "use POST /feedback"}))
         elif path in ("/health", "/"):
             status, body = (200, b'{"status":"alive"}') if method in ("GET", "HEAD") else (405, dumps({"error": "use GET"}))
         elif path == "/ready":
@@ -163,14 +178,28 @@ class EndpointApp:
         headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if deployment:
             headers.append((DEPLOYMENT_HEADER, deployment.encode()))
+        if request_id:
+            headers.append((REQUEST_ID_HEADER, request_id))
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="heartflow"'))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method != "HEAD" else b""})
+        if path == "/score":  # after the answer is sent: capture costs the client nothing
+            if status >= 400:
+                self._capture.rejected(request_id, status, rejection_of(status, body), deployment)
+            elif ticket is not None:
+                self._capture.scored(ticket, status, round((time.perf_counter() - started) * 1000, 3))
+            else:
+                self._capture.unsampled(deployment, "")
         if self._access.enabled:
             client = scope.get("client")
             self._access.record(method, path, status, round((time.perf_counter() - started) * 1000, 3),
                                 deployment or None, size, client[0] if client else "", self._pid)
+
+    async def _feedback(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        classes = next((list(d.scorer.classes) for d in self.table.deployments.values() if d.scorer is not None), None)
+        return await handle_feedback(scope["headers"], receive, root=self.paths.root, expected=self._expected,
+                                     classes=classes, executor=self._loader)
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
@@ -196,7 +225,8 @@ class EndpointApp:
         }
         return (200 if payload["ready"] else 503), dumps(payload)
 
-    async def _score(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str, int]:
+    async def _score(self, scope: Scope, receive: Receive, ticket: Ticket | None = None,
+                     request_id: bytes = b"") -> tuple[int, bytes, str, int]:
         headers = scope["headers"]
         authorization = b""
         named = b""
@@ -232,6 +262,8 @@ class EndpointApp:
             return 503, dumps({"error": f"deployment {name!r} failed to load: {found.error}",
                                "deployment_state": "failed"}), name, 0
 
+        if ticket is not None:
+            ticket.deployment, ticket.model_name, ticket.model_version = name, found.config.model_name, found.config.model_version
         limit = table.state.max_body_bytes if table.state else 1 << 20
         timeout_s = found.config.request_timeout_ms / 1000
         deadline = time.perf_counter() + timeout_s
@@ -251,17 +283,19 @@ class EndpointApp:
         if len(body) <= INLINE_BODY_BYTES:
             # A small body scores in well under a millisecond: inline in the event loop is faster than a
             # thread hand-off (about 0.4 ms here), and its deadline is checked before scoring starts.
-            status, payload = _score_before(scorer, body, deadline)
+            status, payload = _score_before(scorer, body, deadline, ticket)
         else:
-            future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline)
+            future = asyncio.get_running_loop().run_in_executor(self._scoring, _score_before, scorer, body, deadline,
+                                                                ticket)
             try:
                 status, payload = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.perf_counter(), 0.001))
             except TimeoutError:
                 return 408, dumps({"error": f"scoring took longer than {found.config.request_timeout_ms} ms "
                                             "(request_timeout_ms): send fewer rows"}), name, 0
+        # The shadow's mirror and the watch (backends/local/endpoint/live.py), keyed by the same request id.
         status, payload = self._live.after_score(
             table.state, table.deployments, name, bool(named), headers, body, status, payload,
-            (time.perf_counter() - scoring_started) * 1000)
+            (time.perf_counter() - scoring_started) * 1000, request_id=request_id.decode("latin-1") or None)
         return status, payload, name, len(body)
 
     @staticmethod
@@ -297,12 +331,16 @@ class _Disconnected(Exception):
     pass
 
 
-def _score_before(scorer: Scorer, body: bytes, deadline: float) -> tuple[int, bytes]:
-    """Score unless the request already waited past its deadline in the queue (then it is answered 408)."""
+def _score_before(scorer: Scorer, body: bytes, deadline: float, ticket: Ticket | None = None) -> tuple[int, bytes]:
+    """Score unless the request already waited past its deadline in the queue (then it is answered 408);
+    a sampled request keeps what capture records on its ticket."""
     if time.perf_counter() > deadline:
         return 408, dumps({"error": "the request waited longer than request_timeout_ms before scoring"})
     try:
-        return scorer.score_json(body)
+        if ticket is None:
+            return scorer.score_json(body)
+        status, payload, ticket.scored = scorer.score_captured(body)
+        return status, dumps(payload)
     except Exception as exc:  # noqa: BLE001 - a model that raises on some input answers 500 for that request
         logger.warning("deployment %s raised on a request: %s: %s", scorer.label, type(exc).__name__, exc)
         return 500, dumps({"error": "the model failed on this request"})

@@ -130,3 +130,15 @@ def test_settings_override_the_instance_type(settings: AzureSettings) -> None:
                                            model="azureml:m:1", environment=ENV)
     assert to_plain(deployment._to_dict())["instance_type"] == "Standard_F2s_v2"
     assert yaml.safe_load(io.StringIO(yaml.safe_dump(to_plain(deployment._to_dict()))))["name"] == "blue"
+
+
+def test_deployment_collects_inputs_and_outputs_at_the_capture_rate(settings: AzureSettings) -> None:
+    spec = DeploySpec(capture_rate=0.25)
+    deployment = entities.build_deployment(settings, spec, name="blue", endpoint_name="heart-classify-endpoint",
+                                           model="azureml:heart-classifier:3", environment=ENV)
+    first = deployment._to_rest_object(location=REST_LOCATION)
+    second = deployment._to_rest_object(location=REST_LOCATION)  # the plan, then the create: both serialize
+    for rest in (first, second):
+        collections = rest.properties.data_collector.collections
+        assert sorted(collections) == ["model_inputs", "model_outputs"]
+        assert all(c.sampling_rate == 0.25 and c.data_collection_mode.lower() == "enabled" for c in collections.values())
