@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backends.errors import PromotionRejected
 from prefect import flow, get_run_logger, tags
 
 from backends.domain.retrain_guard import decide
@@ -61,6 +62,9 @@ def retrain_on_event(
     run_name = f"retrain-{endpoint_name}-on-{event.rsplit('.', 1)[-1]}-{event_id[:8]}"
     # The run keeps the event in its tags (the flow renames itself after its data and model); its history
     # entry's "triggered by" is this first name (the run's context keeps it).
-    with tags(f"event:{event}", f"event-id:{event_id}"):
-        train_and_deploy.with_options(flow_run_name=run_name)(spec=spec)
+    try:
+        with tags(f"event:{event}", f"event-id:{event_id}"):
+            train_and_deploy.with_options(flow_run_name=run_name)(spec=spec)
+    except PromotionRejected as exc:  # the retrain ran; its gate kept the champion (a decision, recorded in history)
+        return f"retrained: {what} on {data_uri} (flow run {run_name}); the gate kept the champion: {exc}"
     return f"retrained: {what} on {data_uri} (flow run {run_name})"

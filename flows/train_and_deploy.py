@@ -203,7 +203,7 @@ def _deploy_and_gate(
         rollout_slot(spec.backend, spec.deploy.endpoint_name),
         backend.rollout_lock(spec.deploy.endpoint_name),
     ):
-        _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name, triggered_by)
+        _stage(converge_endpoint, backend, spec.deploy.endpoint_name, spec.model_name, triggered_by, model)
         endpoint, _ = _stage(deploy_endpoint, backend, model, spec.deploy)
         report, _ = _stage(evaluate_endpoint, backend, endpoint, prepared.holdout, target, endpoint.deployment)
         # The champion is measured on the same holdout, through the same endpoint, at the same time.
@@ -214,7 +214,16 @@ def _deploy_and_gate(
             # that answered (the champion's), not the candidate's: the gate reads that version's tags.
             served = backend.serving(endpoint.name)
             rival = served if served is not None and served.deployment == rivals[0] else endpoint
-            champion_report, _ = _stage(evaluate_endpoint, backend, rival, prepared.holdout, target, rivals[0])
+            try:
+                champion_report, _ = _stage(evaluate_endpoint, backend, rival, prepared.holdout, target, rivals[0])
+            except StageFailed as exc:
+                # The champion cannot be scored on this data (a column it needs is gone from the source): no
+                # comparison is possible, so the candidate is rejected (decided, recorded), never left at 0 %.
+                reason = f"the serving champion could not be scored on this data's holdout, so no comparison: {exc}"
+                backend.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
+                message = (f"{model.name} v{model.version} was rejected: {reason}. The champion keeps serving on "
+                           f"{endpoint.name}; if the data lost a column the champion needs, bring it back")
+                return Failed(message=message, data=PromotionRejected(message))
         shadow, watching = _live_stages(spec, backend, endpoint, rivals, logger)
         session = open_watch(backend, endpoint, rivals[0]) if watching is not None else None
         promoted = False

@@ -97,10 +97,12 @@ def register_best_model(backend: Backend, sweep: SweepResult, model_name: str) -
 
 @task(name="converge-endpoint", task_run_name="converge-{endpoint_name}",
       retries=2, retry_delay_seconds=BACKOFF_S, retry_jitter_factor=JITTER, retry_condition_fn=retry_only_transient)
-def converge_endpoint(backend: Backend, endpoint_name: str, model_name: str, triggered_by: str) -> tuple[str, ...]:
+def converge_endpoint(backend: Backend, endpoint_name: str, model_name: str, triggered_by: str,
+                      adopting: ModelVersion | None = None) -> tuple[str, ...]:
     """Holding the rollout slot: repair what a crashed run left on the endpoint (a candidate at 0 %, a promotion
-    cut short), each repair logged and recorded (``backends.domain.convergence``)."""
-    actions = converge(backend.rollout_policy(), endpoint_name, model_name, triggered_by)
+    cut short), each repair logged and recorded (``backends.domain.convergence``); ``adopting`` is the version
+    this run deploys next, never abandoned."""
+    actions = converge(backend.rollout_policy(), endpoint_name, model_name, triggered_by, adopting)
     logger = get_run_logger()
     for action in actions:
         logger.warning("converged after a crash: %s", action)

@@ -33,8 +33,12 @@ ABANDONED = "abandoned"
 UNDECIDED = "candidate"
 
 
-def converge(policy: RolloutPolicy, requested_endpoint: str, model_name: str, triggered_by: str) -> tuple[str, ...]:
-    """Repair what a crashed run left on the endpoint (see the module); the actions taken, in order."""
+def converge(policy: RolloutPolicy, requested_endpoint: str, model_name: str, triggered_by: str,
+             adopting: ModelVersion | None = None) -> tuple[str, ...]:
+    """Repair what a crashed run left on the endpoint (see the module); the actions taken, in order.
+    ``adopting``: the version this run is about to deploy. A rerun after a crash registers the same version
+    (registration is idempotent); its deployment left at 0 % is removed for this run to deploy again, but the
+    version is not abandoned: this run decides it, once."""
     name = policy.endpoint_name(requested_endpoint)
     traffic = policy.read_traffic(name)
     if not serving(traffic):
@@ -54,6 +58,10 @@ def converge(policy: RolloutPolicy, requested_endpoint: str, model_name: str, tr
         policy.delete_deployment(name, deployment)
         if model is None:
             actions.append(f"deployment {deployment} of {name} had no traffic and no model: removed")
+            continue
+        if adopting is not None and model == (adopting.name, adopting.version):
+            actions.append(f"{adopting.name} v{adopting.version} was left on {deployment} at 0 % by a crashed run of "
+                           "the same training: removed, this run deploys and decides it")
             continue
         version = _get(policy, model)
         if version is not None and version.tags.get(TAG_STATUS, UNDECIDED) == UNDECIDED:

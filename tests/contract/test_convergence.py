@@ -68,3 +68,14 @@ def test_a_healthy_endpoint_is_left_alone(harness: Harness) -> None:
     assert _converge(harness) == ()  # a first deploy serving, not yet promoted: nothing crashed
     harness.backend.promote(endpoint, first, report_for(endpoint.name, endpoint.deployment, first, 0.9))
     assert _converge(harness) == () and harness.traffic() == {"blue": 100}
+
+
+def test_a_rerun_adopts_its_own_version_left_at_zero_percent(harness: Harness) -> None:
+    """A run killed after deploy is rerun on the same data: registration gives it the same version, which it
+    is about to deploy again. Converging removes the old deployment but does not abandon the version."""
+    first, second, candidate = _champion_and_candidate(harness)
+    actions = converge(harness.policy, harness.spec.endpoint_name, harness.model_name, "flow run rerun", second)
+    assert len(actions) == 1 and "this run deploys and decides it" in actions[0]
+    assert harness.deployments() == {"blue"}
+    assert harness.backend.get_model(harness.model_name, second.version).tags[TAG_STATUS] == "candidate"
+    assert [e.event for e in harness.backend.history(candidate.name)] == ["promoted"]

@@ -43,6 +43,14 @@ def harness(tmp_path: Path, trained_model_dir: Path, prefect_server: PrefectServ
             made.close()
 
 
+def holdout(report: EvalReport, predictions: tuple[int, ...] | None = None) -> EvalReport:
+    """A 40-row holdout answer: large enough for the gate's no-skill floor to see a perfect model."""
+    labels = (1, 0) * 20
+    answered = predictions or labels
+    accuracy = sum(a == b for a, b in zip(labels, answered, strict=True)) / len(labels)
+    return dataclasses.replace(report, rows=len(labels), labels=labels, predictions=answered, accuracy=accuracy)
+
+
 @flow(name="gate-records-check")
 def gate(backend: LocalBackend, endpoint: Endpoint, model: ModelVersion, report: EvalReport,
          champion_report: EvalReport | None) -> Any:
@@ -54,7 +62,7 @@ def test_a_failing_tracking_store_does_not_leave_the_candidate_undecided(harness
     assert isinstance(backend, GateRecordsFail)
     first = harness.model()
     endpoint = backend.deploy(first, harness.spec)
-    state = gate(backend, endpoint, first, report_for(endpoint.name, endpoint.deployment, first, 1.0), None)
+    state = gate(backend, endpoint, first, holdout(report_for(endpoint.name, endpoint.deployment, first, 1.0)), None)
     assert state.is_completed(), state.message
     assert backend.record_attempts == 1
     champion = backend.champion(harness.model_name)
@@ -64,8 +72,8 @@ def test_a_failing_tracking_store_does_not_leave_the_candidate_undecided(harness
     second = harness.model()
     candidate = backend.deploy(second, harness.spec)
     assert harness.traffic() == {endpoint.deployment: 100} and candidate.deployment in harness.deployments()
-    champion_report = report_for(endpoint.name, endpoint.deployment, first, 1.0)
-    worse = dataclasses.replace(report_for(candidate.name, candidate.deployment, second, 0.5), predictions=(0, 0))
+    champion_report = holdout(report_for(endpoint.name, endpoint.deployment, first, 1.0))
+    worse = holdout(report_for(candidate.name, candidate.deployment, second, 0.5), predictions=(0,) * 40)
     state = gate(backend, candidate, second, worse, champion_report)
     assert state.is_completed(), state.message
     decision, _ = state.result()
