@@ -1,0 +1,216 @@
+"""A season of nights on ONE local home: the real CLI, the endpoint serving between nights, the data changing,
+a fault injected at a stage boundary; after every night the invariants of tests/lifecycle/invariants.py.
+
+A night is the scheduled `heartflow run`; when its fault killed the run (or the endpoint under it), the
+scheduler's retry of that night follows at once and must complete: that is "the next night completes".
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from backends.local.endpoint.state import EndpointPaths, read_runtime
+from tests.lifecycle.data import POSITIVE, SeasonTable, failing_source
+from tests.lifecycle.invariants import check_home, check_serves
+from tests.lifecycle.runner import KILL_POINTS, RunOutcome, run_heartflow
+from tests.tables import TARGET
+
+ENDPOINT = "season-endpoint"
+MODEL = "season-classifier"
+DATA_CHANGES = ("first", "append", "drift", "unchanged", "worse")
+DATA_FAULTS = ("http500", "truncated", "new-column", "missing-column")
+ENDPOINT_FAULTS = ("endpoint-killed", "endpoint-killed@evaluate")
+FAULTS = (*(f"kill@{point}" for point in KILL_POINTS), *ENDPOINT_FAULTS, *DATA_FAULTS)
+
+
+@dataclass(frozen=True)
+class Night:
+    data: str  # one of DATA_CHANGES
+    fault: str | None = None  # one of FAULTS
+
+
+@dataclass
+class SeasonReport:
+    label: str
+    backend: str = "local"
+    nights: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    faults_landed: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    nights_log: list[str] = field(default_factory=list)
+
+    def violate(self, night: int, invariant: str, details: list[str]) -> None:
+        self.violations += [f"night {night}: {invariant}: {detail}" for detail in details]
+
+    def summary(self) -> str:
+        faults = ", ".join(f"{k} {v}/{self.faults_injected[k]}" for k, v in sorted(self.faults_landed.items()))
+        lines = [
+            f"lifecycle season {self.label} ({self.backend}): {self.nights} nights, {self.runs} runs, "
+            f"{self.seconds:.0f} s",
+            f"  faults injected: {sum(self.faults_injected.values())} (landed at their boundary: "
+            f"{sum(self.faults_landed.values())}) {faults}",
+            f"  outcomes: {dict(sorted(self.outcomes.items()))}",
+            f"  invariant violations: {len(self.violations)}",
+            *(f"    {v}" for v in self.violations),
+        ]
+        return "\n".join(lines)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"lifecycle-{self.label}.json"
+        path.write_text(json.dumps(asdict(self), indent=2, default=dict))
+        return path
+
+
+def kill_endpoint_host(home: Path) -> bool:
+    """SIGKILL the endpoint's host process and its workers (as the OOM killer would)."""
+    runtime = read_runtime(EndpointPaths(home, ENDPOINT)) or {}
+    pid = int(runtime.get("pid") or 0)
+    if not pid or not psutil.pid_exists(pid):
+        return False
+    host = psutil.Process(pid)
+    for process in [*host.children(recursive=True), host]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    return True
+
+
+class Season:
+    def __init__(self, root: Path, label: str, seed: int = 7, trials: int = 2) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.prefect_home = root / "prefect"
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.table = SeasonTable(root / "exports", seed)
+        self.trials = trials
+        self.report = SeasonReport(label)
+        self._promoted_once = False
+
+    def _args(self, data: str) -> list[str]:
+        return ["--home", str(self.home), "--data", data, "--target", TARGET, "--positive-class", POSITIVE,
+                "--trials", str(self.trials), "--concurrency", "2", "--endpoint-name", ENDPOINT, "--model-name", MODEL,
+                "--gate", "paired"]
+
+    def _run(self, night: int, name: str, data: str, **kwargs: object) -> RunOutcome:
+        self.report.runs += 1
+        outcome = run_heartflow(self._args(data), self.prefect_home, self.logs / f"night-{night:02d}-{name}.log",
+                                state_file=EndpointPaths(self.home, ENDPOINT).state, **kwargs)  # type: ignore[arg-type]
+        self.report.outcomes[outcome.kind] += 1
+        if outcome.kind == "promoted" or (outcome.kind == "killed" and "kill@promote" in name):
+            self._promoted_once = True
+        return outcome
+
+    def _write_tonight(self, night: Night) -> str:
+        if night.data == "append":
+            self.table.append(60)
+        elif night.data == "drift":
+            self.table.append(80, cholesterol_shift=70.0)
+        writers = {"truncated": self.table.write_truncated, "new-column": self.table.write_with_new_column,
+                   "missing-column": self.table.write_with_missing_column}
+        if night.fault in writers:
+            return str(writers[night.fault]())
+        if night.data == "worse":
+            return str(self.table.write_worse(seed=self.report.nights))
+        return str(self.table.write_good())
+
+    def play_night(self, number: int, night: Night) -> None:
+        report = self.report
+        report.nights += 1
+        fault = night.fault
+        path = self._write_tonight(night)
+        champion_before = self._promoted_once
+        if fault:
+            report.faults_injected[fault] += 1
+        with ExitStack() as stack:
+            if fault == "http500":
+                path = stack.enter_context(failing_source())
+            if fault == "endpoint-killed" and kill_endpoint_host(self.home):
+                report.faults_landed[fault] += 1
+            kwargs: dict[str, object] = {}
+            if fault and fault.startswith("kill@"):
+                point = fault.removeprefix("kill@")
+                kwargs = {"kill_at": point, "occurrence": 2 if point in {"gate", "promote"} and champion_before else 1,
+                          "delay_s": 0.3 if point == "gate" else 0.0}
+            elif fault == "endpoint-killed@evaluate":
+                kwargs = {"kill_at": "evaluate", "action": lambda: kill_endpoint_host(self.home)}
+            first = self._run(number, f"{night.data}-{fault or 'clean'}", path, **kwargs)
+        if first.landed and fault != "endpoint-killed":
+            report.faults_landed[str(fault)] += 1
+        outcomes = [first]
+        if first.kind == "killed" and self._promoted_once:
+            # The run died; the endpoint lives in its own session and must still answer.
+            report.violate(number, "something serves after the kill",
+                           check_serves(self.home, ENDPOINT, self.table.sample_records()))
+        if first.kind in {"killed", "failed", "hung"} and fault not in DATA_FAULTS:
+            outcomes.append(self._run(number, f"{night.data}-retry", str(self.table.write_good())))
+        self._judge(number, night, outcomes)
+        for invariant, problems in check_home(self.home, self.prefect_home, ENDPOINT, MODEL,
+                                              self.table.sample_records()).items():
+            report.violate(number, invariant, problems)
+        report.nights_log.append(f"night {number}: {night.data}, fault {fault or 'none'}: "
+                                 + " then ".join(f"{o.kind} ({o.seconds:.0f} s)" for o in outcomes))
+
+    def _judge(self, number: int, night: Night, outcomes: list[RunOutcome]) -> None:
+        """What each run should have ended as. A clean night completes; a bad input is refused in one clear
+        line (or read and used); after a kill, the retry completes; the worse night's candidate is rejected."""
+        report = self.report
+        first, last = outcomes[0], outcomes[-1]
+        if night.fault is None and not first.completed:
+            report.violate(number, "a night without a fault completes", [f"{first.kind}: {first.error_line or first.log}"])
+        elif night.fault in DATA_FAULTS and not first.completed and (first.kind != "refused" or first.tracebacks):
+            report.violate(number, "bad input ends in one clear error line",
+                           [f"{first.kind}, {first.tracebacks} traceback(s): {first.error_line or first.log}"])
+        if len(outcomes) > 1 and not last.completed:
+            report.violate(number, "the next run completes after the fault", [f"{last.kind}: {last.error_line or last.log}"])
+        if night.data == "worse" and night.fault is None and first.kind != "rejected":
+            report.violate(number, "the worse night's candidate is rejected", [f"{first.kind} ({first.log})"])
+
+    def play(self, nights: list[Night]) -> SeasonReport:
+        started = time.monotonic()
+        for number, night in enumerate(nights, start=1):
+            self.play_night(number, night)
+            hung = any("hung" in line for line in self.report.nights_log[-1:])
+            if hung:  # every later run would wait on the same slot: end the season, the report says why
+                self.report.violate(number, "season ended early", ["a run hung; later nights would hang too"])
+                break
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+
+def short_season() -> list[Night]:
+    """`make test`: the first promotion, the slot-holder killed, a source answering 500, the promotion killed
+    half-way, and a night of worse data."""
+    return [Night("first"), Night("append", "kill@deploy"), Night("unchanged", "http500"),
+            Night("drift", "kill@promote"), Night("worse")]
+
+
+def long_season(nights: int = 32) -> list[Night]:
+    """`make soak`: every fault at every boundary (kills at five stage boundaries, the endpoint killed between
+    and during nights, four kinds of bad input), each at least twice, between ordinary nights of every data
+    change, the first night itself killed at the gate."""
+    kills = [f"kill@{point}" for point in KILL_POINTS]
+    faults: list[str | None] = [*kills, "endpoint-killed", "http500", "truncated", None, "new-column",
+                                "endpoint-killed@evaluate", "missing-column", None]
+    changes = ["append", "drift", "append", "unchanged", "append", "worse", "drift"]
+    plan = [Night("first", "kill@gate")]
+    for i in range(1, nights):
+        fault = faults[(i - 1) % len(faults)]
+        data = changes[(i - 1) % len(changes)]
+        if fault and fault.startswith("kill@") and data in {"unchanged", "worse"}:
+            data = "append"  # a kill needs a night that reaches its boundary
+        plan.append(Night(data, fault))
+    return plan
