@@ -55,9 +55,11 @@ class SeasonTable:
         flipped = frame.copy()
         flipped[TARGET] = np.where(frame[TARGET] == POSITIVE, LABELS[0], POSITIVE)
         schema = infer_schema(frame, TARGET, POSITIVE).schema
-        keys = row_keys(check_table(flipped, schema, "worse night").frame)
+        sides = [[is_holdout(k, HOLDOUT_FRACTION) for k in row_keys(check_table(f, schema, "worse night").frame)]
+                 for f in (frame, flipped)]
         chosen = np.random.default_rng(seed).random(len(frame)) < share
-        relabel = np.array([c and not is_holdout(k, HOLDOUT_FRACTION) for c, k in zip(chosen, keys, strict=True)])
+        # Only training rows that stay training rows once relabelled: the holdout is the one the champion knows.
+        relabel = chosen & ~np.array(sides[0]) & ~np.array(sides[1])
         frame.loc[relabel, TARGET] = flipped.loc[relabel, TARGET]
         frame.to_csv(self.path, index=False)
         return self.path

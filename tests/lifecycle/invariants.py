@@ -14,6 +14,7 @@ import requests
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.local.endpoint.state import EndpointPaths, read_runtime
+from backends.results import HistoryEntry
 
 DECISIONS = ("promoted", "rejected")
 STATUS_TAG = "heartflow.status"
@@ -90,20 +91,35 @@ def check_alias_agrees(home: Path, endpoint: str, model: str) -> list[str]:
     return []
 
 
-def check_history(home: Path, endpoint: str, model: str) -> list[str]:
-    """One promoted-or-rejected record per version registered, and the registry's status agrees with it."""
-    entries = [e for e in LocalBackend(home).history(endpoint) if e.model_name == model and e.event in DECISIONS]
-    counts = Counter(e.model_version for e in entries)
-    problems = [f"v{v} has {n} decision records in history" for v, n in sorted(counts.items()) if n > 1]
-    last = {e.model_version: e.event for e in entries}
-    for version, tags in sorted(_versions(home, model).items(), key=lambda kv: int(kv[0])):
-        status = tags.get(STATUS_TAG, "")
-        if version not in last:
+def decision_problems(entries: list[HistoryEntry], statuses: dict[str, str]) -> list[str]:
+    """History against the registry (``statuses``: version -> its status tag). Every version has a decision
+    on record; a version is promoted at most once and never both promoted and rejected; no run records one
+    decision twice. A rejected version that a later run gates again (its data came back) has one record
+    per run that gated it."""
+    decisions = [e for e in entries if e.event in DECISIONS]
+    problems = []
+    by_version: dict[str, list[HistoryEntry]] = {}
+    for entry in decisions:
+        by_version.setdefault(entry.model_version, []).append(entry)
+    for version, records in sorted(by_version.items(), key=lambda kv: int(kv[0])):
+        events = Counter(e.event for e in records)
+        runs = Counter(e.triggered_by for e in records)
+        if events["promoted"] > 1 or (events["promoted"] and events["rejected"]):
+            problems.append(f"v{version} has {dict(events)} in history")
+        problems += [f"v{version}: {by} recorded its decision {n} times" for by, n in runs.items() if n > 1]
+    for version, status in sorted(statuses.items(), key=lambda kv: int(kv[0])):
+        records = by_version.get(version)
+        if not records:
             problems.append(f"v{version} (status {status or 'none'}) has no decision in history: neither promoted "
                             "nor rejected")
-        elif (last[version] == "rejected") != (status == "rejected"):
-            problems.append(f"v{version}: history says {last[version]}, its status tag says {status or 'none'}")
+        elif (records[-1].event == "rejected") != (status == "rejected"):
+            problems.append(f"v{version}: history says {records[-1].event}, its status tag says {status or 'none'}")
     return problems
+
+
+def check_history(home: Path, endpoint: str, model: str) -> list[str]:
+    entries = [e for e in LocalBackend(home).history(endpoint) if e.model_name == model]
+    return decision_problems(entries, {v: tags.get(STATUS_TAG, "") for v, tags in _versions(home, model).items()})
 
 
 def check_no_orphan(home: Path, endpoint: str) -> list[str]:

@@ -12,7 +12,7 @@ import signal
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -69,7 +69,9 @@ class SeasonReport:
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"lifecycle-{self.label}.json"
-        path.write_text(json.dumps(asdict(self), indent=2, default=dict))
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs and counts the pairs.
+        payload = {name: dict(value) if isinstance(value, Counter) else value for name, value in vars(self).items()}
+        path.write_text(json.dumps(payload, indent=2))
         return path
 
 
