@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from backends.domain.rollout_holder import slot_name
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.local.endpoint.state import EndpointPaths, read_runtime
@@ -20,20 +21,25 @@ DECISIONS = ("promoted", "rejected")
 STATUS_TAG = "heartflow.status"
 
 
-def slot_limit_name(endpoint: str) -> str:
-    return f"heartflow-deploy-local-{endpoint}"
-
-
-def held_slots(prefect_home: Path, endpoint: str) -> int:
-    """Active slots of the endpoint's rollout limit, read from the database of the season's PREFECT_HOME
-    (the temporary server of every run keeps it there); 0 when the limit was never created."""
+def held_slot(prefect_home: Path, endpoint: str) -> str | None:
+    """Who holds the endpoint's rollout slot, read from the database of the season's PREFECT_HOME (the
+    temporary server of every run keeps it there): the slot's Prefect Variable (``tasks.rollout``), or the
+    global concurrency limit used before it. None when nobody does."""
     database = prefect_home / "prefect.db"
     if not database.exists():
-        return 0
+        return None
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as connection:
-        row = connection.execute("SELECT active_slots FROM concurrency_limit_v2 WHERE name = ?",
-                                 (slot_limit_name(endpoint),)).fetchone()
-    return int(row[0]) if row else 0
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "variable" in tables:
+            row = connection.execute("SELECT value FROM variable WHERE name = ?", (slot_name("local", endpoint),)).fetchone()
+            if row:
+                return f"variable {slot_name('local', endpoint)} = {row[0]}"
+        if "concurrency_limit_v2" in tables:
+            row = connection.execute("SELECT active_slots FROM concurrency_limit_v2 WHERE name = ?",
+                                     (f"heartflow-deploy-local-{endpoint}",)).fetchone()
+            if row and int(row[0]):
+                return f"heartflow-deploy-local-{endpoint} has {row[0]} active slot(s)"
+    return None
 
 
 def _versions(home: Path, model: str) -> dict[str, dict[str, str]]:
@@ -141,8 +147,8 @@ def check_no_orphan(home: Path, endpoint: str) -> list[str]:
 
 
 def check_no_held_slot(prefect_home: Path, endpoint: str) -> list[str]:
-    held = held_slots(prefect_home, endpoint)
-    return [f"{slot_limit_name(endpoint)} has {held} active slot(s) with no run holding it"] if held else []
+    held = held_slot(prefect_home, endpoint)
+    return [f"the rollout slot is held with no run holding it: {held}"] if held else []
 
 
 def check_home(home: Path, prefect_home: Path, endpoint: str, model: str,

@@ -178,6 +178,10 @@ class Season:
                            [f"{first.kind}, {first.tracebacks} traceback(s): {first.error_line or first.log}"])
         if len(outcomes) > 1 and not last.completed:
             report.violate(number, "the next run completes after the fault", [f"{last.kind}: {last.error_line or last.log}"])
+        for outcome in outcomes:
+            if outcome.completed and outcome.tracebacks:
+                report.violate(number, "a run that completes prints no traceback",
+                               [f"{outcome.kind} with {outcome.tracebacks} traceback(s): {outcome.log}"])
         if night.data == "worse" and night.fault is None and first.kind != "rejected":
             report.violate(number, "the worse night's candidate is rejected", [f"{first.kind} ({first.log})"])
 
