@@ -100,7 +100,7 @@ class SeasonTable:
 
 
 class _Failing(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         body = b"internal error: the export service is down"
         self.send_response(500)
         self.send_header("Content-Type", "text/plain")

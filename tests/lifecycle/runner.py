@@ -1,7 +1,8 @@
 """`heartflow run` as a subprocess in its own process group, its output watched line by line; a fault kills the
 whole group (the run, its trial workers and its temporary Prefect server) with SIGKILL the moment the run's
 own log says it reached a stage boundary. No hook in the product: only what an operator's terminal shows,
-and (for promote) the endpoint's own state file, which changes in the middle of the promotion."""
+and, inside the promotion, what it changes step by step: the endpoint's state file (traffic moves first),
+then the registry's champion alias."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,8 +29,10 @@ BOUNDARIES: dict[str, str] = {
     "deploy": r"holding the rollout slot",
     "evaluate": r"deployment \w+ of endpoint \S+ serves",
     "gate": r"holdout through \S+: accuracy",
-    "promote": r"holdout through \S+: accuracy",  # then the state file is watched for the traffic switch
+    "promote": r"holdout through \S+: accuracy",  # then a probe watches for the traffic switch
+    "alias": r"holdout through \S+: accuracy",  # then a probe watches for the champion alias to move
 }
+PROBED = {"promote", "alias"}  # kill points that land when their probe's value changes
 KILL_POINTS = tuple(BOUNDARIES)
 
 
@@ -83,7 +87,8 @@ def _classify(returncode: int | None, text: str) -> tuple[str, str]:
     return ("refused" if error else "failed"), error
 
 
-def _serving_deployment(state_file: Path) -> str | None:
+def serving_deployment(state_file: Path) -> str | None:
+    """The deployment with all the traffic, as the endpoint's state file says."""
     try:
         traffic = json.loads(state_file.read_text()).get("traffic", {})
     except (OSError, ValueError):
@@ -91,8 +96,19 @@ def _serving_deployment(state_file: Path) -> str | None:
     return next((name for name, share in traffic.items() if int(share) == 100), None)
 
 
+def champion_alias(database: Path, model: str) -> str | None:
+    """The version the registry's champion alias points at, read from MLflow's SQLite store."""
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            row = connection.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = 'champion'",
+                                     (model,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
 def run_heartflow(args: list[str], prefect_home: Path, log: Path, *, kill_at: str | None = None,
-                  occurrence: int = 1, state_file: Path | None = None, delay_s: float = 0.0,
+                  occurrence: int = 1, probe: Callable[[], object] | None = None, delay_s: float = 0.0,
                   action: Callable[[], None] | None = None, timeout_s: float = RUN_TIMEOUT_S) -> RunOutcome:
     """Run `heartflow run ARGS`; with ``kill_at`` (a key of BOUNDARIES) SIGKILL its process group there, or
     call ``action`` there instead (the run goes on: ``landed`` says the action ran)."""
@@ -117,12 +133,12 @@ def run_heartflow(args: list[str], prefect_home: Path, log: Path, *, kill_at: st
             except ProcessLookupError:
                 landed.clear()
 
-    def promote_watcher(before: str | None) -> None:
+    def probe_watcher(before: object) -> None:
         # The promotion moves traffic first, then the alias, deletes the old deployment, writes history:
-        # the kill lands as soon as the traffic moved, in the middle of all that.
-        assert state_file is not None
+        # the kill lands as soon as the probed step happened, in the middle of all that.
+        assert probe is not None
         while process.poll() is None:
-            now = _serving_deployment(state_file)
+            now = probe()
             if now is not None and now != before:
                 kill()
                 return
@@ -136,9 +152,8 @@ def run_heartflow(args: list[str], prefect_home: Path, log: Path, *, kill_at: st
                 watch.seen += 1
                 if watch.seen >= watch.occurrence:
                     watch.fired.set()
-                    if kill_at == "promote":
-                        before = _serving_deployment(state_file) if state_file else None
-                        threading.Thread(target=promote_watcher, args=(before,), daemon=True).start()
+                    if kill_at in PROBED and probe is not None:
+                        threading.Thread(target=probe_watcher, args=(probe(),), daemon=True).start()
                     elif delay_s:
                         threading.Timer(delay_s, kill).start()
                     else:

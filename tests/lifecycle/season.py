@@ -8,10 +8,11 @@ scheduler's retry of that night follows at once and must complete: that is "the 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import psutil
 from backends.local.endpoint.state import EndpointPaths, read_runtime
 from tests.lifecycle.data import POSITIVE, SeasonTable, failing_source
 from tests.lifecycle.invariants import check_home, check_serves
-from tests.lifecycle.runner import KILL_POINTS, RunOutcome, run_heartflow
+from tests.lifecycle.runner import KILL_POINTS, PROBED, RunOutcome, champion_alias, run_heartflow, serving_deployment
 from tests.tables import TARGET
 
 ENDPOINT = "season-endpoint"
@@ -49,9 +50,15 @@ class SeasonReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     nights_log: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
 
     def violate(self, night: int, invariant: str, details: list[str]) -> None:
-        self.violations += [f"night {night}: {invariant}: {detail}" for detail in details]
+        """Record each violation the night it first shows (one that lasts is not repeated night after night)."""
+        for detail in details:
+            key = f"{invariant}: {re.sub(r'[(]status [a-z]*[)]', '', detail)}"
+            if key not in self._seen:
+                self._seen.add(key)
+                self.violations.append(f"night {night}: {invariant}: {detail}")
 
     def summary(self) -> str:
         faults = ", ".join(f"{k} {v}/{self.faults_injected[k]}" for k, v in sorted(self.faults_landed.items()))
@@ -70,7 +77,8 @@ class SeasonReport:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"lifecycle-{self.label}.json"
         # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs and counts the pairs.
-        payload = {name: dict(value) if isinstance(value, Counter) else value for name, value in vars(self).items()}
+        payload = {name: dict(value) if isinstance(value, Counter) else value for name, value in vars(self).items()
+                   if not name.startswith("_")}
         path.write_text(json.dumps(payload, indent=2))
         return path
 
@@ -83,10 +91,8 @@ def kill_endpoint_host(home: Path) -> bool:
         return False
     host = psutil.Process(pid)
     for process in [*host.children(recursive=True), host]:
-        try:
+        with suppress(psutil.NoSuchProcess):
             process.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     return True
 
 
@@ -110,9 +116,9 @@ class Season:
     def _run(self, night: int, name: str, data: str, **kwargs: object) -> RunOutcome:
         self.report.runs += 1
         outcome = run_heartflow(self._args(data), self.prefect_home, self.logs / f"night-{night:02d}-{name}.log",
-                                state_file=EndpointPaths(self.home, ENDPOINT).state, **kwargs)  # type: ignore[arg-type]
+                                **kwargs)  # type: ignore[arg-type]
         self.report.outcomes[outcome.kind] += 1
-        if outcome.kind == "promoted" or (outcome.kind == "killed" and "kill@promote" in name):
+        if outcome.kind == "promoted" or (outcome.kind == "killed" and ("kill@promote" in name or "kill@alias" in name)):
             self._promoted_once = True
         return outcome
 
@@ -145,8 +151,10 @@ class Season:
             kwargs: dict[str, object] = {}
             if fault and fault.startswith("kill@"):
                 point = fault.removeprefix("kill@")
-                kwargs = {"kill_at": point, "occurrence": 2 if point in {"gate", "promote"} and champion_before else 1,
-                          "delay_s": 0.3 if point == "gate" else 0.0}
+                probes = {"promote": lambda: serving_deployment(EndpointPaths(self.home, ENDPOINT).state),
+                          "alias": lambda: champion_alias(self.home / "mlflow.db", MODEL)}
+                kwargs = {"kill_at": point, "occurrence": 2 if point in {"gate", *PROBED} and champion_before else 1,
+                          "delay_s": 0.3 if point == "gate" else 0.0, "probe": probes.get(point)}
             elif fault == "endpoint-killed@evaluate":
                 kwargs = {"kill_at": "evaluate", "action": lambda: kill_endpoint_host(self.home)}
             first = self._run(number, f"{night.data}-{fault or 'clean'}", path, **kwargs)
@@ -199,13 +207,14 @@ class Season:
 
 def short_season() -> list[Night]:
     """`make test`: the first promotion, the slot-holder killed, a source answering 500, the promotion killed
-    half-way, and a night of worse data."""
+    half-way (after the alias moved, before the old deployment is removed and history written), and a night
+    of worse data."""
     return [Night("first"), Night("append", "kill@deploy"), Night("unchanged", "http500"),
-            Night("drift", "kill@promote"), Night("worse")]
+            Night("drift", "kill@alias"), Night("worse")]
 
 
 def long_season(nights: int = 32) -> list[Night]:
-    """`make soak`: every fault at every boundary (kills at five stage boundaries, the endpoint killed between
+    """`make soak`: every fault at every boundary (kills at six stage boundaries, the endpoint killed between
     and during nights, four kinds of bad input), each at least twice, between ordinary nights of every data
     change, the first night itself killed at the gate."""
     kills = [f"kill@{point}" for point in KILL_POINTS]

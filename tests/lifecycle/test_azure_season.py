@@ -4,6 +4,7 @@ that is a stage boundary, quota errors and throttling, the invariants after ever
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ from tests.lifecycle.season import SeasonReport
 from tests.unit.azure.conftest import clean_env, settings  # noqa: F401 - the Azure fixtures, shared
 
 
-def _play(root: Path, settings: AzureSettings, label: str, plan: list[tuple[str, str | None, str | None]]) -> SeasonReport:
-    season = AzureSeason(root, settings, label)
+def _play(root: Path, azure: AzureSettings, label: str, plan: list[tuple[str, str | None, str | None]]) -> SeasonReport:
+    season = AzureSeason(root, azure, label)
+    started = time.monotonic()
     for data, crash, fault in plan:
         season.play_night(data, crash, fault)
+    season.report.seconds = time.monotonic() - started
     print("\n" + season.report.summary() + "\n" + "\n".join(season.report.nights_log))
     season.report.write(REPO / "test-output")
     return season.report
