@@ -107,6 +107,7 @@ class Season:
         self.trials = trials
         self.report = SeasonReport(label)
         self._promoted_once = False
+        self._champion_rows = 0  # rows of the table the serving champion was built from
 
     def _args(self, data: str) -> list[str]:
         return ["--home", str(self.home), "--data", data, "--target", TARGET, "--positive-class", POSITIVE,
@@ -120,6 +121,8 @@ class Season:
         self.report.outcomes[outcome.kind] += 1
         if outcome.kind == "promoted" or (outcome.kind == "killed" and ("kill@promote" in name or "kill@alias" in name)):
             self._promoted_once = True
+        if outcome.kind == "promoted":
+            self._champion_rows = len(self.table.rows)
         return outcome
 
     def _write_tonight(self, night: Night) -> str:
@@ -190,8 +193,29 @@ class Season:
             if outcome.completed and outcome.tracebacks:
                 report.violate(number, "a run that completes prints no traceback",
                                [f"{outcome.kind} with {outcome.tracebacks} traceback(s): {outcome.log}"])
+        if night.fault is None and night.data in {"append", "drift"} and self._champion_rows:
+            report.violate(number, "the champion's decay and drift are measured on its unseen rows",
+                           self._watch_problems(night, first))
         if night.data == "worse" and night.fault is None and first.kind != "rejected":
             report.violate(number, "the worse night's candidate is rejected", [f"{first.kind} ({first.log})"])
+
+    def _watch_problems(self, night: Night, outcome: RunOutcome) -> list[str]:
+        """What the run's watch said before training: the champion scored on the rows it never trained on (at
+        most the table's rows less 80 % of those it was trained from: append-only data), and no column drifted
+        on a night that only appended rows like the others."""
+        text = outcome.log.read_text()
+        rows = len(self.table.rows)
+        problems = []
+        decay = re.search(r"champion v\d+ on (\d+) new rows through", text)
+        if decay is None:
+            problems.append(f"no decay measured ({outcome.log})")
+        elif int(decay.group(1)) > rows - 0.8 * self._champion_rows:
+            problems.append(f"decay measured on {decay.group(1)} 'new' rows of {rows}, though the champion trained on "
+                            f"most of the {self._champion_rows} rows it was built from ({outcome.log})")
+        drift = re.search(r"drift against v\d+'s training data: (.*)", text)
+        if night.data == "append" and drift is not None and drift.group(1).strip() != "no column drifted":
+            problems.append(f"drift flagged on a night that only appended rows: {drift.group(1).strip()} ({outcome.log})")
+        return problems
 
     def play(self, nights: list[Night]) -> SeasonReport:
         started = time.monotonic()
