@@ -26,6 +26,7 @@ from backends.azure import AzureBackend
 from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
 from backends.base import DataRef, EvalReport, ModelVersion
+from backends.domain.convergence import converge, inconsistencies
 from backends.domain.dataset import PreparedData, prepare_data
 from backends.domain.selection import decide_gate
 from backends.domain.spec import DeploySpec, SweepSpec
@@ -157,13 +158,13 @@ class AzureSeason:
         self.fake.best_child = lambda name: f"{name}_{best}"
 
     def run_night(self, prepared: PreparedData) -> str:
-        """One night, in the flow's order; returns promoted, rejected or unchanged."""
+        """One night, in the flow's order (flows/train_and_deploy.py); returns promoted, rejected or unchanged.
+        Before it deploys, and when it ends early, the run repairs what a crashed run left (``converge``)."""
         backend, spec = self.backend(), DeploySpec(endpoint_name=ENDPOINT)
+        who = f"night {self.report.nights} run {self.report.runs}"
         champion, serving = backend.champion(MODEL), backend.serving(ENDPOINT)
         if champion is not None and champion.data_sha256 == prepared.train_sha256:
-            if serving is None or serving.model_version != champion.version:
-                backend.deploy(champion, spec)  # nothing serves: the champion is put back
-            return "unchanged"
+            return self._early_end(backend, spec, champion, serving, who)
         self._sweep_of_tonight(prepared)
         sha = prepared.train_sha256
         data = DataRef(uri=f"https://heartacct.blob.core.windows.net/data4ml/heartflow/train/{sha}.csv", sha256=sha,
@@ -174,19 +175,28 @@ class AzureSeason:
         model = backend.register(sweep, MODEL)
         self.plane.by_version[model.version] = self.plane.by_run[model.source_run_id]
         if champion is not None and champion.source_run_id == model.source_run_id:
-            return "unchanged"
+            return self._early_end(backend, spec, champion, serving, who)
+        converge(backend.rollout_policy(), ENDPOINT, MODEL, who)
         endpoint = backend.deploy(model, spec)
         backend.endpoint_key(endpoint)  # the evaluation's first call, as evaluate_over_http needs the key
         report = self.plane.evaluate(self.fake, endpoint.name, endpoint.deployment, prepared.holdout)
         rivals = [d for d, share in endpoint.traffic.items() if share > 0 and d != endpoint.deployment]
         champion_report = self.plane.evaluate(self.fake, endpoint.name, rivals[0], prepared.holdout) if rivals else None
-        return self._gate(backend, endpoint, model, report, champion_report)
+        return self._gate(backend, endpoint, model, report, champion_report, who)
+
+    def _early_end(self, backend: AzureBackend, spec: DeploySpec, champion: ModelVersion, serving: Any,
+                   who: str) -> str:
+        """No new data: repair what a crashed run left, and put the champion back when nothing serves."""
+        if converge(backend.rollout_policy(), ENDPOINT, MODEL, who):
+            serving = backend.serving(ENDPOINT)
+        if serving is None:
+            backend.deploy(champion, spec)
+        return "unchanged"
 
     def _gate(self, backend: AzureBackend, endpoint: Any, model: ModelVersion, report: EvalReport,
-              champion_report: EvalReport | None) -> str:
+              champion_report: EvalReport | None, who: str) -> str:
         tags = backend.get_model(MODEL, champion_report.model_version).tags if champion_report else None
         decision = decide_gate(report, champion_report, rule="paired", alpha=0.05, champion_tags=tags)
-        who = f"night {self.report.nights} run {self.report.runs}"
         if decision.promote:
             backend.promote(endpoint, model, report, reason=decision.reason, triggered_by=who, gate=decision.figures())
             return "promoted"
@@ -271,7 +281,8 @@ def azure_invariants(backend: AzureBackend, fake: FakeAzure) -> dict[str, list[s
     statuses = {str(v.version): (v.tags or {}).get("heartflow.status", "") for v in fake.model_versions.get(MODEL, [])}
     history = decision_problems(list(backend.history(ENDPOINT)), statuses)
     return {"something serves": serves, "alias agrees with what serves": agrees, "no orphan deployment": orphans,
-            "one history record per decision": history}
+            "one history record per decision": history,
+            "status names no inconsistency": list(inconsistencies(backend.rollout_policy(), ENDPOINT, MODEL))}
 
 
 def short_azure_season() -> list[tuple[str, str | None, str | None]]:

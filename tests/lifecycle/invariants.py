@@ -11,13 +11,14 @@ from pathlib import Path
 import psutil
 import requests
 
+from backends.domain.convergence import ABANDONED, inconsistencies
 from backends.domain.rollout_holder import slot_name
 from backends.local import tracking
 from backends.local.backend import LocalBackend
 from backends.local.endpoint.state import EndpointPaths, read_runtime
 from backends.results import HistoryEntry
 
-DECISIONS = ("promoted", "rejected")
+DECISIONS = ("promoted", "rejected", ABANDONED)  # abandoned: a crashed run's candidate the next run removed
 STATUS_TAG = "heartflow.status"
 
 
@@ -99,8 +100,8 @@ def check_alias_agrees(home: Path, endpoint: str, model: str) -> list[str]:
 
 def decision_problems(entries: list[HistoryEntry], statuses: dict[str, str]) -> list[str]:
     """History against the registry (``statuses``: version -> its status tag). Every version has a decision
-    on record; a version is promoted at most once and never both promoted and rejected; no run records one
-    decision twice. A rejected version that a later run gates again (its data came back) has one record
+    on record (promoted, rejected, or abandoned by the run after a crash); a version is promoted at most once
+    and never both promoted and rejected; no run records one decision twice. A rejected version that a later run gates again (its data came back) has one record
     per run that gated it."""
     decisions = [e for e in entries if e.event in DECISIONS]
     problems = []
@@ -110,7 +111,7 @@ def decision_problems(entries: list[HistoryEntry], statuses: dict[str, str]) -> 
     for version, records in sorted(by_version.items(), key=lambda kv: int(kv[0])):
         events = Counter(e.event for e in records)
         runs = Counter(e.triggered_by for e in records)
-        if events["promoted"] > 1 or (events["promoted"] and events["rejected"]):
+        if events["promoted"] > 1 or (events["promoted"] and (events["rejected"] or events[ABANDONED])):
             problems.append(f"v{version} has {dict(events)} in history")
         problems += [f"v{version}: {by} recorded its decision {n} times" for by, n in runs.items() if n > 1]
     for version, status in sorted(statuses.items(), key=lambda kv: int(kv[0])):
@@ -118,7 +119,7 @@ def decision_problems(entries: list[HistoryEntry], statuses: dict[str, str]) -> 
         if not records:
             problems.append(f"v{version} (status {status or 'none'}) has no decision in history: neither promoted "
                             "nor rejected")
-        elif (records[-1].event == "rejected") != (status == "rejected"):
+        elif (records[-1].event in {"rejected", ABANDONED}) != (status == "rejected"):
             problems.append(f"v{version}: history says {records[-1].event}, its status tag says {status or 'none'}")
     return problems
 
@@ -159,6 +160,8 @@ def check_home(home: Path, prefect_home: Path, endpoint: str, model: str,
         "one history record per decision": check_history(home, endpoint, model),
         "no orphan deployment": check_no_orphan(home, endpoint),
         "no held rollout slot": check_no_held_slot(prefect_home, endpoint),
+        # What `heartflow status` names as not agreeing (flows/cli_status.py), read the same way.
+        "status names no inconsistency": list(inconsistencies(LocalBackend(home).rollout_policy(), endpoint, model)),
     }
     if _champion_version(home, model) is not None:
         results["something serves"] = check_serves(home, endpoint, records)
