@@ -161,8 +161,8 @@ class Season:
             elif fault == "endpoint-killed@evaluate":
                 kwargs = {"kill_at": "evaluate", "action": lambda: kill_endpoint_host(self.home)}
             first = self._run(number, f"{night.data}-{fault or 'clean'}", path, **kwargs)
-        if first.landed and fault != "endpoint-killed":
-            report.faults_landed[str(fault)] += 1
+        if (first.landed and fault != "endpoint-killed") or (fault in DATA_FAULTS and first.kind != "hung"):
+            report.faults_landed[str(fault)] += 1  # a bad input lands when the run reads it
         outcomes = [first]
         if first.kind == "killed" and self._promoted_once:
             # The run died; the endpoint lives in its own session and must still answer.
@@ -193,9 +193,11 @@ class Season:
             if outcome.completed and outcome.tracebacks:
                 report.violate(number, "a run that completes prints no traceback",
                                [f"{outcome.kind} with {outcome.tracebacks} traceback(s): {outcome.log}"])
-        if night.fault is None and night.data in {"append", "drift"} and self._champion_rows:
+        watched = last if last.kind != "unchanged" else None  # the run that measured the champion on tonight's rows
+        if (night.fault is None or night.fault.startswith("kill@")) and night.data in {"append", "drift"} \
+                and self._champion_rows and watched is not None:
             report.violate(number, "the champion's decay and drift are measured on its unseen rows",
-                           self._watch_problems(night, first))
+                           self._watch_problems(night, watched))
         if night.data == "worse" and night.fault is None and first.kind != "rejected":
             report.violate(number, "the worse night's candidate is rejected", [f"{first.kind} ({first.log})"])
 
