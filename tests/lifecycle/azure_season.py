@@ -212,8 +212,9 @@ class AzureSeason:
         return prepare_data(path, None, 0.1, target=TARGET, positive_class=POSITIVE)
 
     def play_night(self, data: str, crash: str | None = None, fault: str | None = None) -> None:
-        """One night with at most one crash (a key of AZURE_BOUNDARIES) and one fault (quota, throttle);
-        a crashed or failed night is retried at once, and the retry must complete."""
+        """One night with at most one crash (a key of AZURE_BOUNDARIES) and one fault (quota, throttle, or the
+        endpoint deleted before the night); a crashed or failed night is retried at once, and the retry must
+        complete."""
         report = self.report
         report.nights += 1
         number = report.nights
@@ -226,14 +227,16 @@ class AzureSeason:
         if fault == "throttle":
             self.fake.throttled = {"jobs.create_or_update", "online_deployments.begin_create_or_update",
                                    "online_endpoints.begin_create_or_update", "models.create_or_update"}
+        if fault == "endpoint-deleted":  # an operator deleted the endpoint to stop the bill
+            self.backend().teardown(ENDPOINT)
         self.fake.arm(AZURE_BOUNDARIES[crash] if crash else None)
         outcomes = [self._attempt(number, data, prepared, expect_failure=fault == "quota")]
         self.fake.arm(None)
         self.fake.deployment_error = None
         if outcomes[0] == "killed":
             report.faults_landed[f"crash@{crash}"] += 1
-        elif fault and outcomes[0] != "promoted" or fault == "throttle":
-            report.faults_landed[str(fault)] += 1
+        elif fault and (fault != "quota" or outcomes[0] == "failed"):
+            report.faults_landed[fault] += 1
         if outcomes[0] in {"killed", "failed"}:
             outcomes.append(self._attempt(number, data, prepared))
             if outcomes[-1] in {"killed", "failed"}:
@@ -289,7 +292,7 @@ def short_azure_season() -> list[tuple[str, str | None, str | None]]:
     """(data, crash, fault) per night: `make test`'s few nights."""
     return [("first", None, None), ("append", "deploy", None), ("append", "promote-traffic", None),
             ("unchanged", None, "throttle"), ("drift", "promote-alias", None), ("append", None, "quota"),
-            ("worse", None, None), ("append", "evaluate", None)]
+            ("worse", None, None), ("unchanged", None, "endpoint-deleted"), ("append", "evaluate", None)]
 
 
 def long_azure_season(rounds: int = 3) -> list[tuple[str, str | None, str | None]]:
@@ -300,5 +303,5 @@ def long_azure_season(rounds: int = 3) -> list[tuple[str, str | None, str | None
         for i, crash in enumerate(AZURE_BOUNDARIES):
             plan.append((changes[(i + r) % len(changes)], crash, None))
         plan += [("unchanged", None, "throttle"), ("append", None, "quota"), ("worse", None, None),
-                 ("unchanged", None, None), ("append", None, "throttle")]
+                 ("unchanged", None, "endpoint-deleted"), ("append", None, "throttle"), ("append", None, "endpoint-deleted")]
     return plan
