@@ -108,6 +108,7 @@ class Season:
         self.report = SeasonReport(label)
         self._promoted_once = False
         self._champion_rows = 0  # rows of the table the serving champion was built from
+        self._rows_before = 0
 
     def _args(self, data: str) -> list[str]:
         return ["--home", str(self.home), "--data", data, "--target", TARGET, "--positive-class", POSITIVE,
@@ -144,6 +145,7 @@ class Season:
         fault = night.fault
         path = self._write_tonight(night)
         champion_before = self._promoted_once
+        self._rows_before = self._champion_rows  # the serving champion's rows when the night began
         if fault:
             report.faults_injected[fault] += 1
         with ExitStack() as stack:
@@ -195,7 +197,7 @@ class Season:
                                [f"{outcome.kind} with {outcome.tracebacks} traceback(s): {outcome.log}"])
         watched = last if last.kind != "unchanged" else None  # the run that measured the champion on tonight's rows
         if (night.fault is None or night.fault.startswith("kill@")) and night.data in {"append", "drift"} \
-                and self._champion_rows and watched is not None:
+                and self._rows_before and watched is not None:
             report.violate(number, "the champion's decay and drift are measured on its unseen rows",
                            self._watch_problems(night, watched))
         if night.data == "worse" and night.fault is None and first.kind != "rejected":
@@ -211,9 +213,9 @@ class Season:
         decay = re.search(r"champion v\d+ on (\d+) new rows through", text)
         if decay is None:
             problems.append(f"no decay measured ({outcome.log})")
-        elif int(decay.group(1)) > rows - 0.8 * self._champion_rows:
+        elif int(decay.group(1)) > rows - 0.8 * self._rows_before:
             problems.append(f"decay measured on {decay.group(1)} 'new' rows of {rows}, though the champion trained on "
-                            f"most of the {self._champion_rows} rows it was built from ({outcome.log})")
+                            f"most of the {self._rows_before} rows it was built from ({outcome.log})")
         drift = re.search(r"drift against v\d+'s training data: (.*)", text)
         if night.data == "append" and drift is not None and drift.group(1).strip() != "no column drifted":
             problems.append(f"drift flagged on a night that only appended rows: {drift.group(1).strip()} ({outcome.log})")
