@@ -13,7 +13,6 @@ from backends.azure.settings import AzureSettings
 from tests.lifecycle.azure_season import AZURE_BOUNDARIES, AzureSeason, long_azure_season, short_azure_season
 from tests.lifecycle.runner import REPO
 from tests.lifecycle.season import SeasonReport
-from tests.unit.azure.conftest import clean_env, settings  # noqa: F401 - the Azure fixtures, shared
 
 
 def _play(root: Path, azure: AzureSettings, label: str, plan: list[tuple[str, str | None, str | None]]) -> SeasonReport:
@@ -28,7 +27,7 @@ def _play(root: Path, azure: AzureSettings, label: str, plan: list[tuple[str, st
 
 
 @pytest.mark.slow
-def test_a_short_azure_season_keeps_every_invariant(tmp_path: Path, settings: AzureSettings) -> None:  # noqa: F811
+def test_a_short_azure_season_keeps_every_invariant(tmp_path: Path, settings: AzureSettings) -> None:
     report = _play(tmp_path, settings, "azure-short", short_azure_season())
     assert report.faults_landed["crash@deploy"] == 1 and report.faults_landed["crash@promote-alias"] == 1, report.summary()
     assert report.outcomes["rejected"] >= 1, report.summary()
@@ -37,7 +36,7 @@ def test_a_short_azure_season_keeps_every_invariant(tmp_path: Path, settings: Az
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
-def test_a_long_azure_season_keeps_every_invariant(tmp_path: Path, settings: AzureSettings) -> None:  # noqa: F811
+def test_a_long_azure_season_keeps_every_invariant(tmp_path: Path, settings: AzureSettings) -> None:
     plan = long_azure_season()
     assert len(plan) >= 30 and {crash for _, crash, _ in plan} >= set(AZURE_BOUNDARIES)
     report = _play(tmp_path, settings, "azure-soak", plan)
