@@ -241,19 +241,17 @@ def short_season() -> list[Night]:
             Night("drift", "kill@alias"), Night("worse")]
 
 
-def long_season(nights: int = 32) -> list[Night]:
+def long_season(rounds: int = 2) -> list[Night]:
     """`make soak`: every fault at every boundary (kills at six stage boundaries, the endpoint killed between
-    and during nights, four kinds of bad input), each at least twice, between ordinary nights of every data
-    change, the first night itself killed at the gate."""
-    kills = [f"kill@{point}" for point in KILL_POINTS]
-    faults: list[str | None] = [*kills, "endpoint-killed", "http500", "truncated", None, "new-column",
-                                "endpoint-killed@evaluate", "missing-column", None]
-    changes = ["append", "drift", "append", "unchanged", "append", "worse", "drift"]
+    and during nights, four kinds of bad input), ``rounds`` times, the first night itself killed at the gate,
+    and after every third fault a night without one, in turn of new rows, no new data, worse data and drift."""
+    faults = [*(f"kill@{point}" for point in KILL_POINTS), "endpoint-killed", "http500", "truncated",
+              "new-column", "endpoint-killed@evaluate", "missing-column"]
+    clean = ["append", "unchanged", "worse", "drift"]
     plan = [Night("first", "kill@gate")]
-    for i in range(1, nights):
-        fault = faults[(i - 1) % len(faults)]
-        data = changes[(i - 1) % len(changes)]
-        if fault and fault.startswith("kill@") and data in {"unchanged", "worse"}:
-            data = "append"  # a kill needs a night that reaches its boundary
-        plan.append(Night(data, fault))
+    for r in range(rounds):
+        for i, fault in enumerate(faults):
+            plan.append(Night("drift" if (i + r) % 3 == 0 else "append", fault))
+            if i % 3 == 2:
+                plan.append(Night(clean[(len(plan) // 4) % len(clean)]))
     return plan
