@@ -66,7 +66,8 @@ test-fast: $(VENV)/.installed-test
 # and the lifecycle test tears down what it created even when a step fails.
 test-azure: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m azure tests/integration/azure -v
-# The long lifecycle seasons (pytest marker `soak`, deselected by default): a local season of 32 nights through
+
+# The long lifecycle seasons (pytest marker `soak`, deselected by default): a local season of 33 nights through
 # the real CLI and an Azure season on the control-plane fakes. Summaries in test-output/lifecycle-*.json.
 soak: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/lifecycle -m soak -s
