@@ -75,7 +75,8 @@ def heartflow_command() -> list[str]:
     return [sys.executable, "-c", "from flows.cli import main; main()"]
 
 
-def _classify(returncode: int | None, text: str) -> tuple[str, str]:
+def classify_output(returncode: int | None, text: str) -> tuple[str, str]:
+    """How a run that was not killed ended, from its exit code and output; and its last `error:` line."""
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     error = errors[-1] if errors else ""
     if returncode == 0:
@@ -176,5 +177,5 @@ def run_heartflow(args: list[str], prefect_home: Path, log: Path, *, kill_at: st
         return RunOutcome("hung", None, seconds, "", False, log, tracebacks)
     if landed.is_set():
         return RunOutcome("killed", returncode, seconds, "", True, log, tracebacks)
-    kind, error = _classify(returncode, text)
+    kind, error = classify_output(returncode, text)
     return RunOutcome(kind, returncode, seconds, error, acted.is_set(), log, tracebacks)
