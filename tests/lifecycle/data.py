@@ -65,12 +65,11 @@ class SeasonTable:
         return self.path
 
     def write_truncated(self) -> Path:
-        """The export stopped mid-way: the file ends inside a row."""
+        """The export stopped mid-way: the file ends inside a row, after its first four fields."""
         text = self.rows.to_csv(index=False)
-        cut = int(len(text) * 0.6)
-        while text[cut] in ",\n":
-            cut += 1
-        self.path.write_text(text[:cut])
+        cut = text.rfind("\n", 0, int(len(text) * 0.6)) + 1
+        row = text[cut:text.find("\n", cut)]
+        self.path.write_text(text[:cut] + ",".join(row.split(",")[:4]))
         return self.path
 
     def write_with_new_column(self) -> Path:

@@ -122,8 +122,9 @@ class Season:
         self.report.outcomes[outcome.kind] += 1
         if outcome.kind == "promoted" or (outcome.kind == "killed" and ("kill@promote" in name or "kill@alias" in name)):
             self._promoted_once = True
-        if outcome.kind == "promoted":
-            self._champion_rows = len(self.table.rows)
+        if outcome.kind == "promoted":  # the rows the new champion was built from, as the run read them
+            valid = re.search(r": (\d+) rows valid;", outcome.log.read_text())
+            self._champion_rows = int(valid.group(1)) if valid else len(self.table.rows)
         return outcome
 
     def _write_tonight(self, night: Night) -> str:
@@ -211,7 +212,9 @@ class Season:
         rows = len(self.table.rows)
         problems = []
         decay = re.search(r"champion v\d+ on (\d+) new rows through", text)
-        if decay is None:
+        if decay is None and "decay not measured: the champion is not serving" in text:
+            pass  # a promotion cut short left another version serving: nothing to score the champion through
+        elif decay is None:
             problems.append(f"no decay measured ({outcome.log})")
         elif int(decay.group(1)) > rows - 0.8 * self._rows_before:
             problems.append(f"decay measured on {decay.group(1)} 'new' rows of {rows}, though the champion trained on "
