@@ -21,6 +21,7 @@ POSITIVE = LABELS[1]
 POSITIVE_SHARE = 0.25  # a rare positive class; with 600 rows the gate's no-skill floor can be beaten
 HOLDOUT_FRACTION = 0.1  # DataSpec's default: the worse night's generator keeps the holdout's labels true
 FIRST_ROWS = 600
+LABEL_NOISE = 0.4  # labels the columns explain well enough that a model beats the no-skill floor
 DRIFTED_COLUMN = "Cholesterol mg/dl"
 
 
@@ -33,13 +34,13 @@ class SeasonTable:
         self.path = folder / "patients.csv"
         self.seed = seed
         self._batches = 0
-        self.rows = user_table(FIRST_ROWS, seed, positive_share=POSITIVE_SHARE)
+        self.rows = user_table(FIRST_ROWS, seed, positive_share=POSITIVE_SHARE, label_noise=LABEL_NOISE)
 
     def append(self, count: int, cholesterol_shift: float = 0.0) -> None:
         """New patients arrive (``cholesterol_shift``: a lab changed its method, the column drifts)."""
         self._batches += 1
         batch = user_table(count, self.seed * 1000 + self._batches, positive_share=POSITIVE_SHARE,
-                           first_id=len(self.rows), cholesterol_shift=cholesterol_shift)
+                           label_noise=LABEL_NOISE, first_id=len(self.rows), cholesterol_shift=cholesterol_shift)
         self.rows = pd.concat([self.rows, batch], ignore_index=True)
 
     # ---- what lands at the path tonight ---------------------------------------------------------------

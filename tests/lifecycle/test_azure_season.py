@@ -31,7 +31,7 @@ def test_a_short_azure_season_keeps_every_invariant(tmp_path: Path, settings: Az
     report = _play(tmp_path, settings, "azure-short", short_azure_season())
     # The crashes before the gate always land; those inside a promotion land when the gate promotes.
     assert report.faults_landed["crash@deploy"] == 1 and report.faults_landed["crash@evaluate"] == 1, report.summary()
-    assert report.outcomes["rejected"] >= 1, report.summary()
+    assert report.outcomes["promoted"] >= 1 and report.outcomes["rejected"] >= 1, report.summary()
     assert not report.violations, report.summary()
 
 

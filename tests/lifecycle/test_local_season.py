@@ -37,6 +37,7 @@ def test_a_short_season_keeps_every_invariant(tmp_path: Path) -> None:
     # The slot-holder's kill always lands (the deploy comes before any decision); the promotion's kill lands
     # when the gate promotes, which the summary reports.
     assert report.faults_landed["kill@deploy"] == 1, report.summary()
+    assert report.outcomes["promoted"] >= 1, report.summary()  # a season where nothing serves proves nothing
     assert report.outcomes["refused"] == 1 and report.outcomes["rejected"] >= 1, report.summary()
     assert not report.violations, report.summary()
 
