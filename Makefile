@@ -6,13 +6,14 @@ PIP    := $(BIN)/python -m pip
 # Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-test run test test-fast test-azure bench wrk node-deps chromium postgres lock clean help
+.PHONY: setup setup-test run test test-fast test-azure soak bench wrk node-deps chromium postgres lock clean help
 
 help:
 	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
 	@echo "make test   - install what the tests need (Python, azurite, chromium) and run the suite"
 	@echo "make test-fast - unit, contract (Azure fakes, in-memory) and flow-branch tests, no real servers"
 	@echo "make test-azure - the live suite on a real workspace (prints its cost estimate first; docs/azure.md)"
+	@echo "make soak   - the long lifecycle seasons: 30+ nights with faults at every stage boundary (docs/lifecycle.md)"
 	@echo "make bench  - run the sweep, endpoint and whole-run benchmarks (writes docs/benchmarks.md)"
 
 $(BIN)/python:
@@ -65,6 +66,11 @@ test-fast: $(VENV)/.installed-test
 # and the lifecycle test tears down what it created even when a step fails.
 test-azure: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m azure tests/integration/azure -v
+
+# The long lifecycle seasons (pytest marker `soak`, deselected by default): a local season of 33 nights through
+# the real CLI and an Azure season on the control-plane fakes. Summaries in test-output/lifecycle-*.json.
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/lifecycle -m soak -s
 
 # wrk, the native HTTP load generator of the endpoint benchmark (Debian package).
 wrk:

@@ -18,20 +18,22 @@ LABELS = ("Absence", "Presence")
 
 def user_table(rows: int = 400, seed: int = 0, extra_numeric: int = 0, extra_categorical: int = 0,
                missing_fraction: float = 0.05, positive_share: float = 0.5, noise: bool = False,
-               label_noise: float = 0.8) -> pd.DataFrame:
-    """``positive_share``: the share of rows labelled positive (the highest scores); ``noise``: the label
-    is drawn apart from every column (nothing to learn); ``label_noise``: the spread of the score's noise."""
+               label_noise: float = 0.8, first_id: int = 0, cholesterol_shift: float = 0.0) -> pd.DataFrame:
+    """``positive_share``: the share of rows labelled positive (the highest scores; 0.2: a rare positive
+    class); ``noise``: the label is drawn apart from every column (nothing to learn); ``label_noise``: the
+    spread of the score's noise; ``first_id`` numbers the Patient IDs, so batches appended night after night
+    keep them unique; ``cholesterol_shift`` drifts that column (the label does not depend on it)."""
     rng = np.random.default_rng(seed)
     age = rng.integers(29, 78, rows)
     chest = rng.choice(["ATA", "NAP", "ASY", "TA"], rows)
     sex = rng.choice(["M", "F"], rows)
-    chol = rng.normal(240, 45, rows).round(1)
+    chol = (rng.normal(240, 45, rows) + cholesterol_shift).round(1)
     angina = rng.choice(["Yes", "No"], rows)
     score = (age - 50) / 10 + (chest == "ASY") * 1.5 + (sex == "M") * 0.7 + (angina == "Yes") * 1.0 + rng.normal(0, label_noise, rows)
     if noise:
         score = np.random.default_rng(seed + 1).normal(0, 1, rows)
     frame = pd.DataFrame({
-        "Patient ID": [f"P{100000 + i}" for i in range(rows)],
+        "Patient ID": [f"P{100000 + first_id + i}" for i in range(rows)],
         "Age": age.astype(str),
         "Chest.Pain Type": chest,
         "Sex": sex,
