@@ -56,7 +56,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_the_lifecycle_runs_every_stage_and_leaves_nothing_behind(azurite: str, workdir: Path,  # noqa: F811
+def test_the_lifecycle_runs_every_stage_and_leaves_nothing_behind(azurite: str, workdir: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     names, fake = LiveNames(), _fake()
     backend = _backend(azurite, workdir, names, fake)
@@ -74,7 +74,7 @@ def test_the_lifecycle_runs_every_stage_and_leaves_nothing_behind(azurite: str, 
     assert [c.kwargs["version"] for c in fake.models.archive.call_args_list] == ["1", "2"]
 
 
-def test_the_teardown_runs_when_a_stage_fails(azurite: str, workdir: Path) -> None:  # noqa: F811
+def test_the_teardown_runs_when_a_stage_fails(azurite: str, workdir: Path) -> None:
     names, fake = LiveNames(), _fake(deployment_error=http_error(400, "ScoringScriptFailed"))
     backend = _backend(azurite, workdir, names, fake)
     steps: list[str] = []
