@@ -176,7 +176,7 @@ class AzureSeason:
         self.plane.by_version[model.version] = self.plane.by_run[model.source_run_id]
         if champion is not None and champion.source_run_id == model.source_run_id:
             return self._early_end(backend, spec, champion, serving, who)
-        converge(backend.rollout_policy(), ENDPOINT, MODEL, who)
+        converge(backend.rollout_policy(), ENDPOINT, MODEL, who, model)  # as the flow: this run's version is adopted
         endpoint = backend.deploy(model, spec)
         backend.endpoint_key(endpoint)  # the evaluation's first call, as evaluate_over_http needs the key
         report = self.plane.evaluate(self.fake, endpoint.name, endpoint.deployment, prepared.holdout)
