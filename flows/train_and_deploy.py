@@ -219,10 +219,11 @@ def _deploy_and_gate(
             except StageFailed as exc:
                 # The champion cannot be scored on this data (a column it needs is gone from the source): no
                 # comparison is possible, so the candidate is rejected (decided, recorded), never left at 0 %.
-                reason = f"the serving champion could not be scored on this data's holdout, so no comparison: {exc}"
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                reason = f"the serving champion could not be scored on this data's holdout, so no comparison ({cause})"
                 backend.reject(endpoint, model, reason, report=report, triggered_by=triggered_by)
-                message = (f"{model.name} v{model.version} was rejected: {reason}. The champion keeps serving on "
-                           f"{endpoint.name}; if the data lost a column the champion needs, bring it back")
+                message = (f"{model.name} v{model.version} was rejected by the promotion gate: {reason}. The champion "
+                           f"keeps serving on {endpoint.name}; if the data lost a column the champion needs, bring it back")
                 return Failed(message=message, data=PromotionRejected(message))
         shadow, watching = _live_stages(spec, backend, endpoint, rivals, logger)
         session = open_watch(backend, endpoint, rivals[0]) if watching is not None else None
