@@ -30,7 +30,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
-setup-test: $(VENV)/.installed-test node-deps chromium postgres
+setup-test: $(VENV)/.installed-test node-deps chromium postgres wrk
 
 run: setup
 	$(BIN)/heartflow run

@@ -51,7 +51,7 @@ class Load:
 def need_wrk() -> str:
     path = shutil.which("wrk")
     if path is None:
-        pytest.skip("wrk is not installed: `make wrk`")
+        pytest.fail("wrk is not installed: run `make test` (it installs wrk) or `make wrk`")
     return path
 
 
