@@ -22,10 +22,14 @@ for _name, _value in PREFECT_DEFAULTS.items():
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests on the session's Prefect test harness run last: once started, the harness is the process's
-    Prefect API until the session ends, and tests that start their own server (or expect Prefect's
-    temporary one) must run before it."""
-    items.sort(key=lambda item: "prefect_harness" in getattr(item, "fixturenames", ()))
+    """Files with a test on the session's Prefect test harness run last: once started, the harness is the
+    process's Prefect API until the session ends, and tests that start their own server (or expect Prefect's
+    temporary one) must run before it. Among the others, files with a slow test go first, so that under
+    `make test`'s two workers (pytest-xdist, a whole file per worker, in this order) the long files do not
+    end up alone at the end."""
+    harness_files = {item.path for item in items if "prefect_harness" in getattr(item, "fixturenames", ())}
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: (item.path in harness_files, item.path not in slow_files))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -135,6 +135,9 @@ def drain_to_server(timeout_s: float = 10.0) -> None:
 @contextmanager
 def running_server(base: Path) -> Iterator[PrefectServer]:
     """A server on a free loopback port with PREFECT_HOME under ``base``."""
+    # Prefect keeps one events worker per client type, bound to the API it first saw: stop any worker of an
+    # earlier server so this one's events reach this server (else tests depend on the order they run in).
+    drain_to_server()
     (base / "prefect-home").mkdir(parents=True, exist_ok=True)
     (base / "logs").mkdir(parents=True, exist_ok=True)
     server = PrefectServer(home=base / "prefect-home", port=free_port(), logs=base / "logs")
