@@ -243,3 +243,44 @@ def test_the_reader_joins_batched_lines_by_row_and_skips_other_model_versions(wo
     assert records["a"]["rows"] == [{"chol": 200}] and "rows" not in records["c"]  # c's inputs were not sampled
     report_ = AzureMonitor(workspace.backend).monitor(name, datetime.now(UTC) - timedelta(minutes=1))
     assert (report_.requests, report_.scored_rows) == (3, 3)  # a, b (2 rows), c; "old" belongs to model version 0
+
+
+@pytest.mark.slow
+def test_under_azmlinfsrv_each_collected_answer_carries_the_id_the_client_sees(
+    workspace: Workspace, sidecar: CollectorSidecar, trained_model_dir: Path, tmp_path: Path,
+) -> None:
+    """score.py as a managed deployment runs it (azmlinfsrv, the collector on): the id in the answer's
+    x-request-id header (the client's, or one azmlinfsrv made up) is the one its collected record carries."""
+    import os
+    import sys
+    import time
+
+    import requests
+
+    from tests.integration.endpoint.conftest import RECORD
+    from tests.net import free_port
+    from tests.servers import answers_http, running_server
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **sidecar.env(), "AZUREML_MODEL_DIR": str(trained_model_dir.parent)}
+    script = Path(__file__).resolve().parents[3] / "src" / "score.py"
+    command = [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(script), "--port", str(port)]
+    with running_server(command, ready=answers_http(f"{base}/"), what="azmlinfsrv", log=tmp_path / "server.log",
+                        timeout_s=60, env=env):
+        named = requests.post(f"{base}/score", json={"data": [RECORD]}, headers={"x-request-id": "client-1"}, timeout=10)
+        unnamed = requests.post(f"{base}/score", json={"data": [RECORD, RECORD]}, timeout=10)
+        refused = requests.post(f"{base}/score", json={"data": [{"age": 63}]}, headers={"x-request-id": "client-2"}, timeout=10)
+        deadline = time.monotonic() + 30
+        while sidecar.received < 5 and time.monotonic() < deadline:  # the collector sends in the background
+            time.sleep(0.1)
+    assert (named.status_code, unnamed.status_code, refused.status_code) == (200, 200, 400)
+    assert named.headers["x-request-id"] == "client-1"
+    made_up = unnamed.headers["x-request-id"]
+    records = {r["request_id"]: r for r in open_collected(workspace.backend).records(
+        workspace.endpoint.name, "blue", datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1))}
+    assert set(records) == {"client-1", made_up, "client-2"}
+    assert records["client-1"]["predictions"] == named.json() and records["client-1"]["rows"][0]["chol"] == RECORD["chol"]
+    assert len(records[made_up]["rows"]) == 2 and records[made_up]["latency_ms"] > 0
+    assert (records["client-2"]["kind"], records["client-2"]["status"], records["client-2"]["reason"]) == (
+        "rejected", 400, "missing column(s)")
