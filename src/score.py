@@ -92,12 +92,13 @@ def run(raw_data: str | bytes) -> Any:
         try:
             status, payload, scored = _scorer.score_captured(raw_data)
         except Exception as exc:  # collected as a failure, then raised: azmlinfsrv answers 500 as before
-            _collect_refusal(500, type(exc).__name__, started)
+            _collect_refusal(500, type(exc).__name__, _since(started))
             raise
-        if scored is not None:
-            _collect(scored, started)
+        if scored is not None:  # the time to validate and predict, without the collection's own cost
+            _collect(scored, _since(started))
         else:
-            _collect_refusal(status, _reason(status, str(payload.get("error", "")) if isinstance(payload, dict) else ""), started)
+            _collect_refusal(status, _reason(status, str(payload.get("error", "")) if isinstance(payload, dict) else ""),
+                             _since(started))
     if status == 200:
         return payload
     return _respond(payload, status)
@@ -137,12 +138,15 @@ def _reason(status: int, message: str) -> str:
     return {413: "too many records"}.get(status, f"status {status}")
 
 
-def _meta(rid: str, status: int, started: float) -> dict[str, Any]:
-    return {"request_id": rid, "status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-            "model_version": model_version()}
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _collect(scored: Any, started: float) -> None:
+def _meta(rid: str, status: int, latency_ms: float) -> dict[str, Any]:
+    return {"request_id": rid, "status": status, "latency_ms": latency_ms, "model_version": model_version()}
+
+
+def _collect(scored: Any, latency_ms: float) -> None:
     """The rows and answers of one request to the data collector (it sends in the background)."""
     import json
 
@@ -154,24 +158,29 @@ def _collect(scored: Any, started: float) -> None:
     ids = [rid] if len(rows) == 1 else [f"{rid}/{i}" for i in range(len(rows))]
     inputs, outputs = _collectors
     try:
-        context = inputs.collect(pd.DataFrame(rows).assign(correlationid=ids), _context(rid))
-        proba = None if scored.positive_proba is None else scored.positive_proba.tolist()
-        meta = _meta(rid, 200, started)
-        answers = pd.DataFrame({"correlationid": ids, "row": range(len(rows)), "prediction": scored.predictions,
-                                "probability": proba, "positive_class": scored.classes[-1] if scored.classes else None})
-        outputs.collect(answers.assign(**meta), context)
+        # One object block per frame, built from lists: about half of pandas' cost per column (same JSON).
+        names = list(rows[0]) if rows else []
+        table = [[row.get(n) for n in names] + [cid] for row, cid in zip(rows, ids, strict=True)]
+        context = inputs.collect(pd.DataFrame(table, columns=[*names, "correlationid"], dtype=object), _context(rid))
+        proba = [None] * len(rows) if scored.positive_proba is None else scored.positive_proba.tolist()
+        meta = _meta(rid, 200, latency_ms)
+        positive = scored.classes[-1] if scored.classes else None
+        answers = [[cid, i, p, q, positive, *meta.values()]
+                   for i, (cid, p, q) in enumerate(zip(ids, scored.predictions, proba, strict=True))]
+        outputs.collect(pd.DataFrame(answers, columns=["correlationid", "row", "prediction", "probability",
+                                                       "positive_class", *meta], dtype=object), context)
     except Exception as exc:  # noqa: BLE001 - capture must never fail a request; the loss is logged
         logger.warning("data collector: request not captured: %s", exc)
 
 
-def _collect_refusal(status: int, reason: str, started: float) -> None:
+def _collect_refusal(status: int, reason: str, latency_ms: float) -> None:
     """One model_outputs row for a request refused (4xx) or failed (5xx): no body, no rows."""
     import pandas as pd
 
     assert _collectors is not None
     rid = request_id()
     try:
-        _collectors[1].collect(pd.DataFrame([{"correlationid": rid, "row": -1, "reason": reason, **_meta(rid, status, started)}]),
+        _collectors[1].collect(pd.DataFrame([{"correlationid": rid, "row": -1, "reason": reason, **_meta(rid, status, latency_ms)}]),
                                _context(rid))
     except Exception as exc:  # noqa: BLE001 - as in _collect
         logger.warning("data collector: refusal not captured: %s", exc)

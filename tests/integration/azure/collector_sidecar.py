@@ -58,13 +58,15 @@ def append_lines(container: Any, endpoint: str, deployment: str, collection: str
 
 class CollectorSidecar:
     """An HTTP server on 127.0.0.1 that writes what the Collector posts for ``endpoint``/``deployment``
-    (switchable between phases) into ``container``."""
+    (switchable between phases) into ``container``: lines are kept per file and appended on ``flush`` (the
+    real sidecar batches too; one append per payload would make the tests wait on Azurite)."""
 
     def __init__(self, container: Any, endpoint: str, deployment: str = "blue") -> None:
         self.container = container
         self.endpoint = endpoint
         self.deployment = deployment
         self.received = 0
+        self._pending: dict[tuple[str, str, int], list[str]] = {}
         self._lock = threading.Lock()
         sidecar = self
 
@@ -89,13 +91,21 @@ class CollectorSidecar:
                               deployment=self.deployment, model_version=h.get("ce-model-version"),
                               payload_id=h.get("trace-id"), agent=h.get("ce-agent", ""))
         with self._lock:
-            append_lines(self.container, self.endpoint, self.deployment, collection, [line], at)
+            self._pending.setdefault((self.deployment, collection, int(at) // 3600 * 3600), []).append(line)
             self.received += 1
+
+    def flush(self) -> None:
+        """Append every line received so far to its hour file."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for (deployment, collection, hour), lines in pending.items():
+            append_lines(self.container, self.endpoint, deployment, collection, lines, hour)
 
     def env(self) -> dict[str, str]:
         return {"AZUREML_MDC_ENABLED": "true", "AZUREML_MDC_HOST": "127.0.0.1", "AZUREML_MDC_PORT": str(self.server.server_port)}
 
     def close(self) -> None:
+        self.flush()
         self.server.shutdown()
         self.server.server_close()
 
@@ -117,6 +127,7 @@ def collecting_score(model_dir: Path, sidecar: CollectorSidecar, monkeypatch: py
     finally:
         teardown(wait_for_flush=True)
         score._collectors = None
+        sidecar.flush()
 
 
 def post(score: Any, rows: list[dict[str, Any]], request_id: str) -> Any:

@@ -166,6 +166,8 @@ def test_the_azure_shadow_reads_mirrored_answers_and_rejects_a_candidate_failing
     rows = _live_rows(heart_frame, 60, failing=6)
 
     def mirrored_traffic(seconds: float) -> None:  # the mirror window: the gateway copies each request
+        if seconds != 20:  # run_shadow's later pauses wait for the record to settle: no new traffic then
+            return
         sidecar.deployment = "blue"
         with collecting_score(trained_model_dir, sidecar, monkeypatch) as score:
             assert all(isinstance(a, list) for a in _traffic(score, rows, "live"))
@@ -200,13 +202,20 @@ def test_the_azure_watch_rolls_back_a_champion_failing_on_live_rows(
     assert backend.serving(candidate.name).deployment == candidate.deployment
     rows = _live_rows(heart_frame, 40, failing=5)
 
+    calls: list[float] = []
+
     def live_traffic(seconds: float) -> None:  # clients reach the new champion, which fails on thall=9
+        calls.append(seconds)
+        if len(calls) > 1:
+            return
         sidecar.deployment = candidate.deployment
         with collecting_score(failing_model_dir, sidecar, monkeypatch) as score:
             _traffic(score, rows, "after")
 
-    record = run_watch(backend, candidate, session, 30, reference_p99_ms=None, sleep=live_traffic, clock=lambda: 0.0)
+    record = run_watch(backend, candidate, session, 30, reference_p99_ms=None, sleep=live_traffic,
+                       clock=iter(range(0, 10_000, 5)).__next__)  # 5 s a reading: a passing watch would end
     assert record.outcome == "rolled_back" and (record.requests, record.errors) == (40, 5), record
+    assert len(calls) == 1  # rolled back at the first reading after the failures
     assert "answered 5 of 40 live requests with a server error" in record.reason
     restored = dataclasses.replace(candidate, deployment="blue", model_version=workspace.first.version)
     backend.promote(restored, workspace.first, report(0.85), event="rollback", reason=record.reason,
@@ -274,6 +283,7 @@ def test_under_azmlinfsrv_each_collected_answer_carries_the_id_the_client_sees(
         deadline = time.monotonic() + 30
         while sidecar.received < 5 and time.monotonic() < deadline:  # the collector sends in the background
             time.sleep(0.1)
+        sidecar.flush()
     assert (named.status_code, unnamed.status_code, refused.status_code) == (200, 200, 400)
     assert named.headers["x-request-id"] == "client-1"
     made_up = unnamed.headers["x-request-id"]
