@@ -13,6 +13,7 @@ from flows.cli_common import BackendName, BackendOption, EndpointOption, HomeOpt
 
 def feedback(
     file: Annotated[Path, typer.Argument(help="CSV (columns request_id, label) or JSON lines ({\"request_id\": ..., \"label\": ...})")],
+    backend: BackendOption = BackendName.local,
     home: HomeOption = None,
     endpoint_name: EndpointOption = "heart-classify-endpoint",
     tracking_uri: TrackingOption = None,
@@ -22,7 +23,8 @@ def feedback(
     from backends.domain.outcomes import read_feedback_file
 
     items = _check(read_feedback_file, file)
-    got = _check(_local_monitor(home, tracking_uri, endpoint_name).add_feedback, endpoint_name, items, str(file))
+    watcher = _azure_monitor() if backend is BackendName.azure else _local_monitor(home, tracking_uri, endpoint_name)
+    got = _check(watcher.add_feedback, endpoint_name, items, str(file))
     console.print(f"stored {got.stored} label(s) for {endpoint_name}: {got.matched} match a captured prediction, "
                   f"{got.unknown} unknown" + (f" (e.g. {', '.join(got.unknown_ids[:5])}): kept, and joined if their "
                                               "predictions are captured later" if got.unknown else ""), highlight=False)
@@ -41,14 +43,20 @@ def monitor(
     from backends.domain.monitoring import parse_since
 
     start = _check(parse_since, since)
-    if backend is BackendName.azure:
-        _fail("`heartflow monitor --backend azure` reads the data collector's blobs, which this version does not "
-              "read yet: run the monitor on the local backend")
-    report = _check(_local_monitor(home, tracking_uri, endpoint_name).monitor, endpoint_name, start)
+    watcher = _azure_monitor() if backend is BackendName.azure else _local_monitor(home, tracking_uri, endpoint_name)
+    report = _check(watcher.monitor, endpoint_name, start)
     if as_json:
         typer.echo(json.dumps(report.to_json(), sort_keys=True))
         return
     console.print(render(report.to_json()), highlight=False, soft_wrap=True)
+
+
+def _azure_monitor() -> Any:
+    """The Azure endpoint's monitor: the data collector's records in the workspace's blob storage."""
+    from backends.azure.monitoring import AzureMonitor
+    from backends.factory import create_backend
+
+    return AzureMonitor(_check(create_backend, BackendName.azure.value))
 
 
 def _local_monitor(home: Path | None, tracking_uri: str | None, endpoint_name: str) -> Any:

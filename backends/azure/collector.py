@@ -1,5 +1,6 @@
 """The managed deployment's data collector: what score.py's collectors (``model_inputs``, ``model_outputs``)
-send is written to the workspace's blob storage, at the spec's capture rate."""
+send is written to the workspace's blob storage, at the spec's capture rate; ``backends.azure.collected``
+reads it back (monitor, feedback, the shadow and the watch)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class _ReusableDataCollector(DataCollector):
 
 def build_data_collector(rate: float) -> DataCollector:
     """Capture on Azure: score.py's collectors (model_inputs, model_outputs) write to the workspace's blob
-    storage at ``rate``, joined by the request's correlation id (x-request-id); headers are not logged."""
+    storage at ``rate``, in hour folders; every row carries its request id (x-request-id); headers are not logged."""
     return _ReusableDataCollector(
         collections={name: DeploymentCollection(enabled="true") for name in ("model_inputs", "model_outputs")},
         sampling_rate=rate, rolling_rate="hour",

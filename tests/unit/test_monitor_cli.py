@@ -18,11 +18,15 @@ def test_monitor_of_an_endpoint_never_deployed_says_so(tmp_path: Path) -> None:
     assert "no local endpoint never-deployed" in result.output and "Traceback" not in result.output
 
 
-def test_monitor_rejects_a_bad_window_and_azure(tmp_path: Path) -> None:
+def test_monitor_rejects_a_bad_window_and_azure_without_a_workspace(tmp_path: Path, clean_env: Path) -> None:
     bad = runner.invoke(app, ["monitor", "--home", str(tmp_path), "--since", "last week"])
     assert bad.exit_code == 1 and "--since 'last week'" in bad.output
-    azure = runner.invoke(app, ["monitor", "--backend", "azure"])
-    assert azure.exit_code == 1 and "data collector" in azure.output
+    azure = runner.invoke(app, ["monitor", "--backend", "azure"])  # reads the data collector: needs the workspace
+    assert azure.exit_code == 1 and "AZURE_SUBSCRIPTION_ID" in azure.output and "Traceback" not in azure.output
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nabc,1\n")
+    feedback = runner.invoke(app, ["feedback", str(labels), "--backend", "azure"])
+    assert feedback.exit_code == 1 and "AZURE_SUBSCRIPTION_ID" in feedback.output
 
 
 def test_feedback_file_without_the_columns_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,164 @@
+"""Monitoring an Azure endpoint: what its deployments' data collectors wrote (``backends.azure.collected``),
+the serving model's training split and gate figure from the registry, the figures from
+``backends.domain.monitoring`` (the same MonitorReport as ``backends.local.monitoring``); labels stored beside
+the collected records and joined by request id."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from backends.azure.collected import CACHE_ROOT, CollectedStore, open_collected
+from backends.base import Endpoint
+from backends.domain.history import TAG_HOLDOUT_ACCURACY
+from backends.domain.monitoring import HOLDOUT_PREFIX, MonitorReport, is_holdout_answer, summarize
+from backends.domain.outcomes import FeedbackReceipt, check_labels, receipt
+from backends.errors import ConfigurationError, HeartflowError
+
+logger = logging.getLogger(__name__)
+
+TAG_DATA_URI = "heartflow.data_uri"
+TAG_METRIC = "heartflow.metric"
+MAX_CODE_LEVELS = 10  # whole numbers with this many values or fewer are codes (categories), as inference says
+
+
+class AzureMonitor:
+    """Figures over a window of what an Azure endpoint's serving deployments answered, and labels joined to
+    them. ``backend`` is an AzureBackend (its serving endpoint, registry and blob storage)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def _serving(self, endpoint_name: str) -> Endpoint:
+        serving = self.backend.serving(endpoint_name)
+        if serving is None:
+            raise ConfigurationError(f"nothing serves on the Azure endpoint {endpoint_name}: deploy with "
+                                     "`heartflow run --backend azure` (or check --endpoint-name)")
+        return serving
+
+    def _store(self) -> CollectedStore:
+        return open_collected(self.backend)
+
+    def add_feedback(self, endpoint_name: str, items: list[dict[str, Any]], origin: str) -> FeedbackReceipt:
+        """Check and store labels beside the collected records; report ids no collected prediction has."""
+        name = self._serving(endpoint_name).name  # the workspace's own name for the tutorial's default
+        store = self._store()
+        captured: set[str] = set()
+        classes: set[Any] = set()
+        until = datetime.now(UTC)
+        for deployment in store.deployments(name):
+            for record in store.records(name, deployment, None, until, with_inputs=False):
+                if record["kind"] != "scored":
+                    continue
+                predictions = record.get("predictions") or []
+                rid = str(record["request_id"])
+                captured.update([rid] if len(predictions) == 1 else [f"{rid}/{i}" for i in range(len(predictions))])
+                classes.update(p for p in [*predictions, *record.get("classes", [])] if isinstance(p, (str, int)))
+        # The labels a model answers with: known from its collected answers once both were seen.
+        pairs = check_labels(items, sorted(classes, key=str) if len(classes) >= 2 else None, origin)
+        store.add_labels(name, pairs, "file")
+        return receipt(pairs, captured)
+
+    def monitor(self, endpoint_name: str, since: datetime, until: datetime | None = None) -> MonitorReport:
+        serving = self._serving(endpoint_name)
+        endpoint_name = serving.name
+        until = until or datetime.now(UTC)
+        store = self._store()
+        version = serving.model_version
+        live = [d for d, share in (serving.traffic or {serving.deployment: 100}).items() if share > 0]
+        window: list[dict[str, Any]] = []
+        for deployment in live:
+            for record in store.records(endpoint_name, deployment, since, until):
+                if deployment == serving.deployment:
+                    if str(record.get("model_version") or version) != version:
+                        continue  # an older model's answers under a reused deployment name
+                    record["model_version"] = version
+                window.append(record)
+        holdout = self._holdout(store, serving)
+        model = self.backend.get_model(serving.model_name, version)
+        notes: list[str] = []
+        reference = self._training_split(model.tags.get(TAG_DATA_URI), notes)
+        numeric, categorical = column_kinds(reference, window, holdout)
+        metric = model.tags.get(TAG_METRIC, "accuracy")
+        gate = model.tags.get(f"heartflow.holdout_{metric}") or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
+        report = summarize(
+            window, store.labels(endpoint_name), holdout=holdout, endpoint=endpoint_name, model_name=serving.model_name,
+            model_version=version, since=since, until=until, reference=reference, numeric=numeric,
+            categorical=categorical, metric=metric, gate_value=float(gate) if gate else None,
+        )
+        notes.append("read from the data collector's records: requests are those collected (the deployment's "
+                     "capture rate), latency is the scoring container's own")
+        return _with_notes(report, notes)
+
+    def _holdout(self, store: CollectedStore, serving: Endpoint) -> list[dict[str, Any]]:
+        """The model's collected answers to its holdout (sent when it was evaluated, before any window): read
+        once from the deployment's whole record, then from a cache blob beside it."""
+        cache = f"{CACHE_ROOT}/{serving.name}/holdout-{serving.model_name}-{serving.model_version}.json"
+        cached = store.read_json(cache)
+        if isinstance(cached, list) and cached:
+            return cached
+        found = []
+        for record in store.records(serving.name, serving.deployment, None, datetime.now(UTC), only=[f"{HOLDOUT_PREFIX}*"]):
+            record["model_version"] = str(record.get("model_version") or serving.model_version)
+            if is_holdout_answer(record, serving.model_version):
+                found.append(record)
+        if found:
+            import json
+
+            store.put(cache, json.dumps(found, default=str).encode("utf-8"))
+        return found
+
+    def _training_split(self, uri: str | None, notes: list[str]) -> Any:
+        """The serving model's training split (every cell as text), from the blob its data URI names."""
+        if not uri:
+            return None
+        import pandas as pd
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobClient
+
+        try:
+            where = BlobClient.from_blob_url(uri)
+            service = self.backend.blob_store().service
+            data = service.get_blob_client(where.container_name, where.blob_name).download_blob().readall()
+            return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=True)
+        except (AzureError, ValueError, HeartflowError) as exc:
+            logger.warning("the training split %s is not readable: %s", uri, exc)
+            notes.append(f"the training split is not readable ({type(exc).__name__}): input drift not measured")
+            return None
+
+
+def column_kinds(reference: Any, *record_sets: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) features: the columns the collected rows carry (the model's signature), typed
+    from the training split: numbers with more than MAX_CODE_LEVELS values are numeric, the rest categories.
+    Azure keeps no schema beside a model version, so this reads what the data shows."""
+    features: list[str] = []
+    for records in record_sets:
+        for record in records:
+            for row in record.get("rows") or ():
+                features += [c for c in row if c not in features]
+            if features:
+                break
+    if reference is None:
+        return features, []
+    import pandas as pd
+
+    numeric, categorical = [], []
+    for column in features:
+        if column not in reference:
+            continue
+        values = reference[column].dropna()
+        numbers = pd.to_numeric(values, errors="coerce")
+        whole = bool(numbers.notna().all()) and bool((numbers.dropna() % 1 == 0).all())
+        if numbers.notna().all() and not (whole and values.nunique() <= MAX_CODE_LEVELS):
+            numeric.append(column)
+        else:
+            categorical.append(column)
+    return numeric, categorical
+
+
+def _with_notes(report: MonitorReport, notes: list[str]) -> MonitorReport:
+    import dataclasses
+
+    return dataclasses.replace(report, notes=(*report.notes, *notes))
