@@ -15,13 +15,13 @@ from backends.reporting import plots
 from backends.base import Backend, DataAssetResolver, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
+from backends.domain.lineage import TAG_DATA_URI
 from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.client.evaluation import evaluate_with
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
 
-TAG_DATA_URI = "heartflow.data_uri"
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from backends.domain.lineage import TAG_SPLIT as TAG_SPLIT  # the rule and its tag go together
 from backends.errors import DataValidationError
 
 RULE = "row-sha256-v1"
 ROW_KEY = "row_key"  # the name of the holdout's index: each row's content key
-TAG_SPLIT = "heartflow.split"  # "<rule>;holdout_fraction=<f>" on a model version: how its training rows were chosen
 _SCALE = float(2**64)
 
 
