@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backends.domain.distributions import (  # the search space's distributions, each defined there once
+    Choice as Choice,
+    Distribution as Distribution,
+    LogNormal as LogNormal,
+    LogUniform as LogUniform,
+    Normal as Normal,
+    QLogNormal as QLogNormal,
+    QLogUniform as QLogUniform,
+    QNormal as QNormal,
+    QUniform as QUniform,
+    Randint as Randint,
+    Uniform as Uniform,
+)
 from backends.errors import ConfigurationError
 from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS
 
@@ -20,75 +33,6 @@ MAX_TOTAL_TRIALS_LIMIT = 1000
 MAX_REQUEST_TIMEOUT_MS = 180_000
 NAME_RULE = "3 to 32 characters: letters, digits and '-', starting with a letter and not ending with '-'"
 
-
-class _Dist(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Choice(_Dist):
-    type: Literal["choice"] = "choice"
-    values: list[Any] = Field(min_length=1)
-
-
-class Randint(_Dist):
-    """An integer in [0, upper), as azure.ai.ml.sweep.Randint."""
-
-    type: Literal["randint"] = "randint"
-    upper: int = Field(gt=0)
-
-
-class Uniform(_Dist):
-    type: Literal["uniform"] = "uniform"
-    min_value: float
-    max_value: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Uniform:
-        if self.min_value >= self.max_value:
-            raise ValueError(f"min_value ({self.min_value}) must be below max_value ({self.max_value})")
-        return self
-
-
-class LogUniform(Uniform):
-    """exp(uniform(min_value, max_value)), as azure.ai.ml.sweep.LogUniform."""
-
-    type: Literal["loguniform"] = "loguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-
-
-class QUniform(Uniform):
-    type: Literal["quniform"] = "quniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class QLogUniform(Uniform):
-    type: Literal["qloguniform"] = "qloguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class Normal(_Dist):
-    type: Literal["normal"] = "normal"
-    mu: float
-    sigma: float = Field(gt=0)
-
-
-class LogNormal(Normal):
-    type: Literal["lognormal"] = "lognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-
-
-class QNormal(Normal):
-    type: Literal["qnormal"] = "qnormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class QLogNormal(Normal):
-    type: Literal["qlognormal"] = "qlognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-Distribution = Annotated[
-    Union[Choice, Randint, Uniform, LogUniform, QUniform, QLogUniform, Normal, LogNormal, QNormal, QLogNormal],
-    Field(discriminator="type"),
-]
 
 Sampling = Literal["grid", "random", "bayesian"]
 Metric = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss"]
