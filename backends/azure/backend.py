@@ -220,8 +220,7 @@ class AzureBackend(AzureLiveTraffic, Backend):
         progress: Callable[[TrialResult, int, int], None] | None = None,
     ) -> SweepResult:
         client = self.client("sweep", "storage")
-        enforce_limits(PipelineSpec.model_construct(
-            model_name=self.model_name, sweep=spec, deploy=DeploySpec()), self.settings)
+        enforce_limits({"model_name": self.model_name, "sweep": spec}, self.settings)
         self.provisioner.ensure_compute(client)
         if self.settings.storage_mode != "workspace":
             self.provisioner.ensure_datastore(client)

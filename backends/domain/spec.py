@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from backends.domain.distributions import (  # the search space's distributions, each defined there once
     Choice as Choice,
@@ -271,6 +272,38 @@ class DataSpec(BaseModel):
     seed: int = 42
 
 
+ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+ASSET_NAME_RULE = "letters, digits, '-', '_' and '.', at most 255 characters"
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def azure_sweep_problems(sweep: SweepSpec) -> list[tuple[str, str]]:
+    """(field, rule) for each of Azure ML's sweep limits that ``sweep`` breaks (the field validators above
+    enforce the limits both backends share)."""
+    out: list[tuple[str, str]] = []
+    if sweep.max_concurrent_trials is not None and sweep.max_concurrent_trials > MAX_TOTAL_TRIALS_LIMIT:
+        out.append(("max_concurrent_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT} (got {sweep.max_concurrent_trials})"))
+    if sweep.sampling == "bayesian" and sweep.early_termination is not None:
+        out.append(("early_termination", "Azure ML refuses an early termination policy with bayesian sampling: "
+                    f"remove it or use random sampling (got {sweep.early_termination.policy})"))
+    if sweep.timeout_s and sweep.trial_timeout_s and sweep.trial_timeout_s > sweep.timeout_s:
+        out.append(("trial_timeout_s", f"must not exceed sweep.timeout_s ({sweep.trial_timeout_s} > {sweep.timeout_s})"))
+    for name, dist in sweep.search_space.items():
+        field = f"search_space.{name}"
+        if not _PARAM_NAME.match(name):
+            out.append((field, "a hyperparameter name must be a Python identifier"))
+        if not isinstance(dist, Choice):
+            continue
+        values = list(dist.values)
+        if any(v is None or isinstance(v, bool) or not isinstance(v, (int, float, str)) for v in values):
+            out.append((field, f"choice values must be numbers or strings (use -1 for max_depth None), got {values}"))
+        elif any(isinstance(v, str) for v in values) and not all(isinstance(v, str) for v in values):
+            out.append((field, f"choice values must be all numbers or all strings, got {values}"))
+        elif any(isinstance(v, str) and ('"' in v or "'" in v or "\\" in v) for v in values):
+            out.append((field, f"string choices may not contain quotes or backslashes, got {values}"))
+    return out
+
+
 def _no_password(value: str | None) -> str | None:
     from urllib.parse import urlsplit
 
@@ -312,3 +345,20 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _without_password(cls, value: str | None) -> str | None:
         return _no_password(value)
+
+    # Azure ML's limits that the spec alone decides (``backend`` is validated first, so it is known here);
+    # those that depend on the Azure settings too are checked in backends/azure/limits.py.
+    @field_validator("model_name")
+    @classmethod
+    def _azure_model_name(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("backend") == "azure" and not ASSET_NAME.match(value or ""):
+            raise ValueError(f"{value!r} breaks Azure ML's asset name rule: {ASSET_NAME_RULE}")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _azure_sweep(cls, value: SweepSpec, info: ValidationInfo) -> SweepSpec:
+        problems = azure_sweep_problems(value) if info.data.get("backend") == "azure" else []
+        if problems:
+            raise ValueError("\n".join(f"{field}: {rule}" for field, rule in problems))
+        return value
