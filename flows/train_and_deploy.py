@@ -150,7 +150,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     if storage is not None:
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
-    loaded, _ = _stage(validate_data, spec.data, backend)
+    loaded, _ = _stage(validate_data, spec.data, backend, spec.model_name)
     prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
@@ -164,7 +164,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     data, _ = _stage(upload, backend, prepared)
     sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
     # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
-    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=split_tag(spec.data.holdout_fraction)))
+    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=prepared.split or split_tag(spec.data.holdout_fraction)))
     # The sweep's plots render in a worker thread while the model registers and deploys (the deploy mostly
     # waits for the endpoint's process); the model report at the end takes them.
     sweep_report = _Background(report_sweep, backend, sweep, sweep_state.name == "Cached")

@@ -279,10 +279,13 @@ def _under_configured_blob_endpoint(uri: str) -> bool:
     return endpoint is not None and endpoint != "" and uri.startswith(endpoint.rstrip("/") + "/")
 
 
-def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> LoadedData:
+def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None, champion_split: str | None = None) -> LoadedData:
     """``load_data`` with a DataSpec's fields, and the schema options it carries (``target``,
-    ``positive_class``) when they are set."""
+    ``positive_class``) when they are set; ``champion_split``: the champion's split tag, whose key columns
+    this run's holdout keeps."""
     options = {k: getattr(spec, k) for k in ("target", "positive_class") if getattr(spec, k, None) is not None}
+    if champion_split:
+        options["champion_split"] = champion_split
     return load_data(spec.path, spec.schema_path, spec.holdout_fraction, folder_rule=spec.folder_rule,
                      asset_resolver=asset_resolver, **options)
 
