@@ -29,6 +29,7 @@ from prefect.states import Completed, Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.results import ShadowFigures, WatchRecord
+from backends.domain.lineage import drift_tags
 from backends.domain.split import split_tag
 from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import backend_for_spec
@@ -319,9 +320,7 @@ def _live_stages(
 def _drift_tags(watch: ChampionWatch) -> dict[str, str]:
     if watch.drift is None:
         return {}
-    tags = {f"heartflow.drift.psi.{c.column}": f"{c.psi:.4f}" for c in watch.drift.columns}
-    tags["heartflow.drift.drifted"] = ",".join(watch.drift.drifted) or "none"
-    return tags
+    return drift_tags({c.column: c.psi for c in watch.drift.columns}, watch.drift.drifted)
 
 
 def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, message: str) -> State[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +45,21 @@ TAG_SOURCE_SHA = "heartflow.source_sha256"
 TAG_SOURCE_ROWS = "heartflow.source_rows"
 TAG_SOURCE_PARTS = "heartflow.source_parts"
 TAG_SOURCE_PARTS_COUNT = "heartflow.source_parts_count"
+# What the run measured against the champion's data (tasks.watch), on the new version.
+TAG_DRIFT_PSI = "heartflow.drift.psi."  # + column name: that column's PSI
+TAG_DRIFT_DRIFTED = "heartflow.drift.drifted"  # the drifted columns, comma-separated, or "none"
 SOURCE_TAGS = {"source_uri": TAG_SOURCE_URI, "source_version": TAG_SOURCE_VERSION, "source_sha256": TAG_SOURCE_SHA,
                "source_rows": TAG_SOURCE_ROWS}
 
 # Read only: where records written before this module kept the JSON copy of the hyperparameters.
 OLD_TAG_PARAMS_JSON = "heartflow.params_json"
+
+
+def drift_tags(psi: Mapping[str, float], drifted: Sequence[str]) -> dict[str, str]:
+    """The drift measured before training, as tags of the version it trained."""
+    tags = {f"{TAG_DRIFT_PSI}{column}": f"{value:.4f}" for column, value in psi.items()}
+    tags[TAG_DRIFT_DRIFTED] = ",".join(drifted) or "none"
+    return tags
 
 
 def holdout_tag(metric: str) -> str:

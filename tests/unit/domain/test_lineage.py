@@ -63,3 +63,9 @@ def test_a_record_without_lineage_reads_as_unknown() -> None:
     read = read_lineage({}, run_id="mlflow-run")
     assert read.trial_run == "mlflow-run" and math.isnan(read.metric_value) and read.params is None
     assert read.trial_number is None and read.status == ""
+
+
+def test_drift_is_tagged_per_column_and_as_a_list() -> None:
+    assert lineage.drift_tags({"chol": 0.31234, "age": 0.01}, ["chol"]) == {
+        "heartflow.drift.psi.chol": "0.3123", "heartflow.drift.psi.age": "0.0100", "heartflow.drift.drifted": "chol"}
+    assert lineage.drift_tags({}, [])["heartflow.drift.drifted"] == "none"
