@@ -153,7 +153,6 @@ class Backend(abc.ABC):
         answers. Raises DeploymentError; on failure the endpoint keeps its previous deployments and
         traffic."""
 
-    @abc.abstractmethod
     def evaluate(
         self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
         deployment: str | None = None,
@@ -161,7 +160,11 @@ class Backend(abc.ABC):
         """Send the holdout through the endpoint as a client would (``predictor``), addressed to
         ``deployment`` (default ``endpoint.deployment``), and score the answers
         (``backends.client.evaluation.evaluate_with``); raises EvaluationError when the endpoint does not
-        answer correctly."""
+        answer correctly. A backend that also records the report (local: in MLflow) extends this."""
+        from backends.client.evaluation import evaluate_with
+
+        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
+        return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
 
     @abc.abstractmethod
     def teardown(self, endpoint_name: str) -> None:
@@ -254,11 +257,21 @@ class Backend(abc.ABC):
         sweep is valid only for the same store."""
 
     def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
-        """What decides a sweep's result: the data, the schema, the search and validation, the seed and
-        the training code (not concurrency or timeouts, which change how fast, not what)."""
+        """What decides a sweep's result: the data, the schema, the search and validation, the seed, the
+        training code and ``sweep_environment`` (not concurrency or timeouts, which change how fast, not
+        what). Prefect's cache key and the backend's own sweep dedupe both use it
+        (``backends.domain.identity``)."""
         from backends.domain.identity import sweep_identity
 
-        return sweep_identity(data, spec, schema_json)
+        return sweep_identity(data, spec, schema_json, self.sweep_environment())
+
+    def sweep_environment(self) -> Mapping[str, str]:
+        """Where this backend's trials run, as part of the sweep identity: this interpreter's Python and
+        training packages for a backend that trains here (local workers, in-memory); a remote backend
+        names its own (Azure: the Environment and the folder trials save to)."""
+        from backends.domain.identity import interpreter_environment
+
+        return interpreter_environment()
 
     def result_storage(self) -> Path | None:
         """Where Prefect keeps this backend's cached results; None means Prefect's default storage."""

@@ -29,6 +29,7 @@ from prefect.states import Completed, Failed, State
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.results import ShadowFigures, WatchRecord
+from backends.domain.lineage import drift_tags
 from backends.domain.split import split_tag
 from backends.errors import HeartflowError, PromotionRejected
 from backends.factory import backend_for_spec
@@ -150,7 +151,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     if storage is not None:
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
-    loaded, _ = _stage(validate_data, spec.data, backend)
+    loaded, _ = _stage(validate_data, spec.data, backend, spec.model_name)
     prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
@@ -164,7 +165,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     data, _ = _stage(upload, backend, prepared)
     sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
     # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
-    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=split_tag(spec.data.holdout_fraction)))
+    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=prepared.split or split_tag(spec.data.holdout_fraction)))
     # The sweep's plots render in a worker thread while the model registers and deploys (the deploy mostly
     # waits for the endpoint's process); the model report at the end takes them.
     sweep_report = _Background(report_sweep, backend, sweep, sweep_state.name == "Cached")
@@ -319,9 +320,7 @@ def _live_stages(
 def _drift_tags(watch: ChampionWatch) -> dict[str, str]:
     if watch.drift is None:
         return {}
-    tags = {f"heartflow.drift.psi.{c.column}": f"{c.psi:.4f}" for c in watch.drift.columns}
-    tags["heartflow.drift.drifted"] = ",".join(watch.drift.drifted) or "none"
-    return tags
+    return drift_tags({c.column: c.psi for c in watch.drift.columns}, watch.drift.drifted)
 
 
 def _restore_or_keep(backend: Any, spec: PipelineSpec, watch: ChampionWatch, message: str) -> State[Any]:

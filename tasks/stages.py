@@ -145,7 +145,7 @@ def promotion_gate(
     logger = get_run_logger()
     champion_tags = backend.get_model(model.name, champion_report.model_version).tags if champion_report else None
     decision = decide_gate(report, champion_report, rule=rule, tolerance=tolerance, alpha=alpha,
-                           champion_tags=champion_tags, metric=metric, cv=cv)
+                           champion_tags=champion_tags, candidate_tags=model.tags, metric=metric, cv=cv)
     decision = gate_with_shadow(decision, shadow, max_disagreement)  # live traffic, when a shadow ran
     for warning in decision.warnings:
         logger.warning("gate: %s", warning)

@@ -15,13 +15,13 @@ from backends.reporting import plots
 from backends.base import Backend, DataAssetResolver, Endpoint, EvalReport, ModelVersion
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
+from backends.domain.lineage import TAG_DATA_URI, TAG_SPLIT
 from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.client.evaluation import evaluate_with
 from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec
 from tasks.naming import validate_task_run_name
 
-TAG_DATA_URI = "heartflow.data_uri"
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,14 @@ def early_end_reason(watch: ChampionWatch, data: DataSpec, train_sha256: str) ->
 # Prefect's protocol for a name callback that takes the parameters also demands a classmethod no plain function
 # has; Prefect itself tells such callbacks by their "parameters" argument, which this one has.
 @task(name="validate-data", task_run_name=cast(TaskRunNameCallbackWithParameters, validate_task_run_name))
-def validate_data(spec: DataSpec, backend: Backend | None = None) -> LoadedData:
+def validate_data(spec: DataSpec, backend: Backend | None = None, model_name: str | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
-    Never retried: a bad file stays bad."""
+    With ``model_name``, the holdout keys hash the columns its champion's split recorded (a column added to
+    the table moves no row). Never retried: a bad file stays bad."""
     logger = get_run_logger()
     resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
-    loaded = load_spec_data(spec, asset_resolver=resolver)
+    champion = backend.champion(model_name) if backend is not None and model_name else None
+    loaded = load_spec_data(spec, asset_resolver=resolver, champion_split=champion.tags.get(TAG_SPLIT) if champion else None)
     prepared, source = loaded.prepared, loaded.source
     if prepared.inferred:
         logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())

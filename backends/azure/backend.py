@@ -27,13 +27,11 @@ from backends.azure.settings import AzureSettings, Need, make_credential
 from backends.azure.storage import (
     BlobStore, StoredSplit, blob_name_for, container_scope, create_blob_service, datastore_account_url, datastore_secret,
 )
-from backends.azure.sweeps import check_best_trial, submit_or_attach, sweep_key, training_code_hash
+from backends.azure.sweeps import check_best_trial, submit_or_attach
 from backends.azure.trials import ARM_SCOPE, TERMINAL_STATES, TrialDataReader, TrialWatcher, make_trial_reader
 from backends.base import (
-    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult,
+    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult,
 )
-from backends.client.evaluation import evaluate_with
-from backends.domain.identity import sweep_identity
 from backends.errors import ConfigurationError, RegistrationError, SweepError, UploadError
 from backends.azure.data_asset import ensure_data_asset
 from backends.azure.watch import AzureWatch
@@ -84,6 +82,7 @@ class AzureBackend(AzureLiveTraffic, Backend):
         self.ledger = Ledger(settings.ledger_path)
         self.history_log = HistoryLog(Path(settings.ledger_path).parent / "azure-history.jsonl")
         self._ensured: set[str] = set()  # data assets known to exist in this run
+        self._sweep_environment: dict[str, str] | None = None  # computed once: it reads the installed pins
         self.registry = AzureRegistry(self, trained_as=model_name)
         self.provisioner = AzureProvisioner(self)
         self.endpoints = AzureEndpoints(self, self.registry, self.provisioner, self.history_log)
@@ -221,8 +220,7 @@ class AzureBackend(AzureLiveTraffic, Backend):
         progress: Callable[[TrialResult, int, int], None] | None = None,
     ) -> SweepResult:
         client = self.client("sweep", "storage")
-        enforce_limits(PipelineSpec.model_construct(
-            model_name=self.model_name, sweep=spec, deploy=DeploySpec()), self.settings)
+        enforce_limits({"model_name": self.model_name, "sweep": spec}, self.settings)
         self.provisioner.ensure_compute(client)
         if self.settings.storage_mode != "workspace":
             self.provisioner.ensure_datastore(client)
@@ -238,9 +236,7 @@ class AzureBackend(AzureLiveTraffic, Backend):
         job = entities.build_sweep(self.settings.model_copy(update={"compute_max_nodes": nodes}), spec,
                                    data_path=data_ref, model_name=self.model_name, environment=env_ref,
                                    schema_json=schema_json, user_identity=self._user_identity())
-        key = sweep_key(data_sha256=data.sha256, spec=spec, schema_json=schema_json,
-                        code_hash=training_code_hash(entities.source_dir()), model_name=self.model_name,
-                        environment=env_ref)
+        key = self.sweep_identity(data, spec, (schema or HEART_SCHEMA).to_json())  # Prefect's cache key too
         attached = submit_or_attach(client, job, key, call=self.call, experiment_name=self.settings.experiment_name,
                                     check=f"compute {self.settings.compute} and environment {env_ref}")
         name = attached.name
@@ -335,14 +331,6 @@ class AzureBackend(AzureLiveTraffic, Backend):
     def endpoint_key(self, endpoint: Endpoint) -> str:
         return self.endpoints.endpoint_key(endpoint)
 
-    def evaluate(
-        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
-        deployment: str | None = None,
-    ) -> EvalReport:
-        """The holdout over HTTP through the managed endpoint's scoring URI, as a client sends it."""
-        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
-        return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
-
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(self.endpoints.endpoint_name(endpoint_name))
 
@@ -379,8 +367,14 @@ class AzureBackend(AzureLiveTraffic, Backend):
     def store_identity(self) -> str:
         return f"{self.name}:{self.workspace_scope}"
 
-    def sweep_identity(self, data: DataRef, spec: SweepSpec, schema_json: str) -> str:
-        return sweep_identity(data, spec, schema_json)
+    def sweep_environment(self) -> Mapping[str, str]:
+        """The Environment trials run in (its version: a hash of the image and the conda/pip pins), so a
+        package upgrade trains anew instead of deploying a model trained on the old one on the new; and the
+        folder trials save their model to (outputs/<model name>), which registration reads."""
+        if self._sweep_environment is None:
+            environment = entities.environment_ref(entities.build_environment(self.settings))
+            self._sweep_environment = {"environment": environment, "trained_as": self.model_name}
+        return self._sweep_environment
 
     stores_files = True  # plots go to the workspace's MLflow, beside the run they describe
 

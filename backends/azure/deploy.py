@@ -29,7 +29,7 @@ from backends.domain.rollout import RolloutPolicy, serving
 from backends.errors import DeploymentError, HeartflowError, TransientBackendError
 from backends.domain.history import HistoryLog
 from backends.results import Endpoint, GateFigures, HistoryEntry, ModelVersion
-from backends.domain.spec import DeploySpec, PipelineSpec, SweepSpec
+from backends.domain.spec import DeploySpec
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class AzureEndpoints(RolloutPolicy):
     def prepare(self, endpoint_name: str, spec: DeploySpec, model: ModelVersion) -> None:
         """Limits first (nothing is called when one is broken), then the environment and the endpoint."""
         settings = self._az.settings
-        enforce_limits(PipelineSpec.model_construct(model_name=model.name, sweep=SweepSpec(), deploy=spec), settings)
+        enforce_limits({"model_name": model.name, "deploy": spec}, settings)
         self.provisioner.ensure_environment(self._az.client("deploy"))
         if self.get_endpoint(endpoint_name) is not None:
             return

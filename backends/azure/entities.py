@@ -168,40 +168,14 @@ def data_asset_ref(asset: Data) -> str:
 # --- sweep ---------------------------------------------------------------------------------------
 
 def translate_distribution(dist: Any) -> Any:
-    """One spec distribution as the ``azure.ai.ml.sweep`` expression of the same meaning."""
-    kind = dist.type
-    if kind == "choice":
-        return az_sweep.Choice(values=list(dist.values))
-    if kind == "randint":
-        return az_sweep.Randint(upper=dist.upper)
-    if kind == "uniform":
-        return az_sweep.Uniform(min_value=dist.min_value, max_value=dist.max_value)
-    if kind == "loguniform":
-        return az_sweep.LogUniform(min_value=dist.min_value, max_value=dist.max_value)
-    if kind == "quniform":
-        return az_sweep.QUniform(min_value=dist.min_value, max_value=dist.max_value, q=dist.q)
-    if kind == "qloguniform":
-        return az_sweep.QLogUniform(min_value=dist.min_value, max_value=dist.max_value, q=dist.q)
-    if kind == "normal":
-        return az_sweep.Normal(mu=dist.mu, sigma=dist.sigma)
-    if kind == "lognormal":
-        return az_sweep.LogNormal(mu=dist.mu, sigma=dist.sigma)
-    if kind == "qnormal":
-        return az_sweep.QNormal(mu=dist.mu, sigma=dist.sigma, q=dist.q)
-    if kind == "qlognormal":
-        return az_sweep.QLogNormal(mu=dist.mu, sigma=dist.sigma, q=dist.q)
-    raise ConfigurationError(f"search space: distribution type {kind!r} has no Azure ML equivalent")
+    """One spec distribution as the ``azure.ai.ml.sweep`` expression of the same meaning (``Distribution.azure_form``)."""
+    name, fields = dist.azure_form()
+    return getattr(az_sweep, name)(**fields)
 
 
 def _placeholder(dist: Any) -> Any:
     """A default for the command's input; the sweep replaces it with the sampled value."""
-    if dist.type == "choice":
-        return dist.values[0]
-    if dist.type == "randint":
-        return 0
-    if hasattr(dist, "min_value"):
-        return float(dist.min_value)
-    return float(dist.mu)
+    return dist.placeholder()
 
 
 def _quoted_in_json(dist: Any) -> bool:

@@ -1,21 +1,26 @@
 """Azure ML's documented limits, checked before any call so a bad run fails in a second, not after an hour.
 
-The pipeline spec's own validators enforce most of them at construction; these checks run again on the
-values about to be sent (a spec built without validation, CLI overrides, settings) and report every
-violation at once, each naming the field and the rule.
+The pipeline spec's own validation (backends/domain/spec.py, with Azure's rules for ``backend="azure"``) is
+the one place the spec's limits live: a run's spec is validated for Azure here (so a spec edited by hand
+is refused as one built by the CLI), and what depends on the Azure settings too (names with the settings'
+prefix, the cluster's size, the VM size, a trial's rendered command line) is checked beside it. Every
+violation is reported at once, each naming the field and the rule.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
 
 from backends.azure import naming
 from backends.azure.settings import AzureSettings
 from backends.azure.trial_args import trial_argument_problems
 from backends.errors import ConfigurationError
-from backends.domain.spec import MAX_REQUEST_TIMEOUT_MS, MAX_TOTAL_TRIALS_LIMIT, METRICS, NAME_RULE, SAMPLING_ACCEPTS, PipelineSpec
+from backends.domain.spec import NAME_RULE, PipelineSpec
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$")
 # AmlCompute names. The SDK (azure-ai-ml 1.35, entities/_compute and _schema/compute) checks none; the
@@ -40,18 +45,16 @@ _ONLINE_SKU = re.compile(
 )
 ONLINE_SKU_RULE = ("a VM size managed online endpoints offer (Standard_DS3_v2, Standard_F4s_v2, Standard_D4as_v4, "
                    "Standard_E4s_v3, Standard_NC6s_v3 ...; see the Azure ML managed online endpoints SKU list)")
-_ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class LimitViolation:
     field: str
     rule: str
-    value: object
+    value: object = None  # None: the rule says what it got
 
     def __str__(self) -> str:
-        return f"{self.field} = {self.value!r}: {self.rule}"
+        return f"{self.field}: {self.rule}" if self.value is None else f"{self.field} = {self.value!r}: {self.rule}"
 
 
 def name_ok(value: str) -> bool:
@@ -70,14 +73,36 @@ def check_traffic(traffic: Mapping[str, int], field: str = "traffic") -> list[Li
     return out
 
 
-def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViolation]:
-    """Every violated limit of a run of ``spec`` with ``settings``; empty when the run may go ahead."""
-    out: list[LimitViolation] = []
-    sweep, deploy = spec.sweep, spec.deploy
+def _dumped(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
 
-    endpoint = naming.endpoint_name(settings, deploy.endpoint_name)
+
+def validate_for_azure(spec: PipelineSpec | Mapping[str, Any]) -> tuple[PipelineSpec | None, list[LimitViolation]]:
+    """``spec`` (or its parts: model_name, sweep, deploy) validated by the spec's own rules for the Azure
+    backend, from its values (so a spec that skipped validation, or was changed after it, is checked as
+    one built from flags): the valid spec, or None and every violation."""
+    parts = dict(spec) if isinstance(spec, Mapping) else {k: getattr(spec, k) for k in type(spec).model_fields}
+    data = {k: _dumped(v) for k, v in parts.items()}
+    try:
+        return PipelineSpec.model_validate({**data, "backend": "azure"}), []
+    except ValidationError as exc:
+        out = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "value_error" and field in ("sweep",) and ": " in message:
+                for line in message.splitlines():  # one line per rule the sweep breaks: "<field>: <rule>"
+                    inner, _, rule = line.partition(": ")
+                    out.append(LimitViolation(f"{field}.{inner}", rule))
+            else:
+                out.append(LimitViolation(field, message, None if isinstance(error.get("input"), dict) else error.get("input")))
+        return None, out
+
+
+def check_limits(spec: PipelineSpec | Mapping[str, Any], settings: AzureSettings) -> list[LimitViolation]:
+    """Every violated limit of a run of ``spec`` with ``settings``; empty when the run may go ahead."""
+    valid, out = validate_for_azure(spec)
     for field, value in (
-        ("deploy.endpoint_name", endpoint),
         ("settings.blue_deployment", settings.blue_deployment),
         ("settings.green_deployment", settings.green_deployment),
     ):
@@ -88,62 +113,18 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     if settings.blue_deployment.lower() == settings.green_deployment.lower():  # Azure lowercases them: one name
         out.append(LimitViolation("settings.green_deployment", "the two deployment names must differ (ignoring case: "
                                   "Azure ML lowercases deployment names)", settings.green_deployment))
-    if not _ASSET_NAME.match(spec.model_name or ""):
-        out.append(LimitViolation("model_name", "letters, digits, '-', '_' and '.', at most 255 characters", spec.model_name))
-
-    if not 1 <= sweep.max_total_trials <= MAX_TOTAL_TRIALS_LIMIT:
-        out.append(LimitViolation("sweep.max_total_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT}", sweep.max_total_trials))
-    if sweep.max_concurrent_trials is not None and not 1 <= sweep.max_concurrent_trials <= MAX_TOTAL_TRIALS_LIMIT:
-        out.append(LimitViolation("sweep.max_concurrent_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT}", sweep.max_concurrent_trials))
-    elif sweep.max_concurrent_trials is not None and sweep.max_concurrent_trials > settings.compute_max_nodes:
+    if valid is None:
+        return out
+    sweep, deploy = valid.sweep, valid.deploy
+    endpoint = naming.endpoint_name(settings, deploy.endpoint_name)  # with the settings' prefix or override
+    if not name_ok(endpoint):
+        out.append(LimitViolation("deploy.endpoint_name", NAME_RULE, endpoint))
+    if sweep.max_concurrent_trials is not None and sweep.max_concurrent_trials > settings.compute_max_nodes:
         out.append(LimitViolation(
             "sweep.max_concurrent_trials",
             f"must not exceed the cluster's max nodes ({settings.compute_max_nodes}, settings.compute_max_nodes; the "
             "sweep re-checks an existing cluster's real size): lower it or raise HEARTFLOW_AZURE_COMPUTE_MAX_NODES",
             sweep.max_concurrent_trials))
-    if sweep.sampling == "bayesian" and sweep.early_termination is not None:
-        out.append(LimitViolation(
-            "sweep.early_termination", "Azure ML refuses an early termination policy with bayesian sampling: "
-            "remove it or use random sampling", sweep.early_termination.policy))
-    for field in ("timeout_s", "trial_timeout_s"):
-        value = getattr(sweep, field)
-        if value is not None and value < 1:
-            out.append(LimitViolation(f"sweep.{field}", "must be at least 1 second", value))
-    if sweep.timeout_s and sweep.trial_timeout_s and sweep.trial_timeout_s > sweep.timeout_s:
-        out.append(LimitViolation("sweep.trial_timeout_s", "must not exceed sweep.timeout_s", sweep.trial_timeout_s))
-    if sweep.primary_metric not in METRICS:
-        out.append(LimitViolation("sweep.primary_metric", f"must be a metric model_train.py logs: {', '.join(METRICS)}", sweep.primary_metric))
-    if sweep.goal not in ("maximize", "minimize"):
-        out.append(LimitViolation("sweep.goal", "must be maximize or minimize", sweep.goal))
-
-    accepted = SAMPLING_ACCEPTS.get(sweep.sampling)
-    if accepted is None:
-        out.append(LimitViolation("sweep.sampling", "must be grid, random or bayesian", sweep.sampling))
-        accepted = frozenset()
-    if not sweep.search_space:
-        out.append(LimitViolation("sweep.search_space", "must name at least one hyperparameter", {}))
-    for name, dist in sweep.search_space.items():
-        field = f"sweep.search_space.{name}"
-        if not _PARAM_NAME.match(name):
-            out.append(LimitViolation(field, "a hyperparameter name must be a Python identifier", name))
-        if accepted and dist.type not in accepted:
-            out.append(LimitViolation(
-                field, f"{sweep.sampling} sampling accepts only {', '.join(sorted(accepted))}", dist.type))
-        if dist.type == "choice":
-            values = list(dist.values)
-            if not values:
-                out.append(LimitViolation(field, "a choice needs at least one value", values))
-            if any(v is None or isinstance(v, bool) or not isinstance(v, (int, float, str)) for v in values):
-                out.append(LimitViolation(field, "choice values must be numbers or strings (use -1 for max_depth None)", values))
-            elif any(isinstance(v, str) for v in values) and not all(isinstance(v, str) for v in values):
-                out.append(LimitViolation(field, "choice values must be all numbers or all strings", values))
-            elif any(isinstance(v, str) and ('"' in v or "'" in v or "\\" in v) for v in values):
-                out.append(LimitViolation(field, "string choices may not contain quotes or backslashes", values))
-
-    if not 1 <= deploy.request_timeout_ms <= MAX_REQUEST_TIMEOUT_MS:
-        out.append(LimitViolation("deploy.request_timeout_ms", f"must be 1 to {MAX_REQUEST_TIMEOUT_MS} ms", deploy.request_timeout_ms))
-    if deploy.instance_count < 1:
-        out.append(LimitViolation("deploy.instance_count", "must be at least 1", deploy.instance_count))
     instance_type = settings.instance_type or deploy.instance_type
     if not instance_type or not _ONLINE_SKU.match(instance_type.lower()):
         out.append(LimitViolation("deploy.instance_type", ONLINE_SKU_RULE, instance_type))
@@ -153,7 +134,7 @@ def check_limits(spec: PipelineSpec, settings: AzureSettings) -> list[LimitViola
     return out
 
 
-def enforce_limits(spec: PipelineSpec, settings: AzureSettings, *, extra: list[LimitViolation] | None = None) -> None:
+def enforce_limits(spec: PipelineSpec | Mapping[str, Any], settings: AzureSettings, *, extra: list[LimitViolation] | None = None) -> None:
     """Raise one ConfigurationError listing every violated limit (and call nothing)."""
     violations = check_limits(spec, settings) + list(extra or [])
     if violations:

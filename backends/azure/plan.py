@@ -244,9 +244,10 @@ def _redact_secrets(datastore: dict[str, Any]) -> None:
 
 def lineage_tag_names() -> dict[str, str]:
     """The lineage tags every registered version carries (placeholder values for the plan)."""
-    names = ("heartflow.sweep_run", "heartflow.trial_run", "heartflow.metric_name", "heartflow.metric_value",
-             "heartflow.data_sha256", "heartflow.data_uri", "heartflow.params", "heartflow.status", "created-by")
-    return {name: "<from the run>" for name in names}
+    from backends.azure.entities import CREATED_BY_TAG
+    from backends.domain.lineage import lineage_tag_names as names
+
+    return {name: "<from the run>" for name in (*names(), *CREATED_BY_TAG)}
 
 
 def plan_violations(spec: PipelineSpec, settings: AzureSettings) -> list[str]:

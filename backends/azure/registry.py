@@ -3,7 +3,6 @@ aliases: the champion is the version tagged champion=true (and heartflow.status=
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -13,33 +12,22 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from backends.azure import entities
 from backends.azure.resilience import translate
 from backends.azure.session import AzureSession
-from backends.domain.split import TAG_SPLIT
+from backends.domain.identity import code_version
+from backends.domain.lineage import (
+    TAG_HOLDOUT_ACCURACY, TAG_PROMOTED_AT, TAG_REASON, TAG_REJECTED_AT, TAG_RETIRED_AT, TAG_STATUS, TAG_TRIAL,
+    lineage_tags, model_version_of,
+)
 from backends.errors import RegistrationError
-from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.results import ModelVersion, SweepResult
 
 logger = logging.getLogger(__name__)
 
-# The local registry's tag names, so both backends describe a version the same way.
-TAG_SWEEP = "heartflow.sweep_run"
-TAG_TRIAL = "heartflow.trial_run"
-TAG_METRIC_NAME = "heartflow.metric_name"
-TAG_METRIC_VALUE = "heartflow.metric_value"
-TAG_DATA_SHA = "heartflow.data_sha256"
-TAG_DATA_URI = "heartflow.data_uri"
-TAG_PARAMS = "heartflow.params"
 CHAMPION_TAG = "champion"
 TAG_VALUE_LIMIT = 256
 
 
 def to_model_version(model: Any) -> ModelVersion:
-    tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
-    return ModelVersion(
-        name=model.name, version=str(model.version), source_run_id=tags.get(TAG_TRIAL, ""),
-        sweep_id=tags.get(TAG_SWEEP, ""), metric_name=tags.get(TAG_METRIC_NAME, ""),
-        metric_value=float(tags.get(TAG_METRIC_VALUE, "nan")), data_sha256=tags.get(TAG_DATA_SHA, ""),
-        uri=f"azureml:{model.name}:{model.version}", tags=tags,
-    )
+    return model_version_of(model.name, str(model.version), f"azureml:{model.name}:{model.version}", model.tags or {})
 
 
 def _now() -> str:
@@ -57,13 +45,7 @@ class AzureRegistry:
     def register(self, sweep: SweepResult, name: str) -> ModelVersion:
         client = self._az.client("register")
         best = sweep.best
-        tags = {
-            TAG_SWEEP: sweep.sweep_id, TAG_TRIAL: best.run_id, TAG_METRIC_NAME: sweep.primary_metric,
-            TAG_METRIC_VALUE: repr(float(best.metrics[sweep.primary_metric])), TAG_DATA_SHA: sweep.data.sha256,
-            TAG_DATA_URI: sweep.data.uri, TAG_PARAMS: json.dumps(dict(best.params), sort_keys=True, default=str),
-            TAG_STATUS: "candidate", **entities.CREATED_BY_TAG,
-            **({TAG_SPLIT: sweep.data.split} if sweep.data.split else {}),
-        }
+        tags = {**lineage_tags(sweep, code_version()), **entities.CREATED_BY_TAG}
         existing = next((m for m in self.versions(name) if (m.tags or {}).get(TAG_TRIAL) == best.run_id), None)
         if existing is not None:
             logger.info("trial %s is already registered as %s:%s", best.run_id, existing.name, existing.version)
@@ -109,17 +91,17 @@ class AzureRegistry:
         for holder in self.versions(model.name):
             if (holder.tags or {}).get(CHAMPION_TAG) == "true" and str(holder.version) != model.version:
                 holder.tags = {k: v for k, v in holder.tags.items() if k != CHAMPION_TAG}
-                holder.tags.update({TAG_STATUS: "retired", "heartflow.retired_at": now})
+                holder.tags.update({TAG_STATUS: "retired", TAG_RETIRED_AT: now})
                 self._save(holder)
         target = self._get(model.name, model.version)
-        target.tags = {**(target.tags or {}), CHAMPION_TAG: "true", TAG_STATUS: "champion", "heartflow.promoted_at": now,
+        target.tags = {**(target.tags or {}), CHAMPION_TAG: "true", TAG_STATUS: "champion", TAG_PROMOTED_AT: now,
                        TAG_HOLDOUT_ACCURACY: f"{holdout_accuracy:.6f}"}
         self._save(target)
 
     def mark_rejected(self, model: ModelVersion, reason: str, holdout_accuracy: float | None) -> None:
         target = self._get(model.name, model.version)
         target.tags = {**(target.tags or {}), TAG_STATUS: "rejected", TAG_REASON: reason[:TAG_VALUE_LIMIT],
-                       "heartflow.rejected_at": _now()}
+                       TAG_REJECTED_AT: _now()}
         if holdout_accuracy is not None:
             target.tags[TAG_HOLDOUT_ACCURACY] = f"{holdout_accuracy:.6f}"
         self._save(target)

@@ -1,8 +1,9 @@
 """One sweep per sweep key, whatever retries happen.
 
-A sweep job's name is derived from what makes the sweep what it is (the training split's sha256, the
-search spec, the dataset schema, the training code, the Environment and the model name), so a retried stage finds the job
-its first attempt submitted instead of starting a second one that bills in parallel:
+A sweep job's name is derived from the sweep's identity (``Backend.sweep_identity``, the one Prefect's cache
+key uses: the training split's sha256, the search spec, the dataset schema, the training code, the
+Environment and the model name), so a retried stage finds the job its first attempt submitted instead of
+starting a second one that bills in parallel:
 
 - no job of that name: submit it;
 - running (queued, starting, preparing, running, finalizing): follow it;
@@ -12,19 +13,15 @@ its first attempt submitted instead of starting a second one that bills in paral
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
 from backends.azure.resilience import status_of, translate
 from backends.errors import SweepError
-from backends.domain.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
 
@@ -36,36 +33,6 @@ NAME_PREFIX = "heartflow-sweep"
 KEY_CHARS = 24  # hex digits of the sweep key in the job name (job names: letters, digits, '-', '_')
 
 Action = Literal["submitted", "following", "completed"]
-
-
-def training_code_hash(folder: Path) -> str:
-    """sha256 over the training code folder (relative paths and bytes, sorted; caches skipped)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
-            continue
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def sweep_key(*, data_sha256: str, spec: SweepSpec, schema_json: str | None, code_hash: str, model_name: str,
-              environment: str) -> str:
-    """The identity of a sweep: the same inputs give the same key, any change gives another. ``environment``
-    (``azureml:<name>:<version>``, the version a hash of the pinned packages and the image) is part of it, so
-    after a package upgrade a new sweep trains on the new Environment instead of reusing a model trained
-    on the old one and deploying it on the new."""
-    payload = {
-        "environment": environment,
-        "data": data_sha256,
-        "spec": spec.model_dump(mode="json"),
-        "schema": schema_json,
-        "code": code_hash,
-        "model": model_name,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def job_exists(exc: BaseException) -> bool:

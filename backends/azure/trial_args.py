@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import re
 import shlex
 from typing import Any
@@ -32,33 +31,10 @@ def rendered(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _q(value: float, q: float) -> float:
-    return float(round(value / q) * q)
-
-
 def probe_values(dist: Any) -> list[Any]:
-    """The values a dimension's check tries: every choice, else the ends of its range (the centre of an
-    unbounded normal), as the distribution samples them (floats for all but choice and randint)."""
-    kind = dist.type
-    if kind == "choice":
-        return list(dist.values)
-    if kind == "randint":
-        return [0, dist.upper - 1]
-    if kind == "uniform":
-        return [float(dist.min_value), float(dist.max_value)]
-    if kind == "quniform":
-        return [_q(dist.min_value, dist.q), _q(dist.max_value, dist.q)]
-    if kind == "loguniform":
-        return [math.exp(dist.min_value), math.exp(dist.max_value)]
-    if kind == "qloguniform":
-        return [_q(math.exp(dist.min_value), dist.q), _q(math.exp(dist.max_value), dist.q)]
-    if kind == "normal":
-        return [float(dist.mu)]
-    if kind == "qnormal":
-        return [_q(dist.mu, dist.q)]
-    if kind == "lognormal":
-        return [math.exp(dist.mu)]
-    return [_q(math.exp(dist.mu), dist.q)]  # qlognormal
+    """The values a dimension's check tries (``Distribution.extremes``): every choice, else the ends of its
+    range (the centre of an unbounded normal), as the distribution samples them."""
+    return dist.extremes()
 
 
 def trial_argument_problems(spec: SweepSpec) -> list[tuple[str, str, str]]:

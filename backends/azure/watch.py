@@ -14,9 +14,10 @@ from backends.azure.registry import AzureRegistry
 from backends.azure.resilience import translate
 from backends.azure.session import AzureSession
 from backends.base import Endpoint, ModelVersion
+from backends.domain.lineage import TAG_CHAMPION_SCORES
 from backends.errors import DeploymentError, RegistrationError
 
-TAG_DECAY = "heartflow.champion_scores"  # JSON list of [time, accuracy, rows], newest last
+TAG_DECAY = TAG_CHAMPION_SCORES  # the decay series, written here only on Azure
 DECAY_KEEP = 60
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import time
 import uuid
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ import requests
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from backends.client.batching import BatchAnswer, BatchPredictor
 from backends.results import EvalReport, Endpoint
 from backends.domain.split import ROW_KEY
 from backends.errors import EvaluationError
@@ -145,47 +145,37 @@ class Predictor(Protocol):
     def __call__(self, frame: pd.DataFrame) -> list[int]: ...
 
 
-class EndpointPredictor:
+class EndpointPredictor(BatchPredictor):
     """Predictions of one deployment of a live endpoint over HTTP, in batches of at most ``batch_size`` rows."""
 
     def __init__(self, endpoint: Endpoint, key: str, *, deployment: str | None = None, batch_size: int = 500,
                  purpose: str = HOLDOUT_PURPOSE) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        super().__init__(self._post, deployment=deployment or endpoint.deployment, batch_size=batch_size)
         # Each request's id is heartflow-<purpose>-<run>-<n>: monitoring tells heartflow's own traffic from live
         # traffic, and takes the holdout's answers as its prediction reference.
         self._ids = f"{EVAL_ID_PREFIX}{purpose}-{uuid.uuid4().hex[:12]}"
         self.endpoint = endpoint
-        self.deployment = deployment or endpoint.deployment
-        self.batch_size = batch_size
-        self.requests = 0
-        self.latencies_ms: list[float] = []
-        self.classes: list[str] | None = None
-        self.scores: list[float] | None = None  # the positive class's probabilities of the last call
         self._key = key
+        self._session: requests.Session | None = None
 
     def __call__(self, frame: pd.DataFrame) -> list[int]:
-        predictions: list[int] = []
-        scores: list[float] | None = []
         try:
-            with requests.Session() as session:
-                for start in range(0, len(frame), self.batch_size):
-                    batch = records_of(frame.iloc[start : start + self.batch_size])
-                    started = time.perf_counter()
-                    answer = call_endpoint(session, self.endpoint, self._key, batch, deployment=self.deployment,
-                                           extra=WITH_CLASSES, request_id=f"{self._ids}-{self.requests}")
-                    self.latencies_ms.append((time.perf_counter() - started) * 1000)
-                    self.requests += 1
-                    self.classes = self.classes or classes_of(answer)
-                    predictions.extend(predictions_of(answer, len(batch), self.endpoint))
-                    batch_scores = positive_scores_of(answer, len(batch))
-                    scores = None if scores is None or batch_scores is None else scores + batch_scores
+            with requests.Session() as self._session:  # one connection for the frame's batches
+                return super().__call__(frame)
         except requests.RequestException as exc:
             raise EvaluationError(
                 f"endpoint {self.endpoint.name} at {self.endpoint.scoring_uri} did not answer: {exc}"
             ) from exc
-        self.scores = scores
-        return predictions
+        finally:
+            self._session = None
+
+    def _post(self, rows: pd.DataFrame, number: int) -> BatchAnswer:
+        assert self._session is not None  # only called from __call__
+        records = records_of(rows)
+        answer = call_endpoint(self._session, self.endpoint, self._key, records, deployment=self.deployment,
+                               extra=WITH_CLASSES, request_id=f"{self._ids}-{number}")
+        return BatchAnswer(predictions_of(answer, len(records), self.endpoint), positive_scores_of(answer, len(records)),
+                           classes_of(answer))
 
 
 def evaluate_with(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 
-from backends.domain.history import TAG_STATUS, recorded_holdout_accuracy
+from backends.domain.lineage import TAG_STATUS, recorded_holdout_accuracy
 from backends.domain.rollout import RolloutPolicy, now_iso, serving, traffic_for_promotion
 from backends.errors import RegistrationError
 from backends.results import HistoryEntry, ModelVersion

@@ -15,7 +15,6 @@ rows each see a 5-point drop that a 92-row holdout (power ~0.2) misses.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ import numpy as np
 from scipy.stats import nct
 from scipy.stats import t as student_t
 
+from backends.domain.lineage import params_of as params_of  # read here by the gate
 from backends.domain.gate_stats import ASSUMED_DISCORDANCE, DETECTABLE_DIFFERENCE
 from backends.domain.metrics import better
 
-PARAMS_TAGS = ("heartflow.params_json", "heartflow.params")  # local writes the first; Azure the second, as JSON
 
 
 @dataclass(frozen=True)
@@ -87,18 +86,6 @@ def compare(metric: str, candidate: Sequence[float], champion: Sequence[float], 
     mean, _se, p_worse, low, high, power = corrected_t(differences, test_rows, train_rows, alpha)
     return CvComparison(metric, len(differences), round(train_rows), round(test_rows), tuple(candidate),
                         tuple(champion), mean, low, high, p_worse, power)
-
-
-def params_of(tags: Mapping[str, str]) -> dict[str, Any] | None:
-    """The hyperparameters a registered version was trained with (its JSON tag), or None when it has none."""
-    for tag in PARAMS_TAGS:
-        try:
-            value = json.loads(tags.get(tag, ""))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 def compare_on_folds(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from backends.domain.split import split_by_row_hash
+from backends.domain.split import key_columns_for, split_by_row_hash
 
 from backends.errors import ConfigurationError, DataValidationError
 from backends.fileio import read_yaml_or_json
@@ -38,6 +38,7 @@ class PreparedData:
     train_sha256: str
     missing_cells: dict[str, int] = field(default_factory=dict)  # per column, cells the pipeline imputes
     inferred: bool = False  # the schema was inferred from the table (no --schema given)
+    split: str = ""  # the split tag: rule, fraction and key columns (backends.domain.split), recorded on the model
 
 
 def read_schema_mapping(path: str | Path) -> dict[str, Any]:
@@ -134,10 +135,11 @@ def sha256_of(frame: pd.DataFrame) -> str:
 
 def prepare_data(
     path: str | Path | None, schema_path: str | Path | None, holdout_fraction: float,
-    *, target: str | None = None, positive_class: str | None = None,
+    *, target: str | None = None, positive_class: str | None = None, champion_split: str | None = None,
 ) -> PreparedData:
     """Read, validate and split: the holdout (by a stable hash of each row) is set aside before anything is stored.
-    With no schema file but a ``target``, the schema is inferred from the table (and said so)."""
+    With no schema file but a ``target``, the schema is inferred from the table (and said so). Rows are keyed
+    by the columns ``champion_split`` (the champion's split tag) names, else by those the model trains on."""
     raw, source = read_table(path)
     inferred = schema_path is None and target is not None
     if inferred:
@@ -155,6 +157,7 @@ def prepare_data(
         logger.info("%s: missing cells the pipeline imputes, per column: %s", source, checked.missing_cells)
     # A row's side is fixed by a stable hash of its content (backends.domain.split): no seed moves it and a
     # grown table keeps every old row where it was. The holdout is indexed by the rows' keys.
-    train, holdout, _ = split_by_row_hash(frame, schema.target, holdout_fraction)
+    key_columns = key_columns_for(champion_split, schema.columns, frame.columns)
+    train, holdout, info = split_by_row_hash(frame, schema.target, holdout_fraction, key_columns)
     return PreparedData(train=train, holdout=holdout, schema=schema, source=source, train_sha256=sha256_of(train),
-                        missing_cells=checked.missing_cells, inferred=inferred)
+                        missing_cells=checked.missing_cells, inferred=inferred, split=info.tag)

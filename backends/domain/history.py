@@ -9,19 +9,12 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from backends.results import HistoryEntry, ModelVersion
-
-# Model-version tags, the same on both backends.
-TAG_STATUS = "heartflow.status"  # candidate | champion | rejected | retired
-TAG_HOLDOUT_ACCURACY = "heartflow.holdout_accuracy"
-TAG_REASON = "heartflow.reason"
-
-
-def recorded_holdout_accuracy(model: ModelVersion | None) -> float | None:
-    """The holdout accuracy tagged on ``model`` when it was last evaluated for a gate, if any."""
-    if model is None or TAG_HOLDOUT_ACCURACY not in model.tags:
-        return None
-    return float(model.tags[TAG_HOLDOUT_ACCURACY])
+# The model-version tags live in backends.domain.lineage; named here too for the modules that read history.
+from backends.domain.lineage import TAG_HOLDOUT_ACCURACY as TAG_HOLDOUT_ACCURACY
+from backends.domain.lineage import TAG_REASON as TAG_REASON
+from backends.domain.lineage import TAG_STATUS as TAG_STATUS
+from backends.domain.lineage import recorded_holdout_accuracy as recorded_holdout_accuracy
+from backends.results import HistoryEntry
 
 
 def who() -> str:

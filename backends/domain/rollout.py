@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from backends.errors import DeploymentError, HeartflowError
-from backends.domain.history import recorded_holdout_accuracy, who
+from backends.domain.history import who
+from backends.domain.lineage import recorded_holdout_accuracy
 from backends.results import Endpoint, EvalReport, GateFigures, HistoryEntry, ModelVersion, ShadowFigures, WatchRecord
 from backends.domain.spec import DeploySpec
 

@@ -16,14 +16,7 @@ import numpy as np
 from backends.errors import ConfigurationError
 from backends.domain.spec import (
     Choice,
-    LogNormal,
-    LogUniform,
-    Normal,
-    QLogNormal,
-    QLogUniform,
-    QNormal,
     QUniform,
-    Randint,
     SweepSpec,
     Uniform,
 )
@@ -80,28 +73,8 @@ def _python_scalar(value: Any) -> Any:
 
 
 def sample_one(dist: Any, rng: np.random.Generator) -> Any:
-    """Draw one value with the meaning of the matching azure.ai.ml.sweep distribution."""
-    if isinstance(dist, Choice):
-        return _python_scalar(dist.values[int(rng.integers(len(dist.values)))])
-    if isinstance(dist, Randint):
-        return int(rng.integers(dist.upper))
-    if isinstance(dist, QLogUniform):
-        return float(np.round(math.exp(rng.uniform(dist.min_value, dist.max_value)) / dist.q) * dist.q)
-    if isinstance(dist, LogUniform):
-        return float(math.exp(rng.uniform(dist.min_value, dist.max_value)))
-    if isinstance(dist, QUniform):
-        return float(np.round(rng.uniform(dist.min_value, dist.max_value) / dist.q) * dist.q)
-    if isinstance(dist, Uniform):
-        return float(rng.uniform(dist.min_value, dist.max_value))
-    if isinstance(dist, QLogNormal):
-        return float(np.round(math.exp(rng.normal(dist.mu, dist.sigma)) / dist.q) * dist.q)
-    if isinstance(dist, LogNormal):
-        return float(math.exp(rng.normal(dist.mu, dist.sigma)))
-    if isinstance(dist, QNormal):
-        return float(np.round(rng.normal(dist.mu, dist.sigma) / dist.q) * dist.q)
-    if isinstance(dist, Normal):
-        return float(rng.normal(dist.mu, dist.sigma))
-    raise ConfigurationError(f"unsupported distribution {type(dist).__name__}")
+    """Draw one value with the meaning of the matching azure.ai.ml.sweep distribution (``Distribution.sample``)."""
+    return dist.sample(rng)
 
 
 def random_point(spec: SweepSpec, number: int) -> dict[str, Any]:

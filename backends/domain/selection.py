@@ -36,7 +36,7 @@ from backends.domain.gate_stats import (
 from backends.domain.baseline import check_report
 from backends.domain.cv_gate import CvComparison
 from backends.domain.paired_metric import MetricComparison, paired_metric_comparison
-from backends.domain.split import unseen_rows
+from backends.domain.split import TAG_SPLIT, unseen_rows
 from backends.errors import SweepError
 
 
@@ -162,7 +162,7 @@ def _aligned(candidate: EvalReport, champion: EvalReport) -> tuple[list[str], li
 def decide_gate(
     candidate: EvalReport, champion: EvalReport | None, *, rule: str = "tolerance", tolerance: float | None = None,
     alpha: float = 0.05, champion_tags: Mapping[str, str] | None = None, metric: str = "accuracy",
-    cv: CvComparison | None = None,
+    cv: CvComparison | None = None, candidate_tags: Mapping[str, str] | None = None,
 ) -> GateDecision:
     """The gate's decision on the paired holdout answers of candidate and champion (see the module)."""
     if rule not in GATE_RULES:
@@ -181,7 +181,8 @@ def decide_gate(
         )
     ids, labels, cand, champ = _aligned(candidate, champion)
     has_split_keys = bool(candidate.row_ids or champion.row_ids)
-    unseen, known = unseen_rows(ids, champion_tags or {}) if has_split_keys else (frozenset(ids), False)
+    keys_split = (candidate_tags or {}).get(TAG_SPLIT)  # how the holdout's keys were made (the candidate's split)
+    unseen, known = unseen_rows(ids, champion_tags or {}, keys_split) if has_split_keys else (frozenset(ids), False)
     keep = [i for i, key in enumerate(ids) if key in unseen]
     warnings: list[str] = []
     if not known:

@@ -34,6 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
 from backends.domain.dataset import EMBEDDED_DATASET, PreparedData, prepare_data
+from backends.domain.lineage import (
+    TAG_SOURCE_PARTS, TAG_SOURCE_PARTS_COUNT, TAG_SOURCE_RESOLVED, TAG_SOURCE_ROWS, TAG_SOURCE_SHA, TAG_SOURCE_URI,
+    TAG_SOURCE_VERSION,
+)
 from backends.errors import DataValidationError
 
 if TYPE_CHECKING:
@@ -91,13 +95,12 @@ class DataSource:
     def tags(self) -> dict[str, str]:
         """MLflow / registry tags recording the source."""
         tags = {
-            "heartflow.source_uri": self.uri[:500], "heartflow.source_resolved": self.resolved[:500],
-            "heartflow.source_version": self.version[:250], "heartflow.source_sha256": self.sha256,
-            "heartflow.source_rows": str(self.rows),
+            TAG_SOURCE_URI: self.uri[:500], TAG_SOURCE_RESOLVED: self.resolved[:500],
+            TAG_SOURCE_VERSION: self.version[:250], TAG_SOURCE_SHA: self.sha256, TAG_SOURCE_ROWS: str(self.rows),
         }
         if self.parts:
-            tags["heartflow.source_parts"] = parts_json(self.parts)
-            tags["heartflow.source_parts_count"] = str(len(self.parts))
+            tags[TAG_SOURCE_PARTS] = parts_json(self.parts)
+            tags[TAG_SOURCE_PARTS_COUNT] = str(len(self.parts))
         return tags
 
 
@@ -276,10 +279,13 @@ def _under_configured_blob_endpoint(uri: str) -> bool:
     return endpoint is not None and endpoint != "" and uri.startswith(endpoint.rstrip("/") + "/")
 
 
-def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None) -> LoadedData:
+def load_spec_data(spec: Any, asset_resolver: AssetResolver | None = None, champion_split: str | None = None) -> LoadedData:
     """``load_data`` with a DataSpec's fields, and the schema options it carries (``target``,
-    ``positive_class``) when they are set."""
+    ``positive_class``) when they are set; ``champion_split``: the champion's split tag, whose key columns
+    this run's holdout keeps."""
     options = {k: getattr(spec, k) for k in ("target", "positive_class") if getattr(spec, k, None) is not None}
+    if champion_split:
+        options["champion_split"] = champion_split
     return load_data(spec.path, spec.schema_path, spec.holdout_fraction, folder_rule=spec.folder_rule,
                      asset_resolver=asset_resolver, **options)
 

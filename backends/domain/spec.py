@@ -8,10 +8,24 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Annotated, Any, Literal, Union
+import re
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from backends.domain.distributions import (  # the search space's distributions, each defined there once
+    Choice as Choice,
+    Distribution as Distribution,
+    LogNormal as LogNormal,
+    LogUniform as LogUniform,
+    Normal as Normal,
+    QLogNormal as QLogNormal,
+    QLogUniform as QLogUniform,
+    QNormal as QNormal,
+    QUniform as QUniform,
+    Randint as Randint,
+    Uniform as Uniform,
+)
 from backends.errors import ConfigurationError
 from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS
 
@@ -20,75 +34,6 @@ MAX_TOTAL_TRIALS_LIMIT = 1000
 MAX_REQUEST_TIMEOUT_MS = 180_000
 NAME_RULE = "3 to 32 characters: letters, digits and '-', starting with a letter and not ending with '-'"
 
-
-class _Dist(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Choice(_Dist):
-    type: Literal["choice"] = "choice"
-    values: list[Any] = Field(min_length=1)
-
-
-class Randint(_Dist):
-    """An integer in [0, upper), as azure.ai.ml.sweep.Randint."""
-
-    type: Literal["randint"] = "randint"
-    upper: int = Field(gt=0)
-
-
-class Uniform(_Dist):
-    type: Literal["uniform"] = "uniform"
-    min_value: float
-    max_value: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Uniform:
-        if self.min_value >= self.max_value:
-            raise ValueError(f"min_value ({self.min_value}) must be below max_value ({self.max_value})")
-        return self
-
-
-class LogUniform(Uniform):
-    """exp(uniform(min_value, max_value)), as azure.ai.ml.sweep.LogUniform."""
-
-    type: Literal["loguniform"] = "loguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-
-
-class QUniform(Uniform):
-    type: Literal["quniform"] = "quniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class QLogUniform(Uniform):
-    type: Literal["qloguniform"] = "qloguniform"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class Normal(_Dist):
-    type: Literal["normal"] = "normal"
-    mu: float
-    sigma: float = Field(gt=0)
-
-
-class LogNormal(Normal):
-    type: Literal["lognormal"] = "lognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-
-
-class QNormal(Normal):
-    type: Literal["qnormal"] = "qnormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-class QLogNormal(Normal):
-    type: Literal["qlognormal"] = "qlognormal"  # type: ignore[assignment] # a narrower tag than its base: the discriminator
-    q: float = Field(gt=0)
-
-
-Distribution = Annotated[
-    Union[Choice, Randint, Uniform, LogUniform, QUniform, QLogUniform, Normal, LogNormal, QNormal, QLogNormal],
-    Field(discriminator="type"),
-]
 
 Sampling = Literal["grid", "random", "bayesian"]
 Metric = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss"]
@@ -327,6 +272,38 @@ class DataSpec(BaseModel):
     seed: int = 42
 
 
+ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+ASSET_NAME_RULE = "letters, digits, '-', '_' and '.', at most 255 characters"
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def azure_sweep_problems(sweep: SweepSpec) -> list[tuple[str, str]]:
+    """(field, rule) for each of Azure ML's sweep limits that ``sweep`` breaks (the field validators above
+    enforce the limits both backends share)."""
+    out: list[tuple[str, str]] = []
+    if sweep.max_concurrent_trials is not None and sweep.max_concurrent_trials > MAX_TOTAL_TRIALS_LIMIT:
+        out.append(("max_concurrent_trials", f"must be 1 to {MAX_TOTAL_TRIALS_LIMIT} (got {sweep.max_concurrent_trials})"))
+    if sweep.sampling == "bayesian" and sweep.early_termination is not None:
+        out.append(("early_termination", "Azure ML refuses an early termination policy with bayesian sampling: "
+                    f"remove it or use random sampling (got {sweep.early_termination.policy})"))
+    if sweep.timeout_s and sweep.trial_timeout_s and sweep.trial_timeout_s > sweep.timeout_s:
+        out.append(("trial_timeout_s", f"must not exceed sweep.timeout_s ({sweep.trial_timeout_s} > {sweep.timeout_s})"))
+    for name, dist in sweep.search_space.items():
+        field = f"search_space.{name}"
+        if not _PARAM_NAME.match(name):
+            out.append((field, "a hyperparameter name must be a Python identifier"))
+        if not isinstance(dist, Choice):
+            continue
+        values = list(dist.values)
+        if any(v is None or isinstance(v, bool) or not isinstance(v, (int, float, str)) for v in values):
+            out.append((field, f"choice values must be numbers or strings (use -1 for max_depth None), got {values}"))
+        elif any(isinstance(v, str) for v in values) and not all(isinstance(v, str) for v in values):
+            out.append((field, f"choice values must be all numbers or all strings, got {values}"))
+        elif any(isinstance(v, str) and ('"' in v or "'" in v or "\\" in v) for v in values):
+            out.append((field, f"string choices may not contain quotes or backslashes, got {values}"))
+    return out
+
+
 def _no_password(value: str | None) -> str | None:
     from urllib.parse import urlsplit
 
@@ -368,3 +345,20 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _without_password(cls, value: str | None) -> str | None:
         return _no_password(value)
+
+    # Azure ML's limits that the spec alone decides (``backend`` is validated first, so it is known here);
+    # those that depend on the Azure settings too are checked in backends/azure/limits.py.
+    @field_validator("model_name")
+    @classmethod
+    def _azure_model_name(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("backend") == "azure" and not ASSET_NAME.match(value or ""):
+            raise ValueError(f"{value!r} breaks Azure ML's asset name rule: {ASSET_NAME_RULE}")
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _azure_sweep(cls, value: SweepSpec, info: ValidationInfo) -> SweepSpec:
+        problems = azure_sweep_problems(value) if info.data.get("backend") == "azure" else []
+        if problems:
+            raise ValueError("\n".join(f"{field}: {rule}" for field, rule in problems))
+        return value

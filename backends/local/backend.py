@@ -147,7 +147,7 @@ class LocalBackend(Backend):
         progress: Callable[[TrialResult, int, int], None] | None = None,
     ) -> SweepResult:
         runner = LocalSweepRunner(self.home, self._client, self._experiment_id)
-        result = runner.run(data, spec, schema.to_json(), progress)
+        result = runner.run(data, spec, schema.to_json(), self.sweep_identity(data, spec, schema.to_json()), progress)
         return dataclasses.replace(
             result,
             url=f"mlflow ui --backend-store-uri {self.mlflow_uri} -> experiment {tracking.EXPERIMENT}, run {result.sweep_id}",
@@ -193,10 +193,7 @@ class LocalBackend(Backend):
     ) -> EvalReport:
         """Evaluate over HTTP, then log the report to the MLflow run that trained the evaluated model:
         the text report, the report as JSON, the confusion matrix and holdout metrics."""
-        from backends.client.evaluation import evaluate_with
-
-        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
-        report = evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
+        report = super().evaluate(endpoint, holdout, target, batch_size, deployment)
         self._log_evaluation(endpoint, report)
         return report
 

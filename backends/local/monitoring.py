@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.domain.history import TAG_HOLDOUT_ACCURACY
+from backends.domain.lineage import TAG_DATA_URI, TAG_HOLDOUT_ACCURACY, TAG_METRIC, holdout_tag
 from backends.domain.monitoring import MonitorReport, is_holdout_answer, summarize
 from backends.domain.outcomes import FeedbackReceipt, check_labels, receipt
 from backends.errors import ConfigurationError, HeartflowError
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TAG_DATA_URI = "heartflow.data_uri"
-TAG_METRIC = "heartflow.metric"  # the model's chosen metric, when its run recorded one (else accuracy)
 LAST_FILE = "monitor/last.json"
 HISTORY_FILE = "monitor/history.jsonl"
 
@@ -76,7 +74,7 @@ class LocalMonitor:
             except HeartflowError as exc:
                 logger.warning("the training data of %s v%s (%s) is not readable: %s", model_name, version, uri, exc)
         metric = model.tags.get(TAG_METRIC, "accuracy")
-        gate = model.tags.get(f"heartflow.holdout_{metric}") or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
+        gate = model.tags.get(holdout_tag(metric)) or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
         start, end = (t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in (since, until))
         # The holdout's answers were captured when the model was evaluated, before the window: read once from
         # every kept file, then from a cache, so later monitors read only the window's files.

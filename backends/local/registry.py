@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import logging
 import time
 
@@ -13,10 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from backends.base import ModelVersion, SweepResult
 from backends.domain.identity import code_version
-from backends.domain.split import TAG_SPLIT
+from backends.domain.lineage import (
+    TAG_HOLDOUT_ACCURACY, TAG_METRIC_VALUE, TAG_REASON, TAG_STATUS, lineage_tags, model_version_of,
+)
 from backends.errors import RegistrationError
-from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
-from backends.local import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +22,8 @@ CHAMPION_ALIAS = "champion"
 
 
 def _to_model_version(mv: MlflowModelVersion) -> ModelVersion:
-    tags = dict(mv.tags or {})
-    return ModelVersion(
-        name=mv.name,
-        version=str(mv.version),
-        source_run_id=tags.get("heartflow.trial_run", mv.run_id or ""),
-        sweep_id=tags.get("heartflow.sweep_run", ""),
-        metric_name=tags.get("heartflow.metric_name", ""),
-        metric_value=float(tags.get("heartflow.metric_value", "nan")),
-        data_sha256=tags.get(tracking.TAG_DATA_SHA, ""),
-        uri=f"models:/{mv.name}/{mv.version}",
-        tags=tags,
-    )
+    return model_version_of(mv.name, str(mv.version), f"models:/{mv.name}/{mv.version}", dict(mv.tags or {}),
+                            run_id=mv.run_id or "")
 
 
 class LocalRegistry:
@@ -64,24 +52,10 @@ class LocalRegistry:
                 logger.info("model %s version %s already registered from trial run %s", name, mv.version, best.run_id)
                 return _to_model_version(self._client.get_model_version(name, mv.version))
             run = self._client.get_run(best.run_id)
-            tags = {
-                "heartflow.sweep_run": sweep.sweep_id,
-                "heartflow.trial_run": best.run_id,
-                "heartflow.trial_number": str(best.number),
-                tracking.TAG_DATA_SHA: sweep.data.sha256,
-                "heartflow.data_uri": sweep.data.uri,
-                "heartflow.metric_name": sweep.primary_metric,
-                "heartflow.metric_value": f"{best.metrics[sweep.primary_metric]:.6f}",
-                "heartflow.params": ", ".join(f"{k}={v}" for k, v in sorted(best.params.items())),
-                "heartflow.params_json": json.dumps(dict(best.params), sort_keys=True, default=str),  # the gate refits it
-                "heartflow.code_version": code_version(),
-                TAG_STATUS: "candidate",
-            }
-            if sweep.data.split:
-                tags[TAG_SPLIT] = sweep.data.split
+            tags = lineage_tags(sweep, code_version())
             mv = self._client.create_model_version(
                 name, source=f"{run.info.artifact_uri}/model", run_id=best.run_id, tags=tags,
-                description=f"Best of sweep {sweep.sweep_id}: {sweep.primary_metric}={tags['heartflow.metric_value']}",
+                description=f"Best of sweep {sweep.sweep_id}: {sweep.primary_metric}={tags[TAG_METRIC_VALUE]}",
             )
             self._wait_ready(name, mv.version)
             return _to_model_version(self._client.get_model_version(name, mv.version))

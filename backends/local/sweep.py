@@ -26,7 +26,6 @@ from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
 from backends.errors import SweepError
 from backends.local import tracking
 from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler
-from backends.domain.identity import sweep_identity
 from backends.domain.search import make_sampler, planned_trials
 from backends.domain.selection import pick_best_trial
 from backends.domain.spec import SweepSpec
@@ -129,9 +128,9 @@ class LocalSweepRunner:
 
     # ---- the sweep ------------------------------------------------------------------------------
     def run(
-        self, data: DataRef, spec: SweepSpec, schema_json: str, progress: ProgressCallback | None = None
+        self, data: DataRef, spec: SweepSpec, schema_json: str, key: str, progress: ProgressCallback | None = None
     ) -> SweepResult:
-        key = sweep_identity(data, spec, schema_json)
+        """``key``: the sweep's identity (``Backend.sweep_identity``), which names its MLflow sweep run."""
         total = planned_trials(spec)
         if spec.early_termination is not None:
             logger.warning(

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.tracking import MlflowClient
 
+from backends.domain.lineage import TAG_DATA_SHA as TAG_DATA_SHA  # the sweep run carries it too
 from backends.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ EXPERIMENT = "heartflow"
 # Tag names, shared by the sweep, the registry and the reports.
 TAG_SWEEP_KEY = "heartflow.sweep_key"
 TAG_TRIAL_NUMBER = "heartflow.trial_number"
-TAG_DATA_SHA = "heartflow.data_sha256"
 TAG_ERROR = "heartflow.error"
 TAG_DURATION = "heartflow.duration_s"
 PARENT_TAG = "mlflow.parentRunId"

@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from backends.base import (
-    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, EvalReport, HistoryEntry, ModelVersion, SweepResult, TrialResult,
+    DEFAULT_MODEL_NAME, Backend, DataRef, Endpoint, HistoryEntry, ModelVersion, SweepResult, TrialResult,
     TrialStatus,
 )
-from backends.client.evaluation import Predictor, evaluate_with
+from backends.client.evaluation import Predictor
 from backends.domain.dataset import canonical_csv
 from backends.domain.search import make_sampler, planned_trials
 from backends.domain.selection import pick_best_trial
@@ -138,13 +138,6 @@ class InMemoryBackend(Backend):
     def predictor(self, endpoint: Endpoint, deployment: str | None = None, batch_size: int = 500,
                   purpose: str = "holdout") -> Predictor:
         return MemoryPredictor(self.endpoints, self.faults, endpoint, self.endpoint_key(endpoint), deployment, batch_size)
-
-    def evaluate(
-        self, endpoint: Endpoint, holdout: pd.DataFrame, target: str, batch_size: int = 32,
-        deployment: str | None = None,
-    ) -> EvalReport:
-        predictor = self.predictor(endpoint, deployment=deployment, batch_size=batch_size)
-        return evaluate_with(predictor, endpoint, holdout, target, deployment=deployment)
 
     def serving(self, endpoint_name: str) -> Endpoint | None:
         return self.endpoints.serving(endpoint_name)

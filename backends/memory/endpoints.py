@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from backends.client.batching import BatchAnswer, BatchPredictor
 from backends.domain.rollout import RolloutPolicy, serving
 from backends.domain.spec import DeploySpec
 from backends.errors import DeploymentError, EvaluationError
@@ -176,33 +177,19 @@ class MemoryEndpoints(RolloutPolicy):
         return [int(v) for v in labels], [float(v) for v in proba]
 
 
-class MemoryPredictor:
+class MemoryPredictor(BatchPredictor):
     """``backends.client.evaluation.Predictor`` for an in-memory deployment: batches of ``batch_size`` rows
     answered by the deployed model in this process (key and routing checked as a host checks them)."""
 
     def __init__(self, endpoints: MemoryEndpoints, faults: Faults, endpoint: Endpoint, key: str,
                  deployment: str | None, batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        super().__init__(self._answer, deployment=deployment or endpoint.deployment, batch_size=batch_size)
         self._endpoints, self._faults, self._endpoint, self._key = endpoints, faults, endpoint, key
-        self.deployment = deployment or endpoint.deployment
-        self.batch_size = batch_size
-        self.requests = 0
-        self.latencies_ms: list[float] = []
-        self.classes: list[str] | None = None
-        self.scores: list[float] | None = None  # the positive class's probabilities of the last call
 
     def __call__(self, frame: pd.DataFrame) -> list[int]:
         self._faults.check("evaluate")
-        predictions: list[int] = []
-        scores: list[float] = []
-        for start in range(0, len(frame), self.batch_size):
-            batch = frame.iloc[start : start + self.batch_size]
-            started = time.perf_counter()
-            labels, batch_scores = self._endpoints.answer(self._endpoint.name, self.deployment, self._key, batch)
-            predictions.extend(labels)
-            scores.extend(batch_scores)
-            self.latencies_ms.append((time.perf_counter() - started) * 1000)
-            self.requests += 1
-        self.scores = scores
-        return predictions
+        return super().__call__(frame)
+
+    def _answer(self, rows: pd.DataFrame, number: int) -> BatchAnswer:
+        labels, scores = self._endpoints.answer(self._endpoint.name, self.deployment, self._key, rows)
+        return BatchAnswer(list(labels), list(scores))

@@ -10,15 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backends.domain.history import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS
 from backends.domain.identity import code_version
-from backends.domain.split import TAG_SPLIT
+from backends.domain.lineage import TAG_HOLDOUT_ACCURACY, TAG_REASON, TAG_STATUS, lineage_tags, model_version_of
 from backends.errors import RegistrationError
 from backends.results import ModelVersion, SweepResult
 from src.features import DatasetSchema, coerce_categoricals
 from src.metrics import labels_at, model_threshold
-
-TAG_DATA_SHA = "heartflow.data_sha256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,22 +54,8 @@ class MemoryRegistry:
                 return self.get(name, existing.version)
         if trained is None:
             raise RegistrationError(f"could not register model {name!r}: trial run {best.run_id} has no model")
-        metric = best.metrics[sweep.primary_metric]
-        tags = {
-            "heartflow.sweep_run": sweep.sweep_id, "heartflow.trial_run": best.run_id,
-            "heartflow.trial_number": str(best.number), TAG_DATA_SHA: sweep.data.sha256,
-            "heartflow.data_uri": sweep.data.uri, "heartflow.metric_name": sweep.primary_metric,
-            "heartflow.metric_value": f"{metric:.6f}",
-            "heartflow.params": ", ".join(f"{k}={v}" for k, v in sorted(best.params.items())),
-            "heartflow.code_version": code_version(), TAG_STATUS: "candidate",
-        }
-        if sweep.data.split:
-            tags[TAG_SPLIT] = sweep.data.split
-        version = ModelVersion(
-            name=name, version=str(len(versions) + 1), source_run_id=best.run_id, sweep_id=sweep.sweep_id,
-            metric_name=sweep.primary_metric, metric_value=float(metric), data_sha256=sweep.data.sha256,
-            uri=f"memory://models/{name}/{len(versions) + 1}", tags=tags,
-        )
+        number = str(len(versions) + 1)
+        version = model_version_of(name, number, f"memory://models/{name}/{number}", lineage_tags(sweep, code_version()))
         versions.append(version)
         self._models[(name, version.version)] = trained
         return version

@@ -88,3 +88,37 @@ def test_a_champion_is_scored_only_on_rows_it_never_trained_on(heart: pd.DataFra
     # One without the tag predates the rule: nothing is known.
     assert unseen_rows(keys, {}) == (frozenset(keys), False)
     assert parse_split_tag(split_tag(0.25)) == 0.25 and parse_split_tag("random;holdout_fraction=0.1") is None
+
+
+def test_a_column_added_to_the_users_table_moves_no_row_between_training_and_holdout(tmp_path) -> None:
+    """#16 finding 7: the holdout keys hash the columns the champion was trained on (its split tag names
+    them), so a new column in the table (a new feature of the inferred schema) redraws nothing."""
+    from backends.domain.split import RULE_COLUMNS, parse_split
+    from tests.tables import TARGET, user_table, write_table
+
+    table = user_table(rows=400, seed=11, positive_share=0.2)
+    before = prepare_data(write_table(table, tmp_path / "before.csv"), None, 0.2, target=TARGET)
+    record = parse_split(before.split)
+    assert before.split.startswith(RULE_COLUMNS) and record is not None and TARGET in (record.columns or ())
+    grown = table.assign(**{"Smoker": np.random.default_rng(5).choice(["yes", "no", ""], len(table))})
+    path = write_table(grown, tmp_path / "grown.csv")
+    after = prepare_data(path, None, 0.2, target=TARGET, champion_split=before.split)
+    assert "Smoker" in after.schema.features  # the new column is trained on ...
+    assert set(after.holdout.index) == set(before.holdout.index) and len(after.train) == len(before.train)  # ... and moved nothing
+    assert after.split == before.split  # the next champion keeps the same key columns
+    redrawn = prepare_data(path, None, 0.2, target=TARGET)  # keyed by every trained column, the new one included
+    assert set(redrawn.holdout.index) != set(before.holdout.index)
+    assert "Smoker" in (parse_split(redrawn.split).columns or ())  # type: ignore[union-attr]
+
+
+def test_keys_made_by_other_columns_than_the_champions_are_not_trusted(heart: pd.DataFrame) -> None:
+    from backends.domain.split import key_columns_for
+
+    keys = row_keys(heart)
+    champion = {TAG_SPLIT: split_tag(0.1, ["age", "output"])}
+    assert unseen_rows(keys, champion, split_tag(0.1, ["age", "output"]))[1] is True
+    assert unseen_rows(keys, champion, split_tag(0.1, ["age", "sex", "output"])) == (frozenset(keys), False)
+    # a champion of the first rule (every column of its table): this run keys by every column, named from now on
+    assert key_columns_for(split_tag(0.1), ["age", "output"], ["age", "id", "output"]) == ("age", "id", "output")
+    assert key_columns_for(split_tag(0.1, ["age", "chol", "output"]), ["age", "output"], ["age", "output"]) == ("age", "output")
+    assert parse_split_tag(split_tag(0.25, ["a;b", "c=d"])) == 0.25  # names with the separators read back

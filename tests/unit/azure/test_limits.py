@@ -77,3 +77,39 @@ def test_the_sweep_reads_an_existing_clusters_real_size(settings: AzureSettings)
     result = backend.sweep(data, SweepSpec(sampling="grid", max_total_trials=3))
     submitted = fake.jobs.create_or_update.call_args.args[0]
     assert submitted.limits.max_concurrent_trials == 2 and result.best.number == 1
+
+
+def test_azure_rules_live_in_the_spec_and_refuse_an_azure_spec_at_construction() -> None:
+    """The spec's own validation is the one place: an Azure spec that breaks a rule is never built; the same
+    values are a valid local spec (locally, early termination is ignored and None may be a choice)."""
+    from pydantic import ValidationError
+
+    sweep = SweepSpec(sampling="bayesian", search_space={"n_estimators": {"type": "choice", "values": [10, 50]}},
+                      early_termination=EarlyTermination(policy="bandit"))
+    odd = SweepSpec(search_space={"max_depth": {"type": "choice", "values": [4, None]},
+                                  "criterion": {"type": "choice", "values": ["gini", 1]}}, timeout_s=10, trial_timeout_s=20)
+    assert PipelineSpec(backend="local", sweep=sweep, model_name="a name with spaces").sweep is sweep
+    with pytest.raises(ValidationError) as caught:
+        PipelineSpec(backend="azure", sweep=sweep, model_name="a name with spaces")
+    text = str(caught.value)
+    assert "early_termination: Azure ML refuses an early termination policy with bayesian" in text and "model_name" in text
+    with pytest.raises(ValidationError) as caught:
+        PipelineSpec(backend="azure", sweep=odd)
+    text = str(caught.value)
+    assert "search_space.max_depth: choice values must be numbers or strings" in text
+    assert "search_space.criterion: choice values must be all numbers or all strings" in text
+    assert "trial_timeout_s: must not exceed sweep.timeout_s" in text
+
+
+def test_the_sweep_stage_validates_the_spec_it_is_given(settings: AzureSettings) -> None:
+    """The Azure sweep validates the real spec (no spec built without validation): a SweepSpec changed after it
+    was validated is refused before anything is called."""
+    fake = FakeAzure()
+    backend = AzureBackend(settings, ml_client=fake, blob_service=object(), trial_reader=fake.trial_reader,
+                           retry=RetryPolicy(attempts=1, initial_s=0, max_s=0), sleep=lambda s: None)
+    spec = SweepSpec(sampling="random", search_space={"n_estimators": {"type": "choice", "values": [10, 50]}})
+    spec.max_total_trials = 5000  # assignment is not validated: the stage must catch it
+    data = DataRef(uri="https://heartacct.blob.core.windows.net/data4ml/x.csv", sha256="1d" * 32, rows=10)
+    with pytest.raises(ConfigurationError, match="sweep.max_total_trials = 5000: Input should be less than or equal to 1000"):
+        backend.sweep(data, spec)
+    assert fake.jobs.method_calls == [] and fake.compute.method_calls == []

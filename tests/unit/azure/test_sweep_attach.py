@@ -10,8 +10,9 @@ import pytest
 from backends.azure import AzureBackend
 from backends.azure.resilience import RetryPolicy
 from backends.azure.settings import AzureSettings
-from backends.azure.sweeps import sweep_job_name, sweep_key, training_code_hash
+from backends.azure.sweeps import sweep_job_name
 from backends.base import DataRef
+from backends.domain.identity import training_code_hash
 from backends.errors import SweepError, TransientBackendError
 from backends.domain.spec import SweepSpec
 from src.features import HEART_SCHEMA
@@ -28,34 +29,43 @@ def make(settings: AzureSettings, fake: FakeAzure) -> AzureBackend:
 
 
 @functools.cache
-def environment_ref() -> str:
-    """The Environment a run with default settings uses (its version: a hash of the pins and the image)."""
-    from backends.azure import entities
-
-    return entities.environment_ref(entities.build_environment(AzureSettings(_env_file=None)))  # type: ignore[call-arg]
+def default_backend() -> AzureBackend:
+    """One backend with default settings (its Environment's pins are read once)."""
+    return make(AzureSettings(_env_file=None), FakeAzure())  # type: ignore[call-arg]
 
 
-def expected_name(attempt: int = 1, spec: SweepSpec = SPEC, sha: str = SHA, environment: str | None = None) -> str:
-    from backends.azure.entities import source_dir
+def expected_name(attempt: int = 1, spec: SweepSpec = SPEC, sha: str = SHA, settings: AzureSettings | None = None) -> str:
+    """The job name of a sweep: its identity, as Prefect's cache key reads it (``Backend.sweep_identity``)."""
+    backend = default_backend() if settings is None else make(settings, FakeAzure())
+    data = DataRef(uri=DATA.uri, sha256=sha, rows=DATA.rows)
+    return sweep_job_name(backend.sweep_identity(data, spec, HEART_SCHEMA.to_json()), attempt)
 
-    key = sweep_key(data_sha256=sha, spec=spec, schema_json=None, code_hash=training_code_hash(source_dir()),
-                    model_name="heart-classifier", environment=environment or environment_ref())
-    return sweep_job_name(key, attempt)
 
-
-def test_the_job_name_comes_from_the_sweep_key(settings: AzureSettings) -> None:
+def test_the_job_name_is_the_sweep_identity_prefect_caches_by(settings: AzureSettings) -> None:
     fake = FakeAzure()
-    result = make(settings, fake).sweep(DATA, SPEC)
-    assert result.sweep_id == expected_name() and fake.jobs.create_or_update.call_count == 1
-    # same inputs -> same name; any input changed -> another name
+    backend = make(settings, fake)
+    result = backend.sweep(DATA, SPEC)
+    identity = backend.sweep_identity(DATA, SPEC, HEART_SCHEMA.to_json())
+    assert result.sweep_id == sweep_job_name(identity) == expected_name(settings=settings)
+    assert fake.jobs.create_or_update.call_count == 1
+    # same inputs -> same name; any input that changes the result -> another name; speed alone -> the same
     assert expected_name() == expected_name()
     assert expected_name(spec=SPEC.model_copy(update={"max_total_trials": 4})) != expected_name()
+    assert expected_name(spec=SPEC.model_copy(update={"max_concurrent_trials": 1})) == expected_name()
     assert expected_name(sha="8b" * 32) != expected_name()
-    key = sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="c", model_name="m", environment="e")
-    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=None, code_hash="c", model_name="m", environment="e")
-    assert key != sweep_key(data_sha256=SHA, spec=SPEC, schema_json=HEART_SCHEMA.to_json(), code_hash="d", model_name="m",
-                            environment="e")
-    assert expected_name(environment="azureml:heartflow-sklearn:0123456789abcdef") != expected_name()
+    environment = backend.sweep_environment()
+    assert environment["environment"].startswith("azureml:") and environment["trained_as"] == "heart-classifier"
+
+
+def test_the_identity_holds_the_environment_and_the_model_folder(settings: AzureSettings) -> None:
+    """Azure's inputs beyond the interpreter's: the Environment (image + pins) and where trials save the model."""
+    base = make(settings, FakeAzure())
+    other_image = make(settings.model_copy(update={"environment_image": "mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04:latest"}),
+                       FakeAzure())
+    other_name = AzureBackend(settings, ml_client=FakeAzure(), blob_service=object(), model_name="another-model")
+    schema = HEART_SCHEMA.to_json()
+    ids = {b.sweep_identity(DATA, SPEC, schema) for b in (base, other_image, other_name)}
+    assert len(ids) == 3
 
 
 def test_a_package_upgrade_trains_a_new_sweep_instead_of_reusing_the_old(settings: AzureSettings) -> None:

@@ -147,7 +147,8 @@ def test_the_corrected_t_test_is_nadeau_and_bengios() -> None:
     result = compare("log_loss", [0.40, 0.41], [0.35, 0.36], test_rows=50, train_rows=50)
     assert result.difference == pytest.approx(-0.05)  # log loss: lower is better, so the candidate is worse
     assert params_of({"heartflow.params": '{"n_estimators": 10}'}) == {"n_estimators": 10}
-    assert params_of({"heartflow.params": "n_estimators=10"}) is None
+    assert params_of({"heartflow.params": "n_estimators=10"}) == {"n_estimators": 10}  # an old record (lineage)
+    assert params_of({"heartflow.params": "not a record"}) is None
 
 
 def test_the_class_balance_recommends_a_metric_for_a_rare_positive_class() -> None:
