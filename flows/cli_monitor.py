@@ -8,21 +8,24 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import BackendName, BackendOption, EndpointOption, HomeOption, TrackingOption, _check, _fail, _home, console
+from backends.base import DEFAULT_ENDPOINT_NAME
+from flows.cli_common import (
+    BackendName, BackendOption, EndpointOption, HomeOption, TrackingOption, check, console, fail, resolve_home,
+)
 
 
 def feedback(
     file: Annotated[Path, typer.Argument(help="CSV (columns request_id, label) or JSON lines ({\"request_id\": ..., \"label\": ...})")],
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Labels that arrived later, joined to captured predictions by request id (the x-request-id each answer
     carried). Labels are the data's own (as the endpoint answers); unknown ids are kept and reported."""
     from backends.domain.outcomes import read_feedback_file
 
-    items = _check(read_feedback_file, file)
-    got = _check(_local_monitor(home, tracking_uri, endpoint_name).add_feedback, endpoint_name, items, str(file))
+    items = check(read_feedback_file, file)
+    got = check(_local_monitor(home, tracking_uri, endpoint_name).add_feedback, endpoint_name, items, str(file))
     console.print(f"stored {got.stored} label(s) for {endpoint_name}: {got.matched} match a captured prediction, "
                   f"{got.unknown} unknown" + (f" (e.g. {', '.join(got.unknown_ids[:5])}): kept, and joined if their "
                                               "predictions are captured later" if got.unknown else ""), highlight=False)
@@ -31,7 +34,7 @@ def feedback(
 def monitor(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     since: Annotated[str, typer.Option("--since", help="Window start: 30m, 6h, 7d or an ISO time")] = "24h",
     tracking_uri: TrackingOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts and alerts")] = False,
@@ -40,11 +43,11 @@ def monitor(
     of what serves, over a window of captured traffic."""
     from backends.domain.monitoring import parse_since
 
-    start = _check(parse_since, since)
+    start = check(parse_since, since)
     if backend is BackendName.azure:
-        _fail("`heartflow monitor --backend azure` reads the data collector's blobs, which this version does not "
+        fail("`heartflow monitor --backend azure` reads the data collector's blobs, which this version does not "
               "read yet: run the monitor on the local backend")
-    report = _check(_local_monitor(home, tracking_uri, endpoint_name).monitor, endpoint_name, start)
+    report = check(_local_monitor(home, tracking_uri, endpoint_name).monitor, endpoint_name, start)
     if as_json:
         typer.echo(json.dumps(report.to_json(), sort_keys=True))
         return
@@ -57,9 +60,9 @@ def _local_monitor(home: Path | None, tracking_uri: str | None, endpoint_name: s
     from backends.local.endpoint.state import EndpointPaths
     from backends.local.monitoring import LocalMonitor
 
-    if not EndpointPaths(_home(home), endpoint_name).state.exists():
-        _fail(f"no local endpoint {endpoint_name} under {_home(home)}: deploy one with `heartflow run`")
-    local = _check(LocalBackend, _home(home), tracking_uri)
+    if not EndpointPaths(resolve_home(home), endpoint_name).state.exists():
+        fail(f"no local endpoint {endpoint_name} under {resolve_home(home)}: deploy one with `heartflow run`")
+    local = check(LocalBackend, resolve_home(home), tracking_uri)
     return LocalMonitor(local.home, local.registry)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from pydantic.json_schema import SkipJsonSchema
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.results import ShadowFigures, WatchRecord
@@ -54,7 +55,7 @@ from tasks.stages import (
     validate_data,
 )
 from tasks.decisions import compare_with_champion_on_folds
-from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
+from tasks.watch import CheckedData, ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
 
@@ -136,10 +137,15 @@ class _Background:
 
 
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
-def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[Any] | None:  # noqa: B008 - pydantic default renders the UI form
+def train_and_deploy(
+    spec: PipelineSpec = PipelineSpec(),  # noqa: B008 - pydantic default renders the UI form
+    data: SkipJsonSchema[CheckedData | None] = None,
+) -> RunSummary | State[Any] | None:
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
     evaluate it through the live endpoint and promote it only if it is at least as good.
-    With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
+    With ``dry_run`` (azure), only validate the data and publish the plan of what would be created.
+    ``data``: the rows the CLI already read and validated for ``spec.data`` (not in the UI's form; a
+    deployment's run reads its data itself)."""
     logger = get_run_logger()
     try:
         backend = backend_for_spec(spec, secrets=secrets_from_blocks(spec.azure_secret_blocks))
@@ -150,7 +156,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     if storage is not None:
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
-    loaded, _ = _stage(validate_data, spec.data, backend)
+    loaded, _ = _stage(validate_data, spec.data, backend, data)
     prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
