@@ -20,18 +20,11 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-try:  # imported as part of the project
-    from . import forest_kernel
-    from .flat_forest import FlatForest
-    from .model_files import Feature
-    from .request_validation import RowReader
-    from .text_codes import TextColumn
-except ImportError:  # a copy of src/ on the scoring path
-    import forest_kernel  # type: ignore[no-redef]
-    from flat_forest import FlatForest  # type: ignore[no-redef]
-    from model_files import Feature  # type: ignore[no-redef]
-    from request_validation import RowReader  # type: ignore[no-redef]
-    from text_codes import TextColumn  # type: ignore[no-redef]
+from src import forest_kernel
+from src.flat_forest import FlatForest
+from src.model_files import Feature
+from src.request_validation import RowReader
+from src.text_codes import TextColumn
 
 logger = logging.getLogger(__name__)
 
