@@ -265,7 +265,10 @@ def _one_hot_block(encoder: Any, idx: np.ndarray, features: Sequence[Feature],
                    text_codes: dict[int, TextColumn]) -> tuple[np.ndarray, ...] | None:
     """Each column's one-hot categories as a (1, n) float64 row: a number column's own categories, a text
     column's codes 0.0 .. n-1 (its TextColumn added to ``text_codes``). None when the encoder is not plain."""
-    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
+    # Infrequent categories (min_frequency / max_categories) share one output column: not a plain one-hot. The
+    # fitted, public infrequent_categories_ says whether any column has them (absent when neither is set).
+    grouped = any(c is not None for c in getattr(encoder, "infrequent_categories_", None) or ())
+    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None or grouped:
         return None
     rows = []
     for j, categories in zip(idx.tolist(), encoder.categories_, strict=True):
