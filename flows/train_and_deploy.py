@@ -19,7 +19,6 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,32 +79,33 @@ class RunSummary:
     importance: ImportanceResult | None = None
 
 
-def _task_run_name(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """The name the task run got, computed here as Prefect computes it (the API may not have the task
-    run yet: Prefect 3 records task runs through events, asynchronously)."""
-    template = task.task_run_name
-    if not template:
-        return task.name
-    try:
-        bound = inspect.signature(task.fn).bind(*args, **kwargs)
-        bound.apply_defaults()
-        if callable(template):
-            wants_parameters = "parameters" in inspect.signature(template).parameters
-            name = template(parameters=dict(bound.arguments)) if wants_parameters else template()
-        else:
-            name = template.format(**bound.arguments)
-    except (TypeError, KeyError, AttributeError, IndexError, ValueError):  # a name is a courtesy, not a failure
-        return task.name
-    return str(name)
+class _FailedRunNames:
+    """The names Prefect gave the task runs that failed, as the UI shows them: Prefect's public on_failure hook
+    receives the task run. (Its name is not on the returned state, and the API may not have the run yet:
+    Prefect 3 records task runs through events, asynchronously.)"""
+
+    def __init__(self) -> None:
+        self._names: dict[Any, str] = {}
+
+    def watching(self, task: Any) -> Any:
+        """``task`` with a hook that records the failed run's name."""
+        return task.with_options(on_failure=[*task.on_failure_hooks, self._record])
+
+    def _record(self, task: Any, task_run: Any, state: State[Any]) -> None:
+        self._names[task_run.id] = task_run.name
+
+    def name_of(self, task: Any, state: State[Any]) -> str:
+        return self._names.get(state.state_details.task_run_id, task.name)
 
 
 def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
     """Run a task and return (result, state); a failed task raises StageFailed naming it, so the
     flow's final state message says which stage failed and why."""
-    state = task(*args, return_state=True, **kwargs)
+    names = _FailedRunNames()
+    state = names.watching(task)(*args, return_state=True, **kwargs)
     if not state.is_completed():
         cause = state.result(raise_on_failure=False)
-        raise StageFailed(_task_run_name(task, args, kwargs), cause if isinstance(cause, BaseException) else None) from (
+        raise StageFailed(names.name_of(task, state), cause if isinstance(cause, BaseException) else None) from (
             cause if isinstance(cause, BaseException) else None
         )
     return state.result(), state
@@ -115,8 +115,8 @@ class _Background:
     """A task submitted to the flow's thread pool, finished (its failure raised as StageFailed) once."""
 
     def __init__(self, task: Any, *args: Any) -> None:
-        self._task, self._args = task, args
-        self._future = task.submit(*args)
+        self._task, self._names = task, _FailedRunNames()
+        self._future = self._names.watching(task).submit(*args)
         self._result: Any = None
         self._done = False
 
@@ -131,7 +131,7 @@ class _Background:
             if not state.is_completed():
                 cause = state.result(raise_on_failure=False)
                 error = cause if isinstance(cause, BaseException) else None
-                raise StageFailed(_task_run_name(self._task, self._args, {}), error) from error
+                raise StageFailed(self._names.name_of(self._task, state), error) from error
             self._result = state.result()
         return self._result
 
