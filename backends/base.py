@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from backends.defaults import DEFAULT_ENDPOINT_NAME, DEFAULT_MODEL_NAME
 from backends.results import (
     DataRef,
     Endpoint,
@@ -43,11 +44,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend", "DataAssetResolver", "DataRef", "EndpointMonitor", "Endpoint", "EvalReport", "GateFigures",
     "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
+    "DEFAULT_ENDPOINT_NAME",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_NAME = "heart-classifier"
 
 
 class Rendered(Protocol):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, Provisioner
+from backends.base import DEFAULT_MODEL_NAME, Backend, Provisioner
 from backends.errors import ConfigurationError
 from backends.domain.spec import PipelineSpec
 
@@ -16,7 +16,7 @@ BACKENDS = ("local", "azure")
 
 def create_backend(
     name: str, *, home: str | Path | None = None, overrides: dict[str, Any] | None = None,
-    model_name: str = "heart-classifier", tracking_uri: str | None = None, artifact_root: str | None = None,
+    model_name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None = None, artifact_root: str | None = None,
 ) -> Backend:
     if name == "local":
         from backends.local.backend import LocalBackend

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from backends.domain.dataset import PreparedData
+from backends.domain.sources import LoadedData
 from backends.factory import provisioner_for_spec
 from backends.domain.spec import PipelineSpec
 from backends.errors import ConfigurationError
@@ -15,11 +15,11 @@ from backends.errors import ConfigurationError
 console = Console()
 
 
-def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None = None, plan_dir: Path | None = None) -> None:
+def run_azure(spec: PipelineSpec, loaded: LoadedData, *, plan_dir: Path | None = None) -> None:
     """--dry-run prints the plan and calls nothing on Azure (``plan_dir``: also writes it as Azure ML CLI v2
-    YAML); otherwise the flow runs on Azure. ``prepared`` is the data the CLI already validated."""
-    if compute:
-        spec = spec.model_copy(update={"azure_overrides": {**spec.azure_overrides, "compute": compute}})
+    YAML); otherwise the flow runs on Azure. ``loaded`` is the data the CLI already read and validated: the
+    flow is handed it rather than reading the source again."""
+    prepared = loaded.prepared
     if spec.dry_run:
         backend = provisioner_for_spec(spec)
         plan = backend.plan(spec, data_sha256=prepared.train_sha256)
@@ -35,8 +35,9 @@ def run_azure(spec: PipelineSpec, prepared: PreparedData, *, compute: str | None
         return
     from flows.summary import print_summary  # the same summary as a local run
     from flows.train_and_deploy import train_and_deploy
+    from tasks.watch import CheckedData
 
-    state = train_and_deploy(spec=spec, return_state=True)
+    state = train_and_deploy(spec=spec, data=CheckedData.of(spec.data, loaded), return_state=True)
     print_summary(console, None if state.is_completed() and state.data is None else state.result(), spec, prepared,
                   state.message)
 

@@ -7,34 +7,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from backends.domain.shadow import DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_REQUESTS, settle_watches
+from backends.domain.shadow import settle_watches
 
 if TYPE_CHECKING:
     from flows.early_server import EarlyServer
 
 from flows import cli_monitor, cli_status
+from backends.base import DEFAULT_ENDPOINT_NAME, DEFAULT_MODEL_NAME
 from flows.cli_common import (  # noqa: F401 - PREFECT_DEFAULTS is read by the tests
     PREFECT_DEFAULTS,
-    ArtifactRootOption,
     BackendName,
     BackendOption,
     CaptureRateOption,
     EndpointOption,
-    FolderRuleName,
-    GateRule,
     HomeOption,
-    MetricName,
-    RetrainOnName,
-    SamplingName,
+    ModelNameOption,
     TrackingOption,
-    ValidationName,
-    _check,
-    _fail,
-    _home,
     apply_prefect_defaults,
+    check,
     console,
-    err_console,
+    fail,
+    resolve_home,
 )
+from flows.run_options import build_spec, with_run_options
 
 app = typer.Typer(
     help="heartflow: train, tune, deploy and test a classifier (local or Azure ML) as one Prefect flow.",
@@ -58,97 +53,58 @@ def schema_infer(
     """Print a proposed schema (YAML, a comment per column saying why) to review and pass to --schema."""
     from flows.cli_spec import infer_schema_yaml
 
-    console.print(_check(infer_schema_yaml, data, target, positive_class), end="", highlight=False, markup=False)
+    console.print(check(infer_schema_yaml, data, target, positive_class), end="", highlight=False, markup=False)
 
 
 @schema_app.command("show")
 def schema_show(
     home: HomeOption = None,
-    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    model_name: ModelNameOption = DEFAULT_MODEL_NAME,
     model_version: Annotated[str | None, typer.Option("--model-version", help="Default: the champion")] = None,
 ) -> None:
     """Print the schema a registered model was trained with (local), to retrain with the same --schema."""
     from flows.cli_spec import recorded_schema_yaml
 
-    console.print(_check(recorded_schema_yaml, _home(home), model_name, model_version), end="", highlight=False, markup=False)
+    console.print(check(recorded_schema_yaml, resolve_home(home), model_name, model_version), end="", highlight=False, markup=False)
 
 
 @app.command()
+@with_run_options
 def run(
     ctx: typer.Context,
-    backend: BackendOption = BackendName.local,
-    home: HomeOption = None,
-    data: Annotated[str | None, typer.Option("--data", help="A CSV file, a folder of CSVs, an https URL, az://container/path, a blob URL or (azure) azureml:NAME@latest (default: the embedded 303-row heart table)")] = None,
-    folder_rule: Annotated[FolderRuleName, typer.Option("--folder-rule", help="A data folder or blob prefix (a blob URI ending in /): newest (its newest *.csv) or all (every *.csv appended, in name order)")] = "newest",
-    force: Annotated[bool, typer.Option("--force", help="Retrain even when the data is the serving champion's")] = False,
-    retrain_on: Annotated[RetrainOnName, typer.Option("--retrain-on", help="always: retrain on any new data; drift: only when a column drifted from the champion's training data")] = "always",
-    schema: Annotated[Path | None, typer.Option("--schema", help="Dataset schema, YAML or JSON")] = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="max_total_trials")] = 25,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials (default: cores)")] = None,
-    sampling: Annotated[SamplingName, typer.Option("--sampling")] = SamplingName.random,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds sampling and the forests (the holdout goes by row hash)")] = 42,
-    validation: Annotated[ValidationName, typer.Option("--validation", help="kfold (5 stratified folds, then refit on all training rows) or split (the tutorial's 70/30)")] = "kfold",
-    folds: Annotated[int, typer.Option("--folds", min=2, max=20)] = 5,
-    timeout: Annotated[int | None, typer.Option("--timeout", min=1, help="Sweep timeout, seconds")] = None,
-    trial_timeout: Annotated[int | None, typer.Option("--trial-timeout", min=1, help="Per-trial timeout, seconds")] = None,
-    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
-    port: Annotated[int | None, typer.Option("--port", help="Local endpoint port (default: a free one)")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Endpoint worker processes")] = 1,
-    tolerance: Annotated[float | None, typer.Option("--tolerance", min=0.0, max=1.0, help="Promotion gate: the largest accuracy drop accepted (default 0; 0.05 with --gate paired)")] = None,
-    gate: Annotated[GateRule, typer.Option("--gate", help="tolerance: candidate >= champion - tolerance; paired: promote unless McNemar's exact test finds the candidate worse")] = GateRule.tolerance,
-    gate_alpha: Annotated[float, typer.Option("--gate-alpha", min=0.0, max=1.0, help="Significance level of the gate's tests: --gate paired, the no-skill floor, the comparison on the training folds")] = 0.05,
-    metric: Annotated[MetricName, typer.Option("--metric", help="Selects the best trial and drives the gate and reports (every metric is logged); on a rare positive class prefer average_precision or roc_auc (`heartflow schema infer` says)")] = "accuracy",
-    threshold: Annotated[str, typer.Option("--threshold", help="Decision threshold stored with the model: 0.5 (the model's own), auto (best F1 for --metric f1, else best balanced accuracy, on out-of-fold predictions) or a probability")] = "0.5",
-    shadow: Annotated[int, typer.Option("--shadow", min=0, help="Seconds of live requests mirrored to the candidate before the gate (0: off)")] = 0,
-    shadow_min_requests: Annotated[int, typer.Option("--shadow-min-requests", min=1, help="Fewer mirrored requests: the gate reads the holdout alone")] = DEFAULT_MIN_REQUESTS,
-    max_disagreement: Annotated[float, typer.Option("--max-disagreement", min=0.0, max=1.0, help="Largest share of live rows the candidate may answer differently from the champion")] = DEFAULT_MAX_DISAGREEMENT,
-    watch: Annotated[int, typer.Option("--watch", min=0, help="Seconds the previous champion stays warm after a promotion, with automatic rollback (0: off)")] = 0,
-    stop_endpoint: Annotated[bool, typer.Option("--stop-endpoint", help="Stop the local endpoint when the flow ends")] = False,
-    capture_rate: CaptureRateOption = 1.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Azure: build and validate everything, call nothing")] = False,
-    plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
-    compute: Annotated[str | None, typer.Option("--compute", help="Azure compute cluster name")] = None,
-    instance_type: Annotated[str | None, typer.Option("--instance-type", help="Azure endpoint VM size")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Label column; without --schema the schema is inferred")] = None,
-    positive_class: Annotated[str | None, typer.Option("--positive-class", help="The target's positive label")] = None,
     models: Annotated[str, typer.Option("--models", help="Model families to sweep: rf, hgb, logreg (comma-separated)")] = "rf",
     search_space: Annotated[Path | None, typer.Option("--search-space", help="Search space file, YAML or JSON")] = None,
     spec_file: Annotated[Path | None, typer.Option("--spec", help="The whole PipelineSpec (YAML or JSON), as a deployment's parameters")] = None,
-    tracking_uri: TrackingOption = None,
-    artifact_root: ArtifactRootOption = None,
+    plan_dir: Annotated[Path | None, typer.Option("--plan-dir", help="Azure dry run: also write the plan as Azure ML CLI v2 YAML files here")] = None,
+    **options: Any,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
     # Prefect's temporary server boots in its own process, first thing, while this one builds the spec,
     # validates the data and imports the flow (a bad input ends the command, and the server with it).
     from flows.early_server import EarlyServer, start_temporary_server_early
 
-    server = start_temporary_server_early() if spec_file is None and backend == BackendName.local else EarlyServer()
+    server = start_temporary_server_early() if spec_file is None and options["backend"] == "local" else EarlyServer()
     from backends.domain.spec import family_search_space
-    from flows.cli_spec import build_spec, load_data_of, load_search_space, load_spec
+    from flows.cli_spec import load_data_of, load_search_space, load_spec
 
     if spec_file is not None:
         given = [p.opts[0] for p in ctx.command.params if p.name not in {"spec_file", "home", "backend", "plan_dir", "tracking_uri", "artifact_root"}
                  and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in {"DEFAULT", "DEFAULT_MAP"}]
         if given:
-            _fail(f"--spec gives the whole spec: put {', '.join(given)} in {spec_file} instead of the command line")
-        spec = _check(load_spec, spec_file)
+            fail(f"--spec gives the whole spec: put {', '.join(given)} in {spec_file} instead of the command line")
+        spec = check(load_spec, spec_file)
         if spec.backend == "local" and spec.home is None:
-            spec = spec.model_copy(update={"home": str(_home(home))})
+            spec = spec.model_copy(update={"home": str(resolve_home(options["home"]))})
     else:
-        space = _check(load_search_space, search_space) if search_space else _check(
+        space = check(load_search_space, search_space) if search_space else check(
             family_search_space, [m.strip() for m in models.split(",") if m.strip()])
-        spec = build_spec(backend, home, data, schema, trials, concurrency, sampling, seed, validation, folds, timeout,
-                           trial_timeout, model_name, endpoint_name, port, workers, tolerance, stop_endpoint, dry_run,
-                           instance_type, target, positive_class, space, gate, gate_alpha, tracking_uri, artifact_root,
-                           folder_rule, force, retrain_on, metric, threshold, capture_rate,
-                           live={"shadow_seconds": shadow, "shadow_min_requests": shadow_min_requests,
-                                 "max_disagreement": max_disagreement, "watch_seconds": watch})
+        spec = check(build_spec, search_space=space, **options)
     if plan_dir is not None and not (spec.dry_run and spec.backend == "azure"):
-        _fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
+        fail("--plan-dir writes the plan of an Azure dry run: add --backend azure --dry-run")
     if spec_file is not None and spec.backend == "local":
         server = start_temporary_server_early()
-    prepared = _check(load_data_of, spec).prepared
+    loaded = check(load_data_of, spec)  # read and validated once: the flow is handed these rows
+    prepared = loaded.prepared
     if prepared.inferred:
         console.print(f"no --schema given: inferred one from {prepared.source} (numeric {len(prepared.schema.numeric)}, "
                       f"categorical {len(prepared.schema.categorical)}, dropped {list(prepared.schema.drop)}); it is "
@@ -159,31 +115,32 @@ def run(
     if spec.backend == "azure":
         from flows.azure_cli import run_azure
 
-        _check(run_azure, spec, prepared, compute=compute, plan_dir=plan_dir)
+        check(run_azure, spec, loaded, plan_dir=plan_dir)
         return
-    _run_local(spec, prepared, server)
+    _run_local(spec, loaded, server)
 
 
-def _run_local(spec: Any, prepared: Any, server: EarlyServer | None = None) -> None:
+def _run_local(spec: Any, loaded: Any, server: EarlyServer | None = None) -> None:
     from flows.early_server import EarlyServer
     from flows.progress import sweep_progress
     from flows.summary import print_summary
     from flows.train_and_deploy import train_and_deploy
+    from tasks.watch import CheckedData
 
     with (server or EarlyServer()).serving():
         with sweep_progress(console):
             try:
-                state = _check(train_and_deploy, spec=spec, return_state=True)
+                state = check(train_and_deploy, spec=spec, data=CheckedData.of(spec.data, loaded), return_state=True)
             except RuntimeError as exc:
                 if "ephemeral Prefect API server" not in str(exc):
                     raise
-                _fail(
+                fail(
                     "the temporary Prefect API did not start in time (a busy machine?): start one with "
                     "`prefect server start --host 127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
                     "or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
                 )
         ended_early = state.is_completed() and state.data is None  # no new deployment: the message says why
-        print_summary(console, None if ended_early else _check(state.result), spec, prepared, state.message)
+        print_summary(console, None if ended_early else check(state.result), spec, loaded.prepared, state.message)
 
 
 @app.command()
@@ -198,20 +155,20 @@ def upload(
     from backends.domain.spec import DataSpec
     from backends.factory import create_backend
 
-    prepared = _check(prepare_data, data, schema, DataSpec().holdout_fraction)
-    store = _check(create_backend, backend.value, home=_home(home))
-    ref = _check(store.upload, prepared.train)
+    prepared = check(prepare_data, data, schema, DataSpec().holdout_fraction)
+    store = check(create_backend, backend.value, home=resolve_home(home))
+    ref = check(store.upload, prepared.train)
     console.print(f"stored {ref.rows} training rows at {ref.uri} (sha256 {ref.sha256}); {len(prepared.holdout)} rows held out")
 
 
 @app.command()
 def serve(
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     port: Annotated[int, typer.Option("--port", help="0 picks a free port")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=1)] = 1,
     model_version: Annotated[str | None, typer.Option("--model-version", help="Default: the champion")] = None,
-    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    model_name: ModelNameOption = DEFAULT_MODEL_NAME,
     host: Annotated[str, typer.Option("--host", help="Bind address (loopback by default)")] = "127.0.0.1",
     tracking_uri: TrackingOption = None,
     capture_rate: CaptureRateOption = 1.0,
@@ -224,11 +181,11 @@ def serve(
     from backends.local.backend import LocalBackend
     from backends.local.endpoint import serve_foreground
 
-    local = _check(LocalBackend, _home(home), tracking_uri)
+    local = check(LocalBackend, resolve_home(home), tracking_uri)
     model = local.registry.get(model_name, model_version) if model_version else local.champion(model_name)
     if model is None:
-        _fail(f"no champion of {model_name!r} in {local.mlflow_uri}: run `heartflow run` first or pass --model-version")
-    model_dir = _check(tracking.served_model_dir, local.mlflow_client, local.home, model.name, model.version)
+        fail(f"no champion of {model_name!r} in {local.mlflow_uri}: run `heartflow run` first or pass --model-version")
+    model_dir = check(tracking.served_model_dir, local.mlflow_client, local.home, model.name, model.version)
     set_capture_rate(EndpointPaths(local.home, endpoint_name).root, capture_rate)
 
     def listening(status: Any) -> None:
@@ -237,7 +194,7 @@ def serve(
             f"(key: {status.key_path}; OpenAPI: {status.openapi_url}); Ctrl-C stops", highlight=False, soft_wrap=True,
         )
 
-    _check(serve_foreground, local.home, endpoint_name, model_dir, model.name, model.version, port=port,
+    check(serve_foreground, local.home, endpoint_name, model_dir, model.name, model.version, port=port,
            workers=workers, host=host, on_listening=listening)
 
 
@@ -245,7 +202,7 @@ def serve(
 def history(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     tracking_uri: TrackingOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
 ) -> None:
@@ -253,8 +210,8 @@ def history(
     from backends.reporting import reports
     from backends.factory import create_backend
 
-    store = _check(create_backend, backend.value, home=_home(home), tracking_uri=tracking_uri)
-    entries = settle_watches(_check(store.history, endpoint_name))  # a promotion says how its watch ended
+    store = check(create_backend, backend.value, home=resolve_home(home), tracking_uri=tracking_uri)
+    entries = settle_watches(check(store.history, endpoint_name))  # a promotion says how its watch ended
     if as_json:
         from flows.cli_json import history_records
 
@@ -281,24 +238,24 @@ def history(
 def rollback(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     data: Annotated[Path | None, typer.Option("--data", help="Data whose holdout checks the restored model")] = None,
     schema: Annotated[Path | None, typer.Option("--schema")] = None,
-    model_name: Annotated[str, typer.Option("--model-name")] = "heart-classifier",
+    model_name: ModelNameOption = DEFAULT_MODEL_NAME,
     target: Annotated[str | None, typer.Option("--target", help="A model version that served on this endpoint as champion (`heartflow history` lists them); default: the previous champion")] = None,
 ) -> None:
     """Put the previous champion (or --target VERSION, an earlier one) back in front, through the same safe
     path (deploy beside, check through the endpoint, switch)."""
     from flows.rollback import rollback_endpoint
 
-    result = _check(rollback_endpoint, backend.value, _home(home), endpoint_name, data, schema, model_name,
+    result = check(rollback_endpoint, backend.value, resolve_home(home), endpoint_name, data, schema, model_name,
                     target=target)
     console.print(result)
 
 
 @app.command()
 def provision(
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     compute: Annotated[str | None, typer.Option("--compute", help="Compute cluster name")] = None,
     create_workspace: Annotated[bool, typer.Option("--create-workspace", help="Create the workspace if missing")] = False,
 ) -> None:
@@ -306,17 +263,17 @@ def provision(
     from backends.domain.spec import PipelineSpec
     from flows.azure_cli import provision_azure
 
-    spec = _check(lambda: PipelineSpec.model_validate({
+    spec = check(lambda: PipelineSpec.model_validate({
         "backend": "azure", "deploy": {"endpoint_name": endpoint_name},
         "azure_overrides": {"compute": compute} if compute else {},
     }))
-    _check(provision_azure, spec, create_workspace=create_workspace)
+    check(provision_azure, spec, create_workspace=create_workspace)
 
 
-@app.command()
-def check(
+@app.command("check")
+def check_workspace(
     backend: BackendOption = BackendName.azure,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     compute: Annotated[str | None, typer.Option("--compute", help="Compute cluster name")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Parallel trials the sweep will ask for")] = None,
     instance_type: Annotated[str | None, typer.Option("--instance-type", help="Endpoint VM size")] = None,
@@ -324,23 +281,23 @@ def check(
     """Azure: read-only readiness of the workspace (credential, region, cluster, quota, endpoint name,
     storage); exits 1 if anything blocks a run."""
     if backend is not BackendName.azure:
-        _fail("`heartflow check` checks an Azure workspace: use --backend azure")
+        fail("`heartflow check` checks an Azure workspace: use --backend azure")
     from backends.domain.spec import PipelineSpec
     from flows.azure_cli import check_azure
 
-    spec = _check(lambda: PipelineSpec.model_validate({
+    spec = check(lambda: PipelineSpec.model_validate({
         "backend": "azure", "sweep": {"max_concurrent_trials": concurrency},
         "deploy": {"endpoint_name": endpoint_name, **({"instance_type": instance_type} if instance_type else {})},
         "azure_overrides": {"compute": compute} if compute else {},
     }))
-    _check(check_azure, spec)
+    check(check_azure, spec)
 
 
 @app.command()
 def teardown(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     all_resources: Annotated[bool, typer.Option("--all", help="Azure: also delete what heartflow created")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
@@ -349,11 +306,11 @@ def teardown(
     if backend is BackendName.azure:
         from flows.azure_cli import teardown_azure
 
-        _check(teardown_azure, endpoint_name, all_resources=all_resources, yes=yes)
+        check(teardown_azure, endpoint_name, all_resources=all_resources, yes=yes)
         return
     from backends.local.backend import LocalBackend
 
-    _check(LocalBackend(_home(home)).teardown, endpoint_name)
+    check(LocalBackend(resolve_home(home)).teardown, endpoint_name)
     console.print(f"endpoint {endpoint_name} stopped")
 
 

@@ -1,11 +1,12 @@
-"""What every `heartflow` command shares: the consoles, the option types, one-line errors, Prefect defaults."""
+"""What every `heartflow` command shares: the consoles, the option types, one-line errors (``fail``, ``check``),
+the local home (``resolve_home``) and Prefect's defaults."""
 
 from __future__ import annotations
 
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,25 +22,6 @@ class BackendName(str, Enum):
     azure = "azure"
 
 
-class SamplingName(str, Enum):
-    grid = "grid"
-    random = "random"
-    bayesian = "bayesian"
-
-
-class GateRule(str, Enum):
-    tolerance = "tolerance"
-    paired = "paired"
-
-
-# The choices of spec fields the CLI passes on as they are (typer offers them as choices); the type checker
-# holds them to the Literal fields of backends.domain.spec (DataSpec, ValidationSpec).
-FolderRuleName = Literal["newest", "all"]
-RetrainOnName = Literal["always", "drift"]
-ValidationName = Literal["split", "kfold"]
-MetricName = Literal["accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss"]
-
-
 HomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Local state folder (MLflow, data, endpoints). Default: $HEARTFLOW_HOME or ./.heartflow"),
@@ -51,41 +33,38 @@ CaptureRateOption = Annotated[
                  help="Share of answered requests captured with their rows for `heartflow monitor` (refusals always counted)"),
 ]
 EndpointOption = Annotated[str, typer.Option("--endpoint-name", help="Endpoint name (3-32 chars, starts with a letter)")]
+ModelNameOption = Annotated[str, typer.Option("--model-name", help="Registered model name")]
 TrackingOption = Annotated[
     str | None,
     typer.Option("--tracking-uri", help="Local: a shared MLflow tracking server or database, without a password "
                  "(default: $MLFLOW_TRACKING_URI, else <home>/mlflow.db)"),
 ]
-ArtifactRootOption = Annotated[
-    str | None,
-    typer.Option("--artifact-root", help="Local, with a database --tracking-uri: artifacts every machine can read "
-                 "(default: $HEARTFLOW_ARTIFACT_ROOT)"),
-]
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
+    """Print one line on stderr and end the command with exit code 1."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
 
 
-def _home(home: Path | None) -> Path:
+def resolve_home(home: Path | str | None) -> Path:
+    """The local state folder: ``home`` made absolute, else $HEARTFLOW_HOME or ./.heartflow."""
     from backends.local.backend import default_home
 
-    return home.resolve() if home else default_home()
+    return Path(home).resolve() if home else default_home()
 
 
-def _check(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def check(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` and turn heartflow's own errors (and spec errors) into one line on stderr."""
     from pydantic import ValidationError
 
     try:
         return fn(*args, **kwargs)
     except HeartflowError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        _fail(f"invalid settings: {problems}")
-    return None
+        fail(f"invalid settings: {problems}")
 
 
 

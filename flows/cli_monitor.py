@@ -8,23 +8,26 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import BackendName, BackendOption, EndpointOption, HomeOption, TrackingOption, _check, _fail, _home, console
+from backends.base import DEFAULT_ENDPOINT_NAME
+from flows.cli_common import (
+    BackendName, BackendOption, EndpointOption, HomeOption, TrackingOption, check, console, fail, resolve_home,
+)
 
 
 def feedback(
     file: Annotated[Path, typer.Argument(help="CSV (columns request_id, label) or JSON lines ({\"request_id\": ..., \"label\": ...})")],
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Labels that arrived later, joined to captured predictions by request id (the x-request-id each answer
     carried). Labels are the data's own (as the endpoint answers); unknown ids are kept and reported."""
     from backends.domain.outcomes import read_feedback_file
 
-    items = _check(read_feedback_file, file)
+    items = check(read_feedback_file, file)
     watcher = _azure_monitor() if backend is BackendName.azure else _local_monitor(home, tracking_uri, endpoint_name)
-    got = _check(watcher.add_feedback, endpoint_name, items, str(file))
+    got = check(watcher.add_feedback, endpoint_name, items, str(file))
     console.print(f"stored {got.stored} label(s) for {endpoint_name}: {got.matched} match a captured prediction, "
                   f"{got.unknown} unknown" + (f" (e.g. {', '.join(got.unknown_ids[:5])}): kept, and joined if their "
                                               "predictions are captured later" if got.unknown else ""), highlight=False)
@@ -33,7 +36,7 @@ def feedback(
 def monitor(
     backend: BackendOption = BackendName.local,
     home: HomeOption = None,
-    endpoint_name: EndpointOption = "heart-classify-endpoint",
+    endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     since: Annotated[str, typer.Option("--since", help="Window start: 30m, 6h, 7d or an ISO time")] = "24h",
     tracking_uri: TrackingOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts and alerts")] = False,
@@ -42,9 +45,9 @@ def monitor(
     of what serves, over a window of captured traffic."""
     from backends.domain.monitoring import parse_since
 
-    start = _check(parse_since, since)
+    start = check(parse_since, since)
     watcher = _azure_monitor() if backend is BackendName.azure else _local_monitor(home, tracking_uri, endpoint_name)
-    report = _check(watcher.monitor, endpoint_name, start)
+    report = check(watcher.monitor, endpoint_name, start)
     if as_json:
         typer.echo(json.dumps(report.to_json(), sort_keys=True))
         return
@@ -56,7 +59,7 @@ def _azure_monitor() -> Any:
     from backends.azure.monitoring import AzureMonitor
     from backends.factory import create_backend
 
-    return AzureMonitor(_check(create_backend, BackendName.azure.value))
+    return AzureMonitor(check(create_backend, BackendName.azure.value))
 
 
 def _local_monitor(home: Path | None, tracking_uri: str | None, endpoint_name: str) -> Any:
@@ -65,9 +68,9 @@ def _local_monitor(home: Path | None, tracking_uri: str | None, endpoint_name: s
     from backends.local.endpoint.state import EndpointPaths
     from backends.local.monitoring import LocalMonitor
 
-    if not EndpointPaths(_home(home), endpoint_name).state.exists():
-        _fail(f"no local endpoint {endpoint_name} under {_home(home)}: deploy one with `heartflow run`")
-    local = _check(LocalBackend, _home(home), tracking_uri)
+    if not EndpointPaths(resolve_home(home), endpoint_name).state.exists():
+        fail(f"no local endpoint {endpoint_name} under {resolve_home(home)}: deploy one with `heartflow run`")
+    local = check(LocalBackend, resolve_home(home), tracking_uri)
     return LocalMonitor(local.home, local.registry)
 
 

@@ -1,6 +1,6 @@
 """What the CLI reads from files: a whole PipelineSpec (--spec, the Prefect deployment's parameter format),
-a search space (--search-space), and the schema proposal of `heartflow schema infer`; the spec `run` builds
-from its options, and the data it names.
+a search space (--search-space), and the schema proposal of `heartflow schema infer`; and the data a spec
+names (read once per run: the flow is handed what the CLI validated).
 
 Files are checked by the same pydantic models as the flow's parameters, so a mistake gets the same
 message from the CLI, the Prefect UI and a deployment.
@@ -9,13 +9,10 @@ message from the CLI, the Prefect UI and a deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from backends.errors import ConfigurationError
 from backends.fileio import read_yaml_or_json
-from flows.cli_common import (
-    BackendName, FolderRuleName, GateRule, MetricName, RetrainOnName, SamplingName, ValidationName, _check, _home,
-)
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -79,57 +76,6 @@ def recorded_schema_yaml(home: Path, model_name: str, version: str | None) -> st
     mapping["missing"] = dict(info.schema.missing) if len(info.schema.missing) > 1 else info.schema.policy("")
     header = f"# the schema {model.name} v{model.version} was trained with (recorded in its MLmodel)\n"
     return header + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True)
-
-
-def build_spec(
-    backend: BackendName, home: Path | None, data: str | None, schema: Path | None, trials: int, concurrency: int | None,
-    sampling: SamplingName, seed: int, validation: ValidationName, folds: int, timeout: int | None, trial_timeout: int | None,
-    model_name: str, endpoint_name: str, port: int | None, workers: int, tolerance: float | None, stop_endpoint: bool,
-    dry_run: bool, instance_type: str | None, target: str | None, positive_class: str | None, space: Any,
-    gate: GateRule, gate_alpha: float, tracking_uri: str | None, artifact_root: str | None,
-    folder_rule: FolderRuleName, force: bool, retrain_on: RetrainOnName, metric: MetricName = "accuracy",
-    threshold: str = "0.5", capture_rate: float = 1.0, *, live: dict[str, Any] | None = None,
-) -> Any:
-    from backends.domain.search import check_search_space
-    from backends.domain.spec import DataSpec, DeploySpec, PipelineSpec, SweepSpec, ValidationSpec
-
-    # instance_type only when given: the spec's default (a size the SDK recommends) stays in one place
-    deploy_options: dict[str, Any] = {"instance_type": instance_type} if instance_type else {}
-    spec: PipelineSpec = _check(
-        lambda: PipelineSpec(
-            backend=backend.value,
-            home=str(_home(home)) if backend is BackendName.local else None,
-            tracking_uri=tracking_uri, artifact_root=artifact_root,
-            model_name=model_name,
-            data=DataSpec(path=data or None, schema_path=str(schema) if schema else None, seed=seed,
-                          target=target, positive_class=positive_class, folder_rule=folder_rule, force=force,
-                          retrain_on=retrain_on),
-            sweep=SweepSpec(
-                search_space=space,
-                sampling=sampling.value, max_total_trials=trials, max_concurrent_trials=concurrency, seed=seed,
-                validation=ValidationSpec(method=validation, folds=folds), timeout_s=timeout, trial_timeout_s=trial_timeout,
-                metric=metric, threshold=_threshold_option(threshold),
-            ),
-            deploy=DeploySpec(
-                endpoint_name=endpoint_name, port=port, workers=workers, stop_endpoint=stop_endpoint,
-                promotion_tolerance=tolerance, gate=gate.value, gate_alpha=gate_alpha, capture_rate=capture_rate,
-                **deploy_options, **(live or {}),
-            ),
-            dry_run=dry_run,
-        )
-    )
-    _check(check_search_space, spec.sweep)
-    return spec
-
-
-def _threshold_option(text: str) -> float | Literal["auto"]:
-    """--threshold: auto, or a number (the spec checks its range)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigurationError(f"--threshold {text!r}: give 0.5, auto, or a probability between 0 and 1") from None
 
 
 def load_data_of(spec: Any) -> Any:

@@ -8,23 +8,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows import cli_monitor
-from flows.cli_common import EndpointOption, HomeOption, TrackingOption, _check, _home, console
+from backends.base import DEFAULT_ENDPOINT_NAME, DEFAULT_MODEL_NAME
+from flows.cli_common import EndpointOption, HomeOption, ModelNameOption, TrackingOption, check, console, resolve_home
 
 if TYPE_CHECKING:
     from backends.local.backend import LocalBackend
 
 
 def status(
-    home: HomeOption = None, endpoint_name: EndpointOption = "heart-classify-endpoint",
+    home: HomeOption = None, endpoint_name: EndpointOption = DEFAULT_ENDPOINT_NAME,
     tracking_uri: TrackingOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts and alerts")] = False,
-    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name")] = "heart-classifier",
+    model_name: ModelNameOption = DEFAULT_MODEL_NAME,
 ) -> None:
     """The champion in the registry, and what the local endpoint serves now."""
     from backends.domain.history import recorded_holdout_accuracy
     from backends.local.backend import LocalBackend
 
-    local = _check(LocalBackend, _home(home), tracking_uri)
+    local = check(LocalBackend, resolve_home(home), tracking_uri)
     champion = local.champion(model_name)
     endpoint = local.endpoint(endpoint_name)
     problems = status_problems(local, endpoint_name, model_name)

@@ -99,6 +99,24 @@ class EarlyServer:
             process.wait()
 
 
+# Prefect's temporary server has no public command line of its own: `prefect server start` is the public one,
+# but it runs the server's background services and answered after about 12 s here against about 7 s. So this
+# is the command and environment Prefect's SubprocessASGIServer runs, its two private settings
+# (PREFECT__SERVER_EPHEMERAL, PREFECT__SERVER_FINAL) included; tests/unit/test_early_server.py compares them
+# with the installed Prefect's own, so an upgrade that changes them fails there.
+EPHEMERAL_ENVIRONMENT = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
+def temporary_server_command(app_dir: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and the environment additions of Prefect's temporary server on 127.0.0.1:``port``."""
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+        "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
+        "--lifespan", "on",
+    ]
+    return command, dict(EPHEMERAL_ENVIRONMENT)
+
+
 def start_temporary_server_early() -> EarlyServer:
     """Launch the temporary server when the flow would start one (no PREFECT_API_URL, ephemeral mode on).
 
@@ -112,12 +130,7 @@ def start_temporary_server_early() -> EarlyServer:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # a free port, as Prefect picks one
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    ephemeral = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-    command = [
-        sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent), "--factory",
-        "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
-        "--lifespan", "on",
-    ]
+    command, ephemeral = temporary_server_command(Path(spec.origin).parent.parent, port)
     try:  # the server reads the same environment and profile as this process
         process = subprocess.Popen(command, env={**os.environ, **ephemeral}, stdin=subprocess.DEVNULL,
                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)

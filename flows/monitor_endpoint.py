@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from backends.base import EndpointMonitor
+from backends.base import DEFAULT_ENDPOINT_NAME, EndpointMonitor
 from backends.domain.monitoring import parse_since
 from backends.errors import ConfigurationError
 from backends.factory import create_backend
@@ -17,7 +17,7 @@ from tasks.monitoring import MIN_LABELLED, emit_monitor_events, log_monitor, mea
 
 @flow(name="monitor-endpoint", flow_run_name="monitor-{endpoint_name}", log_prints=False)
 def monitor_endpoint(
-    endpoint_name: str = "heart-classify-endpoint", since: str = "1h", backend: str = "local",
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME, since: str = "1h", backend: str = "local",
     home: str | None = None, tracking_uri: str | None = None, min_labelled: int = MIN_LABELLED,
 ) -> dict[str, Any]:
     """Measure the window ``since`` (30m, 6h, 7d or an ISO time) up to now; returns the figures (``--json``'s)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from backends.base import Backend
+from backends.base import DEFAULT_MODEL_NAME, Backend
 from backends.domain.rollback import checked_rollback_target
 from backends.domain.rollout import previous_champion_version
 from backends.errors import DeploymentError, EvaluationError, RegistrationError
@@ -38,7 +38,7 @@ def rollback_version(
 
 def rollback_endpoint(
     backend_name: str, home: Path, endpoint_name: str, data: Path | None, schema: Path | None,
-    model_name: str = "heart-classifier",
+    model_name: str = DEFAULT_MODEL_NAME,
     target: str | None = None,
 ) -> str:
     """Restore ``target`` (a version that served on the endpoint as champion; default: the previous

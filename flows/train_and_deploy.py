@@ -19,13 +19,13 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
+from pydantic.json_schema import SkipJsonSchema
 
 from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
 from backends.results import ShadowFigures, WatchRecord
@@ -55,7 +55,7 @@ from tasks.stages import (
     validate_data,
 )
 from tasks.decisions import compare_with_champion_on_folds
-from tasks.watch import ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
+from tasks.watch import CheckedData, ChampionWatch, early_end_reason, report_watch, restore_champion, watch_champion
 
 IMPORTANCE_REPEATS = 5
 
@@ -80,32 +80,33 @@ class RunSummary:
     importance: ImportanceResult | None = None
 
 
-def _task_run_name(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """The name the task run got, computed here as Prefect computes it (the API may not have the task
-    run yet: Prefect 3 records task runs through events, asynchronously)."""
-    template = task.task_run_name
-    if not template:
-        return task.name
-    try:
-        bound = inspect.signature(task.fn).bind(*args, **kwargs)
-        bound.apply_defaults()
-        if callable(template):
-            wants_parameters = "parameters" in inspect.signature(template).parameters
-            name = template(parameters=dict(bound.arguments)) if wants_parameters else template()
-        else:
-            name = template.format(**bound.arguments)
-    except (TypeError, KeyError, AttributeError, IndexError, ValueError):  # a name is a courtesy, not a failure
-        return task.name
-    return str(name)
+class _FailedRunNames:
+    """The names Prefect gave the task runs that failed, as the UI shows them: Prefect's public on_failure hook
+    receives the task run. (Its name is not on the returned state, and the API may not have the run yet:
+    Prefect 3 records task runs through events, asynchronously.)"""
+
+    def __init__(self) -> None:
+        self._names: dict[Any, str] = {}
+
+    def watching(self, task: Any) -> Any:
+        """``task`` with a hook that records the failed run's name."""
+        return task.with_options(on_failure=[*task.on_failure_hooks, self._record])
+
+    def _record(self, task: Any, task_run: Any, state: State[Any]) -> None:
+        self._names[task_run.id] = task_run.name
+
+    def name_of(self, task: Any, state: State[Any]) -> str:
+        return self._names.get(state.state_details.task_run_id, task.name)
 
 
 def _stage(task: Any, *args: Any, **kwargs: Any) -> tuple[Any, State[Any]]:
     """Run a task and return (result, state); a failed task raises StageFailed naming it, so the
     flow's final state message says which stage failed and why."""
-    state = task(*args, return_state=True, **kwargs)
+    names = _FailedRunNames()
+    state = names.watching(task)(*args, return_state=True, **kwargs)
     if not state.is_completed():
         cause = state.result(raise_on_failure=False)
-        raise StageFailed(_task_run_name(task, args, kwargs), cause if isinstance(cause, BaseException) else None) from (
+        raise StageFailed(names.name_of(task, state), cause if isinstance(cause, BaseException) else None) from (
             cause if isinstance(cause, BaseException) else None
         )
     return state.result(), state
@@ -115,8 +116,8 @@ class _Background:
     """A task submitted to the flow's thread pool, finished (its failure raised as StageFailed) once."""
 
     def __init__(self, task: Any, *args: Any) -> None:
-        self._task, self._args = task, args
-        self._future = task.submit(*args)
+        self._task, self._names = task, _FailedRunNames()
+        self._future = self._names.watching(task).submit(*args)
         self._result: Any = None
         self._done = False
 
@@ -131,16 +132,21 @@ class _Background:
             if not state.is_completed():
                 cause = state.result(raise_on_failure=False)
                 error = cause if isinstance(cause, BaseException) else None
-                raise StageFailed(_task_run_name(self._task, self._args, {}), error) from error
+                raise StageFailed(self._names.name_of(self._task, state), error) from error
             self._result = state.result()
         return self._result
 
 
 @flow(name="train-and-deploy", flow_run_name=initial_flow_run_name, log_prints=False, validate_parameters=True)
-def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[Any] | None:  # noqa: B008 - pydantic default renders the UI form
+def train_and_deploy(
+    spec: PipelineSpec = PipelineSpec(),  # noqa: B008 - pydantic default renders the UI form
+    data: SkipJsonSchema[CheckedData | None] = None,
+) -> RunSummary | State[Any] | None:
     """Train a classifier with a hyperparameter sweep, deploy the best model beside the serving one,
     evaluate it through the live endpoint and promote it only if it is at least as good.
-    With ``dry_run`` (azure), only validate the data and publish the plan of what would be created."""
+    With ``dry_run`` (azure), only validate the data and publish the plan of what would be created.
+    ``data``: the rows the CLI already read and validated for ``spec.data`` (not in the UI's form; a
+    deployment's run reads its data itself)."""
     logger = get_run_logger()
     try:
         backend = backend_for_spec(spec, secrets=secrets_from_blocks(spec.azure_secret_blocks))
@@ -151,7 +157,7 @@ def train_and_deploy(spec: PipelineSpec = PipelineSpec()) -> RunSummary | State[
     if storage is not None:
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
-    loaded, _ = _stage(validate_data, spec.data, backend, spec.model_name)
+    loaded, _ = _stage(validate_data, spec.data, backend, spec.model_name, data)
     prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:

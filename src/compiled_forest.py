@@ -20,18 +20,11 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-try:  # imported as part of the project
-    from . import forest_kernel
-    from .flat_forest import FlatForest
-    from .model_files import Feature
-    from .request_validation import RowReader
-    from .text_codes import TextColumn
-except ImportError:  # a copy of src/ on the scoring path
-    import forest_kernel  # type: ignore[no-redef]
-    from flat_forest import FlatForest  # type: ignore[no-redef]
-    from model_files import Feature  # type: ignore[no-redef]
-    from request_validation import RowReader  # type: ignore[no-redef]
-    from text_codes import TextColumn  # type: ignore[no-redef]
+from src import forest_kernel
+from src.flat_forest import FlatForest
+from src.model_files import Feature
+from src.request_validation import RowReader
+from src.text_codes import TextColumn
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +265,10 @@ def _one_hot_block(encoder: Any, idx: np.ndarray, features: Sequence[Feature],
                    text_codes: dict[int, TextColumn]) -> tuple[np.ndarray, ...] | None:
     """Each column's one-hot categories as a (1, n) float64 row: a number column's own categories, a text
     column's codes 0.0 .. n-1 (its TextColumn added to ``text_codes``). None when the encoder is not plain."""
-    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
+    # Infrequent categories (min_frequency / max_categories) share one output column: not a plain one-hot. The
+    # fitted, public infrequent_categories_ says whether any column has them (absent when neither is set).
+    grouped = any(c is not None for c in getattr(encoder, "infrequent_categories_", None) or ())
+    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None or grouped:
         return None
     rows = []
     for j, categories in zip(idx.tolist(), encoder.categories_, strict=True):

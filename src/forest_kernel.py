@@ -12,15 +12,15 @@ Without numba, or where it cannot compile, ``kernel_available()`` is False and t
 The machine code is cached next to this file (or in numba's user cache when the folder is read-only), so only
 the first worker on a machine pays the compilation (about 2 s); later ones load it in milliseconds.
 
-This module runs on Azure's compute as part of a copy of src/, so it imports only third-party packages.
+This module runs on Azure's compute in the package src (the code folder holds src/), so it imports only
+third-party packages and src's own modules; it is src.forest_kernel in every process, so one process loads the
+machine code another cached.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sys
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -135,35 +135,16 @@ def _predict_rows(
     return unseen
 
 
-# numba's cache records the module a kernel's globals belong to (their __name__) and imports it by that
-# name when it loads the cache. This file is imported as src.forest_kernel by the local host and as
-# forest_kernel by score.py (Azure ML, and azmlinfsrv here), over one __pycache__: the kernel's globals carry
-# one stable name, registered for this module, so either process loads the other's cache.
-_CACHE_MODULE = "heartflow_forest_kernel"
-
-
-def _stable_function() -> Callable[..., int]:
-    """The kernel, its globals those of a module named ``_CACHE_MODULE`` (a copy of this one's)."""
-    stable = sys.modules.get(_CACHE_MODULE)
-    if stable is None:
-        stable = types.ModuleType(_CACHE_MODULE)
-        stable.__dict__.update({k: v for k, v in globals().items() if not k.startswith("__")})
-        sys.modules[_CACHE_MODULE] = stable
-    function = types.FunctionType(_predict_rows.__code__, stable.__dict__, _predict_rows.__name__)
-    function.__qualname__ = _predict_rows.__qualname__
-    return function
-
-
 def _compile(cache: bool) -> Callable[..., int] | None:
     try:
         import numba
     except ImportError:
         return None
     try:
-        return numba.njit(cache=cache, nogil=True, boundscheck=False)(_stable_function())
+        return numba.njit(cache=cache, nogil=True, boundscheck=False)(_predict_rows)
     except RuntimeError as exc:  # no writable cache folder (a read-only deployment): compile in each worker
         logger.info("numba cannot cache the forest kernel (%s); compiling it in this process", exc)
-        return numba.njit(cache=False, nogil=True, boundscheck=False)(_stable_function())
+        return numba.njit(cache=False, nogil=True, boundscheck=False)(_predict_rows)
 
 
 _KERNEL: Callable[..., int] | None = None
@@ -185,23 +166,18 @@ def kernel_available() -> bool:
     if _STATE != "untried":
         return _STATE == "ready"
     _STATE = "unavailable"
-    for cache in (True, False):
-        kernel = _compile(cache)
-        if kernel is None:
-            return False
-        from numba.core.errors import NumbaError
+    kernel = _compile(cache=True)
+    if kernel is None:
+        return False
+    from numba.core.errors import NumbaError
 
-        try:
-            _warm_up(kernel)
-        except ImportError as exc:  # a cache entry written under a module name this process cannot import
-            logger.info("the forest kernel's cache does not load here (%s); compiling it afresh", exc)
-            continue
-        except (NumbaError, OSError, RuntimeError, TypeError, ValueError) as exc:  # LLVM or typing failure
-            logger.warning("the forest kernel does not compile here (%s); the compiled forest runs in numpy", exc)
-            return False
-        _KERNEL, _STATE = kernel, "ready"
-        return True
-    return False
+    try:
+        _warm_up(kernel)
+    except (NumbaError, OSError, RuntimeError, TypeError, ValueError) as exc:  # LLVM or typing failure
+        logger.warning("the forest kernel does not compile here (%s); the compiled forest runs in numpy", exc)
+        return False
+    _KERNEL, _STATE = kernel, "ready"
+    return True
 
 
 def run_kernel(arrays: tuple[np.ndarray, ...], x: np.ndarray, proba: np.ndarray, best: np.ndarray) -> int:

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # imported as part of the project
-    from .features import DatasetSchema
-except ImportError:  # a copy of src/ on the scoring path
-    from features import DatasetSchema  # type: ignore[no-redef]
+from src.features import DatasetSchema
 
 MLMODEL = "MLmodel"
 SCHEMA_METADATA_KEY = "heartflow_schema"

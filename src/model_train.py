@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,21 +21,11 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-try:  # imported as part of the project
-    from .features import (
-        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
-    )
-    from .metrics import THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions
-    from .model_files import SCHEMA_METADATA_KEY
-except ImportError:  # run as a script from a copy of src/ (Azure ML), so no parent package
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from features import (  # type: ignore[no-redef]
-        HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
-    )
-    from metrics import (  # type: ignore[no-redef]
-        THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions,
-    )
-    from model_files import SCHEMA_METADATA_KEY  # type: ignore[no-redef]
+from src.features import (
+    HEART_SCHEMA, SKOPS_TRUSTED_TYPES, DatasetSchema, build_pipeline, parse_param_text, read_training_csv,
+)
+from src.metrics import THRESHOLD_ATTRIBUTE, labels_at, parse_threshold, pick_threshold, score_predictions
+from src.model_files import SCHEMA_METADATA_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,8 @@ from typing import Any
 
 import numpy as np
 
-try:  # imported as part of the project
-    from .model_files import Feature
-    from .text_codes import TextColumn, category_text
-except ImportError:  # a copy of src/ on the scoring path
-    from model_files import Feature  # type: ignore[no-redef]
-    from text_codes import TextColumn, category_text  # type: ignore[no-redef]
+from src.model_files import Feature
+from src.text_codes import TextColumn, category_text
 
 try:  # orjson is faster; the standard library is the fallback on machines without it
     import orjson

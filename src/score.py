@@ -25,17 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-try:  # imported as part of the project
-    from .scoring import ModelLoadError, Scorer, max_rows_from_env
-except ImportError:  # loaded by azmlinfsrv from a copy of src/, so no parent package
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from scoring import ModelLoadError, Scorer, max_rows_from_env  # type: ignore[no-redef]
+from src.scoring import ModelLoadError, Scorer, max_rows_from_env
 
 try:
     from azureml_inference_server_http.api.aml_response import AMLResponse

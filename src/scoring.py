@@ -24,22 +24,13 @@ from typing import Any
 
 import numpy as np
 
-try:  # imported as part of the project
-    from .compiled_forest import CompiledForestPredictor, FramePredictor, Predictor, build_predictor
-    from .features import DatasetSchema
-    from .metrics import model_threshold
-    from .model_files import (
-        MLMODEL, Feature, ModelLoadError, find_model_dir, load_sklearn_model, read_features, read_model_info,
-    )
-    from .request_validation import RequestError, RowReader, dumps, parse, wants_proba
-except ImportError:  # a copy of src/ on the scoring path
-    from compiled_forest import CompiledForestPredictor, FramePredictor, Predictor, build_predictor  # type: ignore[no-redef]
-    from features import DatasetSchema  # type: ignore[no-redef]
-    from metrics import model_threshold  # type: ignore[no-redef]
-    from model_files import (  # type: ignore[no-redef]
-        MLMODEL, Feature, ModelLoadError, find_model_dir, load_sklearn_model, read_features, read_model_info,
-    )
-    from request_validation import RequestError, RowReader, dumps, parse, wants_proba  # type: ignore[no-redef]
+from src.compiled_forest import CompiledForestPredictor, FramePredictor, Predictor, build_predictor
+from src.features import DatasetSchema
+from src.metrics import model_threshold
+from src.model_files import (
+    MLMODEL, Feature, ModelLoadError, find_model_dir, load_sklearn_model, read_features, read_model_info,
+)
+from src.request_validation import RequestError, RowReader, dumps, parse, wants_proba
 
 __all__ = [
     "MLMODEL", "CompiledForestPredictor", "Feature", "FramePredictor", "ModelLoadError", "Predictor", "RequestError",

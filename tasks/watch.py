@@ -8,6 +8,7 @@ from typing import cast
 
 import pandas as pd
 from prefect import get_run_logger, task
+from pydantic import BaseModel, ConfigDict, Field
 from prefect.tasks import TaskRunNameCallbackWithParameters
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -16,6 +17,7 @@ from backends.base import Backend, DataAssetResolver, Endpoint, EvalReport, Mode
 from backends.domain import drift as drift_rules
 from backends.domain.drift import DriftReport
 from backends.domain.lineage import TAG_DATA_URI, TAG_SPLIT
+from backends.domain.split import split_agrees
 from backends.domain.sources import DataSource, LoadedData, load_spec_data, read_stored_table
 from backends.errors import DeploymentError, EvaluationError, HeartflowError
 from backends.client.evaluation import evaluate_with
@@ -74,17 +76,47 @@ def early_end_reason(watch: ChampionWatch, data: DataSpec, train_sha256: str) ->
     return None
 
 
+class CheckedData(BaseModel):
+    """Rows the caller (the CLI) already fetched and validated for ``spec``: the flow publishes them as read
+    and does not read the source again. Prefect stores a flow run's parameters as JSON: this one's JSON is
+    where the rows came from and their hashes, never the rows."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    spec: DataSpec
+    uri: str
+    sha256: str
+    train_sha256: str
+    loaded: LoadedData = Field(exclude=True)
+
+    @classmethod
+    def of(cls, spec: DataSpec, loaded: LoadedData) -> CheckedData:
+        return cls(spec=spec, uri=loaded.source.uri, sha256=loaded.source.sha256,
+                   train_sha256=loaded.prepared.train_sha256, loaded=loaded)
+
+
 # Prefect's protocol for a name callback that takes the parameters also demands a classmethod no plain function
 # has; Prefect itself tells such callbacks by their "parameters" argument, which this one has.
 @task(name="validate-data", task_run_name=cast(TaskRunNameCallbackWithParameters, validate_task_run_name))
-def validate_data(spec: DataSpec, backend: Backend | None = None, model_name: str | None = None) -> LoadedData:
+def validate_data(spec: DataSpec, backend: Backend | None = None, model_name: str | None = None,
+                  checked: CheckedData | None = None) -> LoadedData:
     """Fetch the source, check the table, set the holdout aside; publish what was read (``data-source``).
     With ``model_name``, the holdout keys hash the columns its champion's split recorded (a column added to
-    the table moves no row). Never retried: a bad file stays bad."""
+    the table moves no row). ``checked``: the rows the caller already read for this spec, published without
+    reading the source again when their split keys agree with the champion's. Never retried: a bad file
+    stays bad."""
     logger = get_run_logger()
-    resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
+    if checked is not None and checked.spec != spec:
+        raise ValueError(f"the data handed to the flow was read for {checked.spec}, not for the spec's {spec}")
     champion = backend.champion(model_name) if backend is not None and model_name else None
-    loaded = load_spec_data(spec, asset_resolver=resolver, champion_split=champion.tags.get(TAG_SPLIT) if champion else None)
+    champion_split = champion.tags.get(TAG_SPLIT) if champion else None
+    if checked is not None and split_agrees(checked.loaded.prepared.split, champion_split):
+        loaded = checked.loaded
+    else:
+        if checked is not None:
+            logger.info("the champion's holdout is keyed by other columns than the rows the CLI read: read again "
+                        "with its keys (%s)", champion_split)
+        resolver = backend.resolve_data_asset if isinstance(backend, DataAssetResolver) else None
+        loaded = load_spec_data(spec, asset_resolver=resolver, champion_split=champion_split)
     prepared, source = loaded.prepared, loaded.source
     if prepared.inferred:
         logger.info("no schema given: inferred from the table and recorded with the model: %s", prepared.schema.to_json())

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from backends.azure.code import TRAIN_MODULE
 from backends.azure import entities
 from backends.domain.spec import SweepSpec
 
@@ -34,8 +35,8 @@ class Rendering:
         template = entities.training_command(spec)
         line = re.sub(r"\$\{\{inputs\.(\w+)\}\}", lambda m: values[m.group(1)], template)
         argv = shlex.split(line)
-        assert argv[:2] == ["python", entities.TRAIN_SCRIPT], argv
-        return argv[2:]
+        assert argv[:3] == ["python", "-m", TRAIN_MODULE], argv
+        return argv[3:]
 
 
 RENDERINGS: tuple[Rendering, ...] = (

@@ -13,12 +13,13 @@ from backends.azure.backend import AzureBackend
 from backends.azure.plan import AzurePlan
 from backends.azure.provisioning import ProvisionReport, TeardownReport
 from backends.azure.settings import AzureSettings, load_settings
+from backends.base import DEFAULT_MODEL_NAME
 
 
 def create_azure_backend(
     settings_overrides: Mapping[str, Any] | None = None,
     *,
-    model_name: str = "heart-classifier",
+    model_name: str = DEFAULT_MODEL_NAME,
     env_file: str | Path | None = ".env",
     **clients: Any,
 ) -> AzureBackend:

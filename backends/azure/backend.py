@@ -61,7 +61,7 @@ class AzureBackend(AzureLiveTraffic, Backend):
         self,
         settings: AzureSettings,
         *,
-        model_name: str = "heart-classifier",
+        model_name: str = DEFAULT_MODEL_NAME,
         ml_client: Any | None = None,
         blob_service: Any | None = None,
         credential: Any | None = None,

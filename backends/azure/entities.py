@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import shlex
 import sys
@@ -34,6 +33,7 @@ from azure.ai.ml.entities import (
     UserIdentityConfiguration,
 )
 
+from backends.azure.code import SCORING_SCRIPT, TRAIN_COMMAND, code_root, source_dir  # noqa: F401 - source_dir: the code hash
 from backends.azure.collector import build_data_collector
 from backends.azure.settings import AzureSettings, storage_account
 from backends.errors import ConfigurationError
@@ -46,16 +46,6 @@ PINNED_PACKAGES: tuple[str, ...] = packages.ENVIRONMENT_PACKAGES
 # travel in --extra_params_json.
 TRAIN_SCRIPT_PARAMS: tuple[str, ...] = ("n_estimators", "max_depth", "criterion", "max_features")
 CREATED_BY_TAG = {"created-by": "heartflow"}
-SCORING_SCRIPT = "score.py"
-TRAIN_SCRIPT = "model_train.py"
-
-
-def source_dir() -> Path:
-    """src/: the only folder uploaded as code for training jobs and deployments."""
-    spec = importlib.util.find_spec("src")
-    if spec is not None and spec.origin:
-        return Path(spec.origin).resolve().parent
-    return Path(__file__).resolve().parents[2] / "src"  # pragma: no cover - src is always importable here
 
 
 # --- environment ---------------------------------------------------------------------------------
@@ -188,7 +178,7 @@ def training_command(spec: SweepSpec, schema_json: str | None = None) -> str:
     """The tutorial's command line with ``${{inputs.*}}``; other hyperparameters as a JSON object, the
     dataset schema (when it is not the heart schema the script defaults to) as a quoted JSON literal."""
     parts = [
-        f"python {TRAIN_SCRIPT}",
+        shlex.join(TRAIN_COMMAND),
         "--input_data ${{inputs.input_data}}",
         "--model_name ${{inputs.model_name}}",
         "--test_size ${{inputs.test_size}}",
@@ -246,7 +236,7 @@ def build_sweep(
     if schema_json:
         inputs["schema"] = base64.urlsafe_b64encode(schema_json.encode("utf-8")).decode("ascii")
     trial = command(
-        code=str(code or source_dir()),
+        code=str(code or code_root()),
         command=training_command(spec, schema_json),
         inputs=inputs,
         environment=environment,
@@ -352,7 +342,7 @@ def build_deployment(
         endpoint_name=endpoint_name,
         model=model,
         environment=environment,
-        code_configuration=CodeConfiguration(code=str(code or source_dir()), scoring_script=SCORING_SCRIPT),
+        code_configuration=CodeConfiguration(code=str(code or code_root()), scoring_script=SCORING_SCRIPT),
         instance_type=settings.instance_type or spec.instance_type,
         instance_count=spec.instance_count,
         request_settings=OnlineRequestSettings(

@@ -13,6 +13,7 @@ import re
 import shlex
 from typing import Any
 
+from backends.azure.code import TRAIN_COMMAND
 from backends.azure.entities import training_command
 from backends.domain.spec import SweepSpec
 from src.features import FAMILIES, FAMILY_PARAM, family_of, split_parameter, to_estimator_params
@@ -53,7 +54,7 @@ def trial_argument_problems(spec: SweepSpec) -> list[tuple[str, str, str]]:
     for name, dist in spec.search_space.items():
         for value in probe_values(dist):
             values = {**fixed, **{k: rendered(v) for k, v in {**base, name: value}.items()}}
-            argv = shlex.split(_render(template, values))[2:]
+            argv = shlex.split(_render(template, values))[len(TRAIN_COMMAND):]
             errors = io.StringIO()
             try:
                 with contextlib.redirect_stderr(errors):

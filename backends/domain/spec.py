@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from backends.defaults import DEFAULT_ENDPOINT_NAME, DEFAULT_MODEL_NAME
 from backends.domain.distributions import (  # the search space's distributions, each defined there once
     Choice as Choice,
     Distribution as Distribution,
@@ -91,9 +92,11 @@ class ValidationSpec(BaseModel):
     """How a trial is scored on the training data: the tutorial's 70/30 split, or k-fold."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["split", "kfold"] = "kfold"
+    method: Literal["split", "kfold"] = Field(
+        default="kfold", description="kfold (stratified folds, then refit on all training rows) or split (the tutorial's 70/30)"
+    )
     test_size: float = Field(default=0.3, gt=0.0, lt=1.0)
-    folds: int = Field(default=5, ge=2, le=20)
+    folds: int = Field(default=5, ge=2, le=20, description="Folds of kfold validation")
     random_state: int = 0
 
 
@@ -117,15 +120,15 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     search_space: dict[str, Distribution] = Field(default_factory=tutorial_search_space)
-    sampling: Sampling = "random"
-    max_total_trials: int = Field(default=25, ge=1, le=MAX_TOTAL_TRIALS_LIMIT)
+    sampling: Sampling = Field(default="random", description="grid, random or bayesian (Azure ML's sampling algorithms)")
+    max_total_trials: int = Field(default=25, ge=1, le=MAX_TOTAL_TRIALS_LIMIT, description="Trials to run (max_total_trials)")
     max_concurrent_trials: int | None = Field(default=None, ge=1, description="Default: the machine's cores")
-    timeout_s: int | None = Field(default=None, ge=1, description="Whole sweep; trials not started by then are skipped")
-    trial_timeout_s: int | None = Field(default=None, ge=1)
+    timeout_s: int | None = Field(default=None, ge=1, description="Sweep timeout, seconds; trials not started by then are skipped")
+    trial_timeout_s: int | None = Field(default=None, ge=1, description="Per-trial timeout, seconds")
     metric: Metric = Field(
         default="accuracy", validation_alias=AliasChoices("metric", "primary_metric"),
         description="Selects the best trial (Azure: the sweep's primary metric) and drives the gate and reports; "
-        "every metric is logged",
+        "every metric is logged. On a rare positive class prefer average_precision or roc_auc (`heartflow schema infer` says)",
     )
     goal: Literal["maximize", "minimize"] = Field(default="maximize", description="Always the metric's direction")
     threshold: float | Literal["auto"] | None = Field(
@@ -133,7 +136,7 @@ class SweepSpec(BaseModel):
         description="Decision threshold stored with the model: None or 0.5 (the model's own decision), auto "
         "(maximises F1 for metric f1, else balanced accuracy, on out-of-fold predictions), or a probability",
     )
-    seed: int = 42
+    seed: int = Field(default=42, description="Seeds sampling and the forests (the holdout goes by row hash)")
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     early_termination: EarlyTermination | None = None
 
@@ -201,13 +204,13 @@ class DeploySpec(BaseModel):
     """The real-time endpoint: its name, its new deployment and how it serves."""
 
     model_config = ConfigDict(extra="forbid")
-    endpoint_name: str = "heart-classify-endpoint"
-    port: int | None = Field(default=None, ge=0, le=65535, description="Local: None picks a free port")
-    workers: int = Field(default=1, ge=1, le=64)
+    endpoint_name: str = Field(default=DEFAULT_ENDPOINT_NAME, description="Endpoint name (3-32 chars, starts with a letter)")
+    port: int | None = Field(default=None, ge=0, le=65535, description="Local endpoint port; None picks a free one")
+    workers: int = Field(default=1, ge=1, le=64, description="Endpoint worker processes")
     stop_endpoint: bool = Field(default=False, description="Stop the local endpoint when the flow ends")
     # Azure: the SDK warns about Standard_DS1_v2/DS2_v2 (azure.ai.ml.constants._deployment.SmallSKUs) and
     # recommends at least Standard_DS3_v2 for a managed online deployment.
-    instance_type: str = "Standard_DS3_v2"
+    instance_type: str = Field(default="Standard_DS3_v2", description="Azure endpoint VM size")
     instance_count: int = Field(default=1, ge=1)
     request_timeout_ms: int = Field(default=5000, ge=1, le=MAX_REQUEST_TIMEOUT_MS)
     max_rows: int = Field(default=1000, ge=1, description="Largest batch a request may carry")
@@ -224,7 +227,7 @@ class DeploySpec(BaseModel):
         description="tolerance: promote when candidate >= champion - tolerance; paired: promote unless "
         "McNemar's exact test finds the candidate worse at gate_alpha, never beyond the tolerance",
     )
-    gate_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Significance level of the paired gate")
+    gate_alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Significance level of the gate's tests: gate paired, the no-skill floor, the comparison on the training folds")
     # backends.domain.shadow: the shadow before the gate, the watch after a promotion (both 0 = off).
     shadow_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="Mirror live requests to the candidate for this long before the gate; 0: off")
     shadow_min_requests: int = Field(default=DEFAULT_MIN_REQUESTS, ge=1, description="Fewer mirrored requests than this: the gate decides on the holdout alone, and says so")
@@ -259,17 +262,18 @@ class DataSpec(BaseModel):
         "azureml:NAME@latest; None uses the embedded heart dataset",
     )
     folder_rule: Literal["newest", "all"] = Field(
-        default="newest", description="A folder: read its newest *.csv, or all of them appended"
+        default="newest", description="A data folder or blob prefix (a blob URI ending in /): newest (its newest *.csv) "
+        "or all (every *.csv appended, in name order)"
     )
     retrain_on: Literal["always", "drift"] = Field(
-        default="always", description="always: retrain on any new data; drift: only when a column drifted"
+        default="always", description="always: retrain on any new data; drift: only when a column drifted from the champion's training data"
     )
     force: bool = Field(default=False, description="Retrain even when the data is the champion's")
     schema_path: str | None = Field(default=None, description="A YAML or JSON dataset schema; None: inferred when target is set, else the heart schema")
     target: str | None = Field(default=None, description="The label column; with no schema_path the schema is inferred")
     positive_class: str | None = Field(default=None, description="The target's positive label when it is not 0/1")
     holdout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
-    seed: int = 42
+    seed: int = Field(default=42, description="Seeds the data's sampling (the holdout goes by row hash)")
 
 
 ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -316,8 +320,10 @@ class PipelineSpec(BaseModel):
     """Everything one run of ``train-and-deploy`` needs besides secrets."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["local", "azure"] = "local"
-    home: str | None = Field(default=None, description="Local: where MLflow, data and endpoints live")
+    backend: Literal["local", "azure"] = Field(default="local", description="Where to run: local or azure")
+    home: str | None = Field(
+        default=None, description="Local state folder (MLflow, data, endpoints). Default: $HEARTFLOW_HOME or ./.heartflow"
+    )
     tracking_uri: str | None = Field(
         default=None,
         description="Local: a shared MLflow tracking server or database (no password in it); "
@@ -326,7 +332,7 @@ class PipelineSpec(BaseModel):
     artifact_root: str | None = Field(
         default=None, description="Local, with a database tracking_uri: where every machine reads artifacts"
     )
-    model_name: str = "heart-classifier"
+    model_name: str = Field(default=DEFAULT_MODEL_NAME, description="Registered model name")
     data: DataSpec = Field(default_factory=DataSpec)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)

@@ -124,6 +124,18 @@ def key_columns_for(champion_split: str | None, trained: Iterable[str], present:
     return tuple(sorted(map(str, trained)))
 
 
+def split_agrees(made_by: str | None, champion_split: str | None) -> bool:
+    """Whether rows split by ``made_by`` (a split tag, made without knowing the champion) are keyed as
+    ``key_columns_for`` would key them after the champion split by ``champion_split``: always without a
+    champion record; never after a champion of the first rule (keyed by every column); else when both name
+    the same columns."""
+    record = parse_split(champion_split)
+    if record is None:
+        return True
+    made = parse_split(made_by)
+    return record.columns is not None and made is not None and made.columns == tuple(sorted(record.columns))
+
+
 def unseen_rows(keys: Iterable[str], model_tags: Mapping[str, str],
                 keys_split: str | None = None) -> tuple[frozenset[str], bool]:
     """The keys among ``keys`` that the model with ``model_tags`` cannot have trained on, and whether

@@ -11,7 +11,7 @@ import pytest
 from backends.domain.history import TAG_STATUS
 from backends.errors import DeploymentError, PromotionRejected, SweepError
 from tests.flow.bed import ENDPOINT, MODEL, STUMP_SPACE, FlowBed
-from tests.tables import user_table
+from tests.tables import TARGET, user_table
 
 
 def _artifacts(state) -> dict:
@@ -139,3 +139,12 @@ def test_a_failed_stage_ends_the_run_naming_itself(bed: FlowBed, first_table: pd
     assert f"stage {task}" in state.message and f"failed: {type(error).__name__}: {error}" in state.message, state.message
     assert bed.backend.champion(MODEL) is None and bed.backend.serving(ENDPOINT) is None
     assert bed.backend.history(ENDPOINT) == ()
+
+
+def test_a_table_the_flow_refuses_names_the_validate_run_as_prefect_named_it(bed: FlowBed, first_table: pd.DataFrame) -> None:
+    """validate-data's run name comes from a callable over the task's parameters, run-sweep's and deploy's
+    (above) from templates: the failed stage is named as Prefect named the run (its on_failure hook)."""
+    path = bed.table(first_table.drop(columns=[TARGET]), "clinic without labels")
+    state = bed.run(bed.spec(path))
+    assert state.is_failed()
+    assert "stage validate-data-clinic without labels failed: ConfigurationError: target column" in state.message, state.message

@@ -98,8 +98,8 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(cli: Any, tmp_path: Path
     assert str(job.trial.environment).removeprefix("azureml:") == f"{env.name}:{env.version}"
     assert str(job.inputs["input_data"].path).removeprefix("azureml:") == f"{data.name}:{data.version}"
     assert data.path.startswith("azureml://datastores/workspaceblobstore/paths/") and data.type == "uri_file"
-    assert (plan_dir / job.trial.code / "model_train.py").is_file()  # code path relative to the YAML file
-    assert "python model_train.py --input_data ${{inputs.input_data}}" in job.trial.command
+    assert (plan_dir / job.trial.code / "src" / "model_train.py").is_file()  # code path relative to the YAML file
+    assert "python -m src.model_train --input_data ${{inputs.input_data}}" in job.trial.command
     conda = yaml.safe_load((plan_dir / "conda.yml").read_text())
     pins = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     assert env.conda_file == conda and any(p.startswith("azureml-mlflow==") for p in pins)
@@ -110,7 +110,7 @@ def test_plan_dir_writes_cli_v2_yaml_that_the_sdk_loads(cli: Any, tmp_path: Path
                                       AZURE_ENV["AZUREML_WORKSPACE_NAME"])
     assert deployment.endpoint_name == endpoint.name == derived
     assert endpoint.name in result.stdout
-    assert deployment.code_configuration.scoring_script == "score.py"
+    assert deployment.code_configuration.scoring_script == "src/score.py"
     assert loaded["compute.yml"].min_instances == 0
 
 

@@ -41,7 +41,7 @@ def test_a_bad_search_space_file_is_refused_before_anything_runs(tmp_path: Path)
     assert result.exit_code == 1 and "search_space.model must be a choice among rf, hgb, logreg" in result.output
     space.write_text(json.dumps({"n_estimators": {"type": "choice"}}))
     result = runner.invoke(app, ["run", "--search-space", str(space)])
-    assert result.exit_code == 1 and "invalid settings: search_space.n_estimators.choice.values: Field required" in result.output
+    assert result.exit_code == 1 and "invalid settings: --search-space (sweep.search_space.n_estimators.choice.values): Field required" in result.output
 
 
 def test_a_table_without_schema_or_target_says_what_to_pass(tmp_path: Path) -> None:

@@ -85,3 +85,29 @@ def test_a_cli_killed_by_sigkill_leaves_no_temporary_server_behind(tmp_path) -> 
     else:
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("the temporary server outlived the CLI that was killed")
+
+
+def test_the_early_server_runs_the_command_prefects_temporary_server_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The early server copies the command line and the private settings of Prefect's SubprocessASGIServer (no
+    public command starts that server): compared here with what the installed Prefect itself would run, so an
+    upgrade that changes them fails this test rather than every `heartflow run`. Its private method is called
+    for that reason only; it starts nothing (Popen is replaced)."""
+    from pathlib import Path
+
+    import prefect
+    from prefect.server.api import server as prefect_server
+
+    from flows.early_server import temporary_server_command
+
+    launched: dict = {}
+
+    def record(args: list[str], env: dict[str, str], **kwargs: object) -> None:
+        launched.update(args=args, env=env)
+
+    monkeypatch.setattr(prefect_server.subprocess, "Popen", record)
+    prefect_server.SubprocessASGIServer(port=4321)._run_uvicorn_command()
+    command, environment = temporary_server_command(Path(prefect.__file__).parent.parent, 4321)
+    assert launched["args"] == command
+    assert {k: v for k, v in launched["env"].items() if k in environment} == environment
+    assert {k: v for k, v in launched["env"].items() if k.startswith("PREFECT__")} == {
+        k: v for k, v in environment.items() if k.startswith("PREFECT__")}

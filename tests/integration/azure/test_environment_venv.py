@@ -1,7 +1,8 @@
 """The job's environment runs the job: the Azure ML Environment's conda file, as heartflow generates it,
 installed by pip into a clean virtualenv exactly as listed. In that virtualenv MLflow finds the azureml://
-tracking store, model_train.py runs with the tutorial's command line on the embedded data and writes an
-MLflow model, and score.py under azmlinfsrv serves that model on 127.0.0.1.
+tracking store, the trial runs from the code folder heartflow uploads (src/ as a package: ``python -m
+src.model_train`` with the tutorial's arguments) on the embedded data and writes an MLflow model, and
+src/score.py under azmlinfsrv, with that folder as its app root, serves that model on 127.0.0.1.
 
 The virtualenv is cached under .cache/azure-env/<hash of the conda file>, so only a new package set pays
 for the install (a few minutes; pip's own cache makes it faster); reruns take seconds.
@@ -24,6 +25,7 @@ import pytest
 import requests
 import yaml
 
+from backends.azure.code import SCORING_SCRIPT, stage_code
 from backends.azure import entities, packages
 from backends.domain.dataset import canonical_csv, prepare_data
 from backends.local.locks import file_lock
@@ -107,11 +109,11 @@ def test_mlflow_there_handles_the_azureml_tracking_uri(env_python: Path) -> None
 
 @pytest.fixture(scope="module")
 def trained(env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """model_train.py run from a copy of src/ alone with the command line training_command() generates,
-    on the embedded data's training split as heartflow uploads it; returns (model dir, MLflow db)."""
+    """The trial run in the code folder heartflow uploads (src/ alone, as a package) with the command line
+    training_command() generates, on the embedded data's training split as heartflow uploads it; returns
+    (model dir, MLflow db)."""
     work = tmp_path_factory.mktemp("job")
-    code = work / "code"
-    shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = stage_code(work / "code")
     split = prepare_data(None, None, 0.1).train
     data = work / "input_data.csv"
     data.write_bytes(canonical_csv(split))
@@ -123,7 +125,7 @@ def trained(env_python: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     template = entities.training_command(spec)
     line = re.sub(r"\$\{\{inputs\.(\w+)\}\}", lambda m: shlex.quote(str(values[m.group(1)])), template)
     argv = shlex.split(line)
-    assert argv[:2] == ["python", entities.TRAIN_SCRIPT]
+    assert argv[:3] == ["python", "-m", "src.model_train"]
     db = work / "mlflow.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{db}", MLFLOW_EXPERIMENT_NAME="azure-env")
@@ -151,11 +153,15 @@ def server(trained: tuple[Path, Path], env_python: Path, tmp_path_factory: pytes
     port = free_port()
     log = tmp_path_factory.mktemp("azmlinfsrv") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env.update(AZUREML_MODEL_DIR=str(model_dir.parent))  # the model one folder below, as Azure lays it out
+    # The model one folder below, as Azure lays it out; the code folder is the app root (Azure's AML_APP_ROOT,
+    # which azmlinfsrv puts on sys.path) and the entry script src/score.py, as the deployment names them. The
+    # server runs from another folder, so src is found through the app root alone.
+    env.update(AZUREML_MODEL_DIR=str(model_dir.parent), AML_APP_ROOT=str(code))
     base = f"http://127.0.0.1:{port}"
-    command = [str(env_python.with_name("azmlinfsrv")), "--entry_script", str(code / "score.py"), "--port", str(port)]
+    command = [str(env_python.with_name("azmlinfsrv")), "--entry_script", str(code / SCORING_SCRIPT),
+               "--port", str(port)]
     with running_server(command, ready=answers_http(f"{base}/"), what="azmlinfsrv (job environment)", log=log,
-                        timeout_s=120, poll_s=0.3, env=env, cwd=code):
+                        timeout_s=120, poll_s=0.3, env=env, cwd=log.parent):
         yield base, code
 
 
@@ -170,26 +176,26 @@ def test_score_py_under_azmlinfsrv_there_serves_that_model(server: tuple[str, Pa
     refused = requests.post(f"{server}/score", json={"data": [{"age": 63}]}, timeout=30)
     assert refused.status_code == 400 and "missing" in refused.json()["error"]
     # The forest ran as machine code: numba, installed from the Environment's list, compiled the kernel
-    # there and cached it beside score.py's copy of src/.
-    assert list((code / "__pycache__").glob("forest_kernel*.nbi")), "the Environment's numba did not compile the kernel"
+    # there and cached it beside src/forest_kernel.py in the code folder (under its one name, src.forest_kernel).
+    assert list((code / "src" / "__pycache__").glob("forest_kernel*.nbi")), "the Environment's numba did not compile the kernel"
 
 
-# model_train.py run as Azure runs it (python model_train.py <rendered command line>, from a copy of src/),
-# once per case, in one process of the Environment's interpreter: the script is executed as __main__ each
+# The trial run as Azure runs it (python -m src.model_train <rendered command line>, in the code folder),
+# once per case, in one process of the Environment's interpreter: the module is executed as __main__ each
 # time, so argparse, the JSON parsing and to_estimator_params are the Environment's own.
 _RENDERED_RUNS = """
-import json, runpy, sys
+import importlib, json, runpy, sys
 cases = json.loads(open(sys.argv[1]).read())
 out = {}
 for name, argv in cases.items():
-    sys.argv = ["model_train.py", *argv]
+    sys.argv = ["src.model_train", *argv]
     try:
-        scope = runpy.run_path("model_train.py", run_name="__main__")
+        scope = runpy.run_module("src.model_train", run_name="__main__", alter_sys=True)
     except SystemExit as done:
         if done.code:
             out[name] = {"exit": done.code}
             continue
-        scope = runpy.run_path("model_train.py", run_name="heartflow_probe")
+        scope = vars(importlib.import_module("src.model_train"))
     args = scope["parse_args"](argv)
     classifier = scope["build_pipeline"](scope["HEART_SCHEMA"], scope["trial_params"](args), args.seed).named_steps["classifier"]
     out[name] = {"exit": 0, "estimator": type(classifier).__name__,
@@ -201,8 +207,7 @@ print(json.dumps(out))
 def test_model_train_there_accepts_every_distribution_as_azure_renders_it(env_python: Path, tmp_path: Path) -> None:
     from tests.sweep_renderings import RENDERINGS
 
-    code = tmp_path / "code"
-    shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = stage_code(tmp_path / "code")
     data = tmp_path / "input_data.csv"
     data.write_bytes(canonical_csv(prepare_data(None, None, 0.1).train))
     cases = tmp_path / "cases.json"

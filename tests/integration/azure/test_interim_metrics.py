@@ -4,7 +4,6 @@ the last step is the final value; a policy that could not stop a trial before it
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from backends.azure.code import TRAIN_MODULE, stage_code
 from backends.azure import entities
 from backends.azure.settings import AzureSettings
 from backends.errors import ConfigurationError
@@ -21,14 +21,13 @@ from src.model_train import train_trial
 
 
 def test_the_script_logs_each_fold_under_the_primary_metric(tmp_path: Path, heart_frame: pd.DataFrame) -> None:
-    code = tmp_path / "code"
-    shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = stage_code(tmp_path / "code")
     data = tmp_path / "heart.csv"
     heart_frame.to_csv(data, index=False)
     db = tmp_path / "mlflow.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{db}", MLFLOW_EXPERIMENT_NAME="folds", PYTHONPATH="")
-    command = [sys.executable, "model_train.py", "--input_data", str(data), "--n_estimators", "10",
+    command = [sys.executable, "-m", TRAIN_MODULE, "--input_data", str(data), "--n_estimators", "10",
                "--validation", "kfold", "--folds", "4", "--random_state", "3", "--seed", "5"]
     done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,29 +1,27 @@
-"""model_train.py as an Azure ML command job runs it: alone, from a copy of src/, with the tutorial's command
-line (the one the sweep's trial builds), logging to MLflow and saving the model under outputs/<model_name>."""
+"""The trial as an Azure ML command job runs it: ``python -m src.model_train`` in the uploaded code folder (src/
+alone, as a package), with the tutorial's command line (the one the sweep's trial builds), logging to MLflow and saving the model under outputs/<model_name>."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from backends.azure.entities import source_dir
+from backends.azure.code import TRAIN_MODULE, stage_code
 
 
 def test_script_runs_alone_logs_accuracy_and_saves_the_model(tmp_path: Path, heart_frame: pd.DataFrame) -> None:
-    code = tmp_path / "code"
-    shutil.copytree(source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = stage_code(tmp_path / "code")
     data = tmp_path / "inputs" / "input_data"
     data.mkdir(parents=True)
     heart_frame.to_csv(data / "heart.csv", index=False)  # a uri_folder input holding one CSV
     db = tmp_path / "mlflow.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{db}", MLFLOW_EXPERIMENT_NAME="azure-trial", PYTHONPATH="")
-    command = [sys.executable, "model_train.py", "--input_data", str(data), "--model_name", "heart-classifier",
+    command = [sys.executable, "-m", TRAIN_MODULE, "--input_data", str(data), "--model_name", "heart-classifier",
                "--test_size", "0.3", "--n_estimators", "10", "--max_depth", "-1", "--criterion", "entropy",
                "--max_features", "log2"]
     done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True, timeout=240)

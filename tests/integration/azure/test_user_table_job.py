@@ -9,13 +9,13 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from azure.ai.ml import load_job
 
+from backends.azure.code import stage_code
 from backends.azure import entities
 from backends.azure.plan import sdk_round_trip
 from backends.azure.settings import AzureSettings
@@ -38,8 +38,7 @@ def test_the_trial_command_runs_a_users_table_with_a_family(settings: AzureSetti
     assert "Chest.Pain Type" not in job.trial.command  # the names travel inside the input, not the command
     assert set(job.search_space) >= {"model", "hgb__learning_rate", "logreg__C"}
 
-    code = tmp_path / "code"
-    shutil.copytree(entities.source_dir(), code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code = stage_code(tmp_path / "code")
     (tmp_path / "train.csv").write_bytes(canonical_csv(prepared.train))
     values = {"input_data": str(tmp_path / "train.csv"), "schema": job.inputs["schema"]}
     values.update({k: str(getattr(v, "value", v)) for k, v in job.inputs.items() if k not in values})

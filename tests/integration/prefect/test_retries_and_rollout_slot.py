@@ -275,16 +275,3 @@ def test_a_live_holder_on_another_host_is_waited_for(prefect_server: PrefectServ
                 rollout_slot("local", "slot-live", timeout_s=2):
             pytest.fail("a live holder's slot was taken")
     assert api.read_variable_by_name(slot_name("local", "slot-live")) is not None
-
-
-def test_a_failed_stage_is_named_after_its_task_run() -> None:
-    from types import SimpleNamespace
-
-    from flows.train_and_deploy import _task_run_name
-
-    backend = SimpleNamespace(name="local")
-    prepared = SimpleNamespace(train_sha256="60723494135e7fe5")
-    assert _task_run_name(stages.upload_data, (backend, prepared), {}) == "upload-data-local-60723494"
-    spec = SimpleNamespace(path="/data/clinic.csv")
-    assert _task_run_name(stages.validate_data, (spec,), {}) == "validate-data-clinic"
-    assert _task_run_name(stages.upload_data, (), {}) == "upload-data"  # unbindable: the task's name

@@ -25,7 +25,6 @@ from azure.ai.ml.entities import (
     OnlineEndpoint,
     Workspace,
 )
-from azure.ai.ml.operations._online_endpoint_operations import _strip_zeroes_from_traffic
 from azure.ai.ml.operations import (
     ComputeOperations,
     DataOperations,
@@ -54,6 +53,13 @@ JOB_EXISTS_MESSAGE = (
     "If you are trying to update an existing job, the existing job's Settings, Inputs, Outputs, Jobs, InputBindings, "
     "OutputBindings cannot be changed. Only description, tags, displayName, properties, and isArchived can be updated.\n"
     "Code: UserError\nMessage: A job with this name already exists.")
+
+
+def strip_zero_traffic(traffic: dict[str, Any]) -> dict[str, Any]:
+    """What OnlineEndpointOperations.begin_create_or_update does to the caller's traffic and mirror traffic
+    before it sends them: keys lowercased, zero entries dropped. Written here rather than imported (the SDK's
+    helper is private); test_sdk_traffic_rule.py checks it against what the real SDK sends."""
+    return {name.lower(): share for name, share in traffic.items() if share and int(share) != 0}
 
 
 def http_error(status: int, message: str = "") -> HttpResponseError:
@@ -284,7 +290,7 @@ class FakeAzure:
 
         # endpoints: what OnlineEndpointOperations does around the service call. begin_create_or_update
         # lowercases the traffic keys and strips the zero entries of the caller's entity
-        # (_strip_zeroes_from_traffic), sends the REST object and answers an OnlineEndpoint built from the
+        # (strip_zero_traffic), sends the REST object and answers an OnlineEndpoint built from the
         # service's reply; get fills in 0 for each deployment the traffic map leaves out.
         def endpoint_from_store(name: str) -> OnlineEndpoint:
             rest = self.endpoints[name]
@@ -302,9 +308,9 @@ class FakeAzure:
         def put_endpoint(endpoint: Any, *, local: bool = False) -> Any:
             self._maybe_throttle("online_endpoints.begin_create_or_update")
             if endpoint.traffic:
-                endpoint.traffic = _strip_zeroes_from_traffic(endpoint.traffic)
+                endpoint.traffic = strip_zero_traffic(endpoint.traffic)
             if endpoint.mirror_traffic:
-                endpoint.mirror_traffic = _strip_zeroes_from_traffic(endpoint.mirror_traffic)
+                endpoint.mirror_traffic = strip_zero_traffic(endpoint.mirror_traffic)
             rest = endpoint._to_rest_online_endpoint(location=LOCATION)
             known = {d.lower() for (e, d) in self.deployments if e == endpoint.name}
             unknown = {k for k in (rest.properties.traffic or {}) if k.lower() not in known}

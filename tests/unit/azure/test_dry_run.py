@@ -31,7 +31,7 @@ def test_valid_plan_renders_every_object_and_calls_nothing(settings: AzureSettin
     text = plan.render()
     for expected in ("compute cluster  heartclassifycluster", "0..4 nodes", "maximize accuracy",
                      "max_total_trials=25", "n_estimators", "choice(values=[10, 50, 100, 125, 150])",
-                     "model_train.py --input_data", "mlflow_model", "/outputs/artifacts/paths/outputs/heart-classifier/",
+                     "-m src.model_train --input_data", "mlflow_model", "/outputs/artifacts/paths/outputs/heart-classifier/",
                      "auth_mode key", "Standard_DS3_v2", "timeout 5000 ms", "{'blue': 100}", "score.py",
                      f"heartflow/train/{'ab' * 32}.csv", "scikit-learn=="):
         assert expected in text, expected

@@ -3,6 +3,8 @@ the REST body and back) with the fields that matter intact."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import io
 from importlib.metadata import version
 
@@ -20,6 +22,17 @@ DATA = "azureml://datastores/heartflowdata/paths/heartflow/train/abc.csv"
 ENV = "azureml:heartflow-sklearn:0123456789abcdef"
 
 
+def _assert_the_code_folder_holds_src_alone(code: object) -> None:
+    """The uploaded folder holds the package src/ and nothing else: the trial runs ``python -m src.model_train``
+    and the scoring script is src/score.py, importing src as the package it is here."""
+    from backends.azure.code import source_dir
+
+    folder = Path(str(code))
+    assert [p.name for p in folder.iterdir()] == ["src"]
+    copied = sorted(p.relative_to(folder / "src").as_posix() for p in (folder / "src").rglob("*.py"))
+    assert copied == sorted(p.relative_to(source_dir()).as_posix() for p in source_dir().rglob("*.py"))
+
+
 def _sweep(settings: AzureSettings, spec: SweepSpec) -> SweepJob:
     node = entities.build_sweep(settings, spec, data_path=DATA, model_name="heart-classifier", environment=ENV)
     return node._to_job()
@@ -34,7 +47,7 @@ def _reload(job: SweepJob) -> tuple[SweepJob, SweepJob]:
 def test_grid_sweep_keeps_command_inputs_space_limits_objective_code_environment(settings: AzureSettings) -> None:
     spec = SweepSpec(sampling="grid", max_total_trials=20, max_concurrent_trials=2, timeout_s=3600, trial_timeout_s=600)
     for job in _reload(_sweep(settings, spec)):
-        assert job.trial.command.startswith("python model_train.py --input_data ${{inputs.input_data}}")
+        assert job.trial.command.startswith("python -m src.model_train --input_data ${{inputs.input_data}}")
         for name in ("n_estimators", "max_depth", "criterion", "max_features"):
             assert f"--{name} ${{{{search_space.{name}}}}}" in job.trial.command
         assert job.inputs["input_data"].path == DATA and job.inputs["input_data"].type == "uri_file"
@@ -44,7 +57,7 @@ def test_grid_sweep_keeps_command_inputs_space_limits_objective_code_environment
         assert (job.limits.max_total_trials, job.limits.max_concurrent_trials, job.limits.timeout, job.limits.trial_timeout) == (20, 2, 3600, 600)
         assert job.objective.primary_metric == "accuracy" and job.objective.goal.lower() == "maximize"
         assert str(job.sampling_algorithm).lower().endswith("grid") or getattr(job.sampling_algorithm, "type", "") == "grid"
-        assert str(job.trial.code).rstrip("/").endswith("src")
+        _assert_the_code_folder_holds_src_alone(job.trial.code)
         assert str(job.trial.environment).endswith("heartflow-sklearn:0123456789abcdef")
         assert job.compute.endswith(settings.compute)
 
@@ -118,8 +131,8 @@ def test_deployment_keeps_model_code_environment_instance_and_request_settings(s
         assert candidate.request_settings.request_timeout_ms == 90_000
         assert candidate.liveness_probe.failure_threshold == 30 and candidate.readiness_probe.period == 10
     assert reloaded.instance_count == 2 and str(reloaded.model).removeprefix("azureml:") == "heart-classifier:3"
-    assert reloaded.code_configuration.scoring_script == "score.py"
-    assert str(reloaded.code_configuration.code).rstrip("/").endswith("src")
+    assert reloaded.code_configuration.scoring_script == "src/score.py"
+    _assert_the_code_folder_holds_src_alone(reloaded.code_configuration.code)
     assert str(reloaded.environment).endswith("heartflow-sklearn:0123456789abcdef")
     assert as_dict["endpoint_name"] == "heart-classify-endpoint"
 

@@ -166,3 +166,20 @@ def test_inputs_on_and_one_float32_step_around_every_threshold_go_the_same_way_a
     _, proba = compiled.predict(x, True)
     expected = model.predict_proba(pd.DataFrame(x, columns=["age", "chol", "pain", "beats"]))
     assert len(x) > 1000 and np.array_equal(proba, expected)
+
+
+@pytest.mark.parametrize(("rare_rows", "compiled"), [(40, True), (3, False)], ids=["none-infrequent", "one-infrequent"])
+def test_an_encoder_grouping_infrequent_categories_is_compiled_only_when_it_groups_none(rare_rows: int, compiled: bool) -> None:
+    """min_frequency set: a category seen fewer times shares the infrequent column, which the compiled one-hot
+    does not reproduce (the DataFrame path serves); with no category that rare, the one-hot is plain."""
+    rng = np.random.default_rng(3)
+    frame = _frame(rng, 400, nulls=0.0)
+    frame["pain"] = np.where(np.arange(400) < rare_rows, 4, rng.integers(1, 4, 400))
+    labels = np.where(frame["age"] + 10 * frame["pain"] + rng.normal(0, 5, 400) > 80, "Presence", "Absence")
+    pre = ColumnTransformer([("scale", StandardScaler(), ["age", "chol", "beats"]),
+                             ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10), ["pain"])])
+    model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=5, random_state=0))]).fit(frame, labels)
+    infrequent = model.named_steps["pre"].named_transformers_["onehot"].infrequent_categories_
+    assert (infrequent[0] is None) is compiled
+    predictor = build_predictor(model, FEATURES)
+    assert isinstance(predictor, CompiledForestPredictor) is compiled
