@@ -122,3 +122,13 @@ def test_keys_made_by_other_columns_than_the_champions_are_not_trusted(heart: pd
     assert key_columns_for(split_tag(0.1), ["age", "output"], ["age", "id", "output"]) == ("age", "id", "output")
     assert key_columns_for(split_tag(0.1, ["age", "chol", "output"]), ["age", "output"], ["age", "output"]) == ("age", "output")
     assert parse_split_tag(split_tag(0.25, ["a;b", "c=d"])) == 0.25  # names with the separators read back
+
+
+def test_rows_read_before_the_champion_was_known_are_reused_only_when_keyed_by_its_columns() -> None:
+    from backends.domain.split import split_agrees, split_tag
+
+    made = split_tag(0.1, ["age", "chol", "target"])
+    assert split_agrees(made, None)  # no champion: nothing to agree with
+    assert split_agrees(made, split_tag(0.1, ["target", "chol", "age"]))  # same columns, any order
+    assert not split_agrees(made, split_tag(0.1, ["age", "target"]))  # a column added since the champion
+    assert not split_agrees(made, split_tag(0.1))  # the first rule keyed by every column of the table
