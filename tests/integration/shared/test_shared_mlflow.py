@@ -95,5 +95,5 @@ def test_a_run_on_one_machine_is_seen_from_another_through_an_mlflow_server(pg_e
         # Machine B downloads the champion through the server and can serve it.
         b = LocalBackend(tmp_path / "b", tracking_uri=server.url)
         champion = b.champion(MODEL)
-        assert champion is not None and champion.tags.get("heartflow.split", "").startswith("row-sha256-v1")
+        assert champion is not None and champion.tags.get("heartflow.split", "").startswith("row-sha256-v2;")
         assert (b.endpoints.model_dir(champion) / "MLmodel").is_file()
