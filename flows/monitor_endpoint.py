@@ -42,5 +42,5 @@ def monitor_endpoint(
         data_uri = store.export_labelled(endpoint_name, report, min_labelled)
         if data_uri is None:
             get_run_logger().info("fewer than %d labelled rows in the window: the events say notify, not retrain", min_labelled)
-    emit_monitor_events(report, data_uri)
+    emit_monitor_events(report, data_uri, backend, endpoint_name)
     return report.to_json()
