@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.errors import PromotionRejected
 from prefect import flow, get_run_logger, tags
@@ -29,7 +29,7 @@ LEDGER = "retrain-ledger.json"
 def retrain_on_event(
     event: str, event_id: str, endpoint_name: str, retrain: bool = False, data_uri: str = "",
     home: str | None = None, cooldown_hours: float = 6.0, trials: int = 6, notification_block: str | None = None,
-    backend: str = "local",
+    backend: Literal["local", "azure"] = "local",
 ) -> str:
     """Retrain on the event's labelled window, or notify; returns what was done, in one sentence."""
     logger = get_run_logger()
