@@ -159,7 +159,7 @@ class AzureMonitor:
             return None
         model = self.backend.get_model(serving.model_name, serving.model_version)
         reference = self._training_split(model.tags.get(TAG_DATA_URI), [])
-        target = target_column(reference, [c for c in rows[0] if c != LABEL])
+        target = target_column(reference, [c for c in rows[0] if c != LABEL], [row[LABEL] for row in rows])
         table = pd.DataFrame(rows).rename(columns={LABEL: target})
         name = f"{CACHE_ROOT}/{serving.name}/windows/labelled-{report.until.replace(':', '').replace('-', '')}.csv"
         store.put(name, table.to_csv(index=False).encode("utf-8"))
@@ -230,13 +230,21 @@ def column_kinds(reference: Any, *record_sets: list[dict[str, Any]]) -> tuple[li
     return numeric, categorical
 
 
-def target_column(reference: Any, features: list[str]) -> str:
-    """The training split's column the model learned (the one the collected rows lack); the heart table's
-    when the split is unreadable or names several."""
+def target_column(reference: Any, features: list[str], labels: list[Any]) -> str:
+    """The training split's column the model learned: the one the collected rows lack, or of several (ID
+    columns the model never saw), the one with two values among which every label is. The heart table's
+    when the split is unreadable or no column fits (a retrain then says the target is missing)."""
     from src.features import HEART_SCHEMA
 
     extra = [] if reference is None else [str(c) for c in reference.columns if c not in features]
-    return extra[0] if len(extra) == 1 else HEART_SCHEMA.target
+    if len(extra) > 1:
+        given = {str(label) for label in labels}
+        extra = [c for c in extra if reference[c].nunique() == 2 and given <= set(reference[c].dropna().astype(str))]
+    if len(extra) != 1:
+        logger.warning("the target column of the labelled window is not known from the training split: %s assumed",
+                       HEART_SCHEMA.target)
+        return HEART_SCHEMA.target
+    return extra[0]
 
 
 def _parse_time(text: str) -> datetime:
