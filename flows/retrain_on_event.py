@@ -1,6 +1,7 @@
 """The ``retrain-on-event`` flow: what prefect.yaml's automations run on ``heartflow.endpoint.drifted`` and
 ``heartflow.model.degraded``. With a labelled window (the event says ``heartflow.retrain`` true and names
-its table), it runs ``train-and-deploy`` on that window, at most once per event id and once per endpoint
+its table), it runs ``train-and-deploy`` on that window on the endpoint's backend (the event's
+``heartflow.backend``: local, or azure where the window is a blob URL), at most once per event id and once per endpoint
 within the cool-down (``backends.domain.retrain_guard``); the retrain's flow run name (and so its history
 entry's "triggered by") names the event. Without labels it notifies: a log line, and a Prefect
 notification block when one is named."""
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.errors import PromotionRejected
 from prefect import flow, get_run_logger, tags
@@ -28,6 +29,7 @@ LEDGER = "retrain-ledger.json"
 def retrain_on_event(
     event: str, event_id: str, endpoint_name: str, retrain: bool = False, data_uri: str = "",
     home: str | None = None, cooldown_hours: float = 6.0, trials: int = 6, notification_block: str | None = None,
+    backend: Literal["local", "azure"] = "local",
 ) -> str:
     """Retrain on the event's labelled window, or notify; returns what was done, in one sentence."""
     logger = get_run_logger()
@@ -53,7 +55,8 @@ def retrain_on_event(
         return f"skipped: {decision.reason}"
     schema = f"{data_uri}.schema.json"
     spec = PipelineSpec(
-        home=str(root), data=DataSpec(path=data_uri, schema_path=schema if Path(schema).exists() else None, force=True),
+        backend=backend, home=str(root),
+        data=DataSpec(path=data_uri, schema_path=schema if Path(schema).exists() else None, force=True),
         sweep=SweepSpec(max_total_trials=trials), deploy=DeploySpec(endpoint_name=endpoint_name),
     )
     from flows.train_and_deploy import train_and_deploy

@@ -8,7 +8,8 @@ Events (resource: the endpoint ``heartflow.endpoint.<name>``; related: the servi
   (``backends.domain.monitoring``: the realized 95 % interval's upper end, or an estimate on at least 50
   unlabelled rows, below the gate's holdout figure minus 0.05)
 
-Labels for ``match`` clauses: ``heartflow.endpoint``, ``heartflow.model``, ``heartflow.version``, and
+Labels for ``match`` clauses: ``heartflow.endpoint``, ``heartflow.model``, ``heartflow.version``,
+``heartflow.backend`` (local or azure: where the endpoint serves and a retrain runs), and
 ``heartflow.retrain``: "true" when the window has at least ``MIN_LABELLED`` labelled rows, exported as a
 table (payload ``data_uri``) that a retrain can train on; "false" means notify only.
 """
@@ -88,8 +89,12 @@ def log_monitor(backend: EndpointMonitor, report: MonitorReport) -> None:
     backend.log_monitor(report)
 
 
-def emit_monitor_events(report: MonitorReport, data_uri: str | None) -> list[str]:
-    """The events this window calls for (none when nothing drifted or degraded)."""
+def emit_monitor_events(report: MonitorReport, data_uri: str | None, backend: str = "local",
+                        endpoint_name: str | None = None) -> list[str]:
+    """The events this window calls for (none when nothing drifted or degraded). ``backend``: the endpoint's;
+    ``endpoint_name``: the name runs use for it (``heartflow.endpoint``; on Azure the tutorial's name stands
+    for the workspace's own, and a retrain must take the rollout slot a nightly run takes), by default the
+    report's."""
     names = []
     if report.drifted or report.prediction_drift.drifted:
         names.append(DRIFTED)
@@ -97,8 +102,9 @@ def emit_monitor_events(report: MonitorReport, data_uri: str | None) -> list[str
         names.append(DEGRADED)
     resource = {
         "prefect.resource.id": f"heartflow.endpoint.{report.endpoint}", "prefect.resource.name": report.endpoint,
-        "heartflow.endpoint": report.endpoint, "heartflow.model": report.model_name,
+        "heartflow.endpoint": endpoint_name or report.endpoint, "heartflow.model": report.model_name,
         "heartflow.version": str(report.model_version), "heartflow.retrain": "true" if data_uri else "false",
+        "heartflow.backend": backend,
     }
     related = [{"prefect.resource.id": f"heartflow.model.{report.model_name}.{report.model_version}",
                 "prefect.resource.role": "model", "prefect.resource.name": f"{report.model_name} v{report.model_version}"}]

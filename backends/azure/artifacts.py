@@ -103,3 +103,20 @@ def record_gate_for(session: Any, run_id: str, numbers: Mapping[str, Any]) -> No
         raise ConfigurationError(_SIGN_IN.format(what=f"record the gate on run {run_id}", error=type(exc).__name__)) from exc
     except MlflowException as exc:
         raise RegistrationError(f"could not record the gate's numbers on run {run_id} in the workspace's MLflow: {exc}") from exc
+
+
+def log_metrics_for(session: Any, run_id: str, metrics: Mapping[str, float], step: int, what: str) -> None:
+    """``metrics`` at ``step`` on run ``run_id`` in the workspace's MLflow (one batch: all or nothing)."""
+    from mlflow.entities import Metric
+
+    if not run_id:
+        raise RegistrationError(f"the model version names no source trial run, so {what} has no run to go to")
+    client = MlflowClient(tracking_uri=workspace_tracking_uri(
+        session.client(what), session.settings.workspace_name, session.call, session.credential))
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    except ClientAuthenticationError as exc:
+        raise ConfigurationError(_SIGN_IN.format(what=f"log {what} on run {run_id}", error=type(exc).__name__)) from exc
+    except MlflowException as exc:
+        raise RegistrationError(f"could not log {what} on run {run_id} in the workspace's MLflow: {exc}") from exc

@@ -17,6 +17,7 @@ from backends.azure import entities
 from backends.azure.deploy import AzureEndpoints
 from backends.azure.ledger import Ledger
 from backends.azure.live_traffic import AzureLiveTraffic
+from backends.azure.monitoring import AzureEndpointMonitoring
 from backends.domain.history import HistoryLog
 from backends.azure.limits import enforce_limits
 from backends.azure.plan import AzurePlan, build_plan
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-class AzureBackend(AzureLiveTraffic, Backend):
+class AzureBackend(AzureEndpointMonitoring, AzureLiveTraffic, Backend):
     """The Azure adapter. ``ml_client`` and ``blob_service`` are injectable (tests pass fakes built on the
     SDK's operations classes); without them, clients are built from ``settings`` when a stage first
     needs them, so an upload needs only storage settings.
@@ -53,7 +54,8 @@ class AzureBackend(AzureLiveTraffic, Backend):
     Built from collaborators that share this backend as their ``AzureSession``: ``registry``
     (AzureRegistry: register, champion, tags), ``endpoints`` (AzureEndpoints: the rollout primitives under
     the shared rollout policy) and ``provisioner`` (AzureProvisioner: get-or-create, provision,
-    teardown_all). It satisfies ``backends.base.Provisioner``."""
+    teardown_all). It satisfies ``backends.base.Provisioner`` and, through the data collector's records
+    (``AzureEndpointMonitoring``), ``backends.base.EndpointMonitor``."""
 
     name = "azure"
 

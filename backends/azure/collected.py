@@ -190,6 +190,10 @@ class CollectedStore:
             raise translate(exc, DeploymentError, f"writing {name} to {self.container.container_name}",
                             check="the Storage Blob Data Contributor role on the workspace's storage account") from exc
 
+    def url(self, name: str) -> str:
+        """The blob's URL (what ``backends.domain.sources`` reads as data)."""
+        return str(self.container.get_blob_client(name).url)
+
     def read_json(self, name: str) -> Any:
         """A JSON blob heartflow wrote (a cache), or None when there is none."""
         text = self._text(name)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.domain.lineage import TAG_DATA_URI, TAG_HOLDOUT_ACCURACY, TAG_METRIC, holdout_tag
+from backends.domain.monitor_metrics import monitor_metrics
 from backends.domain.monitoring import MonitorReport, is_holdout_answer, summarize
 from backends.domain.outcomes import FeedbackReceipt, check_labels, receipt
 from backends.errors import ConfigurationError, HeartflowError
@@ -156,25 +157,6 @@ class LocalMonitor:
         step = int(datetime.fromisoformat(report.until.replace("Z", "+00:00")).timestamp())
         metrics = {name: value for name, value in monitor_metrics(report).items() if value is not None}
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-
-
-def monitor_metrics(report: MonitorReport) -> dict[str, float | None]:
-    """The figures MLflow keeps per monitor run (MLflow metric names: letters, digits, _ - . / and spaces)."""
-    prediction = report.prediction_drift
-    metrics: dict[str, float | None] = {
-        "monitor_requests": float(report.requests), "monitor_errors": float(sum(report.errors.values())),
-        "monitor_latency_p50_ms": report.latency_p50_ms, "monitor_latency_p99_ms": report.latency_p99_ms,
-        "monitor_positive_rate": prediction.positive_rate, "monitor_score_psi": prediction.score_psi,
-        "monitor_drifted_columns": float(len(report.drifted)),
-    }
-    if report.realized is not None:
-        metrics[f"monitor_realized_{report.realized.metric}"] = report.realized.value
-        metrics["monitor_labelled_rows"] = float(report.realized.rows)
-    if report.estimated is not None:
-        metrics[f"monitor_estimated_{report.estimated.metric}"] = report.estimated.value
-    for column in report.drift.columns if report.drift is not None else ():
-        metrics[f"monitor_psi.{re.sub(r'[^A-Za-z0-9_./ -]', '_', column.column)}"] = column.psi
-    return metrics
 
 
 def last_figures(home: Path, endpoint_name: str) -> dict[str, Any] | None:

@@ -294,3 +294,79 @@ def test_under_azmlinfsrv_each_collected_answer_carries_the_id_the_client_sees(
     assert len(records[made_up]["rows"]) == 2 and records[made_up]["latency_ms"] > 0
     assert (records["client-2"]["kind"], records["client-2"]["status"], records["client-2"]["reason"]) == (
         "rejected", 400, "missing column(s)")
+
+
+@pytest.mark.slow
+def test_the_monitor_flow_on_azure_keeps_history_logs_to_mlflow_emits_drift_and_exports_the_labelled_window(
+    workspace: Workspace, sidecar: CollectorSidecar, trained_model_dir: Path, heart_frame: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, azurite: str, prefect_harness: None,
+) -> None:
+    """The monitor-endpoint flow with ``backend="azure"`` (on the session's Prefect test harness): the figures
+    appended to the history blob (bounded), the figures as metrics on the champion's trial run in the
+    workspace's MLflow (SQLite standing in), the drift event naming the labelled window, and that window a
+    CSV blob a run reads as data; then `heartflow status --backend azure` shows those last figures."""
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    import flows.monitor_endpoint as monitor_flow
+    import tasks.monitoring as monitor_tasks
+    from backends.azure import monitoring
+    from backends.domain.sources import read_stored_table
+    from flows import cli_status
+    from flows.cli import app
+
+    uri = f"sqlite:///{tmp_path / 'workspace-mlflow.db'}"  # what the workspace reports as its MLflow
+    workspace.fake.stored["workspace"]._mlflow_tracking_uri = uri
+    mlflow = MlflowClient(tracking_uri=uri)
+    run_id = mlflow.create_run(mlflow.create_experiment("heartflow")).info.run_id
+    workspace.backend.tag_model(workspace.first, {"heartflow.trial_run": run_id})  # the champion's trial run
+
+    live = heart_frame.sample(100, replace=True, random_state=13).reset_index(drop=True)
+    drifted = _rows(live.assign(chol=(live["chol"] * 1.5).round().astype(int)))
+    with collecting_score(trained_model_dir, sidecar, monkeypatch) as score:
+        assert all(isinstance(post(score, [row], f"heartflow-holdout-run1-{i}"), list)
+                   for i, row in enumerate(_rows(heart_frame.sample(40, random_state=5))))
+        assert all(isinstance(a, list) for a in _traffic(score, drifted, "win"))
+    name = workspace.endpoint.name
+    labels = {f"win-{i}": str(live.loc[i, HEART_SCHEMA.target]) for i in range(40)}
+    got = AzureMonitor(workspace.backend).add_feedback(name, [{"request_id": r, "label": v} for r, v in labels.items()], "x.csv")
+    assert got.matched == 40
+
+    sent: list[dict[str, Any]] = []
+    emit = monitor_tasks.emit_event
+    monkeypatch.setattr(monitor_tasks, "emit_event", lambda **kw: sent.append(kw) or emit(**kw))
+    monkeypatch.setattr(monitor_flow, "create_backend", lambda backend, **kw: workspace.backend)
+    figures = monitor_flow.monitor_endpoint(since="10m", backend="azure", min_labelled=30)
+    assert figures["requests"] == 100 and "chol" in figures["drifted"] and figures["realized"]["labelled"] == 40
+
+    kept = json.loads(workspace.container.download_blob(f"heartflow/monitor/{name}/history.json").readall())
+    assert [entry["requests"] for entry in kept] == [100] and kept[0]["until"] == figures["until"]
+    assert workspace.backend.monitor_history("heart-classify-endpoint") == kept  # the tutorial's name resolves too
+
+    metrics = mlflow.get_run(run_id).data.metrics
+    assert metrics["monitor_requests"] == 100 and metrics["monitor_labelled_rows"] == 40 and metrics["monitor_psi.chol"] >= 0.25
+
+    (drift,) = [e for e in sent if e["event"] == "heartflow.endpoint.drifted"]
+    assert drift["resource"]["prefect.resource.id"] == f"heartflow.endpoint.{name}"  # the workspace's endpoint
+    assert drift["resource"]["heartflow.endpoint"] == "heart-classify-endpoint"  # the name runs (and their slot) use
+    assert (drift["resource"]["heartflow.backend"], drift["resource"]["heartflow.retrain"]) == ("azure", "true")
+    data_uri = drift["payload"]["data_uri"]
+    assert data_uri.startswith(workspace.container.url) and data_uri.endswith(".csv")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)  # as a run configured for this storage reads it
+    window = read_stored_table(data_uri)
+    assert len(window) == 40 and set(window.columns) == set(heart_frame.columns)
+    assert sorted(window[HEART_SCHEMA.target].astype(str)) == sorted(labels.values())
+    assert (window["chol"].astype(float) > heart_frame["chol"].min() * 1.4).all()  # the drifted rows, as asked
+
+    monkeypatch.setattr(cli_status, "_azure_backend", lambda model_name: workspace.backend)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    done = CliRunner().invoke(app, ["status", "--backend", "azure", "--json"])
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.output)
+    assert record["serving"] and record["champion_version"] == workspace.first.version
+    assert record["monitor"]["requests"] == 100 and "chol" in record["monitor"]["drifted"]
+
+    monkeypatch.setattr(monitoring, "HISTORY_LIMIT", 1)  # the history stays bounded: the newest entries kept
+    again = workspace.backend.monitor(name, datetime.now(UTC) - timedelta(minutes=10))
+    kept = json.loads(workspace.container.download_blob(f"heartflow/monitor/{name}/history.json").readall())
+    assert len(kept) == 1 and kept[0]["until"] == again.to_json()["until"]

@@ -30,7 +30,8 @@ def test_a_drift_event_runs_the_retrain_deployment(api: SyncPrefectClient, prefe
         sent = emit_event(
             event="heartflow.endpoint.drifted",
             resource={"prefect.resource.id": f"heartflow.endpoint.{endpoint}", "heartflow.endpoint": endpoint,
-                      "heartflow.model": "heart-classifier", "heartflow.version": "1", "heartflow.retrain": "false"},
+                      "heartflow.model": "heart-classifier", "heartflow.version": "1", "heartflow.retrain": "false",
+                      "heartflow.backend": "azure"},  # an Azure endpoint's event: no labels, so it notifies
             payload={"drifted": ["chol"], "data_uri": ""},
         )
         drain_to_server(30.0)
@@ -45,7 +46,7 @@ def test_a_drift_event_runs_the_retrain_deployment(api: SyncPrefectClient, prefe
     run = runs[0]
     assert run.parameters["event"] == "heartflow.endpoint.drifted"
     assert run.parameters["event_id"] == str(sent.id)
-    assert run.parameters["retrain"] is False
+    assert run.parameters["retrain"] is False and run.parameters["backend"] == "azure"
     finished = wait_for_flow_run(api, run.id, 300, logs=[prefect_server.log_tail("worker.log")])
     assert finished.state.type.value == "COMPLETED", f"{finished.state}\n{prefect_server.log_tail('worker.log')}"
     messages: list[str] = []
