@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from backends.domain.shadow import summarize_shadow
 from backends.local.endpoint import LocalEndpointManager
 from backends.local.live_traffic import LocalLiveTraffic
 from backends.results import Endpoint
+from bench.wrk import report_line
 
 OFF, ON = "mirror off", "mirror on"
 READING = (
@@ -40,20 +43,18 @@ def host(work: Path, model_dir: Path) -> Iterator[tuple[LocalEndpointManager, in
 PACED_MS = 4  # a paced cell: each connection waits 4 ms between requests (wrk's delay()), about 200 requests/s
 
 
-def _paced_cells(server: object, bodies: dict[int, Path], script: Path, seconds: float, best: dict, run_cell: object) -> None:
-    paced = script.with_name("paced.lua")
-    paced.write_text(script.read_text() + f"\ndelay = function() return {PACED_MS} end\n")
+def _paced_cells(server: Any, bodies: dict[int, bytes], seconds: float, best: dict, run_cell: Callable[..., Any]) -> None:
     for rows in (1, 31):
-        cell = run_cell(server, bodies[rows], paced, 1, seconds)  # type: ignore[operator]
-        key = (server.name, rows, "paced")  # type: ignore[attr-defined]
-        print(f"{server.name:24s} rows={rows:2d} paced  {cell.rps:7.0f} req/s  p50 {cell.p50_ms:6.2f} ms  "  # type: ignore[attr-defined]
-              f"p99 {cell.p99_ms:6.2f} ms", flush=True)
+        cell = run_cell(server, bodies[rows], 1, seconds, paced_ms=PACED_MS)
+        key = (server.name, rows, "paced")
+        print(report_line(server.name, rows, "paced", cell), flush=True)
         if key not in best or cell.p50_ms < best[key].p50_ms:
             best[key] = cell
 
 
-def measure(work: Path, model_dir: Path, bodies: dict[int, Path], script: Path, seconds: float, rounds: int,
-            server_cls: type, measure_server: object, run_cell: object = None) -> tuple[dict, dict[str, int]]:
+def measure(work: Path, model_dir: Path, bodies: dict[int, bytes], seconds: float, rounds: int,
+            server_cls: type, measure_server: Callable[..., None], run_cell: Callable[..., Any] | None = None,
+            ) -> tuple[dict, dict[str, int]]:
     """Best cell per (mode, rows, connections); and what the mirror recorded in its rounds."""
     best: dict = {}
     recorded = {"mirrored": 0, "dropped": 0}
@@ -68,15 +69,13 @@ def measure(work: Path, model_dir: Path, bodies: dict[int, Path], script: Path, 
                     _wait_for_mirror(live, endpoint, session, port, auth, bodies[1])
                 try:
                     server = server_cls(mode, port, auth, pid)
-                    measure_server(server, bodies, script, seconds, best)  # type: ignore[operator]
+                    measure_server(server, bodies, seconds, best)
                     if run_cell is not None:
-                        _paced_cells(server, bodies, script, seconds, best, run_cell)
+                        _paced_cells(server, bodies, seconds, best, run_cell)
                 finally:
                     if session is not None:
                         live.stop_mirror(endpoint)
                 if session is not None:
-                    import time
-
                     time.sleep(2)
                     answers, dropped = live.mirrored_answers(endpoint, session)
                     figures = summarize_shadow(answers, seconds, 1, dropped)
@@ -85,16 +84,15 @@ def measure(work: Path, model_dir: Path, bodies: dict[int, Path], script: Path, 
     return best, recorded
 
 
-def _wait_for_mirror(live: LocalLiveTraffic, endpoint: Endpoint, session: str, port: int, auth: str, body: Path) -> None:
+def _wait_for_mirror(live: LocalLiveTraffic, endpoint: Endpoint, session: str, port: int, auth: str, body: bytes) -> None:
     """Send requests until the mirror process answers: its start (imports, the candidate's model) is paid once
     a session, before the shadow's window matters, and is not what a client's latency is measured against."""
     import http.client
-    import time
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.request("POST", "/score", body.read_bytes(), {"Authorization": auth, "Content-Type": "application/json"})
+        connection.request("POST", "/score", body, {"Authorization": auth, "Content-Type": "application/json"})
         connection.getresponse().read()
         if live.mirrored_answers(endpoint, session)[0]:
             return
