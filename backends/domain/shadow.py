@@ -7,7 +7,8 @@
   decides on the holdout alone and the record says so.
 - **watch**: after a promotion the previous champion's deployment stays up at 0 % (warm, so going back is a
   traffic change); ``run_watch`` samples the new champion's live errors and latency and stops at the first
-  sample that crosses a limit (``watch_verdict``). The rollback itself is the rollout policy's promotion with
+  sample that crosses a limit (``watch_verdict``): live errors, p99, or realized performance on labelled live
+  rows significantly below the gate's figure (``backends.domain.realized``). The rollback itself is the rollout policy's promotion with
   event "rollback" (``backends.domain.rollout``), the path `heartflow rollback` takes.
 
 Backends supply primitives (``LiveTraffic``); every decision is a plain function here, tested directly.
