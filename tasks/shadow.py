@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from backends.base import Backend, Endpoint, EvalReport, ModelVersion
 from backends.domain.realized import LabelledAnswers, RealizedCheck, realized_check
 from backends.domain.shadow import WATCH_MAX_ERROR_RATE, WATCH_P99_RATIO, LiveTraffic, WatchSample, run_shadow, run_watch
-from backends.errors import ConfigurationError
+from backends.errors import ConfigurationError, HeartflowError
 from backends.reporting import plots
 from backends.results import ShadowFigures, WatchRecord
 
@@ -110,7 +110,11 @@ def _realized_reader(backend: Backend, endpoint: Endpoint, metric: str, gate_val
     reader: LabelledAnswers = backend
 
     def check() -> RealizedCheck | None:
-        answers = reader.labelled_answers(endpoint, endpoint.deployment, since)
+        try:
+            answers = reader.labelled_answers(endpoint, endpoint.deployment, since)
+        except (HeartflowError, OSError, ValueError) as exc:  # labels unreadable: errors and latency still judge
+            logger.warning("the watch could not read labelled answers this time: %s", exc)
+            return None
         if answers is None:
             return None
         return realized_check(answers, metric, gate_value)

@@ -32,10 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# read_records lives with the line format; monitoring and feedback import it from here as before
 from backends.local.endpoint.capture_format import LINE_RECORDS, batch_line, iso, read_records
 from src.scoring import Scored, dumps
-
-__all__ = ["read_records"]  # the reader lives with the line format; imported from here too
 
 logger = logging.getLogger(__name__)
 
@@ -275,8 +274,9 @@ class CaptureLog:
         self._append(line)
 
     def _error_line(self, ticket: Ticket) -> bytes:
+        """A ticket without answer rows: a failure, or a 200 the warm previous champion gave in the new one's stead."""
         return dumps({
-            "kind": "error", "request_id": ticket.request_id.decode("latin-1"), "time": iso(ticket.started),
+            "kind": "scored" if ticket.status == 200 else "error", "request_id": ticket.request_id.decode("latin-1"), "time": iso(ticket.started),
             "endpoint": self.endpoint, "deployment": ticket.deployment, "model_name": ticket.model_name,
             "model_version": ticket.model_version, "status": ticket.status, "latency_ms": round(ticket.latency_ms, 3),
         })
