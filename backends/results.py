@@ -215,6 +215,12 @@ class WatchRecord:
     errors: int = 0  # of those, answered with a server error (5xx)
     p99_ms: float | None = None  # its scoring p99 in the window
     reason: str = ""
+    check: str = ""  # the limit a rollback crossed: "errors", "p99" or "realized" (empty when none was)
+    realized_metric: str | None = None  # the run's metric on the live rows feedback labelled in the window
+    realized_value: float | None = None
+    realized_labelled: int = 0
+    realized_p_value: float | None = None  # one-sided: below the gate's figure (backends.domain.realized)
+    gate_value: float | None = None  # the gate's figure for this model, the realized metric's reference
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> WatchRecord:

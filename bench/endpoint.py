@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -31,27 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 from backends.local.endpoint import LocalEndpointManager  # noqa: E402
 from backends.local.endpoint.process import rss_bytes  # noqa: E402
+from bench import wrk as wrk_run  # noqa: E402
 from bench.sections import machine, stamp, write_section  # noqa: E402
 from tests.conftest import load_heart_frame, train_model_dir  # noqa: E402
 from tests.net import free_port  # noqa: E402
 
 LOCAL, AZML, FLOOR, STARLETTE = "local host", "azmlinfsrv", "bare HTTP floor", "local host on Starlette"
 CELLS = ((1, 1), (1, 8), (31, 1), (31, 8))
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = io.open(os.getenv("BENCH_BODY")):read("*a")
-wrk.headers["Content-Type"] = "application/json"
-local key = os.getenv("BENCH_AUTH")
-if key and #key > 0 then wrk.headers["Authorization"] = key end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('BENCH {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"non2xx":%d,"errors":%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status,
-    e.connect + e.read + e.write + e.timeout))
-end
-"""
-
 
 @dataclass(frozen=True)
 class Server:
@@ -69,6 +56,7 @@ class Cell:
     rps: float
     p50_ms: float
     p99_ms: float
+    wrk_cores: float = 0.0  # wrk's CPU time over the cell's wall time (bench/wrk.py)
 
 
 def wait_http(port: int, timeout_s: float = 120) -> None:
@@ -98,18 +86,13 @@ def subprocess_server(command: list[str], env: dict[str, str], log: Path, port: 
             os.killpg(process.pid, 9)
 
 
-def wrk(server: Server, body_file: Path, script: Path, connections: int, seconds: float) -> Cell | None:
-    threads = min(connections, 2)
-    env = dict(os.environ, BENCH_BODY=str(body_file), BENCH_AUTH=server.auth)
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script),
-               f"http://127.0.0.1:{server.port}/score"]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
-    data = json.loads(line.removeprefix("BENCH "))
-    if data["non2xx"] or data["errors"]:
-        raise RuntimeError(f"{server.name}: {data['non2xx']} non-2xx answers, {data['errors']} socket errors")
-    return Cell(server.name, 0, connections, data["requests"] / (data["duration_us"] / 1e6),
-                data["p50_us"] / 1000, data["p99_us"] / 1000)
+def wrk(server: Server, body: bytes, connections: int, seconds: float, paced_ms: int | None = None) -> Cell:
+    """One wrk cell against ``server`` (``bench/wrk.py``); a non-2xx answer or a socket error fails the run."""
+    result = wrk_run.run(f"http://127.0.0.1:{server.port}/score", [body], auth=server.auth, connections=connections,
+                         seconds=seconds, paced_ms=paced_ms)
+    if result.non2xx or result.errors:
+        raise RuntimeError(f"{server.name}: {result.non2xx} non-2xx answers, {result.errors} socket errors")
+    return Cell(server.name, 0, connections, result.rps, result.p50_ms, result.p99_ms, result.wrk_cores)
 
 
 def worker_rss_mib(pid: int) -> float:
@@ -121,13 +104,11 @@ def worker_rss_mib(pid: int) -> float:
     return max(rss_bytes(p.pid) for p in candidates) / 2**20
 
 
-def measure_server(server: Server, bodies: dict[int, Path], script: Path, seconds: float, best: dict) -> None:
+def measure_server(server: Server, bodies: dict[int, bytes], seconds: float, best: dict) -> None:
     for rows, connections in CELLS:
-        cell = wrk(server, bodies[rows], script, connections, seconds)
-        assert cell is not None
-        cell = Cell(server.name, rows, connections, cell.rps, cell.p50_ms, cell.p99_ms)
-        print(f"{server.name:24s} rows={rows:2d} c={connections} {cell.rps:7.0f} req/s  "
-              f"p50 {cell.p50_ms:6.2f} ms  p99 {cell.p99_ms:6.2f} ms", flush=True)
+        cell = wrk(server, bodies[rows], connections, seconds)
+        cell = dataclasses.replace(cell, rows=rows)
+        print(wrk_run.report_line(server.name, rows, connections, cell), flush=True)
         key = (server.name, rows, connections)
         if key not in best or cell.rps > best[key].rps:
             best[key] = cell
@@ -335,15 +316,10 @@ def main() -> int:
         (work / "log.json").write_text(json.dumps(log_config()))
         names = [f.name for f in read_features(model_dir)]
         records = frame.loc[:, names].head(31).to_dict("records")
-        bodies = {}
-        for rows in (1, 31):
-            bodies[rows] = work / f"body-{rows}.json"
-            bodies[rows].write_text(json.dumps({"data": records[:rows]}))
-        script = work / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        bodies = {rows: json.dumps({"data": records[:rows]}).encode() for rows in (1, 31)}
         load_before = os.getloadavg()[0]
         if args.mirror:
-            return _mirror(args, work, model_dir, bodies, script, load_before)
+            return _mirror(args, work, model_dir, bodies, load_before)
         micro = scoring_micro(model_dir, records)
         users = user_table_micro(work)
         best: dict = {}
@@ -351,7 +327,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for name in (LOCAL, AZML, FLOOR, STARLETTE):
                 with start(name, work, model_dir) as server:
-                    measure_server(server, bodies, script, args.seconds, best)
+                    measure_server(server, bodies, args.seconds, best)
                     rss[name] = max(rss.get(name, 0.0), worker_rss_mib(server.worker_pid))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -366,12 +342,10 @@ def main() -> int:
     return 0
 
 
-def _mirror(args: argparse.Namespace, work: Path, model_dir: Path, bodies: dict[int, Path], script: Path,
-            load_before: float) -> int:
+def _mirror(args: argparse.Namespace, work: Path, model_dir: Path, bodies: dict[int, bytes], load_before: float) -> int:
     from bench import mirror
 
-    best, recorded = mirror.measure(work, model_dir, bodies, script, args.seconds, args.rounds, Server, measure_server,
-                                    lambda server, body, lua, c, seconds: wrk(server, body, lua, c, seconds))
+    best, recorded = mirror.measure(work, model_dir, bodies, args.seconds, args.rounds, Server, measure_server, wrk)
     section = mirror.render(best, recorded, CELLS, (load_before, os.getloadavg()[0]), args.seconds, args.rounds,
                             stamp(), machine())
     section += f"\n\nCommand: `python bench/endpoint.py --mirror --seconds {args.seconds:g} --rounds {args.rounds}`"

@@ -19,6 +19,7 @@ The only place (with the CLI) that picks a backend. What an operator sees in the
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,6 +234,7 @@ def _deploy_and_gate(
                            f"keeps serving on {endpoint.name}; if the data lost a column the champion needs, bring it back")
                 return Failed(message=message, data=PromotionRejected(message))
         shadow, watching = _live_stages(spec, backend, endpoint, rivals, logger)
+        watch_opened = datetime.now(UTC)  # labelled live answers count for the watch from here on
         session = open_watch(backend, endpoint, rivals[0]) if watching is not None else None
         promoted = False
         try:
@@ -253,6 +255,7 @@ def _deploy_and_gate(
                 (watched, endpoint), _ = _stage(
                     watch_new_champion, backend, endpoint, model, previous, rivals[0], champion_report,
                     spec.deploy.watch_seconds, shadow.champion_p99_ms if shadow else None, session,
+                    metric=decision.metric, gate_value=decision.candidate_value, since=watch_opened,
                 )
                 if watched.outcome == "rolled_back":
                     champion = previous
@@ -284,7 +287,12 @@ def _deploy_and_gate(
     if watched is not None and watched.outcome == "rolled_back":
         events.emit(events.ROLLED_BACK, model=model.name, version=endpoint.model_version, endpoint=endpoint.name,
                     data_sha256=prepared.train_sha256,
-                    payload={"from_version": model.version, "reason": watched.reason, "by": "watch"})
+                    payload={"from_version": model.version, "reason": watched.reason, "by": "watch",
+                             "check": watched.check, "realized": {"metric": watched.realized_metric,
+                                                                  "value": watched.realized_value,
+                                                                  "labelled": watched.realized_labelled,
+                                                                  "p_value": watched.realized_p_value,
+                                                                  "gate_value": watched.gate_value}})
         return Failed(message=f"{model.name} v{model.version} was promoted, then rolled back by the watch: "
                               f"{watched.reason}. v{endpoint.model_version} serves {endpoint.name} again.")
     if decision.floor_failed:

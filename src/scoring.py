@@ -18,9 +18,8 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,13 +65,13 @@ def known_categories(model: Any) -> dict[str, frozenset[Any]]:
     return found
 
 
-@dataclass(frozen=True)
-class Scored:
+class Scored(NamedTuple):
     """What a 200 answered, for monitoring: the validated request body; ``rows``, the records cut to the
     signature's columns, only when some record carried other columns (else the body is the rows); the
     labels, P(positive class) per row (None when the model gives no probabilities) and the classes (the
     positive one last). Kept as they are, few objects (a parsed body held until the capture writer runs
-    would feed the garbage collector): the writer turns them into a record off the request path."""
+    would feed the garbage collector): the writer turns them into a record off the request path. A named
+    tuple: built on every captured request, it costs a third of a frozen dataclass."""
 
     body: bytes | str
     rows: list[dict[str, Any]] | None

@@ -326,6 +326,11 @@ def _performance(live: _Rows, labels: Mapping[str, Any], positive: str | None, m
     return realized, estimated, unknown
 
 
+def metric_value(metric: str, truth: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> float | None:
+    """``metric`` of boolean truth and predictions (roc_auc: of the scores); None where it is undefined."""
+    return _metric(metric, truth, predicted, scores)
+
+
 def _metric(metric: str, truth: np.ndarray, predicted: np.ndarray, scores: np.ndarray) -> float | None:
     if metric == "roc_auc":
         if truth.all() or not truth.any() or np.isnan(scores).any():

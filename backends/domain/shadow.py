@@ -7,7 +7,8 @@
   decides on the holdout alone and the record says so.
 - **watch**: after a promotion the previous champion's deployment stays up at 0 % (warm, so going back is a
   traffic change); ``run_watch`` samples the new champion's live errors and latency and stops at the first
-  sample that crosses a limit (``watch_verdict``). The rollback itself is the rollout policy's promotion with
+  sample that crosses a limit (``watch_verdict``): live errors, p99, or realized performance on labelled live
+  rows significantly below the gate's figure (``backends.domain.realized``). The rollback itself is the rollout policy's promotion with
   event "rollback" (``backends.domain.rollout``), the path `heartflow rollback` takes.
 
 Backends supply primitives (``LiveTraffic``); every decision is a plain function here, tested directly.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from backends.domain.realized import WATCH_LABELS_POLL_S, RealizedCheck
 from backends.results import Endpoint, HistoryEntry, ShadowFigures, WatchRecord
 
 REQUEST_ID_HEADER = "x-request-id"  # the same header the endpoint's request capture uses (issue 19)
@@ -81,6 +83,7 @@ class ShadowVerdict:
 class WatchVerdict:
     rollback: bool
     reason: str
+    check: str = ""  # "errors", "p99" or "realized": the limit crossed
 
 
 @runtime_checkable
@@ -201,28 +204,35 @@ def shadow_verdict(figures: ShadowFigures | None, max_disagreement: float = DEFA
     return ShadowVerdict(True, "")
 
 
-def watch_verdict(sample: WatchSample, reference_p99_ms: float | None) -> WatchVerdict:
+def watch_verdict(sample: WatchSample, reference_p99_ms: float | None, realized: RealizedCheck | None = None) -> WatchVerdict:
     """Roll back when the new champion's server errors pass WATCH_MAX_ERROR_RATE (from WATCH_MIN_ERRORS on), or
     its p99 passes WATCH_P99_RATIO x the old champion's live p99 (``reference_p99_ms``, from the shadow) plus
-    the slack, once WATCH_MIN_REQUESTS_FOR_P99 requests were seen."""
+    the slack, once WATCH_MIN_REQUESTS_FOR_P99 requests were seen, or its realized performance on labelled live
+    rows is significantly below the gate's figure (``backends.domain.realized``)."""
     if sample.errors >= WATCH_MIN_ERRORS and sample.errors / max(sample.requests, 1) > WATCH_MAX_ERROR_RATE:
         return WatchVerdict(True, (
             f"watch: the new champion answered {sample.errors} of {sample.requests} live requests with a server "
-            f"error ({100 * sample.errors / max(sample.requests, 1):.1f} % > {100 * WATCH_MAX_ERROR_RATE:g} %)"))
+            f"error ({100 * sample.errors / max(sample.requests, 1):.1f} % > {100 * WATCH_MAX_ERROR_RATE:g} %)"), "errors")
     p99 = percentile(sample.latencies_ms, 99)
     if (reference_p99_ms is not None and p99 is not None and len(sample.latencies_ms) >= WATCH_MIN_REQUESTS_FOR_P99
             and p99 > WATCH_P99_RATIO * reference_p99_ms + P99_SLACK_MS):
         return WatchVerdict(True, (
             f"watch: the new champion's p99 {p99:.1f} ms > {WATCH_P99_RATIO:g} x the previous champion's "
-            f"{reference_p99_ms:.1f} ms + {P99_SLACK_MS:g} ms over {sample.requests} live requests"))
+            f"{reference_p99_ms:.1f} ms + {P99_SLACK_MS:g} ms over {sample.requests} live requests"), "p99")
+    if realized is not None and realized.below:
+        return WatchVerdict(True, realized.reason, "realized")
     return WatchVerdict(False, "")
 
 
-def watch_record(outcome: str, seconds: float, sample: WatchSample | None, reason: str = "") -> WatchRecord:
-    if sample is None:
-        return WatchRecord(outcome=outcome, seconds=float(seconds), reason=reason)
-    return WatchRecord(outcome=outcome, seconds=float(seconds), requests=sample.requests, errors=sample.errors,
-                       p99_ms=_rounded(percentile(sample.latencies_ms, 99)), reason=reason)
+def watch_record(outcome: str, seconds: float, sample: WatchSample | None, reason: str = "",
+                 realized: RealizedCheck | None = None, check: str = "") -> WatchRecord:
+    figures: dict[str, Any] = {}
+    if sample is not None:
+        figures = dict(requests=sample.requests, errors=sample.errors, p99_ms=_rounded(percentile(sample.latencies_ms, 99)))
+    if realized is not None:
+        figures.update(realized_metric=realized.metric, realized_value=realized.value, realized_labelled=realized.labelled,
+                       realized_p_value=realized.p_value, gate_value=realized.gate_value)
+    return WatchRecord(outcome=outcome, seconds=float(seconds), reason=reason, check=check, **figures)
 
 
 # ---- the two stages over a backend's primitives --------------------------------------------------------------
@@ -253,26 +263,34 @@ def run_watch(
     live: LiveTraffic, endpoint: Endpoint, session: str, seconds: float, reference_p99_ms: float | None,
     *, poll_s: float = WATCH_POLL_S, clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep, on_sample: Callable[[float, WatchSample], None] | None = None,
+    realized: Callable[[], RealizedCheck | None] | None = None, labels_every_s: float = WATCH_LABELS_POLL_S,
 ) -> WatchRecord:
     """Watch ``endpoint.deployment`` (the new champion) for ``seconds`` in watch ``session``, started with
     ``live.start_watch`` before the promotion moved traffic (so the warm previous champion answers from the
     first live request on); ``rolled_back`` at the first sample that crosses a limit (the caller rolls back),
-    else ``passed``. A passed (or interrupted) watch is stopped here; a rolled back one once the caller's
-    rollback moved traffic."""
+    else ``passed``. ``realized``, when the backend reads labelled answers, checks the realized metric every
+    ``labels_every_s`` and at the window's end. A passed (or interrupted) watch is stopped here; a rolled back
+    one once the caller's rollback moved traffic."""
     started = clock()
     sample = WatchSample(0, 0)
+    check: RealizedCheck | None = None
+    checked_at: float | None = None
     try:
         while True:
             left = seconds - (clock() - started)
             sleep(max(min(poll_s, left), 0.0))
             sample = live.watch_sample(endpoint, session)
+            elapsed = clock() - started
             if on_sample is not None:
-                on_sample(clock() - started, sample)
-            verdict = watch_verdict(sample, reference_p99_ms)
+                on_sample(elapsed, sample)
+            ending = elapsed >= seconds
+            if realized is not None and (ending or checked_at is None or elapsed - checked_at >= labels_every_s):
+                check, checked_at = realized(), elapsed
+            verdict = watch_verdict(sample, reference_p99_ms, check)
             if verdict.rollback:
                 # The watch stays on until the rollback has moved traffic: its fallback answers till then.
-                return watch_record("rolled_back", seconds, sample, verdict.reason)
-            if clock() - started >= seconds:
+                return watch_record("rolled_back", seconds, sample, verdict.reason, check, verdict.check)
+            if ending:
                 break
     except BaseException:
         live.stop_watch(endpoint)
@@ -283,7 +301,9 @@ def run_watch(
         reason += " (no live request was seen: nothing to judge)"
     if reference_p99_ms is None:
         reason += " (no p99 limit: no shadow measured the previous champion's live latency)"
-    return watch_record("passed", seconds, sample, reason)
+    if check is not None:
+        reason += f"; {check.reason.removeprefix('watch: ')}"
+    return watch_record("passed", seconds, sample, reason, check)
 
 
 def with_shadow(decision_promote: bool, decision_reason: str, verdict: ShadowVerdict) -> tuple[bool, str]:

@@ -232,7 +232,7 @@ class DeploySpec(BaseModel):
     shadow_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="Mirror live requests to the candidate for this long before the gate; 0: off")
     shadow_min_requests: int = Field(default=DEFAULT_MIN_REQUESTS, ge=1, description="Fewer mirrored requests than this: the gate decides on the holdout alone, and says so")
     max_disagreement: float = Field(default=DEFAULT_MAX_DISAGREEMENT, ge=0.0, le=1.0, description="The largest share of live rows the candidate may answer differently from the champion")
-    watch_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="After a promotion, keep the previous champion warm this long and roll back automatically on errors or latency; 0: off")
+    watch_seconds: int = Field(default=0, ge=0, le=24 * 3600, description="After a promotion, keep the previous champion warm this long and roll back automatically on live errors, latency or realized performance on labelled requests; 0: off")
 
     @field_validator("endpoint_name")
     @classmethod

@@ -45,6 +45,7 @@ from src.features import DatasetSchema
 
 if TYPE_CHECKING:
     from backends.domain.monitoring import MonitorReport
+    from backends.domain.realized import LabelledAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +267,10 @@ class LocalBackend(Backend):
         from backends.local.monitoring import LocalMonitor
 
         return LocalMonitor(self.home, self.registry)
+
+    def labelled_answers(self, endpoint: Endpoint, deployment: str, since: datetime) -> tuple[LabelledAnswer, ...]:
+        """``backends.domain.realized.LabelledAnswers``: the host's capture joined to its feedback files."""
+        return self.monitoring.labelled_answers(endpoint.name, deployment, since)
 
     def monitor(self, endpoint_name: str, since: datetime) -> MonitorReport:
         return self.monitoring.monitor(endpoint_name, since)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from backends.domain.selection import pick_best_trial
 from backends.domain.spec import DeploySpec, SweepSpec
 from backends.errors import SweepError, UploadError
 from backends.memory.endpoints import MemoryEndpoints, MemoryPredictor
+from backends.domain.realized import LabelledAnswer
 from backends.domain.shadow import ServedAnswer, WatchSample
 from backends.memory.faults import Faults
 from backends.memory.registry import MemoryRegistry, TrainedModel
@@ -160,6 +162,14 @@ class InMemoryBackend(Backend):
 
     def stop_watch(self, endpoint: Endpoint) -> None:
         self.endpoints.live.stop_watch(endpoint)
+
+    # ---- labelled answers (``backends.domain.realized.LabelledAnswers``): feedback joined in memory ------
+    def add_feedback(self, pairs: Sequence[tuple[str, object]]) -> int:
+        """Labels ("0"/"1", the models' answers) by the request id a live request was given."""
+        return self.endpoints.live.add_feedback(pairs)
+
+    def labelled_answers(self, endpoint: Endpoint, deployment: str, since: datetime) -> tuple[LabelledAnswer, ...]:
+        return self.endpoints.live.labelled_answers(endpoint, deployment, since)
 
     def history(self, endpoint_name: str) -> tuple[HistoryEntry, ...]:
         return self.endpoints.history(endpoint_name)

@@ -137,9 +137,10 @@ class MemoryEndpoints(RolloutPolicy):
         return self.answer(endpoint_name, deployment, key, frame)[0]
 
     def answer(self, endpoint_name: str, deployment: str | None, key: str,
-               frame: pd.DataFrame) -> tuple[list[int], list[float]]:
+               frame: pd.DataFrame, request_id: str | None = None) -> tuple[list[int], list[float]]:
         """``predict``'s labels (at the model's stored threshold, as src/scoring.py labels) and the positive
-        class's probabilities."""
+        class's probabilities. A live request (no deployment named) is kept under ``request_id`` (as a host's
+        ``x-request-id``), for labels given later."""
         endpoint = self._endpoints.get(endpoint_name)
         if endpoint is None:
             raise EvaluationError(f"endpoint {endpoint_name} does not exist: nothing answered")
@@ -155,10 +156,10 @@ class MemoryEndpoints(RolloutPolicy):
                 answer = self._score(endpoint, endpoint_name, deployment, frame)
             except EvaluationError:  # a live request that failed: the watch counts it, the client sees it
                 self.live.record(endpoint_name, deployment, self._scorer(endpoint, endpoint_name), frame, None,
-                                 (time.perf_counter() - started) * 1000)
+                                 (time.perf_counter() - started) * 1000, request_id)
                 raise
             self.live.record(endpoint_name, deployment, self._scorer(endpoint, endpoint_name), frame,
-                             [str(v) for v in answer[0]], (time.perf_counter() - started) * 1000)
+                             [str(v) for v in answer[0]], (time.perf_counter() - started) * 1000, request_id, answer[1])
             return answer
         return self._score(endpoint, endpoint_name, deployment, frame)
 

@@ -188,7 +188,7 @@ class EndpointApp:
             if status >= 400:
                 self._capture.rejected(request_id, status, rejection_of(status, body), deployment)
             elif ticket is not None:
-                self._capture.scored(ticket, status, round((time.perf_counter() - started) * 1000, 3))
+                self._capture.scored(ticket, status, (time.perf_counter() - started) * 1000)
             else:
                 self._capture.unsampled(deployment, "")
         if self._access.enabled:

@@ -8,30 +8,32 @@ with its status. Records are JSON lines under ``<endpoint>/capture/``, one file 
 rotated at ``max_file_bytes``; files older than ``retention_days`` are deleted. Headers (the key among
 them) are never recorded.
 
-Writing is off the request path: a request puts one tuple on a queue; a daemon thread serializes and
-appends in batches, at most ``FLUSH_S`` after the request, and re-reads ``capture.json`` when it changes.
+Writing is off the request path: a request appends what it already holds (its ticket) to a deque; a daemon
+thread looks every ``FLUSH_S``, encodes the answered requests as ``scored-batch`` lines (``capture_format``:
+columns, the bodies spliced in unparsed) and appends them, and re-reads ``capture.json`` when it changes.
+Measured in docs/benchmarks.md, "Endpoint capture".
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
-import queue
 import random
 import re
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from src.request_validation import loads
+# read_records lives with the line format; monitoring and feedback import it from here as before
+from backends.local.endpoint.capture_format import LINE_RECORDS, batch_line, iso, read_records
 from src.scoring import Scored, dumps
 
 logger = logging.getLogger(__name__)
@@ -87,14 +89,24 @@ def set_capture_rate(root: Path, rate: float) -> None:
 
 
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The client's ``x-request-id`` when it is a plain token, else a new random id."""
+    """The client's ``x-request-id`` when it is a plain token, else a new id: 32 hex digits, a random prefix
+    drawn once per process and a counter (unique like a uuid4, for a tenth of its cost)."""
     for key, value in headers:
         if key == REQUEST_ID_HEADER:
             value = value.strip()
             if _TOKEN.match(value):
                 return value
             break
-    return uuid.uuid4().hex.encode()
+    return b"%s%016x" % (_IDS[0], next(_IDS[1]))
+
+
+def _new_id_source() -> None:
+    _IDS[:] = [uuid.uuid4().hex[:16].encode(), itertools.count(random.getrandbits(32))]
+
+
+_IDS: list[Any] = []
+_new_id_source()
+os.register_at_fork(after_in_child=_new_id_source)  # a forked worker must not mint its parent's ids
 
 
 _REASONS = (
@@ -123,9 +135,9 @@ def rejection_reason(status: int, message: str) -> str:
 
 
 class Ticket:
-    """One sampled request on its way: filled by the scoring hook, recorded after the response is sent."""
+    """One sampled request on its way: filled by the scoring hook, queued as it is once the response is sent."""
 
-    __slots__ = ("request_id", "started", "deployment", "model_name", "model_version", "scored")
+    __slots__ = ("request_id", "started", "deployment", "model_name", "model_version", "scored", "status", "latency_ms")
 
     def __init__(self, request_id: bytes) -> None:
         self.request_id = request_id
@@ -134,10 +146,16 @@ class Ticket:
         self.model_name = ""
         self.model_version = ""
         self.scored: Scored | None = None
+        self.status = 0
+        self.latency_ms = 0.0
 
 
 class CaptureLog:
-    """The capture of one worker process: sampling on the request path, writing in a daemon thread."""
+    """The capture of one worker process: sampling on the request path, writing in a daemon thread.
+
+    The request path appends to a deque (no lock, no wake-up: the writer looks every FLUSH_S) what it already
+    has: the ticket itself, a refusal's tuple, or an unsampled request's deployment. The writer turns a tick's
+    answered requests into ``scored-batch`` lines (``capture_format``) and appends them in one write."""
 
     def __init__(self, root: Path, endpoint: str, settings: CaptureSettings | None = None) -> None:
         self.root = Path(root)
@@ -145,12 +163,12 @@ class CaptureLog:
         self.endpoint = endpoint
         self.settings = settings or read_capture_settings(self.root)
         self._settings_stamp = _stamp(self.root / SETTINGS_FILE)
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._pending: deque[Any] = deque()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self._file: Any = None
         self._file_bytes = 0
         self._sequence = 0
-        self._unsampled: Counter[tuple[str, str]] = Counter()
         self._last_sweep = 0.0
 
     # -- request path (event loop) ------------------------------------------------------------------------
@@ -160,128 +178,132 @@ class CaptureLog:
         return rate >= 1.0 or (rate > 0.0 and random.random() < rate)
 
     def scored(self, ticket: Ticket, status: int, latency_ms: float) -> None:
-        self._put(("scored", ticket, status, latency_ms))
+        ticket.status = status
+        ticket.latency_ms = latency_ms
+        self._pending.append(ticket)
+        if self._thread is None:
+            self._start()
 
-    def unsampled(self, deployment: str, model_version: str) -> None:
-        self._put(("unsampled", deployment, model_version))
+    def unsampled(self, deployment: str, model_version: str = "") -> None:
+        self._pending.append((deployment, model_version) if model_version else deployment)
+        if self._thread is None:
+            self._start()
 
     def rejected(self, request_id: bytes, status: int, reason: str, deployment: str) -> None:
-        self._put(("rejected", request_id, status, reason, deployment, time.time()))
-
-    def _put(self, item: tuple[Any, ...]) -> None:
+        self._pending.append(("rejected", request_id, status, reason, deployment, time.time()))
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
-            self._thread.start()
-        self._queue.put(item)
+            self._start()
+
+    def _start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued and stop the writer (worker shutdown)."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._stop.set()
             self._thread.join(timeout_s)
             self._thread = None
         else:
+            self._drain()
             self._close_file()
 
     # -- writer thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            batch: list[tuple[Any, ...]] = []
-            try:
-                first = self._queue.get(timeout=FLUSH_S)
-            except queue.Empty:
-                first = ()
-            stop = first is None
-            if first:
-                batch.append(first)
-            time.sleep(0 if stop else FLUSH_S / 2)  # let a burst gather into one write
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            try:
-                self._write(batch)
-            except OSError as exc:  # a full or removed disk must never fail requests; the loss is logged
-                logger.error("capture: %d record(s) not written to %s: %s", len(batch), self.folder, exc)
+            stop = self._stop.wait(FLUSH_S)
+            self._drain()
             if stop:
                 self._close_file()
                 return
 
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
+    def _drain(self) -> None:
+        pending = self._pending
+        batch = [pending.popleft() for _ in range(len(pending))]  # what is there now; later appends wait a tick
+        if not batch:
+            return
+        try:
+            self._write(batch)
+        except OSError as exc:  # a full or removed disk must never fail requests; the loss is logged
+            logger.error("capture: %d record(s) not written to %s: %s", len(batch), self.folder, exc)
+
+    def _write(self, batch: list[Any]) -> None:
         self._follow_settings()
-        lines = [line for line in (self._line(item) for item in batch) if line]
-        if self._unsampled:
-            now = _iso(time.time())
-            for (deployment, version), count in self._unsampled.items():
+        lines: list[bytes] = []
+        answered: list[Ticket] = []
+        unsampled: Counter[tuple[str, str]] = Counter()
+        for item in batch:
+            if type(item) is Ticket:
+                if item.status == 200 and item.scored is not None:
+                    answered.append(item)
+                    continue
+                lines.append(self._error_line(item))
+            elif type(item) is str:
+                unsampled[(item, "")] += 1
+            elif len(item) == 2:
+                unsampled[item] += 1
+            else:
+                lines.append(self._rejected_line(item))
+        for start in range(0, len(answered), LINE_RECORDS):
+            self._emit(answered[start:start + LINE_RECORDS])
+        if unsampled:
+            now = iso(time.time())
+            for (deployment, version), count in unsampled.items():
                 lines.append(dumps({"kind": "unsampled", "time": now, "endpoint": self.endpoint,
                                     "deployment": deployment, "model_version": version, "count": count}))
-            self._unsampled.clear()
-        chunk: list[bytes] = []
-        size = 0
-        for line in lines:  # a file never grows past max_file_bytes (unless one line is larger)
-            if chunk and self._file_bytes + size + len(line) + 1 > self.settings.max_file_bytes:
-                self._append(chunk, size)
-                self._close_file()
-                chunk, size = [], 0
-            chunk.append(line)
-            size += len(line) + 1
-        if chunk:
-            self._append(chunk, size)
+        for line in lines:
+            self._append(line)
+        if self._file is not None:
+            self._file.flush()
         if time.monotonic() - self._last_sweep > 600:
             self._last_sweep = time.monotonic()
             sweep_expired(self.folder, self.settings.retention_days)
 
-    def _line(self, item: tuple[Any, ...]) -> bytes | None:
-        kind = item[0]
-        if kind == "unsampled":
-            self._unsampled[(item[1], item[2])] += 1
-            return None
-        if kind == "rejected":
-            _, request_id, status, reason, deployment, at = item
-            return dumps({"kind": "rejected" if status < 500 else "error", "request_id": request_id.decode("latin-1"), "time": _iso(at),
-                          "endpoint": self.endpoint, "deployment": deployment or None, "status": status,
-                          "reason": reason})
-        _, ticket, status, latency_ms = item
-        record: dict[str, Any] = {
-            "kind": "scored" if status == 200 else "error", "request_id": ticket.request_id.decode("latin-1"),
-            "time": _iso(ticket.started), "endpoint": self.endpoint, "deployment": ticket.deployment,
-            "model_name": ticket.model_name, "model_version": ticket.model_version, "status": status,
-            "latency_ms": latency_ms,
-        }
-        scored = ticket.scored
-        if scored is None or status != 200:
-            return dumps(record)
-        proba = scored.positive_proba
-        record.update(predictions=scored.predictions, probabilities=None if proba is None else proba.tolist(),
-                      classes=scored.classes)
-        if scored.rows is not None or not isinstance(scored.body, bytes):
-            # the signature's columns only: what else a client sent is not kept
-            record["rows"] = scored.rows if scored.rows is not None else loads(scored.body)["data"]
-            return dumps(record)
-        # The validated body as it came (only the signature's columns): spliced in, not parsed and re-encoded.
-        return dumps(record)[:-1] + b',"request":' + scored.body.strip() + b"}"
+    def _emit(self, tickets: list[Ticket]) -> None:
+        """A batch line of ``tickets``, split in halves while it would not fit in the current file's room, so a
+        file never grows past max_file_bytes unless one request's line alone is larger."""
+        line = batch_line(self.endpoint, tickets)
+        room = self.settings.max_file_bytes - self._file_bytes
+        if len(line) + 1 > room and len(tickets) > 1 and (self._file_bytes == 0 or len(line) + 1 > self.settings.max_file_bytes):
+            half = len(tickets) // 2
+            self._emit(tickets[:half])
+            self._emit(tickets[half:])
+            return
+        self._append(line)
 
-    def _append(self, lines: list[bytes], size: int) -> None:
-        handle = self._open(size)
-        handle.write(b"\n".join(lines) + b"\n")
-        handle.flush()
+    def _error_line(self, ticket: Ticket) -> bytes:
+        """A ticket without answer rows: a failure, or a 200 the warm previous champion gave in the new one's stead."""
+        return dumps({
+            "kind": "scored" if ticket.status == 200 else "error", "request_id": ticket.request_id.decode("latin-1"), "time": iso(ticket.started),
+            "endpoint": self.endpoint, "deployment": ticket.deployment, "model_name": ticket.model_name,
+            "model_version": ticket.model_version, "status": ticket.status, "latency_ms": round(ticket.latency_ms, 3),
+        })
+
+    def _rejected_line(self, item: tuple[Any, ...]) -> bytes:
+        _, request_id, status, reason, deployment, at = item
+        return dumps({"kind": "rejected" if status < 500 else "error", "request_id": request_id.decode("latin-1"),
+                      "time": iso(at), "endpoint": self.endpoint, "deployment": deployment or None, "status": status,
+                      "reason": reason})
+
+    def _append(self, line: bytes) -> None:
+        size = len(line) + 1
+        if self._file is not None and self._file_bytes + size > self.settings.max_file_bytes:
+            self._close_file()
+        handle = self._open()
+        handle.write(line)
+        handle.write(b"\n")
         self._file_bytes += size
 
-    def _open(self, incoming: int) -> Any:
-        if self._file is not None and self._file_bytes + incoming > self.settings.max_file_bytes:
-            self._close_file()
+    def _open(self) -> Any:
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             path = self.folder / f"{stamp}-{os.getpid()}-{self._sequence:04d}.jsonl"
-            self._file = open(path, "ab")  # noqa: SIM115 - kept open across batches, closed on rotation
+            # kept open across ticks, closed on rotation; a 1 MiB buffer makes a tick's lines few large writes
+            self._file = open(path, "ab", buffering=1 << 20)  # noqa: SIM115
             self._file_bytes = 0
         return self._file
 
@@ -313,40 +335,12 @@ def sweep_expired(folder: Path, retention_days: float, now: float | None = None)
     return deleted
 
 
-def read_records(root: Path, since: datetime | None = None, folder: str = CAPTURE_DIR) -> Iterator[dict[str, Any]]:
-    """The records under ``<root>/<folder>`` at or after ``since`` (all when None), file by file. A line
-    cut short by a crash is skipped."""
-    from src.request_validation import JSON_ERRORS
-
-    floor = since.timestamp() if since else None
-    start = _iso(floor) if floor is not None else ""
-    for path in sorted((Path(root) / folder).glob("*.jsonl")):
-        try:
-            if floor is not None and path.stat().st_mtime < floor:
-                continue
-            raw = path.read_bytes()
-        except FileNotFoundError:  # rotated away by retention meanwhile
-            continue
-        for line in raw.splitlines():
-            if not line:
-                continue
-            try:
-                record = loads(line)
-            except JSON_ERRORS:
-                continue
-            if isinstance(record, dict) and str(record.get("time", "")) >= start:
-                request = record.pop("request", None)
-                if isinstance(request, dict) and "rows" not in record:
-                    record["rows"] = request.get("data") or []
-                yield record
-
-
 def append_feedback(root: Path, labels: list[tuple[str, Any]], source: str) -> Path:
     """Store outcomes (request id, label) as one new JSON-lines file under ``<root>/feedback/``, written
     whole (temp file + rename), so a reader never sees half a batch. Every label is kept, matched or not."""
     from backends.fileio import write_atomic
 
-    now = _iso(time.time())
+    now = iso(time.time())
     lines = [dumps({"request_id": rid, "label": label, "time": now, "source": source}) for rid, label in labels]
     folder = Path(root) / FEEDBACK_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -358,16 +352,6 @@ def append_feedback(root: Path, labels: list[tuple[str, Any]], source: str) -> P
 def captured_ids(root: Path) -> set[str]:
     """Request ids of every captured 200 still kept (to tell a label's id is known)."""
     return {str(r["request_id"]) for r in read_records(root) if r.get("kind") == "scored" and "request_id" in r}
-
-
-_SECOND: list[Any] = [None, ""]  # the last whole second formatted (the writer stamps thousands a second)
-
-
-def _iso(seconds: float) -> str:
-    whole = int(seconds)
-    if _SECOND[0] != whole:
-        _SECOND[:] = [whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_SECOND[1]}.{int((seconds - whole) * 1e6):06d}Z"
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

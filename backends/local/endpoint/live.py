@@ -2,11 +2,12 @@
 
 One hook in the request path, ``LiveRecorder.after_score``, called once a request was scored:
 
-- **mirror** (state.json ``mirror``): a copy of the request (not one that names a deployment, as on Azure) goes,
-  with the request id (``x-request-id``) and the champion's answer, as one datagram to this worker's mirror
-  process (``mirror_process``), which scores it with the candidate and writes both answers to
-  ``live/<session>/<pid>.jsonl``. The request path only makes a non-blocking send: when the process is behind,
-  the copy is dropped (counted), never the request; the candidate never runs in the worker.
+- **mirror** (state.json ``mirror``): a copy of the request (not one that names a deployment, as on Azure),
+  with the request id (``x-request-id``) and the champion's answer, is queued; the recorder's thread sends a
+  tick's copies in a few datagrams to this worker's mirror process (``mirror_process``), which scores them
+  with the candidate and writes both answers to ``live/<session>/<pid>.jsonl``. The request path makes no
+  system call: when the process is behind, copies are dropped (counted), never the request; the candidate
+  never runs in the worker.
 - **watch** (state.json ``watch``): each answer of the watched deployment adds (status, scoring ms) to a
   buffer the same thread writes to ``live/<session>/watch-<pid>.txt``. An answer that failed (5xx) is given
   again by the previous champion, kept warm at 0 % for the window: the failure is counted for the watch, and
@@ -30,7 +31,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from backends.local.endpoint.mirror_process import encode, score_safely
+from backends.local.endpoint.mirror_process import encode, pack, score_safely
 from backends.local.endpoint.state import EndpointPaths, LiveConfig
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ REQUEST_ID_HEADER = b"x-request-id"  # the header the host's request capture use
 # (docs/benchmarks.md, "Endpoint: the shadow's mirror").
 MIRROR_SHARE = 0.1
 FLUSH_S = 0.2
+DATAGRAM_BYTES = 64 * 1024  # a few datagrams a tick, each well inside the socket's buffer
+MAX_PENDING = 20_000  # copies queued between two ticks at most; beyond, a copy is dropped (counted)
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,11 +56,17 @@ def request_id_of(headers: Headers, fallback: str) -> str:
 
 
 class _Mirror:
-    """One mirror session's process and the worker's end of its socket."""
+    """One mirror session's process and the worker's end of its socket. The request path only appends a copy
+    to a deque; the recorder's thread encodes a tick's copies and sends them in datagrams of up to
+    DATAGRAM_BYTES, so a request costs no system call."""
 
     def __init__(self, config: LiveConfig, folder: Path, model_dir: str, max_rows: int, pid: int) -> None:
         self.key = (config.session, config.deployment)
-        self.dropped = 0
+        self._pending: deque[tuple[str, int, float, bytes, bytes]] = deque()
+        self.overflow = 0  # copies the request path did not queue (the thread is behind): request path only
+        self._reported = 0  # of those, told to the process already (thread only)
+        self._unsent = 0  # copies whose datagram the socket refused, not told yet (thread only)
+        self._flushing = threading.Lock()  # the thread's ticks, and the close at a session's end
         self._dropped_file = folder / f"{pid}-dropped.jsonl"
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
@@ -69,16 +78,53 @@ class _Mirror:
         theirs.close()
 
     def send(self, request_id: str, status: int, ms: float, payload: bytes, body: bytes) -> None:
+        """Queue a copy (the request path)."""
+        if len(self._pending) >= MAX_PENDING:
+            self.overflow += 1
+        else:
+            self._pending.append((request_id, status, ms, payload, body))
+
+    def flush(self) -> None:
+        """Send the queued copies (the recorder's thread). A datagram the socket refuses (the process is behind)
+        is dropped and counted, never retried: the copies were of requests long answered."""
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        copies = [pending.popleft() for _ in range(len(pending))]
+        chunk: list[tuple[str, int, float, bytes, bytes]] = []
+        size = 0
+        for copy in copies:
+            weight = len(copy[0]) + len(copy[3]) + len(copy[4]) + 32
+            if chunk and size + weight > DATAGRAM_BYTES:
+                self._send(chunk)
+                chunk, size = [], 0
+            chunk.append(copy)
+            size += weight
+        if chunk:
+            self._send(chunk)
+
+    def _untold(self) -> int:
+        return self.overflow - self._reported + self._unsent
+
+    def _send(self, chunk: list[tuple[str, int, float, bytes, bytes]]) -> None:
+        overflow = self.overflow
+        told = overflow - self._reported + self._unsent  # the first copy carries the count dropped before it
+        encoded = [encode(rid, status, ms, told if i == 0 else 0, payload, body)
+                   for i, (rid, status, ms, payload, body) in enumerate(chunk)]
         try:
-            self.sock.send(encode(request_id, status, ms, self.dropped, payload, body))
-            self.dropped = 0
-        except (BlockingIOError, OSError):  # the process is behind (or the body is too large for one datagram)
-            self.dropped += 1
+            self.sock.send(pack(encoded))
+        except (BlockingIOError, OSError):  # the process is behind (or a body too large for one datagram)
+            self._unsent += len(chunk)
+            return
+        self._reported, self._unsent = overflow, 0
 
     def close(self) -> None:
+        self.flush()
         self.sock.close()  # the process writes what it has and exits on the end of its socket
-        if self.dropped:  # the copies dropped after the last one sent
-            _append(self._dropped_file, b'{"side":"dropped","n":%d}\n' % self.dropped)
+        if self._untold():  # the copies dropped after the last one sent
+            _append(self._dropped_file, b'{"side":"dropped","n":%d}\n' % self._untold())
 
 
 class LiveRecorder:
@@ -122,10 +168,13 @@ class LiveRecorder:
                     status, payload = score_safely(previous.scorer, body)
                     fell_back = True
             self._watch.append((self._paths.live(watch.session), status if not fell_back else 500, ms, fell_back))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="live-recorder", daemon=True)
-                self._thread.start()
+            self._ensure_thread()
         return status, payload
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="live-recorder", daemon=True)
+            self._thread.start()
 
     def _start_mirror(self, config: LiveConfig, deployments: Any) -> _Mirror | None:
         key = (config.session, config.deployment)
@@ -137,6 +186,7 @@ class LiveRecorder:
             if candidate is None or candidate.scorer is None or not folder.is_dir():
                 raise OSError(f"deployment {config.deployment} is not loaded here, or {folder} is missing")
             self._mirror = _Mirror(config, folder, candidate.config.model_dir, candidate.config.max_rows, self._pid)
+            self._ensure_thread()
         except OSError as exc:
             logger.error("cannot start the mirror process for %s (nothing is mirrored from this worker): %s",
                          config.deployment, exc)
@@ -155,6 +205,10 @@ class LiveRecorder:
     def _run(self) -> None:
         while True:
             self._wake.wait(FLUSH_S)
+            mirror = self._mirror
+            if mirror is not None:
+                with contextlib.suppress(OSError):  # a socket closed by a session that just ended
+                    mirror.flush()
             lines: dict[Path, list[str]] = {}
             while self._watch:
                 folder, status, ms, fell_back = self._watch.popleft()

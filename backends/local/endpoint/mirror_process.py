@@ -1,7 +1,8 @@
 """The candidate's side of the shadow's mirror: a process of its own next to each endpoint worker.
 
-The worker sends each copy (the request body, the request id, the champion's answer and scoring time) as one
-datagram on a Unix socket pair and goes on with its next request; this process scores the copy with the
+The worker queues each copy (the request body, the request id, the champion's answer and scoring time) and
+goes on with its next request; its recorder thread sends a tick's copies, a few datagrams on a Unix socket
+pair; this process scores the copy with the
 candidate's model and writes both answers to ``live/<session>/<worker pid>.jsonl``. Scoring here, not in a
 thread of the worker, keeps the candidate off the worker's interpreter lock: a copy never holds up a client's
 request. It wakes once every BATCH_S for the copies waiting, and rests in proportion to what it spent
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<IdI")  # champion status, champion scoring ms, copies dropped before this one
+FRAME = struct.Struct("<I")  # a datagram holds several copies, each behind its length
 MAX_DATAGRAM = 1 << 20
 BATCH_S = 0.2
 
@@ -38,6 +40,21 @@ BATCH_S = 0.2
 def encode(request_id: str, status: int, ms: float, dropped: int, payload: bytes, body: bytes) -> bytes:
     rid = request_id.encode("utf-8", "replace")[:128]
     return HEADER.pack(status, ms, dropped) + struct.pack("<BI", len(rid), len(payload)) + rid + payload + body
+
+
+def pack(copies: list[bytes]) -> bytes:
+    """One datagram of several encoded copies (the worker sends a tick's copies in a few datagrams)."""
+    return b"".join(FRAME.pack(len(copy)) + copy for copy in copies)
+
+
+def unpack(message: bytes) -> list[bytes]:
+    copies, at = [], 0
+    while at + FRAME.size <= len(message):
+        (size,) = FRAME.unpack_from(message, at)
+        at += FRAME.size
+        copies.append(message[at:at + size])
+        at += size
+    return copies
 
 
 def decode(message: bytes) -> tuple[str, int, float, int, bytes, bytes]:
@@ -109,7 +126,7 @@ def _serve(sock: socket.socket, scorer: Scorer, out: Path, share: float) -> None
             batch.append(message)
         cpu = time.thread_time()
         lines: list[bytes] = []
-        for message in batch:
+        for message in (copy for datagram in batch for copy in unpack(datagram)):
             rid, status, ms, dropped, payload, body = decode(message)
             started = time.thread_time()
             cand_status, cand_payload = score_safely(scorer, body)

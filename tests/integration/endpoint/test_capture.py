@@ -109,3 +109,48 @@ def test_capture_rate_zero_records_counts_only(host: tuple[LocalEndpointManager,
         assert not [r for r in records if r.get("request_id") == "unsampled"]
     finally:
         write_capture_settings(manager.paths.root, CaptureSettings())
+
+
+def test_the_watch_rolls_back_on_labels_posted_to_the_real_host(host: tuple[LocalEndpointManager, str]) -> None:
+    """Live requests through the host, their labels through POST /feedback, the watch's realized check reading
+    the host's capture and feedback files (LocalBackend.labelled_answers): labels that contradict every answer
+    roll back, naming realized accuracy; the evaluation's own requests are not counted."""
+    from datetime import UTC, datetime
+
+    from backends.domain.realized import LabelledAnswers, realized_check
+    from backends.domain.shadow import run_watch
+    from backends.local.backend import LocalBackend
+    from backends.results import Endpoint
+
+    manager, uri = host
+    backend = LocalBackend(manager.paths.home)
+    assert isinstance(backend, LabelledAnswers)
+    endpoint = Endpoint(manager.name, "blue", uri, "heart-classifier", "3", "")
+    auth = {"Authorization": f"Bearer {manager.key()}"}
+    requests.post(uri, json={"data": [RECORD]}, headers=auth, timeout=10)  # the writer follows capture.json
+    time.sleep(0.6)
+    since = datetime.now(UTC)
+    session = backend.start_watch(endpoint, "blue", "blue")
+    pairs = []
+    for i in range(40):
+        answer = requests.post(uri, json={"data": [RECORD]}, headers={**auth, "x-request-id": f"watch-{i}"}, timeout=10)
+        assert answer.status_code == 200
+        pairs.append({"request_id": f"watch-{i}", "label": 1 - answer.json()[0]})  # every answer turns out wrong
+    evaluation = requests.post(uri, json={"data": [RECORD]}, timeout=10,
+                               headers={**auth, "x-request-id": "heartflow-eval-1", "azureml-model-deployment": "blue"})
+    assert evaluation.status_code == 200
+    wanted = {p["request_id"] for p in pairs} | {"heartflow-eval-1"}
+    deadline = time.monotonic() + 20
+    while not wanted <= {r.get("request_id") for r in read_records(manager.paths.root)} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stored = requests.post(uri.replace("/score", "/feedback"), json={"data": [*pairs, {"request_id": "heartflow-eval-1",
+                                                                                       "label": 0}]},
+                           headers=auth, timeout=10)
+    assert stored.status_code == 200 and stored.json()["matched"] == 41
+
+    record = run_watch(backend, endpoint, session, 10, None, poll_s=0.2,
+                       realized=lambda: realized_check(backend.labelled_answers(endpoint, "blue", since), "accuracy", 0.85))
+    backend.stop_watch(endpoint)
+    assert record.outcome == "rolled_back" and record.check == "realized", record.reason
+    assert (record.realized_value, record.realized_labelled) == (0.0, 40) and record.realized_p_value < 1e-6
+    assert record.requests == 40 and "realized accuracy 0.0000 on 40 labelled live row(s)" in record.reason
