@@ -19,16 +19,15 @@ from typing import Any
 
 from backends.azure.collected import CACHE_ROOT, EVAL_PREFIX, CollectedStore, open_collected
 from backends.base import Endpoint
-from backends.domain.history import TAG_HOLDOUT_ACCURACY
+from backends.domain.lineage import TAG_DATA_URI, TAG_HOLDOUT_ACCURACY, TAG_METRIC, holdout_tag
 from backends.domain.monitor_metrics import monitor_metrics
 from backends.domain.monitoring import HOLDOUT_PREFIX, MonitorReport, is_holdout_answer, summarize
+from backends.domain.realized import LabelledAnswer, join_labelled
 from backends.domain.outcomes import FeedbackReceipt, check_labels, receipt
 from backends.errors import ConfigurationError, HeartflowError
 
 logger = logging.getLogger(__name__)
 
-TAG_DATA_URI = "heartflow.data_uri"
-TAG_METRIC = "heartflow.metric"
 MAX_CODE_LEVELS = 10  # whole numbers with this many values or fewer are codes (categories), as inference says
 LABEL = "\x00label"  # the label's column until the target's name is known (no data column is named so)
 HISTORY_LIMIT = 200  # monitor runs kept in history.json (as many as `monitor_history` returns by default)
@@ -75,6 +74,16 @@ class AzureMonitor:
         store.add_labels(name, pairs, "file")
         return receipt(pairs, captured)
 
+    def labelled_answers(self, endpoint_name: str, deployment: str, since: datetime) -> tuple[LabelledAnswer, ...]:
+        """What ``deployment`` answered since ``since`` (its data collector's records) joined to the labels
+        feedback stored beside them: the watch's realized performance on Azure."""
+        store = self._store()
+        labels = store.labels(endpoint_name)
+        if not labels:
+            return ()
+        records = store.records(endpoint_name, deployment, since, datetime.now(UTC), with_inputs=False)
+        return join_labelled(records, labels, deployment, since)
+
     def monitor(self, endpoint_name: str, since: datetime, until: datetime | None = None) -> MonitorReport:
         serving = self._serving(endpoint_name)
         endpoint_name = serving.name
@@ -88,7 +97,7 @@ class AzureMonitor:
         reference = self._training_split(model.tags.get(TAG_DATA_URI), notes)
         numeric, categorical = column_kinds(reference, window, holdout)
         metric = model.tags.get(TAG_METRIC, "accuracy")
-        gate = model.tags.get(f"heartflow.holdout_{metric}") or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
+        gate = model.tags.get(holdout_tag(metric)) or (model.tags.get(TAG_HOLDOUT_ACCURACY) if metric == "accuracy" else None)
         report = summarize(
             window, store.labels(endpoint_name), holdout=holdout, endpoint=endpoint_name, model_name=serving.model_name,
             model_version=version, since=since, until=until, reference=reference, numeric=numeric,
@@ -269,6 +278,10 @@ class AzureEndpointMonitoring:
 
     def export_labelled(self, endpoint_name: str, report: MonitorReport, minimum: int) -> str | None:
         return self.monitoring.export_labelled(endpoint_name, report, minimum)
+
+    def labelled_answers(self, endpoint: Endpoint, deployment: str, since: datetime) -> tuple[LabelledAnswer, ...]:
+        """``backends.domain.realized.LabelledAnswers``: the collector's records joined to feedback's labels."""
+        return self.monitoring.labelled_answers(endpoint.name, deployment, since)
 
 
 def _with_notes(report: MonitorReport, notes: list[str]) -> MonitorReport:

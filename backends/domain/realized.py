@@ -23,14 +23,14 @@ Backends supply the answers (``LabelledAnswers``); the decision is a plain funct
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from backends.domain.monitoring import MARGIN, METRICS, metric_value
+from backends.domain.monitoring import EVAL_PREFIX, MARGIN, METRICS, metric_value
 from backends.results import Endpoint
 
 WATCH_REALIZED_ALPHA = 0.01
@@ -75,6 +75,42 @@ class LabelledAnswers(Protocol):
         """The live rows ``deployment`` answered since ``since`` that feedback labelled (heartflow's own
         evaluation requests left out); None when this backend cannot read them (said in its log)."""
         ...
+
+
+def _at(text: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def join_labelled(records: Iterable[Mapping[str, Any]], labels: Mapping[str, Any], deployment: str,
+                  since: datetime) -> tuple[LabelledAnswer, ...]:
+    """Captured answers (records as both backends read them: ``kind``, ``request_id``, ``deployment``,
+    ``time``, ``predictions``, ``probabilities``, ``classes``) of ``deployment`` since ``since`` joined to
+    ``labels`` by request id (``<id>/<row>`` for a row of a batch); heartflow's own evaluation left out."""
+    if not labels:
+        return ()
+    out: list[LabelledAnswer] = []
+    for record in records:
+        rid = str(record.get("request_id", ""))
+        when = _at(record.get("time", ""))
+        if (record.get("kind") != "scored" or record.get("deployment") != deployment or rid.startswith(EVAL_PREFIX)
+                or when is None or when < since):
+            continue
+        predictions = record.get("predictions") or []
+        proba = record.get("probabilities") or []
+        classes = record.get("classes") or []
+        positive = str(classes[-1]) if classes else "1"
+        single = len(predictions) == 1
+        for i, prediction in enumerate(predictions):
+            key = rid if single else f"{rid}/{i}"
+            if key in labels:
+                score = proba[i] if i < len(proba) else None
+                out.append(LabelledAnswer(key, str(prediction), str(labels[key]), positive,
+                                          None if score is None else float(score)))
+    return tuple(out)
 
 
 def realized_check(

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from backends.domain.lineage import TAG_DATA_URI, TAG_HOLDOUT_ACCURACY, TAG_METRIC, holdout_tag
 from backends.domain.monitor_metrics import monitor_metrics
-from backends.domain.monitoring import EVAL_PREFIX, MonitorReport, is_holdout_answer, summarize
-from backends.domain.realized import LabelledAnswer
+from backends.domain.monitoring import MonitorReport, is_holdout_answer, summarize
+from backends.domain.realized import LabelledAnswer, join_labelled
 from backends.domain.outcomes import FeedbackReceipt, check_labels, receipt
 from backends.errors import ConfigurationError, HeartflowError
 from backends.fileio import write_atomic
@@ -65,27 +65,7 @@ class LocalMonitor:
         to the feedback files by request id (``<id>/<row>`` for a row of a batch); evaluation requests left out."""
         paths = self.paths(endpoint_name)
         labels = _labels(paths.root)
-        if not labels:
-            return ()
-        start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        out: list[LabelledAnswer] = []
-        for record in read_records(paths.root, since):
-            rid = str(record.get("request_id", ""))
-            if (record.get("kind") != "scored" or record.get("deployment") != deployment or rid.startswith(EVAL_PREFIX)
-                    or str(record.get("time", "")) < start):
-                continue
-            predictions = record.get("predictions") or []
-            proba = record.get("probabilities") or []
-            classes = record.get("classes") or []
-            positive = str(classes[-1]) if classes else "1"
-            single = len(predictions) == 1
-            for i, prediction in enumerate(predictions):
-                key = rid if single else f"{rid}/{i}"
-                if key in labels:
-                    score = proba[i] if i < len(proba) else None
-                    out.append(LabelledAnswer(key, str(prediction), str(labels[key]), positive,
-                                              None if score is None else float(score)))
-        return tuple(out)
+        return join_labelled(read_records(paths.root, since) if labels else (), labels, deployment, since)
 
     def monitor(self, endpoint_name: str, since: datetime, until: datetime | None = None) -> MonitorReport:
         paths = self.paths(endpoint_name)

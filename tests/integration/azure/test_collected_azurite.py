@@ -225,6 +225,38 @@ def test_the_azure_watch_rolls_back_a_champion_failing_on_live_rows(
     assert backend.history(candidate.name)[-1].triggered_by == "watch"
 
 
+def test_the_azure_watch_rolls_back_a_champion_whose_labelled_live_answers_are_wrong(
+    workspace: Workspace, sidecar: CollectorSidecar, trained_model_dir: Path, heart_frame: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No request fails, yet labels fed back during the window contradict the new champion's answers: its
+    realized accuracy, read from the collector's records joined to the stored labels, rolls it back."""
+    from backends.domain.realized import realized_check
+
+    backend = workspace.backend
+    second = workspace.model()
+    candidate = backend.deploy(second, DeploySpec())
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    session = backend.start_watch(candidate, candidate.deployment, "blue")
+    backend.promote(candidate, second, report(0.9, candidate.deployment), watch=WatchRecord("watching", 30))
+    sidecar.deployment = candidate.deployment
+    with collecting_score(trained_model_dir, sidecar, monkeypatch) as score:
+        answers = _traffic(score, _rows(heart_frame.sample(40, random_state=21)), "labelled")
+    assert all(isinstance(a, list) for a in answers)
+    wrong = [{"request_id": f"labelled-{i}", "label": "0" if str(a[0]) == "1" else "1"} for i, a in enumerate(answers)]
+    assert AzureMonitor(backend).add_feedback(candidate.name, wrong, "labels.csv").matched == 40
+
+    joined = backend.labelled_answers(candidate, candidate.deployment, since)
+    assert len(joined) == 40 and all(a.prediction != a.label for a in joined)
+    assert backend.labelled_answers(candidate, "blue", since) == ()  # the other deployment's answers stay apart
+    record = run_watch(backend, candidate, session, 30, reference_p99_ms=None, sleep=lambda s: None,
+                       clock=iter(range(0, 10_000, 5)).__next__, labels_every_s=0,
+                       realized=lambda: realized_check(backend.labelled_answers(candidate, candidate.deployment, since),
+                                                       "accuracy", 0.9))
+    assert record.outcome == "rolled_back" and "accuracy" in record.reason, record
+    backend.stop_watch(candidate)
+
+
 def test_the_reader_joins_batched_lines_by_row_and_skips_other_model_versions(workspace: Workspace) -> None:
     """Lines as the collector may write them: two requests batched into one line under one id, an answer
     whose inputs the sampling dropped, an older model's answer under a reused deployment name."""
