@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +33,11 @@ def failing_model_dir(tmp_path_factory: pytest.TempPathFactory, heart_frame: pd.
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> LocalBackend:
-    return LocalBackend(tmp_path_factory.mktemp("shadow-home"))
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    made = LocalBackend(tmp_path_factory.mktemp("shadow-home"))
+    yield made
+    for folder in sorted((made.home / "endpoints").glob("*")):  # no endpoint host outlives the tests
+        made.teardown(folder.name)
 
 
 def _register(backend: LocalBackend, model_dir: Path, name: str) -> ModelVersion:
