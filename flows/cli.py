@@ -124,6 +124,12 @@ def run(
     from flows.early_server import EarlyServer, start_temporary_server_early
 
     server = start_temporary_server_early() if spec_file is None and backend == BackendName.local else EarlyServer()
+    if spec_file is None and backend == BackendName.local and not dry_run:
+        # The sweep's workers start too (each a process importing scikit-learn), beside the CLI's own work.
+        from backends.domain.spec import default_concurrency
+        from backends.local.scheduler import prestart_workers
+
+        prestart_workers(min(concurrency or default_concurrency(), trials))
     from backends.domain.spec import family_search_space
     from flows.cli_spec import build_spec, load_data_of, load_search_space, load_spec
 
