@@ -243,12 +243,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.bare:
         return bare_main(args.bare, args.trials, args.processes)
-    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     if not args.render_only:
         result = measure(args.rows, args.trials, args.processes)
+        stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else []  # read after: sizes may run at once
         stored = [r for r in stored if r["rows"] != args.rows] + [result]
         RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
         print(json.dumps(result, indent=1))
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    if not stored:
+        parser.error(f"no results in {RESULTS}: measure a size first")
     text = render(stored)
     print(text)
     if args.write:
