@@ -62,7 +62,8 @@ def _sample(root: psutil.Process, usage: TreeUsage) -> None:
             with process.oneshot():
                 times = process.cpu_times()
                 rss += process.memory_info().rss
-                command = " ".join(process.cmdline())
+                # re-read: a spawned process shows its parent's command line until it execs; a zombie shows none
+                command = " ".join(process.cmdline()) or usage.cpu_s.get(process.pid, ("", 0.0))[0]
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         usage.cpu_s[process.pid] = (command, times.user + times.system)
