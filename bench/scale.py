@@ -192,7 +192,7 @@ def render(results: list[dict]) -> str:
     lines = [
         f"Machine: {machine()}. Command: `python bench/scale.py --rows N [--trials T] --write` once per size "
         "(`make bench-scale` runs the three). Each size is one invocation: the bare loop, then `heartflow run` on the "
-        "same generated table (20 columns: an ID, 10 numeric written as text, 8 categorical with text values, empty "
+        "same generated table (20 columns: an ID, 9 numeric written as text, 9 categorical with text values (one TRUE/FALSE), empty "
         "cells, Presence/Absence labels; 10 % held out by row hash). One round each: the load average (1 min) "
         "before and after says how busy the shared machine was.",
         "",
