@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # Reproducible installs: every package pinned by constraints.txt (pyproject.toml holds the ranges).
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup setup-test run test test-fast test-azure soak bench wrk node-deps chromium postgres lock clean help
+.PHONY: setup setup-test run test test-fast test-azure soak bench bench-scale wrk node-deps chromium postgres lock clean help
 
 help:
 	@echo "make run    - create .venv, install, run the whole flow locally on the embedded dataset"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-azure - the live suite on a real workspace (prints its cost estimate first; docs/azure.md)"
 	@echo "make soak   - the long lifecycle seasons: 30+ nights with faults at every stage boundary (docs/lifecycle.md)"
 	@echo "make bench  - run the sweep, endpoint and whole-run benchmarks (writes docs/benchmarks.md)"
+	@echo "make bench-scale - the scale table: 10k, 100k and 1M-row tables, stage times and peak memory (hours on 2 cores)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,8 +86,16 @@ wrk:
 bench: setup-test wrk
 	$(BIN)/python bench/sweep.py --write
 	$(BIN)/python bench/endpoint.py --write
-	$(BIN)/python bench/run.py --profile --write
+	$(BIN)/python bench/run.py --grid --profile --write
 	$(BIN)/python bench/sweep_wide.py --trials 4 --write docs/benchmarks.md
+
+# The Scale section of docs/benchmarks.md: generated 20-column tables of 10k, 100k and 1M rows (1M with 2 trials),
+# wall time per stage and peak memory against the bare loop. Each size is its own invocation and result
+# (bench/scale_results.json keeps the latest of each); the 1M row takes hours on 2 cores.
+bench-scale: setup-test
+	$(BIN)/python bench/scale.py --rows 10000 --write
+	$(BIN)/python bench/scale.py --rows 100000 --write
+	$(BIN)/python bench/scale.py --rows 1000000 --trials 2 --write
 
 # Refresh constraints.txt from the current environment after changing pyproject.toml.
 lock: $(VENV)/.installed-test

@@ -84,6 +84,12 @@ def run(
     from flows.early_server import EarlyServer, start_temporary_server_early
 
     server = start_temporary_server_early() if spec_file is None and options["backend"] == "local" else EarlyServer()
+    if spec_file is None and options["backend"] == "local" and not options["dry_run"]:
+        # The sweep's workers start too (each a process importing scikit-learn), beside the CLI's own work.
+        from backends.domain.spec import default_concurrency
+        from backends.local.scheduler import prestart_workers
+
+        prestart_workers(min(options["concurrency"] or default_concurrency(), options["trials"]))
     from backends.domain.spec import family_search_space
     from flows.cli_spec import load_data_of, load_search_space, load_spec
 

@@ -9,6 +9,7 @@ also logged to MLflow (``backends.reporting.plot_store``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -58,12 +59,13 @@ def report_sweep(backend: Backend, sweep: SweepResult, from_cache: bool) -> list
         create_progress_artifact(100.0, key=SWEEP_PROGRESS_KEY,
                                  description=f"{len(sweep.trials)} trials reused from the cached sweep {sweep.sweep_id}")
     figure = plots.sweep_figure(sweep)
+    inline = plots.png_data_uri(figure)
     with _plot_folder(backend) as folder:
         figure_file = plots.save_png(figure, folder / f"sweep-{sweep.primary_metric}.png")
-        stored = store_sweep_plots(backend, sweep, [figure_file])
+        stored = [dataclasses.replace(plot, data_uri=inline) for plot in store_sweep_plots(backend, sweep, [figure_file])]
     create_markdown_artifact(
         f"# Sweep `{sweep.sweep_id}`: {sweep.primary_metric} per hyperparameter\n\n"
-        f"![{sweep.primary_metric} per hyperparameter]({plots.png_data_uri(figure)})",
+        f"![{sweep.primary_metric} per hyperparameter]({inline})",
         key="sweep-plot", description=f"{sweep.primary_metric} of every trial against each hyperparameter",
     )
     cached = " (reused from cache)" if from_cache else ""
@@ -87,7 +89,9 @@ def report_model(
     """classification-report, model-version, feature-importance and endpoint artifacts, with their plots."""
     logger = get_run_logger()
     confusion_fig = plots.confusion_figure(report)
-    inline = {"sweep": plots.png_data_uri(plots.sweep_figure(sweep)), "confusion": plots.png_data_uri(confusion_fig)}
+    # The sweep's plot as report-sweep rendered it (beside the deploy), else rendered here.
+    sweep_uri = next((p.data_uri for p in sweep_plots if p.data_uri), "") or plots.png_data_uri(plots.sweep_figure(sweep))
+    inline = {"sweep": sweep_uri, "confusion": plots.png_data_uri(confusion_fig)}
     with _plot_folder(backend) as folder:
         confusion_file = plots.save_png(confusion_fig, folder / "confusion-matrix.png")
         calibrated = calibration(report.labels, report.scores)

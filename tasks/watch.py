@@ -188,7 +188,10 @@ def watch_champion(backend: Backend, spec: PipelineSpec, loaded: LoadedData) -> 
     series: tuple[float, ...] = ()
     if watch.champion_serves:
         assert serving is not None
-        rows = drift_rules.unseen_rows(frame, reference)
+        unseen = drift_rules.unseen_rows(frame, reference)
+        rows = drift_rules.decay_sample(unseen, seed=spec.sweep.seed)
+        if len(rows) < len(unseen):
+            logger.info("decay measured on a seeded sample of %d of the %d new rows", len(rows), len(unseen))
         if rows.empty:
             logger.info("decay not measured: every row of the new data was in v%s's training data", champion.version)
         else:

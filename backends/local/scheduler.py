@@ -12,6 +12,7 @@ does not wait while the parent records.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -45,6 +46,8 @@ class TrialJob:
     metric: str
     goal: str
     threshold: float | str | None = None  # the spec's: 0.5 (None), a probability, or "auto"
+    data_path: str = ""  # the training CSV and its schema, read by the worker on its first trial
+    schema_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,16 +59,25 @@ class TrialOutcome:
     model: Any = None  # the fitted model, sent back only by a trial that led when it finished
 
 
-def _init_worker(data_path: str, schema_json: str, leader: Any) -> None:
+def _init_worker(leader: Any) -> None:
     from threadpoolctl import threadpool_limits
 
-    from src.features import DatasetSchema, read_training_csv
+    import src.model_train  # noqa: F401 - the trial code's imports (scikit-learn, pandas), before any trial
 
     # The worker processes are the parallelism: one thread each. Gradient boosting's OpenMP threads on
     # top of them oversubscribe the cores (measured: a 5-fold hgb trial 3.7 s alone, 172 s under load).
     threadpool_limits(1)
-    schema = DatasetSchema.from_mapping(json.loads(schema_json))
-    _WORKER.update(frame=read_training_csv(data_path, schema), schema=schema, leader=leader)
+    _WORKER.update(leader=leader)
+
+
+def _training_frame(data_path: str, schema_json: str) -> tuple[Any, Any]:
+    """The sweep's training rows and schema, read once per worker (a worker may start before the data is known)."""
+    if _WORKER.get("data") != (data_path, schema_json):
+        from src.features import DatasetSchema, read_training_csv
+
+        schema = DatasetSchema.from_mapping(json.loads(schema_json))
+        _WORKER.update(data=(data_path, schema_json), frame=read_training_csv(data_path, schema), schema=schema)
+    return _WORKER["frame"], _WORKER["schema"]
 
 
 def claims_lead(leader: Any, value: float | None, goal: str) -> bool:
@@ -81,7 +93,9 @@ def claims_lead(leader: Any, value: float | None, goal: str) -> bool:
         return better
 
 
-def _warm_up(seconds: float) -> None:
+def _warm_up(seconds: float, data_path: str = "", schema_json: str = "") -> None:
+    if data_path:
+        _training_frame(data_path, schema_json)
     time.sleep(seconds)  # long enough that every worker process gets one
 
 
@@ -91,8 +105,9 @@ def _run_trial(job: TrialJob) -> TrialOutcome:
 
     started = time.perf_counter()
     try:
+        frame, schema = _training_frame(job.data_path, job.schema_json)
         fit = train_trial(
-            _WORKER["frame"], _WORKER["schema"], job.params, seed=job.seed, method=job.method,
+            frame, schema, job.params, seed=job.seed, method=job.method,
             test_size=job.test_size, folds=job.folds, random_state=job.random_state, threshold=job.threshold,
             metric=job.metric,
         )
@@ -122,18 +137,19 @@ class TrialScheduler:
         self, spec: SweepSpec, data_path: str, schema_json: str, workers: int, best_so_far: float | None,
     ) -> None:
         self._spec = spec
-        self._initargs: tuple[Any, ...] = (data_path, schema_json)
+        self._data = (data_path, schema_json)
         self._workers = workers
         # Queue a second trial per worker when no trial clock runs from submission and the sampler does not
         # learn from finished trials (bayesian asks better the later it asks).
         self._slots = workers * 2 if not spec.trial_timeout_s and spec.sampling != "bayesian" else workers
-        self._leader = multiprocessing.get_context("spawn").Value("d", math.nan if best_so_far is None else best_so_far)
+        self._best_so_far = math.nan if best_so_far is None else best_so_far
+        self._leader: Any = None  # the workers' shared best (kept when a pool is replaced)
         self._deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else math.inf
         self._in_flight: dict[Future[TrialOutcome], _Running] = {}
         self._retry: list[_Running] = []
 
     def run(self, ask: Callable[[], Asked], start: StartTrial, record: RecordTrial) -> None:
-        pool = self._new_pool()
+        pool = self._first_pool()
         try:
             while True:
                 self._fill(pool, ask, start)
@@ -168,7 +184,7 @@ class TrialScheduler:
         run_id, model_dir = start(number, params)
         v = self._spec.validation
         job = TrialJob(number, params, str(model_dir), self._spec.seed, v.method, v.test_size, v.folds,
-                       v.random_state, self._spec.primary_metric, self._spec.goal, self._spec.threshold)
+                       v.random_state, self._spec.primary_metric, self._spec.goal, self._spec.threshold, *self._data)
         return _Running(job, run_id, time.monotonic())
 
     def _collect(self, record: RecordTrial) -> bool:
@@ -222,19 +238,77 @@ class TrialScheduler:
 
     # -- the pool ------------------------------------------------------------------------------------------
 
+    def _first_pool(self) -> ProcessPoolExecutor:
+        """The workers started before the sweep (``prestart_workers``) when there are as many, else new ones."""
+        started = take_prestarted(self._workers)
+        if started is None:
+            return self._new_pool()
+        self._leader = started.leader
+        self._leader.value = self._best_so_far  # the shared best, read by the workers from their first trial
+        return self._warmed(started.executor)
+
     def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent may run threads (Prefect, MLflow) that fork would copy mid-flight.
-        pool = ProcessPoolExecutor(
-            max_workers=self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(*self._initargs, self._leader),
-        )
+        started = start_workers(self._workers, self._best_so_far, self._leader)
+        self._leader = started.leader
+        return self._warmed(started.executor)
+
+    def _warmed(self, pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
         if self._spec.trial_timeout_s:
             # Start every worker (imports, data load) before the first trial, so that start-up time is
             # not charged to a trial's timeout. Without one, the first trials simply queue until it is done.
-            wait([pool.submit(_warm_up, 0.2) for _ in range(self._workers)], timeout=120)
+            wait([pool.submit(_warm_up, 0.2, *self._data) for _ in range(self._workers)], timeout=120)
         return pool
+
+
+@dataclass(frozen=True)
+class StartedWorkers:
+    """Worker processes and the best value they share (a process-shared double, inherited at their start)."""
+
+    executor: ProcessPoolExecutor
+    leader: Any
+    workers: int
+
+
+def start_workers(workers: int, best_so_far: float = math.nan, leader: Any = None) -> StartedWorkers:
+    """``workers`` processes that import the trial code at once (they read the data on their first trial);
+    ``leader``: the shared best of workers they replace, else a new one holding ``best_so_far``."""
+    context = multiprocessing.get_context("spawn")  # not fork: the parent may run threads (Prefect, MLflow)
+    leader = leader if leader is not None else context.Value("d", best_so_far)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(leader,))
+    for _ in range(workers):  # a worker process is spawned per task that finds none idle: all start now
+        executor.submit(_warm_up, 0.0)
+    return StartedWorkers(executor, leader, workers)
+
+
+# Workers started by ``prestart_workers`` in this process, until a sweep takes them (one sweep a process).
+_PRESTARTED: list[StartedWorkers] = []
+
+
+def prestart_workers(workers: int) -> None:
+    """Start the sweep's workers now, so that their start-up (a Python process each, importing scikit-learn
+    and pandas: a second or two of a core) overlaps the caller's own start-up instead of the sweep's first
+    trials. `heartflow run` calls it first thing; workers no sweep takes are stopped when this process exits."""
+    if _PRESTARTED or workers < 1:
+        return
+    _PRESTARTED.append(start_workers(workers))
+    atexit.register(_stop_prestarted)
+
+
+def take_prestarted(workers: int) -> StartedWorkers | None:
+    """The prestarted workers when there are exactly ``workers`` of them (else they are stopped and None)."""
+    if not _PRESTARTED:
+        return None
+    started = _PRESTARTED.pop()
+    if started.workers == workers:
+        return started
+    _kill_pool(started.executor, wait_for=False)
+    return None
+
+
+def _stop_prestarted() -> None:
+    while _PRESTARTED:
+        _kill_pool(_PRESTARTED.pop().executor)
 
 
 def _kill_pool(pool: ProcessPoolExecutor, wait_for: bool = True) -> None:

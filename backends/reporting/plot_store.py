@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.base import Backend, ModelVersion, SweepResult
@@ -26,6 +26,7 @@ class StoredPlot:
     name: str  # the file name, e.g. sweep-accuracy.png
     uri: str  # where it is now: an MLflow runs:/ URI, or a file:// URI
     mlflow_path: str | None = None  # runs:/<run id>/plots/<name> when stored with a run
+    data_uri: str = field(default="", repr=False)  # the PNG inline, so a later report need not render it again
 
 
 def _store(backend: Backend, run_id: str, files: Sequence[Path], attach: Callable[[], None]) -> list[StoredPlot]:

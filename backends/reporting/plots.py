@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
+from weakref import WeakKeyDictionary
 
 from matplotlib.figure import Figure
 
@@ -181,18 +182,32 @@ def reliability_figure(calibration: Calibration, title: str) -> Figure:
     return figure
 
 
+def png_bytes(figure: Figure) -> bytes:
+    """The figure rendered as PNG, once: the file and the inline copy of a plot are the same bytes, and
+    rendering is most of a report's cost."""
+    rendered = _RENDERED.get(figure)
+    if rendered is None:
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        rendered = _RENDERED[figure] = buffer.getvalue()
+    return rendered
+
+
 def png_data_uri(figure: Figure) -> str:
     """The figure as a ``data:image/png;base64,...`` URI, for markdown the Prefect UI renders inline."""
     import base64
-    import io
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(figure)).decode("ascii")
 
 
 def save_png(figure: Figure, path: Path) -> Path:
     """Write ``figure`` as a PNG (parent folders created) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    path.write_bytes(png_bytes(figure))
     return path
+
+
+# Each figure's PNG, kept while the figure lives (figures are not changed once drawn here).
+_RENDERED: WeakKeyDictionary[Figure, bytes] = WeakKeyDictionary()

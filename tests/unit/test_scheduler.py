@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 
-from backends.local.scheduler import claims_lead
+import pytest
+
+from backends.local.scheduler import claims_lead, prestart_workers, take_prestarted
 
 
 def _leader(value: float = math.nan):
@@ -35,3 +37,16 @@ def test_nan_or_missing_never_leads() -> None:
     assert not claims_lead(leader, math.nan, "maximize")
     assert not claims_lead(leader, None, "maximize")
     assert math.isnan(leader.value)
+
+
+@pytest.mark.full  # spawns a worker interpreter: `make test`, not `make test-fast`
+def test_prestarted_workers_go_to_a_sweep_of_their_size_only() -> None:
+    prestart_workers(1)
+    prestart_workers(1)  # one set of workers a process: the second call starts nothing
+    assert take_prestarted(2) is None  # another size: stopped, and the sweep starts its own
+    assert take_prestarted(1) is None  # gone with it
+    prestart_workers(1)
+    taken = take_prestarted(1)
+    assert taken is not None and taken.workers == 1 and math.isnan(taken.leader.value)
+    assert taken.executor.submit(math.sqrt, 4.0).result(timeout=120) == 2.0  # live workers
+    taken.executor.shutdown(cancel_futures=True)

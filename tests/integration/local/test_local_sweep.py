@@ -12,6 +12,7 @@ from backends.base import TrialStatus
 from backends.domain.dataset import prepare_data
 from backends.local import tracking
 from backends.local.backend import LocalBackend
+from backends.local.scheduler import prestart_workers, take_prestarted
 from backends.local.sweep import TAG_MODEL
 from backends.domain.spec import Choice, SweepSpec, ValidationSpec
 
@@ -36,7 +37,9 @@ def swept(tmp_path_factory: pytest.TempPathFactory, prepared):
     spec = SweepSpec(sampling="grid", search_space=SPACE, max_total_trials=8, max_concurrent_trials=2,
                      validation=ValidationSpec(method="split"))
     seen: list[tuple[int, int]] = []
+    prestart_workers(2)  # as `heartflow run` does: the sweep takes these workers (the fresh-home rerun does not)
     result = backend.sweep(data, spec, prepared.schema, progress=lambda t, done, total: seen.append((done, total)))
+    assert take_prestarted(2) is None, "the sweep took the prestarted workers"
     return backend, data, spec, result, seen
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backends.domain.drift import MAJOR_PSI, categorical_drift, compare, numeric_psi
+from backends.domain.drift import MAJOR_PSI, categorical_drift, compare, decay_sample, numeric_psi
 
 
 def _frame(rows: int, seed: int, shift: float = 0.0, cp_weights: tuple[float, ...] = (0.5, 0.2, 0.2, 0.1)) -> pd.DataFrame:
@@ -66,3 +66,12 @@ def test_unseen_rows_of_a_users_table_with_text_columns() -> None:
     assert set(new["Patient ID"]) == set(table.iloc[200:]["Patient ID"])
     assert unseen_rows(table.iloc[:200], reference).empty  # every row was trained on
     assert len(unseen_rows(table, None)) == 300
+
+
+def test_the_decay_sample_is_bounded_seeded_and_whole_when_small() -> None:
+    rows = pd.DataFrame({"x": range(50_000), "y": ["a", "b"] * 25_000})
+    sample = decay_sample(rows, seed=3, max_rows=1_000)
+    assert len(sample) == 1_000 and sample["x"].is_monotonic_increasing and sample["x"].is_unique
+    assert sample.equals(decay_sample(rows, seed=3, max_rows=1_000))
+    assert not sample.equals(decay_sample(rows, seed=4, max_rows=1_000))
+    assert decay_sample(rows.head(999), seed=3, max_rows=1_000).equals(rows.head(999))  # small: every row
