@@ -158,7 +158,8 @@ def train_and_deploy(
     if storage is not None:
         upload, sweep_task = upload_data.with_options(result_storage=storage), run_sweep.with_options(result_storage=storage)
 
-    loaded, _ = _stage(validate_data, spec.data, backend, spec.model_name, data)
+    # A dry run calls nothing remote: the champion's split keys are read for a real run only.
+    loaded, _ = _stage(validate_data, spec.data, backend, None if spec.dry_run else spec.model_name, data)
     prepared = loaded.prepared
     rename_flow_run(data_run_name(spec.backend, prepared.train_sha256))
     if spec.dry_run:
