@@ -87,9 +87,10 @@ def run(
     if spec_file is None and options["backend"] == "local" and not options["dry_run"]:
         # The sweep's workers start too (each a process importing scikit-learn), beside the CLI's own work.
         from backends.domain.spec import default_concurrency
-        from backends.local.scheduler import prestart_workers
+        from backends.local.scheduler import prestart_workers, stop_prestarted
 
         prestart_workers(min(options["concurrency"] or default_concurrency(), options["trials"]))
+        ctx.call_on_close(stop_prestarted)  # those no sweep took, when the command ends (also in process)
     from backends.domain.spec import family_search_space
     from flows.cli_spec import load_data_of, load_search_space, load_spec
 

@@ -288,11 +288,12 @@ _PRESTARTED: list[StartedWorkers] = []
 def prestart_workers(workers: int) -> None:
     """Start the sweep's workers now, so that their start-up (a Python process each, importing scikit-learn
     and pandas: a second or two of a core) overlaps the caller's own start-up instead of the sweep's first
-    trials. `heartflow run` calls it first thing; workers no sweep takes are stopped when this process exits."""
+    trials. `heartflow run` calls it first thing; workers no sweep takes are stopped when the command ends
+    (``stop_prestarted``) or, at the latest, when this process exits."""
     if _PRESTARTED or workers < 1:
         return
     _PRESTARTED.append(start_workers(workers))
-    atexit.register(_stop_prestarted)
+    atexit.register(stop_prestarted)
 
 
 def take_prestarted(workers: int) -> StartedWorkers | None:
@@ -306,7 +307,8 @@ def take_prestarted(workers: int) -> StartedWorkers | None:
     return None
 
 
-def _stop_prestarted() -> None:
+def stop_prestarted() -> None:
+    """Stop the prestarted workers no sweep took (a run that ended early, failed, or swept nothing)."""
     while _PRESTARTED:
         _kill_pool(_PRESTARTED.pop().executor)
 

@@ -41,6 +41,9 @@ def test_nan_or_missing_never_leads() -> None:
 
 @pytest.mark.full  # spawns a worker interpreter: `make test`, not `make test-fast`
 def test_prestarted_workers_go_to_a_sweep_of_their_size_only() -> None:
+    from backends.local.scheduler import stop_prestarted
+
+    stop_prestarted()  # nothing left by an earlier test of this process
     prestart_workers(1)
     prestart_workers(1)  # one set of workers a process: the second call starts nothing
     assert take_prestarted(2) is None  # another size: stopped, and the sweep starts its own
