@@ -165,9 +165,10 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     load = (load_before, os.getloadavg()[0])
     lines = [
-        f"Measured {stamp()} on {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after: **the machine "
-        "was shared with other work while this ran**, so absolute figures are low and noisy; the ratio is the "
-        f"figure. `python bench/capture.py --seconds {args.seconds:g} --rounds {args.rounds}`: one local host "
+        f"Measured {stamp()} on {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after"
+        + (": **the machine was shared with other work while this ran**, so absolute figures are low and noisy; "
+           if max(load) > 2.5 else " (a quiet machine: nothing else ran on its 2 cores); ")
+        + f"the ratio is the figure. `python bench/capture.py --seconds {args.seconds:g} --rounds {args.rounds}`: one local host "
         f"(1 worker), wrk at {CONNECTIONS} connections for {args.seconds:g} s a turn, the rate switched between "
         f"turns, {args.rounds} rounds of one turn each; {captured} requests were captured with their rows during "
         "the capture-on turns.",

@@ -180,8 +180,10 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in wall.items()}
     lines = [
         f"Measured {stamp()} on {machine()}. Load average (1 min) before and after each round: "
-        f"{', '.join(f'{x:.1f}' for x in load)}: the machine was shared with other work, so single rounds move by "
-        "tens of percent; the ratios of medians within this invocation are the measure.",
+        f"{', '.join(f'{x:.1f}' for x in load)}"
+        + (": the machine was shared with other work, so single rounds move by tens of percent; "
+           if max(load) > 2.5 else " (a quiet machine: these include the run's own processes); ")
+        + "the ratios of medians within this invocation are the measure.",
         "",
         f"Command: `python bench/run.py --rounds {args.rounds}{' --grid' if args.grid else ''}"
         f"{' --compare <tree>' if args.compare else ''}{' --profile' if args.profile else ''}"
