@@ -63,8 +63,9 @@ test: setup-test
 # The flow's logic in about a minute: unit tests, the rollout contract on the Azure fakes and the in-memory
 # backend, and every branch of the flow on the in-memory backend under one Prefect test harness. What needs a
 # real server, an endpoint host, a fresh interpreter or the type checker is marked `full` and left to `make test`.
+# Tests go to the two workers one by one (each worker keeps the collection order: harness tests last).
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/unit tests/contract tests/flow -m "not azure and not full" -q
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load tests/unit tests/contract tests/flow -m "not azure and not full" -q
 
 # The live suite on a real subscription (docs/azure.md): the cost estimate prints before any test starts,
 # and the lifecycle test tears down what it created even when a step fails.
