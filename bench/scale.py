@@ -67,47 +67,23 @@ def generate(rows: int, folder: Path) -> Path:
 
 # -- the bare loop (in a process of its own, so that its tree's memory is measured the same way) ------------
 
-_STATE: dict = {}
-
-
-def _init(path: str, schema_json: str) -> None:
-    from threadpoolctl import threadpool_limits
-
-    from src.features import DatasetSchema, read_training_csv
-
-    threadpool_limits(1)  # as the tracked sweep's workers
-    schema = DatasetSchema.from_mapping(json.loads(schema_json))
-    _STATE.update(frame=read_training_csv(path, schema), schema=schema)
-
-
-def _bare_trial(job: tuple[dict, str]) -> float:
-    from src.model_train import train_trial
-
-    params, method = job
-    return train_trial(_STATE["frame"], _STATE["schema"], params, seed=42, method=method).metrics["accuracy"]
-
-
 def bare_main(table: str, trials: int, processes: int) -> int:
-    """The bare loop: read the table, set the same holdout aside, fit the same trials. Prints its seconds."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+    """The bare loop: read the table, set the same holdout aside, fit the same trials (bench/sweep_wide.py's
+    loop: the same pipeline, nothing but scikit-learn). Prints its seconds."""
     from backends.domain.dataset import canonical_csv, prepare_data
     from backends.domain.search import random_points
     from backends.domain.spec import DataSpec, SweepSpec
+    from bench.sweep_wide import bare_loop
     from tests.tables import TARGET
 
     started = time.perf_counter()
     prepared = prepare_data(table, None, DataSpec().holdout_fraction, target=TARGET)
     spec = SweepSpec(max_total_trials=trials, max_concurrent_trials=processes)
-    points = random_points(spec)
     with tempfile.TemporaryDirectory() as tmp:
         train_csv = Path(tmp) / "train.csv"
         train_csv.write_bytes(canonical_csv(prepared.train))
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init,
-                                 initargs=(str(train_csv), prepared.schema.to_json())) as pool:
-            scores = list(pool.map(_bare_trial, [(p, spec.validation.method) for p in points]))
-    print(json.dumps({"seconds": time.perf_counter() - started, "best": max(scores), "train_rows": len(prepared.train),
+        bare_loop(str(train_csv), prepared.schema.to_json(), random_points(spec), processes, spec.validation.method)
+    print(json.dumps({"seconds": time.perf_counter() - started, "train_rows": len(prepared.train),
                       "holdout_rows": len(prepared.holdout)}))
     return 0
 
