@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from src.features import DatasetSchema
 
 __all__ = [
-    "Backend", "DataAssetResolver", "DataRef", "EndpointMonitor", "Endpoint", "EvalReport", "GateFigures",
+    "Backend", "DataAssetResolver", "DataRef", "EndpointMonitor", "EndpointWarmer", "Endpoint", "EvalReport", "GateFigures",
     "HistoryEntry", "ModelVersion", "Provisioner", "SweepResult", "TrialResult", "TrialStatus", "DEFAULT_MODEL_NAME",
     "DEFAULT_ENDPOINT_NAME",
 ]
@@ -100,6 +100,22 @@ class Provisioner(Protocol):
 
     def teardown(self, endpoint_name: str) -> None:
         """Delete one endpoint and its deployments (as ``Backend.teardown``)."""
+        ...
+
+
+@runtime_checkable
+class EndpointWarmer(Protocol):
+    """A backend whose first deploy to an endpoint waits for a serving process to start (local: the host's
+    Python start-up, 2-3 s). The flow asks before the sweep; the process starts when the sweep hands out its
+    last trial (its start then overlaps the sweep's tail, not the deploy), only for an endpoint never
+    deployed. The flow releases it in every outcome: a warm process no deployment took is stopped."""
+
+    def warm_endpoint(self, spec: DeploySpec) -> None:
+        """Start ``spec.endpoint_name``'s serving process during the next sweep's tail, if it was never deployed."""
+        ...
+
+    def release_warm_endpoint(self) -> None:
+        """Stop the process ``warm_endpoint`` started when no deployment took it; forget a pending request."""
         ...
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -322,9 +326,31 @@ def teardown(
 
 
 def main() -> None:
+    """The console script. Once every exit handler has run (Prefect's log and event workers have sent what
+    they held, the temporary server has stopped, logging has flushed), the process ends without Python's
+    teardown of its modules: with scikit-learn, pandas, MLflow and Prefect loaded that teardown frees
+    nothing anyone keeps and took 1-2 s of every command's wait, measured."""
+    status: list[int] = [1]  # what the command exits with; an uncaught exception leaves 1
+    atexit.register(_end_process, status)  # registered first: runs after every other exit handler
     apply_prefect_defaults()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        status[0] = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    except KeyboardInterrupt:
+        status[0] = 130
+        raise
+    else:
+        status[0] = 0
+
+
+def _end_process(status: list[int]) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing left to flush
+            stream.flush()
+    os._exit(status[0])
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic.json_schema import SkipJsonSchema
 
-from backends.base import Endpoint, EvalReport, ModelVersion, SweepResult
+from backends.base import Endpoint, EndpointWarmer, EvalReport, ModelVersion, SweepResult
 from backends.results import ShadowFigures, WatchRecord
 from backends.domain.lineage import drift_tags
 from backends.domain.split import split_tag
@@ -170,20 +170,29 @@ def train_and_deploy(
     early = _early_end(backend, spec, watch, prepared.train_sha256)
     if early is not None:
         return early
-    data, _ = _stage(upload, backend, prepared)
-    sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
-    # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
-    sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=prepared.split or split_tag(spec.data.holdout_fraction)))
-    # The sweep's plots render in a worker thread while the model registers and deploys (the deploy mostly
-    # waits for the endpoint's process); the model report at the end takes them.
-    sweep_report = _Background(report_sweep, backend, sweep, sweep_state.name == "Cached")
+    # A first deploy's endpoint process starts during the sweep's tail (a backend that can); stopped in the
+    # end if no deployment took it.
+    warmer = backend if isinstance(backend, EndpointWarmer) else None
+    if warmer is not None:
+        warmer.warm_endpoint(spec.deploy)
     try:
-        outcome = _deploy_and_gate(spec, backend, loaded, watch, sweep, sweep_report, logger)
-    except BaseException:
-        sweep_report.wait()  # never left running; the stage that failed is the one to report
-        raise
-    sweep_report.finish()
-    return outcome
+        data, _ = _stage(upload, backend, prepared)
+        sweep, sweep_state = _stage(sweep_task, backend, data, spec.sweep, prepared)
+        # The model records how its training rows were chosen, so a later gate scores it only on rows it never saw.
+        sweep = dataclasses.replace(sweep, data=dataclasses.replace(sweep.data, split=prepared.split or split_tag(spec.data.holdout_fraction)))
+        # The sweep's plots render in a worker thread while the model registers and deploys (the deploy mostly
+        # waits for the endpoint's process); the model report at the end takes them.
+        sweep_report = _Background(report_sweep, backend, sweep, sweep_state.name == "Cached")
+        try:
+            outcome = _deploy_and_gate(spec, backend, loaded, watch, sweep, sweep_report, logger)
+        except BaseException:
+            sweep_report.wait()  # never left running; the stage that failed is the one to report
+            raise
+        sweep_report.finish()
+        return outcome
+    finally:
+        if warmer is not None:
+            warmer.release_warm_endpoint()
 
 
 def _deploy_and_gate(

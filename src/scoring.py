@@ -42,6 +42,16 @@ MAX_ROWS_ENV = "HEARTFLOW_MAX_ROWS"
 DEFAULT_MAX_ROWS = 1000
 
 
+def prepare_serving() -> None:
+    """What loading a first model would import, done ahead of it (a host started before its first
+    deployment): skops' loader (its import lists every scikit-learn estimator) and the forest kernel."""
+    import skops.io  # noqa: F401 - imported for its side effect: the import's cost, paid now
+
+    from src import forest_kernel
+
+    forest_kernel.kernel_available()
+
+
 def max_rows_from_env(default: int = DEFAULT_MAX_ROWS) -> int:
     """HEARTFLOW_MAX_ROWS, or ``default`` when unset or not a positive integer."""
     raw = os.environ.get(MAX_ROWS_ENV, "")

@@ -80,6 +80,8 @@ class LocalBackend(Backend):
         self.endpoints = LocalEndpoints(self.home, self.registry, self._history)
         self.watch = LocalWatch(self._client, self.endpoint)
         self.live = LocalLiveTraffic(self.home)
+        self._warm_request: DeploySpec | None = None
+        self._warmed: str | None = None
 
     # ---- shadow and watch (backends.domain.shadow.LiveTraffic): LocalLiveTraffic ---------------------------
     def start_mirror(self, endpoint: Endpoint, candidate: str, percent: int) -> str:
@@ -148,11 +150,27 @@ class LocalBackend(Backend):
         progress: Callable[[TrialResult, int, int], None] | None = None,
     ) -> SweepResult:
         runner = LocalSweepRunner(self.home, self._client, self._experiment_id)
-        result = runner.run(data, spec, schema.to_json(), self.sweep_identity(data, spec, schema.to_json()), progress)
+        result = runner.run(data, spec, schema.to_json(), self.sweep_identity(data, spec, schema.to_json()), progress,
+                            on_tail=self._start_warm_endpoint)
         return dataclasses.replace(
             result,
             url=f"mlflow ui --backend-store-uri {self.mlflow_uri} -> experiment {tracking.EXPERIMENT}, run {result.sweep_id}",
         )
+
+    # ---- the endpoint's host started during the sweep's tail (backends.base.EndpointWarmer) --------------
+    def warm_endpoint(self, spec: DeploySpec) -> None:
+        self._warm_request = spec
+
+    def _start_warm_endpoint(self) -> None:
+        spec, self._warm_request = self._warm_request, None
+        if spec is not None and self._manager(spec.endpoint_name).start_warm(port=spec.port, workers=spec.workers):
+            self._warmed = spec.endpoint_name
+
+    def release_warm_endpoint(self) -> None:
+        self._warm_request = None
+        warmed, self._warmed = self._warmed, None
+        if warmed is not None:
+            self._manager(warmed).release_warm()
 
     # ---- registry ---------------------------------------------------------------------------------
     def register(self, sweep: SweepResult, model_name: str = DEFAULT_MODEL_NAME) -> ModelVersion:

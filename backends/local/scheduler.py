@@ -147,12 +147,20 @@ class TrialScheduler:
         self._deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else math.inf
         self._in_flight: dict[Future[TrialOutcome], _Running] = {}
         self._retry: list[_Running] = []
+        self._asked_all = False
 
-    def run(self, ask: Callable[[], Asked], start: StartTrial, record: RecordTrial) -> None:
+    def run(
+        self, ask: Callable[[], Asked], start: StartTrial, record: RecordTrial,
+        on_last_handed_out: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_last_handed_out``: called once, when ``ask`` has no trial left to hand out (the sweep's tail)."""
         pool = self._first_pool()
         try:
             while True:
                 self._fill(pool, ask, start)
+                if self._asked_all and on_last_handed_out is not None:
+                    hook, on_last_handed_out = on_last_handed_out, None
+                    hook()
                 if not self._in_flight:
                     break
                 broken = self._collect(record)
@@ -177,8 +185,11 @@ class TrialScheduler:
             self._in_flight[pool.submit(_run_trial, running.job)] = running
 
     def _new_trial(self, ask: Callable[[], Asked], start: StartTrial) -> _Running | None:
+        if self._asked_all:
+            return None
         asked = ask()
         if asked is None:
+            self._asked_all = True
             return None
         number, params = asked
         run_id, model_dir = start(number, params)

@@ -128,9 +128,12 @@ class LocalSweepRunner:
 
     # ---- the sweep ------------------------------------------------------------------------------
     def run(
-        self, data: DataRef, spec: SweepSpec, schema_json: str, key: str, progress: ProgressCallback | None = None
+        self, data: DataRef, spec: SweepSpec, schema_json: str, key: str, progress: ProgressCallback | None = None,
+        on_tail: Callable[[], None] | None = None,
     ) -> SweepResult:
-        """``key``: the sweep's identity (``Backend.sweep_identity``), which names its MLflow sweep run."""
+        """``key``: the sweep's identity (``Backend.sweep_identity``), which names its MLflow sweep run.
+        ``on_tail``: called once when the last trial has been handed to a worker (not for a sweep read back
+        whole from its records)."""
         total = planned_trials(spec)
         if spec.early_termination is not None:
             logger.warning(
@@ -177,7 +180,7 @@ class LocalSweepRunner:
             if progress:
                 progress(trial, len(done), total)
         try:
-            self._run_missing(parent_id, key, data, spec, schema_json, done, total, progress)
+            self._run_missing(parent_id, key, data, spec, schema_json, done, total, progress, on_tail)
         except BaseException:
             self._client.set_terminated(parent_id, "KILLED")
             raise
@@ -203,6 +206,7 @@ class LocalSweepRunner:
     def _run_missing(
         self, parent_id: str, key: str, data: DataRef, spec: SweepSpec, schema_json: str,
         done: dict[int, TrialResult], total: int, progress: ProgressCallback | None,
+        on_tail: Callable[[], None] | None = None,
     ) -> None:
         sampler = make_sampler(
             spec,
@@ -233,7 +237,7 @@ class LocalSweepRunner:
 
         workers = min(spec.concurrency, max(1, total - len(done)))
         scheduler = TrialScheduler(spec, str(tracking.local_path(data.uri)), schema_json, workers, best_so_far)
-        scheduler.run(sampler.ask, start, record)
+        scheduler.run(sampler.ask, start, record, on_tail)
 
     def _ensure_best_model(self, data: DataRef, spec: SweepSpec, schema_json: str, best: TrialResult) -> None:
         """The best trial led when it finished, so it wrote its model; unless a timeout killed the worker of

@@ -34,7 +34,7 @@ from backends.local.endpoint.logs import AccessLog
 from backends.local.endpoint.openapi import openapi_document
 from backends.local.endpoint.state import ENDPOINT_DIR_ENV, EndpointPaths, read_key, read_state
 from backends.local.endpoint.table import LoadedDeployment, Table, build_table, needs_loading, state_version
-from src.scoring import Scorer, dumps
+from src.scoring import Scorer, dumps, prepare_serving
 
 logger = logging.getLogger(__name__)
 ACCESS_LOGGER = f"{__name__}.access"
@@ -70,8 +70,11 @@ class EndpointApp:
     # -- deployment table ------------------------------------------------------------------------------
 
     def load_now(self) -> None:
-        """Load the table synchronously (worker start-up)."""
+        """Load the table synchronously (worker start-up). With nothing to load (a host started ahead of its
+        first deployment), what a first load imports is imported now."""
         self.table = build_table(self.paths, self.table)
+        if not self.table.deployments:
+            prepare_serving()
         _freeze_heap()
 
     def _refresh(self) -> asyncio.Future[Table] | None:

@@ -33,6 +33,7 @@ from backends.local.endpoint.state import (
     read_state,
     write_state,
 )
+from backends.local.endpoint.warm import release_warm_host, start_warm_host, take_warm_host
 from backends.domain.spec import check_resource_name
 from src.scoring import ModelLoadError, find_model_dir, read_features
 
@@ -175,12 +176,14 @@ class LocalEndpointManager:
         with locked(self.paths):
             self.key()
             previous = read_state(self.paths)
+            # A host started ahead of this first deployment is taken when it listens as asked, else replaced.
+            warm = take_warm_host(self.paths, port, workers, deadline) if previous is None else False
             # A live host that is slow to answer (a busy machine) is waited for, never started twice.
             running = self._host_alive()
             if running:
                 self._wait_healthy(deadline)
             base = previous or EndpointState(name=self.name)
-            if not running:
+            if not running or warm:
                 base = replace(base, port=port, workers=workers)
             elif workers != base.workers or (port is not None and port != (self.status() or base).port):
                 logger.warning(
@@ -190,7 +193,7 @@ class LocalEndpointManager:
             body_limit = max_body_bytes or max(default_max_body_bytes(max_rows), base.max_body_bytes if previous else 0)
             new_state = replace(base.with_deployment(config), max_body_bytes=body_limit)
             write_state(self.paths, new_state)
-            started_here = False
+            started_here = warm  # a warm host no deployment serves is stopped when this one fails
             try:
                 if not running:
                     self._start(deadline)
@@ -289,6 +292,15 @@ class LocalEndpointManager:
         if status is None:
             raise DeploymentError(f"endpoint {self.name} vanished while being changed")
         return status
+
+    def start_warm(self, *, port: int | None, workers: int) -> bool:
+        """Start the host of this never-deployed endpoint now, without waiting for it, so that the first
+        ``deploy`` finds it running (``backends.local.endpoint.warm``). False when there is nothing to warm."""
+        return start_warm_host(self.paths, self._python, SERVER_MODULE, port=port, workers=workers) is not None
+
+    def release_warm(self) -> bool:
+        """Stop the host ``start_warm`` started if no deployment took it. True when one was stopped."""
+        return release_warm_host(self.paths)
 
     def _host_alive(self) -> bool:
         runtime = read_runtime(self.paths)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import logging.config
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from backends.local.endpoint.logs import log_config
+from backends.local.endpoint.warm import WARM_FOR_FLAG, watch_parent
 from backends.local.endpoint.state import (
     DEFAULT_HOST,
     ENDPOINT_DIR_ENV,
@@ -58,15 +60,18 @@ def run_host(
     workers: int = 1,
     graceful_timeout_s: float = 30.0,
     on_listening: Callable[[int], None] | None = None,
+    warm: bool = False,
 ) -> None:
-    """Serve the endpoint in this process until SIGTERM/SIGINT; blocks."""
+    """Serve the endpoint in this process until SIGTERM/SIGINT; blocks. ``warm``: started ahead of the first
+    deployment (``backends.local.endpoint.warm``), said in the runtime file."""
     logging.config.dictConfig(log_config())
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     os.environ[ENDPOINT_DIR_ENV] = str(paths.root)
     write_json_atomic(
         paths.runtime,
-        {"pid": os.getpid(), "host": host, "port": actual_port, "workers": workers, "started": time.time()},
+        {"pid": os.getpid(), "host": host, "port": actual_port, "workers": workers, "started": time.time(),
+         **({"warm": True} if warm else {})},
     )
     logger.info("endpoint %s listening on http://%s:%d with %d worker(s)", paths.name, host, actual_port, workers)
     if on_listening is not None:
@@ -103,9 +108,17 @@ def run_host(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a heartflow local endpoint (its folder holds state.json and key).")
     parser.add_argument("--dir", type=Path, required=True, help="the endpoint folder <home>/endpoints/<name>")
+    parser.add_argument(WARM_FOR_FLAG, type=int, default=None, metavar="PID",
+                        help="start before the first deployment, for the run of process PID (stops when it is gone first)")
+    parser.add_argument("--port", type=int, default=0, help="with --warm-for: the port (0: a free one)")
+    parser.add_argument("--workers", type=int, default=1, help="with --warm-for: the worker processes")
     args = parser.parse_args(argv)
     paths = EndpointPaths.from_root(args.dir)
     state = read_state(paths)
+    if state is None and args.warm_for is not None:
+        watch_parent(paths, args.warm_for, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        run_host(paths, host=DEFAULT_HOST, port=args.port, workers=args.workers, graceful_timeout_s=10, warm=True)
+        return 0
     if state is None:
         parser.error(f"{paths.state} does not exist: deploy a model first")
     timeout_ms = max((d.request_timeout_ms for d in state.deployments.values()), default=5000)
