@@ -7,6 +7,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
+# Under pytest-xdist every worker process is one of the parallel jobs (as the sweep's workers are): one
+# thread each. Gradient boosting's OpenMP threads on top of two workers oversubscribe the 2 cores (a module
+# fixture fitting hgb took minutes instead of seconds). The servers and CLI runs a test spawns inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+    threadpool_limits(1)
+
 import pandas as pd
 import pytest
 
