@@ -12,8 +12,12 @@ PGPASSWORD or ~/.pgpass for PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import sqlite3
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -114,7 +118,54 @@ def make_client(home: Path, uri: str | None = None) -> MlflowClient:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = uri or tracking_uri(home)
+    if uri == tracking_uri(home):
+        seed_home_store(home / "mlflow.db")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def seed_home_store(db: Path) -> None:
+    """A home's new store starts as a copy of an empty store at the installed MLflow's schema, made once per
+    machine and MLflow version (``store_template``): MLflow's own creation of a store runs every schema
+    migration since its first (1-2 s of a fresh home's first command, measured; a copy takes milliseconds).
+    MLflow then opens it as any store: it checks the schema revision and adds its Default experiment. An
+    existing store is never touched; where the cache cannot be written, MLflow creates the store itself."""
+    if db.exists():
+        return
+    try:
+        template = store_template()
+        part = db.with_name(f"{db.name}.{os.getpid()}.part")
+        shutil.copyfile(template, part)
+        try:
+            os.link(part, db)  # only if still absent: a store another process just created is kept
+        except FileExistsError:
+            pass
+        finally:
+            part.unlink(missing_ok=True)
+    except (OSError, sqlite3.Error) as exc:
+        logger.debug("no store template (%s): MLflow creates the store", exc)
+
+
+def store_template() -> Path:
+    """The empty store's file for the installed MLflow (created on first use, atomically)."""
+    import mlflow
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow"
+    template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
+    if template.exists():
+        return template
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        made = Path(scratch) / "made.db"
+        MlflowClient(tracking_uri=f"sqlite:///{made}").search_experiments()  # MLflow creates and migrates it
+        copy = Path(scratch) / "template.db"
+        with contextlib.closing(sqlite3.connect(made)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+            source.backup(target)  # a consistent copy, whatever MLflow's connections hold open
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            target.execute("DELETE FROM experiment_tags")
+            target.execute("DELETE FROM experiments")  # MLflow adds its Default one, located for the home
+            target.commit()
+        os.replace(copy, template)
+    return template
 
 
 def ensure_experiment(client: MlflowClient, home: Path, shared_artifact_root: str | None = None) -> str:
