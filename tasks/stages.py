@@ -10,6 +10,7 @@ for a person to look at. Caching: upload and sweep are cached on computed keys (
 from __future__ import annotations
 
 import logging
+import time
 from uuid import UUID
 
 import pandas as pd
@@ -35,6 +36,7 @@ from tasks.watch import validate_data
 progress_logger = logging.getLogger("heartflow.progress")
 
 SWEEP_PROGRESS_KEY = "sweep-progress"
+PROGRESS_EVERY_S = 1.0
 
 __all__ = [
     "deploy_endpoint", "evaluate_endpoint", "measure_feature_importance", "promotion_gate",
@@ -63,12 +65,18 @@ def run_sweep(backend: Backend, data: DataRef, spec: SweepSpec, prepared: Prepar
     )
     assert isinstance(artifact_id, UUID)  # dispatched: from sync code the id, not a coroutine
 
+    last_update = [0.0]
+
     def on_trial(trial: TrialResult, finished: int, total: int) -> None:
         metric = trial.metrics.get(spec.primary_metric)
         shown = f"{spec.primary_metric}={metric:.4f}" if metric is not None else f"FAILED: {trial.error}"
         logger.info("trial %d finished (%d/%d): %s %s", trial.number, finished, total, shown, dict(trial.params))
-        update_progress_artifact(artifact_id, 100.0 * finished / max(total, 1),
-                                 description=f"{finished} of {total} trials finished")
+        # The UI's progress bar moves at most once a second (each update is a call the API serves while the
+        # trials train beside it); the end always shows.
+        if time.monotonic() - last_update[0] >= PROGRESS_EVERY_S or finished >= total:
+            last_update[0] = time.monotonic()
+            update_progress_artifact(artifact_id, 100.0 * finished / max(total, 1),
+                                     description=f"{finished} of {total} trials finished")
         progress_logger.info("trial", extra={"finished": finished, "total": total, "trial": trial})
 
     # The CLI's progress bar starts now, not when the first trial ends.
