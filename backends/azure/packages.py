@@ -9,6 +9,7 @@ x86_64, the Environment's Python), not for the machine that builds the plan.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
@@ -50,7 +51,13 @@ def _applies(requirement: Requirement, markers: dict[str, str], extras: frozense
 def requirement_closure(packages: tuple[str, ...] = ENVIRONMENT_PACKAGES, python: str | None = None) -> list[str]:
     """``name==version`` for ``packages`` and every package they need on the Environment's platform, as
     installed here, sorted by name. A dependency that applies on Linux but is not installed here (a
-    plan built on another OS) keeps its version range instead of a pin."""
+    plan built on another OS) keeps its version range instead of a pin. Computed once per process (reading
+    every installed package's metadata; a run builds its Environment several times)."""
+    return list(_closure(tuple(packages), python))
+
+
+@functools.lru_cache(maxsize=8)
+def _closure(packages: tuple[str, ...], python: str | None) -> tuple[str, ...]:
     markers = target_markers(python)
     pins: dict[str, str] = {}
     queue: list[tuple[str, frozenset[str]]] = [(name, frozenset()) for name in packages]
@@ -88,7 +95,7 @@ def requirement_closure(packages: tuple[str, ...] = ENVIRONMENT_PACKAGES, python
                 pins.setdefault(dep, f"{requirement.name}{requirement.specifier}")
                 continue
             queue.append((requirement.name, frozenset(requirement.extras)))
-    return [pins[key] for key in sorted(pins)]
+    return tuple(pins[key] for key in sorted(pins))
 
 
 def _installed(name: str) -> bool:
