@@ -48,7 +48,7 @@ def labelled_traffic(bed: FlowBed, path: str, label_for: Callable[[int], int]) -
 
 
 def _second(bed: FlowBed, path: str):
-    return bed.spec(path, seed=7, data={"force": True}, deploy={"promotion_tolerance": 1.0, "watch_seconds": 5})
+    return bed.spec(path, seed=7, data={"force": True}, deploy={"promotion_tolerance": 1.0, "watch_seconds": 3})
 
 
 def test_labels_contradicting_the_new_champion_roll_it_back(bed: FlowBed, first_table: pd.DataFrame) -> None:
