@@ -1,5 +1,5 @@
-"""The flow's test bed: one in-memory backend the flow runs on, the spec a branch test asks for, and the
-search spaces that make a candidate win or lose."""
+"""The flow's test bed: one in-memory backend the flow runs on, the spec a branch test asks for, the
+search spaces that make a candidate win or lose, a first run of the flow, and the artifacts a run published."""
 
 from __future__ import annotations
 
@@ -46,3 +46,22 @@ class FlowBed:
         from flows.train_and_deploy import train_and_deploy
 
         return train_and_deploy(spec=spec, return_state=True)
+
+
+def artifacts_of(state) -> dict:
+    """The artifacts the flow run behind `state` published, by key."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return {a.key: a for a in found if a.key}
+
+
+def first_run(bed: FlowBed, table: pd.DataFrame):
+    """Run the flow once on `table` as the first data; the table's path and the run's summary."""
+    path = bed.table(table, "first")
+    state = bed.run(bed.spec(path))
+    assert state.is_completed(), state.message
+    return path, state.result()

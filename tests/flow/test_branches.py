@@ -10,29 +10,12 @@ import pytest
 
 from backends.domain.history import TAG_STATUS
 from backends.errors import DeploymentError, PromotionRejected, SweepError
-from tests.flow.bed import ENDPOINT, MODEL, STUMP_SPACE, FlowBed
+from tests.flow.bed import ENDPOINT, MODEL, STUMP_SPACE, FlowBed, artifacts_of, first_run
 from tests.tables import TARGET, user_table
 
 
-def _artifacts(state) -> dict:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-    return {a.key: a for a in found if a.key}
-
-
-def _first(bed: FlowBed, table: pd.DataFrame):
-    path = bed.table(table, "first")
-    state = bed.run(bed.spec(path))
-    assert state.is_completed(), state.message
-    return path, state.result()
-
-
 def test_a_first_run_promotes_its_best_trial_and_serves_it(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    _, summary = _first(bed, first_table)
+    _, summary = first_run(bed, first_table)
     best = max(summary.sweep.completed, key=lambda t: (t.metrics["accuracy"], -t.number))
     assert summary.model.source_run_id == best.run_id and summary.decision.promote
     assert bed.backend.champion(MODEL).version == summary.model.version == "1"
@@ -45,7 +28,7 @@ def test_a_first_run_promotes_its_best_trial_and_serves_it(bed: FlowBed, first_t
 
 
 def test_the_same_data_again_ends_early_and_changes_nothing(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, summary = _first(bed, first_table)
+    path, summary = first_run(bed, first_table)
     state = bed.run(bed.spec(path))
     assert state.is_completed() and state.result() is None
     assert state.message.startswith(f"no new data since {MODEL} v1 (sha256 ") and "no deployment change" in state.message
@@ -55,7 +38,7 @@ def test_the_same_data_again_ends_early_and_changes_nothing(bed: FlowBed, first_
 
 
 def test_retrain_on_drift_ends_early_when_no_column_drifted(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    _first(bed, first_table)
+    first_run(bed, first_table)
     grown = pd.concat([first_table, user_table(40, seed=4)], ignore_index=True)  # new rows, same distribution
     state = bed.run(bed.spec(bed.table(grown, "grown"), data={"retrain_on": "drift"}))
     assert state.is_completed() and state.result() is None
@@ -65,7 +48,7 @@ def test_retrain_on_drift_ends_early_when_no_column_drifted(bed: FlowBed, first_
 
 
 def test_a_champion_that_serves_nowhere_is_restored_even_when_nothing_is_trained(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, _ = _first(bed, first_table)
+    path, _ = first_run(bed, first_table)
     bed.backend.teardown(ENDPOINT)  # an operator deleted the endpoint
     assert bed.backend.serving(ENDPOINT) is None
     state = bed.run(bed.spec(path))
@@ -76,7 +59,7 @@ def test_a_champion_that_serves_nowhere_is_restored_even_when_nothing_is_trained
 
 
 def test_when_the_best_is_already_champion_nothing_is_deployed(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, _ = _first(bed, first_table)
+    path, _ = first_run(bed, first_table)
     state = bed.run(bed.spec(path, data={"force": True}))  # the same sweep: its best trial is the champion's
     assert state.is_completed(), state.message
     assert state.message.startswith(f"the sweep's best model is champion {MODEL} v1 (same trial run)")
@@ -86,7 +69,7 @@ def test_when_the_best_is_already_champion_nothing_is_deployed(bed: FlowBed, fir
 
 
 def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, first = _first(bed, first_table)
+    path, first = first_run(bed, first_table)
     state = bed.run(bed.spec(path, space=STUMP_SPACE, data={"force": True}))
     assert state.is_failed() and "rejected by the promotion gate" in state.message
     # The stump (0.61 on 49 rows against 0.51 for "always the majority") is refused by the no-skill floor
@@ -102,12 +85,12 @@ def test_a_worse_candidate_is_rejected_and_the_champion_keeps_serving(bed: FlowB
     assert (rejected.event, rejected.model_version) == ("rejected", "2") and rejected.gate is not None
     assert rejected.gate.champion_accuracy is not None and rejected.gate.candidate_accuracy < rejected.gate.champion_accuracy
     assert "against the champion: " in rejected.reason and "McNemar" in rejected.reason
-    model = _artifacts(state)["model-version"].data  # what an operator reads in the UI
+    model = artifacts_of(state)["model-version"].data  # what an operator reads in the UI
     assert "REJECTED" in model and "champion v1" in model
 
 
 def test_a_candidate_the_gate_accepts_takes_over_and_the_old_deployment_goes(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, first = _first(bed, first_table)
+    path, first = first_run(bed, first_table)
     spec = bed.spec(path, seed=7, data={"force": True}, deploy={"promotion_tolerance": 1.0})
     state = bed.run(spec)
     assert state.is_completed(), state.message

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from backends.errors import EvaluationError
-from tests.flow.bed import ENDPOINT, MODEL, FlowBed
-from tests.flow.test_branches import _artifacts, _first
+from tests.flow.bed import ENDPOINT, MODEL, FlowBed, artifacts_of, first_run
 from tests.tables import TARGET
 
 pytestmark = pytest.mark.slow
@@ -48,11 +47,11 @@ def labelled_traffic(bed: FlowBed, path: str, label_for: Callable[[int], int]) -
 
 
 def _second(bed: FlowBed, path: str):
-    return bed.spec(path, seed=7, data={"force": True}, deploy={"promotion_tolerance": 1.0, "watch_seconds": 3})
+    return bed.spec(path, seed=7, data={"force": True}, deploy={"promotion_tolerance": 1.0, "watch_seconds": 5})
 
 
 def test_labels_contradicting_the_new_champion_roll_it_back(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, first = _first(bed, first_table)
+    path, first = first_run(bed, first_table)
     with labelled_traffic(bed, path, lambda answer: 1 - answer):  # a concept shift: every answer is wrong
         state = bed.run(_second(bed, path))
     assert state.is_failed() and "rolled back by the watch" in state.message, state.message
@@ -64,12 +63,12 @@ def test_labels_contradicting_the_new_champion_roll_it_back(bed: FlowBed, first_
     assert (watch.check, watch.realized_metric, watch.realized_value) == ("realized", "accuracy", 0.0)
     assert watch.realized_labelled >= 30 and watch.gate_value is not None and watch.realized_p_value < 0.01
     assert bed.backend.champion(MODEL).version == "1" and bed.backend.endpoints.read_traffic(ENDPOINT) == {"blue": 100}
-    table = _artifacts(state)["watch-result"].data
+    table = artifacts_of(state)["watch-result"].data
     assert "realized accuracy" in table and '"crossed": true' in table.replace("True", "true")
 
 
 def test_labels_agreeing_with_the_new_champion_let_the_watch_pass(bed: FlowBed, first_table: pd.DataFrame) -> None:
-    path, _ = _first(bed, first_table)
+    path, _ = first_run(bed, first_table)
     with labelled_traffic(bed, path, lambda answer: answer):
         state = bed.run(_second(bed, path))
     assert state.is_completed(), state.message

@@ -19,7 +19,7 @@ from backends.azure.settings import AzureSettings
 from backends.base import ModelVersion
 from backends.domain.spec import DeploySpec, PipelineSpec
 from tests.unit.azure.fakes import FakeAzure
-from tests.unit.azure.test_readiness import FakeCredential, blob_service, run, workspace_fake
+from tests.unit.azure.readiness_fakes import FakeCredential, blob_service, run, workspace_fake
 
 
 def test_deployment_names_equal_but_for_case_are_refused(settings: AzureSettings) -> None:

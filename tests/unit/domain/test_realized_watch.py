@@ -11,7 +11,7 @@ from backends.domain.realized import (
     WATCH_MIN_LABELLED, WATCH_REALIZED_MARGIN, LabelledAnswer, realized_check,
 )
 from backends.domain.shadow import WatchSample, run_watch, watch_verdict
-from tests.unit.domain.test_shadow_policy import ENDPOINT, FakeLive
+from tests.unit.domain.shadow_fakes import ENDPOINT, FakeLive
 
 POS, NEG = "Presence", "Absence"
 

@@ -9,10 +9,8 @@ from backends.domain.shadow import (
     LiveTraffic, ServedAnswer, WatchSample, pair_answers, run_shadow, run_watch, settle_watches, shadow_verdict,
     summarize_shadow, watch_verdict, wilson_interval, with_shadow,
 )
-from backends.results import Endpoint, HistoryEntry, ShadowFigures, WatchRecord
-
-ENDPOINT = Endpoint(name="ep", deployment="green", scoring_uri="http://x/score", model_name="m", model_version="2",
-                    key_hint="")
+from backends.results import HistoryEntry, ShadowFigures, WatchRecord
+from tests.unit.domain.shadow_fakes import ENDPOINT, FakeLive
 
 
 def answers(n: int, *, differ_every: int = 0, fail_every: int = 0, cand_ms: float = 1.0, champ_ms: float = 1.0):
@@ -101,33 +99,6 @@ def test_watch_verdict_error_rate_from_three_errors_and_p99_against_the_referenc
     assert not watch_verdict(slow, None).rollback  # no reference: no p99 limit
     assert watch_verdict(slow, 5.0).rollback and "p99 20.0 ms" in watch_verdict(slow, 5.0).reason
     assert not watch_verdict(WatchSample(50, 0, tuple([20.0] * 50)), 5.0).rollback  # too few requests for a p99
-
-
-class FakeLive:
-    """Recorded answers and samples handed out in order; records the calls."""
-
-    def __init__(self, recorded=(), samples=()) -> None:
-        self.recorded, self.samples, self.calls = tuple(recorded), list(samples), []
-
-    def start_mirror(self, endpoint, candidate, percent):
-        self.calls.append(("start_mirror", candidate, percent))
-        return "s1"
-
-    def stop_mirror(self, endpoint):
-        self.calls.append(("stop_mirror",))
-
-    def mirrored_answers(self, endpoint, session):
-        return self.recorded, 0
-
-    def start_watch(self, endpoint, champion, previous):
-        self.calls.append(("start_watch", champion, previous))
-        return "w1"
-
-    def watch_sample(self, endpoint, session):
-        return self.samples.pop(0) if len(self.samples) > 1 else self.samples[0]
-
-    def stop_watch(self, endpoint):
-        self.calls.append(("stop_watch",))
 
 
 def test_run_shadow_stops_the_mirror_even_when_interrupted() -> None:
