@@ -131,6 +131,12 @@ def run(
     _run_local(spec, loaded, server)
 
 
+RUN_PREFETCH = (
+    "backends.local.backend", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+    "skops.io", "mlflow.sklearn", "backends.reporting.plots",
+)
+
+
 def _run_local(spec: Any, loaded: Any, server: EarlyServer | None = None) -> None:
     from flows.early_server import EarlyServer
     from flows.progress import sweep_progress
@@ -138,7 +144,9 @@ def _run_local(spec: Any, loaded: Any, server: EarlyServer | None = None) -> Non
     from flows.train_and_deploy import train_and_deploy
     from tasks.watch import CheckedData
 
-    with (server or EarlyServer()).serving():
+    # What the run imports later, imported while Prefect's server is still starting (on a busy machine the
+    # CLI waits for it): the backend and its store, then the model writer and the plots.
+    with (server or EarlyServer()).serving(prefetch=RUN_PREFETCH):
         with sweep_progress(console):
             try:
                 state = check(train_and_deploy, spec=spec, data=CheckedData.of(spec.data, loaded), return_state=True)

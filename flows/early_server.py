@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ class EarlyServer:
             atexit.register(self.stop)
 
     @contextlib.contextmanager
-    def serving(self) -> Iterator[None]:
+    def serving(self, prefetch: Sequence[str] = ()) -> Iterator[None]:
         """Run the flow inside: waits until the server answers and points Prefect at it. When it does not
-        answer, Prefect starts its own temporary server as it would have."""
+        answer, Prefect starts its own temporary server as it would have. ``prefetch``: modules the run
+        will import, imported one by one while the server is not yet answering (the wait's idle time)."""
         if self._process is None:
             yield
             return
-        if not self._wait_healthy():
+        if not self._wait_healthy(prefetch):
             self.stop()
             yield
             return
@@ -69,9 +70,10 @@ class EarlyServer:
         with temporary_settings({PREFECT_API_URL: self.url}):
             yield
 
-    def _wait_healthy(self) -> bool:
+    def _wait_healthy(self, prefetch: Sequence[str] = ()) -> bool:
         assert self._process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        waiting = list(prefetch)
         while time.monotonic() < deadline:
             code = self._process.poll()
             if code is not None:
@@ -83,6 +85,10 @@ class EarlyServer:
                         return True
             except (urllib.error.URLError, OSError):
                 pass
+            if waiting:
+                with contextlib.suppress(ImportError):  # the run's own import says what is missing, in context
+                    importlib.import_module(waiting.pop(0))
+                continue
             time.sleep(0.1)
         logger.warning("Prefect's temporary server did not answer within %d s; the flow starts its own", STARTUP_TIMEOUT_S)
         return False

@@ -111,3 +111,37 @@ def test_the_early_server_runs_the_command_prefects_temporary_server_runs(monkey
     assert {k: v for k, v in launched["env"].items() if k in environment} == environment
     assert {k: v for k, v in launched["env"].items() if k.startswith("PREFECT__")} == {
         k: v for k, v in environment.items() if k.startswith("PREFECT__")}
+
+
+def test_while_the_server_starts_the_run_imports_what_it_will_need(tmp_path) -> None:
+    """A stand-in server that answers /health after 1.5 s (a real process on 127.0.0.1): the modules asked for
+    are imported during the wait, one missing is skipped; a server already answering waits for nothing."""
+    import socket
+    import subprocess
+    import sys
+    import textwrap
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = textwrap.dedent(f"""
+        import http.server, time
+        time.sleep(1.5)
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+            def log_message(self, *args):
+                pass
+        http.server.HTTPServer(("127.0.0.1", {port}), Health).serve_forever()
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script])
+    server = EarlyServer(process, f"http://127.0.0.1:{port}/api")
+    try:
+        sys.modules.pop("xml.dom.minidom", None)
+        assert server._wait_healthy(prefetch=["heartflow_no_such_module", "xml.dom.minidom"])
+        assert "xml.dom.minidom" in sys.modules
+        sys.modules.pop("xml.dom.pulldom", None)
+        assert server._wait_healthy(prefetch=["xml.dom.pulldom"])  # answering at once: nothing imported
+        assert "xml.dom.pulldom" not in sys.modules
+    finally:
+        server.stop()
