@@ -155,7 +155,7 @@ def measure(rows: int, trials: int, processes: int) -> dict:
         print(f"{rows} rows: bare loop {bare_usage.wall_s:.1f} s", flush=True)
         run = heartflow_run(table, trials, work)
         print(f"{rows} rows: heartflow run {run['usage']['wall_s']:.1f} s", flush=True)
-        return {"rows": rows, "columns": 20, "trials": trials, "processes": processes, "measured": stamp(),
+        return {"rows": rows, "columns": 20, "trials": trials, "processes": processes, "measured": stamp(), "machine": machine(),
                 "load_before": load_before, "load_after": os.getloadavg()[0], "table_mib": table.stat().st_size / 2**20,
                 "bare": _usage(bare_usage), "run": run}
 
@@ -166,7 +166,8 @@ def render(results: list[dict]) -> str:
     results = sorted(results, key=lambda r: r["rows"])
     header = "| stage | " + " | ".join(f"{r['rows']:,} rows ({r['trials']} trials)" for r in results) + " |"
     lines = [
-        f"Machine: {machine()}. Command: `python bench/scale.py --rows N [--trials T] --write` once per size "
+        f"Machines: each column's own (its `machine` row; sizes measured in different sessions ran on different "
+        f"2-core machines, so compare ratios, not seconds, across columns). Command: `python bench/scale.py --rows N [--trials T] --write` once per size "
         "(`make bench-scale` runs the three). Each size is one invocation: the bare loop, then `heartflow run` on the "
         "same generated table (20 columns: an ID, 9 numeric written as text, 9 categorical with text values (one TRUE/FALSE), empty "
         "cells, Presence/Absence labels; 10 % held out by row hash). One round each: the load average (1 min) "
@@ -197,6 +198,7 @@ def render(results: list[dict]) -> str:
         "| load average before / after | "
         + " | ".join(f"{r['load_before']:.1f} / {r['load_after']:.1f}" for r in results) + " |",
         "| measured | " + " | ".join(r["measured"] for r in results) + " |",
+        "| machine | " + " | ".join(r.get("machine", "not recorded") for r in results) + " |",
     ]
     return "\n".join(lines)
 
