@@ -166,8 +166,8 @@ def render(results: list[dict]) -> str:
     results = sorted(results, key=lambda r: r["rows"])
     header = "| stage | " + " | ".join(f"{r['rows']:,} rows ({r['trials']} trials)" for r in results) + " |"
     lines = [
-        f"Machines: each column's own (its `machine` row; sizes measured in different sessions ran on different "
-        f"2-core machines, so compare ratios, not seconds, across columns). Command: `python bench/scale.py --rows N [--trials T] --write` once per size "
+        "Machines: each column's own (its `machine` row; sizes measured in different sessions ran on different "
+        "2-core machines, so compare ratios, not seconds, across columns). Command: `python bench/scale.py --rows N [--trials T] --write` once per size "
         "(`make bench-scale` runs the three). Each size is one invocation: the bare loop, then `heartflow run` on the "
         "same generated table (20 columns: an ID, 9 numeric written as text, 9 categorical with text values (one TRUE/FALSE), empty "
         "cells, Presence/Absence labels; 10 % held out by row hash). One round each: the load average (1 min) "
