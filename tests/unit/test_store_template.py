@@ -13,9 +13,14 @@ from mlflow.tracking import MlflowClient
 from backends.local import tracking
 
 
-def _schema(db: Path) -> list[tuple[str, str]]:
+def _schema(db: Path) -> dict[str, object]:
+    """Tables with their columns (name, type, nullability, default, key) and the indexes: what a store is. Not
+    the CREATE statements' text: MLflow's migrations write constraints in an order that varies per process."""
     with sqlite3.connect(db) as connection:
-        return sorted(connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        indexes = sorted(connection.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'").fetchall())
+        return {"indexes": indexes,
+                **{table: sorted(connection.execute(f"PRAGMA table_info('{table}')").fetchall()) for table in tables}}
 
 
 def _rows(db: Path, table: str) -> list[tuple]:
