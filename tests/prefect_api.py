@@ -34,6 +34,12 @@ from tests.net import free_port
 HARNESS_FIXTURE = "prefect_harness"
 STARTUP_TIMEOUT_S = 180  # a loaded 2-core machine; a healthy start takes 7-15 s here
 _API = pytest.StashKey["TestApi"]()
+# The task-run recorder writes each task's states into the UI's tables in transactions that hold SQLite's
+# write lock while a flow runs: an API write of the flow's own (the rollout slot taken or released, an
+# artifact) then waits up to 2.4 s behind it (measured: a variable PATCH after five tasks, 2.2-2.4 s with the
+# recorder, 0.01-0.06 s without). The in-process flow tests read flow runs, artifacts and variables, never
+# the recorded task runs; the e2e tests that do (tests/e2e/test_prefect_resume.py) run a real server.
+QUIET_SERVICES = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false"}
 
 
 class TestApi:
@@ -66,7 +72,8 @@ class TestApi:
         self.port = free_port()
         command, ephemeral = temporary_server_command(Path(spec.origin).parent.parent, self.port)
         environment = {**os.environ, **ephemeral, "PREFECT_SERVER_DATABASE_CONNECTION_URL": _sqlite_url(database),
-                       "PREFECT_API_BLOCKS_REGISTER_ON_START": "false"}  # the template holds Prefect's blocks
+                       "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",  # the template holds Prefect's blocks
+                       **QUIET_SERVICES}
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}/api"

@@ -37,7 +37,9 @@ class TrainedModel:
         probabilities."""
         x = coerce_categoricals(frame.loc[:, list(self.schema.features)], self.schema)
         proba = np.asarray(self.model.predict_proba(x))[:, 1]
-        return labels_at(proba, model_threshold(self.model), np.asarray(self.model.predict(x))), proba
+        threshold = model_threshold(self.model)
+        own = np.asarray(self.model.predict(x)) if threshold is None else None  # the model's own decision, only when used
+        return labels_at(proba, threshold, own), proba
 
 
 class MemoryRegistry:

@@ -4,8 +4,8 @@ and a smoke request rather than a Python process's start-up (imports, skops, the
 Only an endpoint that was never deployed (no state.json) and whose host is not running is warmed: a stopped
 endpoint keeps its state, and starting its host early would serve the old champion sooner than the deploy
 would. The warm host serves nothing (no deployment, /score answers 503) until a deploy writes state.json.
-Its runtime file says ``warm`` with the port and workers it was started with; a deploy asking for others
-stops it and starts the host as usual. A warm host no deploy took is stopped by ``release_warm_host``, and
+Its marker (``warm.json`` beside the endpoint's state) holds its pid and the port and workers it was
+started with; a deploy asking for others stops it and starts the host as usual. A warm host no deploy took is stopped by ``release_warm_host``, and
 it stops itself when the process that started it is gone before any state.json appears (a killed run
 leaves no idle host behind).
 """
@@ -43,13 +43,20 @@ def _marker(paths: EndpointPaths) -> Path:
 
 def warm_host_pid(paths: EndpointPaths) -> int | None:
     """The pid of a live warm host no deploy has taken yet (started, perhaps not yet listening), else None."""
+    marker = _live_marker(paths)
+    return None if marker is None else marker["pid"]
+
+
+def _live_marker(paths: EndpointPaths) -> dict | None:
+    """The marker of a live warm host no deploy has taken yet (its pid, port and workers), else None."""
     if paths.state.exists():
         return None
     try:
-        pid = int(json.loads(_marker(paths).read_text(encoding="utf-8"))["pid"])
+        marker = json.loads(_marker(paths).read_text(encoding="utf-8"))
+        marker["pid"] = int(marker["pid"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
-    return pid if pid_alive(pid) else None
+    return marker if pid_alive(marker["pid"]) else None
 
 
 def start_warm_host(paths: EndpointPaths, python: str, module: str, *, port: int | None, workers: int) -> int | None:
@@ -78,11 +85,11 @@ def take_warm_host(paths: EndpointPaths, port: int | None, workers: int, deadlin
     """For a first deploy (under the endpoint's lock): True when a warm host started with ``port`` and
     ``workers`` listens (waited for until ``deadline``): it becomes the endpoint's host. One started with
     others is stopped, and so is one that does not listen in time: the deploy then starts the host as asked."""
-    pid = warm_host_pid(paths)
-    if pid is None:
+    marker = _live_marker(paths)
+    if marker is None:
         _marker(paths).unlink(missing_ok=True)
         return False
-    marker = json.loads(_marker(paths).read_text(encoding="utf-8"))
+    pid = marker["pid"]
     if marker.get("workers") == workers and (port is None or port == marker.get("port")):
         while time.monotonic() < deadline and pid_alive(pid):
             if (read_runtime(paths) or {}).get("pid") == pid:
