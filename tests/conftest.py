@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import sys
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -44,12 +45,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop Prefect's temporary API server while pytest's output streams are open: its own atexit hook
     logs "Stopping temporary server" after they close, which ends the run with "Logging error" tracebacks."""
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-
-    APILogWorker.drain_all(timeout=10)  # logs still queued for the API go before the API does
-    for server in list(SubprocessASGIServer._instances.values()):  # Prefect keeps one per port
-        server.stop()
+    # Only what this process imported: importing Prefect's server here costs about 5 s per worker otherwise.
+    handlers, server_module = sys.modules.get("prefect.logging.handlers"), sys.modules.get("prefect.server.api.server")
+    if handlers is not None:
+        handlers.APILogWorker.drain_all(timeout=10)  # logs still queued for the API go before the API does
+    if server_module is not None:
+        for server in list(server_module.SubprocessASGIServer._instances.values()):  # Prefect keeps one per port
+            server.stop()
 
 
 def load_heart_frame() -> pd.DataFrame:
