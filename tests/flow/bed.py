@@ -15,7 +15,8 @@ from tests.tables import LABELS, TARGET, write_table
 
 ENDPOINT = "flow-endpoint"
 MODEL = "flow-classifier"
-SMALL_SPACE = {"n_estimators": Choice(values=[20, 40]), "max_depth": Choice(values=[4, 8])}
+# Two forests (the grid's two points): enough for a best trial to be chosen, cheap enough for every branch.
+SMALL_SPACE = {"n_estimators": Choice(values=[20]), "max_depth": Choice(values=[4, 8])}
 # One tree of depth one: a candidate the forests beat on the holdout, for the gate to reject.
 STUMP_SPACE = {"n_estimators": Choice(values=[1]), "max_depth": Choice(values=[1]), "max_features": Choice(values=[1])}
 
@@ -33,7 +34,7 @@ class FlowBed:
 
     def spec(self, path: str, *, space: dict[str, Any] | None = None, seed: int = 42, data: dict[str, Any] | None = None,
              deploy: dict[str, Any] | None = None, **changes: Any) -> PipelineSpec:
-        sweep = SweepSpec(search_space=space or SMALL_SPACE, sampling="grid", max_total_trials=4, max_concurrent_trials=1,
+        sweep = SweepSpec(search_space=space or SMALL_SPACE, sampling="grid", max_total_trials=2, max_concurrent_trials=1,
                           seed=seed, validation=ValidationSpec(method="split"))
         return PipelineSpec(
             model_name=MODEL, sweep=sweep,
