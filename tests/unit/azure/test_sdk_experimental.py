@@ -9,11 +9,11 @@ from tests.azure_settings import SDK_SKIP_EXPERIMENTAL_WARNING, skip_experimenta
 
 
 def _from_rest_object() -> tuple[bool, bool]:  # named as the SDK's converters are
-    return SDK_SKIP_EXPERIMENTAL_WARNING(), skip_experimental_warning()
+    return SDK_SKIP_EXPERIMENTAL_WARNING[0](), skip_experimental_warning()
 
 
 def _built_by_a_user() -> tuple[bool, bool]:
-    return SDK_SKIP_EXPERIMENTAL_WARNING(), skip_experimental_warning()
+    return SDK_SKIP_EXPERIMENTAL_WARNING[0](), skip_experimental_warning()
 
 
 def test_the_copy_answers_as_the_sdk_does() -> None:
