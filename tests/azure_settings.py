@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import pytest
@@ -57,6 +56,9 @@ def settings(clean_env: Path) -> AzureSettings:
     )
 
 
+SDK_SKIP_EXPERIMENTAL_WARNING: list = []  # the SDK's own check, once replaced by the copy below
+
+
 def skip_experimental_warning() -> bool:
     """azure-ai-ml's own check before it warns that a class is experimental (``_should_skip_warning``: is the
     object being built from a REST answer, a ``_from_rest_object`` on the stack?), answered by walking the
@@ -81,5 +83,3 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         SDK_SKIP_EXPERIMENTAL_WARNING.append(_experimental._should_skip_warning)
         _experimental._should_skip_warning = skip_experimental_warning
 
-
-SDK_SKIP_EXPERIMENTAL_WARNING: list = []  # the SDK's own check, once replaced
