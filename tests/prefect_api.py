@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.local.cache import cache_dir
 from flows.early_server import temporary_server_command
 from tests.net import free_port
 
@@ -49,64 +50,40 @@ class TestApi:
 
     def __init__(self, folder: Path) -> None:
         self.url = ""
-        self.port = 0
         self.folder = folder
         self.log = folder / "prefect-server.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._error: Exception | None = None
         # Making the template (a first run on a machine: a whole migration) does not hold up the collection either.
-        self._starting = threading.Thread(target=self._start, args=(folder,), name="test-prefect-api", daemon=True)
+        self._starting = threading.Thread(target=self._start, name="test-prefect-api", daemon=True)
         self._starting.start()
 
-    def _start(self, folder: Path) -> None:
+    def _start(self) -> None:
         try:
-            self._launch(folder)
+            database = self.folder / "prefect-test.db"
+            _copy_database(template_database(), database)
+            settings = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false", **QUIET_SERVICES}  # the template has the blocks
+            self._process, self.url = _launch_server(database, self.log, settings)
         except (OSError, RuntimeError, sqlite3.Error, subprocess.SubprocessError) as exc:  # for the first test needing it
             self._error = exc
 
-    def _launch(self, folder: Path) -> None:
-        database = folder / "prefect-test.db"
-        _copy_database(template_database(), database)
-        spec = importlib.util.find_spec("prefect")
-        assert spec is not None and spec.origin is not None
-        self.port = free_port()
-        command, ephemeral = temporary_server_command(Path(spec.origin).parent.parent, self.port)
-        environment = {**os.environ, **ephemeral, "PREFECT_SERVER_DATABASE_CONNECTION_URL": _sqlite_url(database),
-                       "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",  # the template holds Prefect's blocks
-                       **QUIET_SERVICES}
-        with self.log.open("wb") as log:
-            self._process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}/api"
-
     def wait_healthy(self) -> str:
         """The API's URL once it answers; a failed start raises with the end of the server's log."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
         self._starting.join(STARTUP_TIMEOUT_S)
         if self._error is not None:
             raise RuntimeError(f"the test Prefect API could not start: {self._error}") from self._error
         assert self._process is not None, "the test Prefect API is still being prepared"
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the test Prefect API exited with code {self._process.returncode}: {self._log_tail()}")
-            if _answers(f"{self.url}/health"):
-                return self.url
-            time.sleep(0.1)
-        tail = self._log_tail()
-        self.stop()
-        raise RuntimeError(f"the test Prefect API did not answer within {STARTUP_TIMEOUT_S} s: {tail}")
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
+        try:
+            _wait_healthy(self._process, self.url, self.log)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self.url
 
     def stop(self) -> None:
         self._starting.join(STARTUP_TIMEOUT_S)
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            _stop(self._process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -115,34 +92,61 @@ def template_database() -> Path:
     atomically: two workers making it at once both succeed, one file wins)."""
     import prefect
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow"
+    cache = cache_dir()
     template = cache / f"prefect-{prefect.__version__}-test-api.db"
     if template.exists():
         return template
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
-        made = Path(scratch) / "made.db"
-        spec = importlib.util.find_spec("prefect")
-        assert spec is not None and spec.origin is not None
-        port = free_port()
-        command, ephemeral = temporary_server_command(Path(spec.origin).parent.parent, port)
-        log = Path(scratch) / "server.log"
-        with log.open("wb") as out:  # the server migrates the database and registers the blocks as it starts
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                       env={**os.environ, **ephemeral, "PREFECT_SERVER_DATABASE_CONNECTION_URL": _sqlite_url(made)})
+        made, log = Path(scratch) / "made.db", Path(scratch) / "server.log"
+        process, url = _launch_server(made, log, {})  # it migrates the database and registers the blocks as it starts
         try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while not _answers(f"http://127.0.0.1:{port}/api/health"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Prefect's server did not start on a new database: {log.read_text(errors='replace')[-2000:]}")
-                time.sleep(0.1)
+            _wait_healthy(process, url, log)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            _stop(process)
         part = Path(scratch) / "template.db"
         _copy_database(made, part)
         os.replace(part, template)
     return template
+
+
+def _launch_server(database: Path, log: Path, settings: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Prefect's temporary server on ``database`` with ``settings`` (its output in ``log``): the process and its
+    API's URL, without waiting for it."""
+    spec = importlib.util.find_spec("prefect")
+    assert spec is not None and spec.origin is not None
+    port = free_port()
+    command, ephemeral = temporary_server_command(Path(spec.origin).parent.parent, port)
+    environment = {**os.environ, **ephemeral, "PREFECT_SERVER_DATABASE_CONNECTION_URL": _sqlite_url(database), **settings}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}/api"
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Return once the API at ``url`` answers; raise with the end of ``log`` when the server exits first or does not
+    answer within STARTUP_TIMEOUT_S."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not _answers(f"{url}/health"):
+        if process.poll() is not None:
+            raise RuntimeError(f"Prefect's server exited with code {process.returncode}: {_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Prefect's server did not answer within {STARTUP_TIMEOUT_S} s: {_tail(log)}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
 
 
 def _copy_database(source: Path, target: Path) -> None:

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from backends.domain.lineage import TAG_DATA_SHA as TAG_DATA_SHA  # the sweep run carries it too
 from backends.errors import ConfigurationError
+from backends.local.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def store_template() -> Path:
     """The empty store's file for the installed MLflow (created on first use, atomically)."""
     import mlflow
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow"
+    cache = cache_dir()
     template = cache / f"mlflow-{mlflow.__version__}-empty-store.db"
     if template.exists():
         return template

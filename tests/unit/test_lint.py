@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from backends.local.cache import cache_dir
 
 pytestmark = pytest.mark.full  # ruff, mypy and import-linter in processes of their own: `make test`, not `make test-fast`
 
@@ -35,8 +36,7 @@ def test_types_check() -> None:
     """mypy over flows, tasks, backends and src ([tool.mypy] in pyproject.toml). Its incremental cache lives
     outside the checkout: a clean clone then checks in seconds what is unchanged (mypy compares each file's
     hash when its time stamp differs; 47 s cold against 2 s from another checkout's cache, measured)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow" / "mypy"
-    result = subprocess.run([_venv_tool("mypy"), "--cache-dir", str(cache)], cwd=ROOT, capture_output=True,
+    result = subprocess.run([_venv_tool("mypy"), "--cache-dir", str(cache_dir() / "mypy")], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -29,6 +29,7 @@ import yaml
 from backends.azure.code import SCORING_SCRIPT, stage_code
 from backends.azure import entities, packages
 from backends.domain.dataset import canonical_csv, prepare_data
+from backends.local.cache import cache_dir
 from backends.local.locks import file_lock
 from backends.domain.spec import SweepSpec
 from tests.net import free_port
@@ -37,7 +38,7 @@ from tests.servers import answers_http, running_server
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "heartflow" / "azure-env"
+CACHE = cache_dir() / "azure-env"
 INSTALL_TIMEOUT_S = 900
 COMPLETE = ".heartflow-complete"
 
