@@ -62,12 +62,14 @@ class EarlyServer:
             self.stop()
             yield
             return
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         # Not stopped on leaving: Prefect's log and event workers send what they hold when the process
         # exits, and the server must still answer then. The exit handler registered when it started (before
         # Prefect registered theirs) stops it after them.
-        with temporary_settings({PREFECT_API_URL: self.url}):
+        # No flow-run heartbeats: they let a long-lived server mark a crashed run, and this server dies with
+        # the run; their thread sleeps in 1 s steps and is joined when the flow ends (up to 1 s of each run).
+        with temporary_settings({PREFECT_API_URL: self.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
 
     def _wait_healthy(self, prefetch: Sequence[str] = ()) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows.early_server import EarlyServer, start_temporary_server_early
 
@@ -31,11 +31,15 @@ def test_the_flow_runs_against_the_early_server_and_it_stops_after(monkeypatch: 
     server = start_temporary_server_early()
     process = server._process
     assert process is not None and server.url.startswith("http://127.0.0.1:")
+    heartbeat_before = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
     with server.serving():
         assert PREFECT_API_URL.value() == server.url
+        # no flow-run heartbeats to a server that dies with the run (their thread's join costs up to 1 s)
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
         with urllib.request.urlopen(f"{server.url}/health", timeout=10) as answer:
             assert answer.status == 200
     assert PREFECT_API_URL.value() != server.url
+    assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() == heartbeat_before
     assert process.poll() is None  # still up for what Prefect's workers send at exit
     server.stop()  # what the exit handler registered at launch does
     assert process.poll() is not None
@@ -50,6 +54,7 @@ def test_a_server_that_dies_leaves_the_flow_to_prefect() -> None:
     server = EarlyServer(dead, "http://127.0.0.1:9/api")
     with server.serving():
         assert PREFECT_API_URL.value() != "http://127.0.0.1:9/api"
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is not None  # Prefect's own server keeps its defaults
 
 
 @pytest.mark.slow
