@@ -6,8 +6,9 @@ bare loop does): ``start`` gives a new trial its run id and model folder, ``reco
 failed) trial. Only a trial that leads the sweep when it finishes (a value shared by the workers, compared
 under its lock) sends its fitted model back for ``record`` to write: the best trial always leads when it
 finishes, so its model is always there, and the 90-odd trials of a 100-trial grid that never lead cost no
-model write. Without a trial timeout, each worker has its next trial queued behind the running one, so it
-does not wait while the parent records.
+model write. Without a trial timeout, each worker has its next trial queued behind the running one, and
+the trials that replace finished ones are handed out before the parent records them, so a worker does not
+wait while the parent records (bayesian sampling asks after recording: it learns from each result).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class TrialScheduler:
         # Queue a second trial per worker when no trial clock runs from submission and the sampler does not
         # learn from finished trials (bayesian asks better the later it asks).
         self._slots = workers * 2 if not spec.trial_timeout_s and spec.sampling != "bayesian" else workers
+        self._learns = spec.sampling == "bayesian"  # its next trial is asked after the last one is recorded
         self._best_so_far = math.nan if best_so_far is None else best_so_far
         self._leader: Any = None  # the workers' shared best (kept when a pool is replaced)
         self._deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else math.inf
@@ -163,7 +165,13 @@ class TrialScheduler:
                     hook()
                 if not self._in_flight:
                     break
-                broken = self._collect(record)
+                finished, broken = self._collect()
+                if not broken and not self._learns:
+                    # the workers' next trials before the parent records: a record can take longer than a
+                    # queued trial (the first model written imports skops and checks MLflow's requirements)
+                    self._fill(pool, ask, start)
+                for running, outcome in finished:
+                    record(running.run_id, running.job, outcome)
                 if self._reap(record, broken):
                     _kill_pool(pool)
                     pool = self._new_pool()
@@ -198,19 +206,20 @@ class TrialScheduler:
                        v.random_state, self._spec.primary_metric, self._spec.goal, self._spec.threshold, *self._data)
         return _Running(job, run_id, time.monotonic())
 
-    def _collect(self, record: RecordTrial) -> bool:
-        """Record the trials that finished; True when a worker died."""
-        finished, _ = wait(self._in_flight, timeout=self._next_wait(), return_when=FIRST_COMPLETED)
+    def _collect(self) -> tuple[list[tuple[_Running, TrialOutcome]], bool]:
+        """The trials that finished, with their outcomes, and whether a worker died."""
+        done, _ = wait(self._in_flight, timeout=self._next_wait(), return_when=FIRST_COMPLETED)
+        finished = []
         broken = False
-        for future in finished:
+        for future in done:
             running = self._in_flight.pop(future)
             try:
                 outcome = future.result()
             except BrokenProcessPool:
                 broken = True
                 outcome = TrialOutcome(running.job.number, {}, 0.0, "the worker process died (out of memory or killed)")
-            record(running.run_id, running.job, outcome)
-        return broken
+            finished.append((running, outcome))
+        return finished, broken
 
     def _reap(self, record: RecordTrial, broken: bool) -> bool:
         """A worker cannot be stopped one task at a time: when a trial ran out of time (or a worker died),

@@ -149,3 +149,43 @@ def test_a_best_trial_without_its_model_is_refitted_so_it_can_be_registered(swep
     runner._ensure_best_model(data, spec, prepared.schema.to_json(), result.best)
     assert mlflow.sklearn.load_model(str(folder)).predict_proba is not None
     assert client.get_run(result.best.run_id).data.tags[TAG_MODEL].startswith("saved")
+
+
+@pytest.mark.parametrize(("sampling", "replaced_first"), [("grid", True), ("bayesian", False)])
+def test_a_finished_trial_is_replaced_before_the_parent_records_it(
+    tmp_path: Path, prepared, sampling: str, replaced_first: bool,
+) -> None:
+    """Recording can take longer than a queued trial (the first model written imports skops and checks
+    MLflow's requirements): the worker's next trial is handed out first, so it does not wait. Bayesian
+    sampling learns from each result, so it asks for the next trial only after recording the last."""
+    import time
+
+    from backends.local.scheduler import TrialScheduler
+
+    csv = tmp_path / "train.csv"
+    prepared.train.to_csv(csv, index=False)
+    space = {"n_estimators": Choice(values=[10, 20]), "max_depth": Choice(values=[4]),
+             "criterion": Choice(values=["gini"]), "max_features": Choice(values=["sqrt", "log2"])}
+    spec = SweepSpec(sampling=sampling, search_space=space, max_total_trials=4, max_concurrent_trials=1,
+                     validation=ValidationSpec(method="split"))
+    events: list[tuple[str, int]] = []
+    numbers = iter(range(4))
+
+    def ask():
+        number = next(numbers, None)
+        return None if number is None else (number, {"n_estimators": 10, "max_depth": 4, "criterion": "gini",
+                                                     "max_features": "sqrt"})
+
+    def start(number, params):
+        events.append(("start", number))
+        return f"run-{number}", tmp_path / f"model-{number}"
+
+    def record(run_id, job, outcome):
+        assert outcome.error is None, outcome.error
+        events.append(("record", job.number))
+        time.sleep(0.2)  # a slow record
+
+    TrialScheduler(spec, str(csv), prepared.schema.to_json(), 1, None).run(ask, start, record)
+    assert sorted(events) == [(kind, n) for kind in ("record", "start") for n in range(4)]
+    handed_out_next = events.index(("start", 2 if replaced_first else 1))
+    assert (handed_out_next < events.index(("record", 0))) is replaced_first, events
