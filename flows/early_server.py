@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,11 @@ class EarlyServer:
             atexit.register(self.stop)
 
     @contextlib.contextmanager
-    def serving(self, prefetch: Sequence[str] = ()) -> Iterator[None]:
+    def serving(self, prefetch: Sequence[str | Callable[[], object]] = ()) -> Iterator[None]:
         """Run the flow inside: waits until the server answers and points Prefect at it. When it does not
-        answer, Prefect starts its own temporary server as it would have. ``prefetch``: modules the run
-        will import, imported one by one while the server is not yet answering (the wait's idle time)."""
+        answer, Prefect starts its own temporary server as it would have. ``prefetch``: what the run will do
+        anyway, done one by one while the server is not yet answering (the wait's idle time): modules to
+        import (names), or calls whose work the run finds done (a store opened once per process)."""
         if self._process is None:
             yield
             return
@@ -72,7 +73,7 @@ class EarlyServer:
         with temporary_settings({PREFECT_API_URL: self.url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
 
-    def _wait_healthy(self, prefetch: Sequence[str] = ()) -> bool:
+    def _wait_healthy(self, prefetch: Sequence[str | Callable[[], object]] = ()) -> bool:
         assert self._process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         waiting = list(prefetch)
@@ -88,8 +89,7 @@ class EarlyServer:
             except (urllib.error.URLError, OSError):
                 pass
             if waiting:
-                with contextlib.suppress(ImportError):  # the run's own import says what is missing, in context
-                    importlib.import_module(waiting.pop(0))
+                _prefetch(waiting.pop(0))
                 continue
             time.sleep(0.1)
         logger.warning("Prefect's temporary server did not answer within %d s; the flow starts its own", STARTUP_TIMEOUT_S)
@@ -105,6 +105,19 @@ class EarlyServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _prefetch(step: str | Callable[[], object]) -> None:
+    """One step of the wait's work. A failure is left to the run: it does the same step later, in context,
+    and says what went wrong there."""
+    if isinstance(step, str):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(step)
+        return
+    try:
+        step()
+    except Exception:  # repeated by the run, which reports it
+        logger.debug("a step done while the server starts failed; the run does it again", exc_info=True)
 
 
 # Prefect's temporary server has no public command line of its own: `prefect server start` is the public one,

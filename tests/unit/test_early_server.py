@@ -120,7 +120,8 @@ def test_the_early_server_runs_the_command_prefects_temporary_server_runs(monkey
 
 def test_while_the_server_starts_the_run_imports_what_it_will_need(tmp_path) -> None:
     """A stand-in server that answers /health after 1.5 s (a real process on 127.0.0.1): the modules asked for
-    are imported during the wait, one missing is skipped; a server already answering waits for nothing."""
+    are imported and the calls made during the wait, a missing module or a failing call skipped (the run does
+it again, in context); a server already answering waits for nothing."""
     import socket
     import subprocess
     import sys
@@ -143,10 +144,32 @@ def test_while_the_server_starts_the_run_imports_what_it_will_need(tmp_path) -> 
     server = EarlyServer(process, f"http://127.0.0.1:{port}/api")
     try:
         sys.modules.pop("xml.dom.minidom", None)
-        assert server._wait_healthy(prefetch=["heartflow_no_such_module", "xml.dom.minidom"])
-        assert "xml.dom.minidom" in sys.modules
+        done: list[str] = []
+
+        def failing_step() -> None:
+            raise OSError("the run does this again and reports it")
+
+        assert server._wait_healthy(prefetch=["heartflow_no_such_module", failing_step, "xml.dom.minidom",
+                                              lambda: done.append("store opened")])
+        assert "xml.dom.minidom" in sys.modules and done == ["store opened"]
         sys.modules.pop("xml.dom.pulldom", None)
-        assert server._wait_healthy(prefetch=["xml.dom.pulldom"])  # answering at once: nothing imported
-        assert "xml.dom.pulldom" not in sys.modules
+        assert server._wait_healthy(prefetch=["xml.dom.pulldom", lambda: done.append("again")])  # answering at once
+        assert "xml.dom.pulldom" not in sys.modules and done == ["store opened"]
     finally:
         server.stop()
+
+
+def test_the_store_opened_while_the_server_starts_is_the_run_s_own(tmp_path) -> None:
+    """The call `heartflow run` makes during the wait opens the home's MLflow store with its experiment (a
+    failure there is silent, so this says it works)."""
+    from mlflow import MlflowClient
+
+    from backends.domain.spec import PipelineSpec
+    from backends.local import tracking
+    from flows.cli import _open_store
+
+    home = tmp_path / "home"
+    _open_store(PipelineSpec(home=str(home)))
+    assert (home / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(home))
+    assert client.get_experiment_by_name(tracking.EXPERIMENT) is not None
