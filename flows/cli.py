@@ -138,25 +138,18 @@ RUN_PREFETCH = (
 )
 
 
-def _open_store(spec: Any) -> None:
-    """Open the run's MLflow store as the flow's backend will (its schema checked against MLflow's migration
-    scripts, the experiment ensured: about a second of a core); MLflow keeps a store per URI and process,
-    so the flow finds it open."""
-    from backends.factory import backend_for_spec
-
-    backend_for_spec(spec)
-
-
 def _run_local(spec: Any, loaded: Any, server: EarlyServer | None = None) -> None:
     from flows.early_server import EarlyServer
     from flows.progress import sweep_progress
+    from flows.run_warmup import open_store, start_first_trials
     from flows.summary import print_summary
     from flows.train_and_deploy import train_and_deploy
     from tasks.watch import CheckedData
 
-    # What the run imports later, imported while Prefect's server is still starting (on a busy machine the
-    # CLI waits for it): the backend and its store, then the model writer and the plots; then the store opened.
-    with (server or EarlyServer()).serving(prefetch=(*RUN_PREFETCH, functools.partial(_open_store, spec))):
+    # While Prefect's server is still starting (on a busy machine the CLI waits for it): the imports the run
+    # needs later (the backend and its store, the model writer, the plots), then the store opened.
+    with (server or EarlyServer()).serving(prefetch=(*RUN_PREFETCH, functools.partial(open_store, spec))):
+        start_first_trials(spec, loaded)  # they run while Prefect starts the flow (one core waits on the other)
         with sweep_progress(console):
             try:
                 state = check(train_and_deploy, spec=spec, data=CheckedData.of(spec.data, loaded), return_state=True)

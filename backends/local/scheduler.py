@@ -14,7 +14,6 @@ wait while the parent records (bayesian sampling asks after recording: it learns
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import multiprocessing
@@ -22,102 +21,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backends.domain.spec import SweepSpec
+from backends.local.trial_worker import TrialJob, TrialOutcome, init_worker, run_trial, warm_up, trial_job
 
 logger = logging.getLogger(__name__)
-
-# Worker-process state, set once per worker by _init_worker (never in the parent).
-_WORKER: dict[str, Any] = {}
-
-
-@dataclass(frozen=True)
-class TrialJob:
-    number: int
-    params: dict[str, Any]
-    model_dir: str
-    seed: int
-    method: str
-    test_size: float
-    folds: int
-    random_state: int
-    metric: str
-    goal: str
-    threshold: float | str | None = None  # the spec's: 0.5 (None), a probability, or "auto"
-    data_path: str = ""  # the training CSV and its schema, read by the worker on its first trial
-    schema_json: str = ""
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    number: int
-    metrics: dict[str, float]
-    seconds: float
-    error: str | None
-    model: Any = None  # the fitted model, sent back only by a trial that led when it finished
-
-
-def _init_worker(leader: Any) -> None:
-    from threadpoolctl import threadpool_limits
-
-    import src.model_train  # noqa: F401 - the trial code's imports (scikit-learn, pandas), before any trial
-
-    # The worker processes are the parallelism: one thread each. Gradient boosting's OpenMP threads on
-    # top of them oversubscribe the cores (measured: a 5-fold hgb trial 3.7 s alone, 172 s under load).
-    threadpool_limits(1)
-    _WORKER.update(leader=leader)
-
-
-def _training_frame(data_path: str, schema_json: str) -> tuple[Any, Any]:
-    """The sweep's training rows and schema, read once per worker (a worker may start before the data is known)."""
-    if _WORKER.get("data") != (data_path, schema_json):
-        from src.features import DatasetSchema, read_training_csv
-
-        schema = DatasetSchema.from_mapping(json.loads(schema_json))
-        _WORKER.update(data=(data_path, schema_json), frame=read_training_csv(data_path, schema), schema=schema)
-    return _WORKER["frame"], _WORKER["schema"]
-
-
-def claims_lead(leader: Any, value: float | None, goal: str) -> bool:
-    """True when ``value`` is at least as good as the best value the sweep has seen (ties lead too, so a
-    tie broken by trial number still has its model); the shared best moves to it."""
-    if value is None or math.isnan(value):
-        return False
-    with leader.get_lock():
-        best = leader.value
-        better = math.isnan(best) or (value >= best if goal == "maximize" else value <= best)
-        if better:
-            leader.value = value
-        return better
-
-
-def _warm_up(seconds: float, data_path: str = "", schema_json: str = "") -> None:
-    if data_path:
-        _training_frame(data_path, schema_json)
-    time.sleep(seconds)  # long enough that every worker process gets one
-
-
-def _run_trial(job: TrialJob) -> TrialOutcome:
-    """Runs in a worker: the same train_trial that src/model_train.py runs as a script."""
-    from src.model_train import train_trial
-
-    started = time.perf_counter()
-    try:
-        frame, schema = _training_frame(job.data_path, job.schema_json)
-        fit = train_trial(
-            frame, schema, job.params, seed=job.seed, method=job.method,
-            test_size=job.test_size, folds=job.folds, random_state=job.random_state, threshold=job.threshold,
-            metric=job.metric,
-        )
-    except (ValueError, TypeError, KeyError, ArithmeticError, MemoryError, OSError) as exc:
-        # A bad parameter combination fails this trial only; the sweep goes on.
-        return TrialOutcome(job.number, {}, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    leads = claims_lead(_WORKER["leader"], fit.metrics.get(job.metric), job.goal)
-    return TrialOutcome(job.number, fit.metrics, time.perf_counter() - started, None, fit.model if leads else None)
-
 
 StartTrial = Callable[[int, dict[str, Any]], tuple[str, Path]]
 RecordTrial = Callable[[str, TrialJob, TrialOutcome], None]
@@ -150,6 +62,7 @@ class TrialScheduler:
         self._in_flight: dict[Future[TrialOutcome], _Running] = {}
         self._retry: list[_Running] = []
         self._asked_all = False
+        self._early: list[tuple[TrialJob, Future[TrialOutcome]]] = []
 
     def run(
         self, ask: Callable[[], Asked], start: StartTrial, record: RecordTrial,
@@ -179,6 +92,7 @@ class TrialScheduler:
                     logger.warning("sweep timeout (%ss) reached: the remaining trials do not run", self._spec.timeout_s)
                     break
         finally:
+            self._drop_early()
             _kill_pool(pool, wait_for=False)
 
     # -- the loop's steps ---------------------------------------------------------------------------------
@@ -190,7 +104,26 @@ class TrialScheduler:
             if running is None:
                 return
             running.started = time.monotonic()
-            self._in_flight[pool.submit(_run_trial, running.job)] = running
+            future = self._adopt_early(running.job) or pool.submit(run_trial, running.job)
+            self._in_flight[future] = running
+
+    def _adopt_early(self, job: TrialJob) -> Future[TrialOutcome] | None:
+        """The future of the early trial that is this very job (``start_early_trials``), else None. Early trials
+        are the sweep's first ones in order: at the first that differs (a resumed sweep, another spec),
+        the rest are cancelled (one already running finishes, unread)."""
+        if not self._early:
+            return None
+        early_job, future = self._early[0]
+        if early_job == dataclasses.replace(job, model_dir=""):
+            self._early.pop(0)
+            return future
+        self._drop_early()
+        return None
+
+    def _drop_early(self) -> None:
+        for _, future in self._early:
+            future.cancel()
+        self._early.clear()
 
     def _new_trial(self, ask: Callable[[], Asked], start: StartTrial) -> _Running | None:
         if self._asked_all:
@@ -201,10 +134,7 @@ class TrialScheduler:
             return None
         number, params = asked
         run_id, model_dir = start(number, params)
-        v = self._spec.validation
-        job = TrialJob(number, params, str(model_dir), self._spec.seed, v.method, v.test_size, v.folds,
-                       v.random_state, self._spec.primary_metric, self._spec.goal, self._spec.threshold, *self._data)
-        return _Running(job, run_id, time.monotonic())
+        return _Running(trial_job(self._spec, number, params, str(model_dir), *self._data), run_id, time.monotonic())
 
     def _collect(self) -> tuple[list[tuple[_Running, TrialOutcome]], bool]:
         """The trials that finished, with their outcomes, and whether a worker died."""
@@ -264,7 +194,9 @@ class TrialScheduler:
         if started is None:
             return self._new_pool()
         self._leader = started.leader
-        self._leader.value = self._best_so_far  # the shared best, read by the workers from their first trial
+        self._early = list(started.early)
+        if not math.isnan(self._best_so_far):  # else the value early trials may have claimed stays
+            self._leader.value = self._best_so_far  # the shared best, read by the workers from their first trial
         return self._warmed(started.executor)
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -276,7 +208,7 @@ class TrialScheduler:
         if self._spec.trial_timeout_s:
             # Start every worker (imports, data load) before the first trial, so that start-up time is
             # not charged to a trial's timeout. Without one, the first trials simply queue until it is done.
-            wait([pool.submit(_warm_up, 0.2, *self._data) for _ in range(self._workers)], timeout=120)
+            wait([pool.submit(warm_up, 0.2, *self._data) for _ in range(self._workers)], timeout=120)
         return pool
 
 
@@ -287,6 +219,8 @@ class StartedWorkers:
     executor: ProcessPoolExecutor
     leader: Any
     workers: int
+    early: list[tuple[TrialJob, Future[TrialOutcome]]] = field(default_factory=list)  # start_early_trials'
+    early_since: float = 0.0  # when they were handed out (epoch seconds)
 
 
 def start_workers(workers: int, best_so_far: float = math.nan, leader: Any = None) -> StartedWorkers:
@@ -294,10 +228,10 @@ def start_workers(workers: int, best_so_far: float = math.nan, leader: Any = Non
     ``leader``: the shared best of workers they replace, else a new one holding ``best_so_far``."""
     context = multiprocessing.get_context("spawn")  # not fork: the parent may run threads (Prefect, MLflow)
     leader = leader if leader is not None else context.Value("d", best_so_far)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=init_worker,
                                    initargs=(leader,))
     for _ in range(workers):  # a worker process is spawned per task that finds none idle: all start now
-        executor.submit(_warm_up, 0.0)
+        executor.submit(warm_up, 0.0)
     return StartedWorkers(executor, leader, workers)
 
 
@@ -325,6 +259,32 @@ def take_prestarted(workers: int) -> StartedWorkers | None:
         return started
     _kill_pool(started.executor, wait_for=False)
     return None
+
+
+def start_early_trials(spec: SweepSpec, data_path: str, schema_json: str) -> int:
+    """Hand the prestarted workers the trials of a sweep of ``spec`` on the training CSV at ``data_path`` now,
+    in the order the sweep will ask for them, before the sweep starts: `heartflow run` calls it while Prefect
+    starts the flow, when a core is otherwise idle. The sweep adopts each early trial that is exactly the
+    trial it would hand out (``TrialScheduler._adopt_early``) and records it as its own; from the first it
+    does not take, the rest are cancelled (one already running finishes, unread). Only where nothing depends on when a trial starts (no
+    trial or sweep timeout) and the first trials do not depend on results (not bayesian). The number of
+    trials handed out."""
+    from backends.domain.search import make_sampler
+
+    if not _PRESTARTED or _PRESTARTED[-1].early or spec.trial_timeout_s or spec.timeout_s or spec.sampling == "bayesian":
+        return 0
+    started = _PRESTARTED[-1] = dataclasses.replace(_PRESTARTED[-1], early_since=time.time())
+    sampler = make_sampler(spec)
+    while (asked := sampler.ask()) is not None:  # all of them: the workers stay busy until the sweep starts
+        job = trial_job(spec, asked[0], asked[1], "", data_path, schema_json)
+        started.early.append((job, started.executor.submit(run_trial, job)))
+    return len(started.early)
+
+
+def early_trials_since() -> float | None:
+    """When the prestarted workers were handed early trials (epoch seconds), else None: a new sweep's MLflow
+    run starts then, as its first trials did."""
+    return _PRESTARTED[-1].early_since if _PRESTARTED and _PRESTARTED[-1].early else None
 
 
 def stop_prestarted() -> None:

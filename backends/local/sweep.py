@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from backends.base import DataRef, SweepResult, TrialResult, TrialStatus
 from backends.errors import SweepError
 from backends.local import tracking
-from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler
+from backends.local.scheduler import TrialJob, TrialOutcome, TrialScheduler, early_trials_since
 from backends.domain.search import make_sampler, planned_trials
 from backends.domain.selection import pick_best_trial
 from backends.domain.spec import SweepSpec
@@ -157,8 +157,10 @@ class LocalSweepRunner:
             parent_id = parent.info.run_id
             self._client.update_run(parent_id, status="RUNNING")
         else:
+            since = early_trials_since()  # trials handed out before the sweep: it started with them
             parent_run = self._client.create_run(
                 self._experiment_id,
+                start_time=None if since is None else int(since * 1000),
                 run_name=f"sweep-{data.sha256[:8]}",
                 tags={tracking.TAG_SWEEP_KEY: key, "heartflow.kind": "sweep", tracking.TAG_DATA_SHA: data.sha256},
             )

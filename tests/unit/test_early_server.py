@@ -166,10 +166,10 @@ def test_the_store_opened_while_the_server_starts_is_the_run_s_own(tmp_path) -> 
 
     from backends.domain.spec import PipelineSpec
     from backends.local import tracking
-    from flows.cli import _open_store
+    from flows.run_warmup import open_store
 
     home = tmp_path / "home"
-    _open_store(PipelineSpec(home=str(home)))
+    open_store(PipelineSpec(home=str(home)))
     assert (home / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=tracking.tracking_uri(home))
     assert client.get_experiment_by_name(tracking.EXPERIMENT) is not None

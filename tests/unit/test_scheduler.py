@@ -7,7 +7,8 @@ import multiprocessing
 
 import pytest
 
-from backends.local.scheduler import claims_lead, prestart_workers, take_prestarted
+from backends.local.scheduler import prestart_workers, take_prestarted
+from backends.local.trial_worker import claims_lead
 
 
 def _leader(value: float = math.nan):

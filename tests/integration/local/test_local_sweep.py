@@ -189,3 +189,40 @@ def test_a_finished_trial_is_replaced_before_the_parent_records_it(
     assert sorted(events) == [(kind, n) for kind in ("record", "start") for n in range(4)]
     handed_out_next = events.index(("start", 2 if replaced_first else 1))
     assert (handed_out_next < events.index(("record", 0))) is replaced_first, events
+
+
+GOOD_SPACE = {"n_estimators": Choice(values=[10, 20]), "max_depth": Choice(values=[4]),
+              "criterion": Choice(values=["gini"]), "max_features": Choice(values=["sqrt", "log2"])}
+
+
+@pytest.mark.parametrize("same_spec", [True, False])
+def test_trials_handed_out_before_the_sweep_are_adopted_only_when_they_are_its_own(
+    tmp_path: Path, prepared, same_spec: bool,
+) -> None:
+    """`heartflow run` hands the prestarted workers the sweep's trials while Prefect starts the flow: the
+    sweep records each as its own (the very outcome, its worker's duration to the float) when it is the
+    trial it would hand out; for another spec none is taken, the rest are cancelled, and the sweep runs
+    its own. Either way its MLflow run starts no later than its first trial did."""
+    from concurrent.futures import wait
+
+    from backends.local import scheduler
+
+    backend = LocalBackend(tmp_path / "home")
+    data = backend.upload(prepared.train)
+    spec = SweepSpec(sampling="grid", search_space=GOOD_SPACE, max_total_trials=4, max_concurrent_trials=2,
+                     validation=ValidationSpec(method="split"))
+    early_spec = spec if same_spec else spec.model_copy(update={"seed": spec.seed + 1})
+    scheduler.stop_prestarted()
+    prestart_workers(2)
+    assert scheduler.start_early_trials(early_spec, str(tracking.local_path(data.uri)), prepared.schema.to_json()) == 4
+    since = scheduler.early_trials_since()
+    handed = list(scheduler._PRESTARTED[-1].early)
+    wait([future for _, future in handed], timeout=300)  # all four ran before the sweep started
+    result = backend.sweep(data, spec, prepared.schema)
+    assert [t.status for t in result.trials] == [TrialStatus.COMPLETED] * 4
+    durations = {t.number: t.duration_s for t in result.trials}
+    adopted = [job.number for job, future in handed if durations[job.number] == future.result().seconds]
+    assert adopted == ([0, 1, 2, 3] if same_spec else [])
+    parent = tracking.make_client(backend.home).get_run(result.sweep_id)
+    assert since is not None and parent.info.start_time <= int(since * 1000) + 1
+    assert take_prestarted(2) is None
