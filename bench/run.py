@@ -214,6 +214,14 @@ def main() -> int:
             lines.append(f"| 100-trial grid, 70/30 split | MLflow parent run (before this change) | "
                          f"{med['compare-grid']:.2f} | {med['compare-grid'] / med['bare-grid']:.2f} | "
                          f"{_rounds(wall['compare-grid'])} |")
+    # Each round's own ratio (the run over the bare loop of the same round): a pair shares the machine's
+    # state of the moment, so this reads steadier than the ratio of medians when other load comes and goes.
+    for name, base, label in (("run", "bare", "whole run"), ("compare", "bare", "whole run, before this change"),
+                              ("grid", "bare-grid", "tracked grid"), ("compare-grid", "bare-grid", "tracked grid, before")):
+        if name in wall:
+            paired = [x / b for x, b in zip(wall[name], wall[base], strict=True)]
+            lines.append(f"- {label}, each round over its own bare loop: {', '.join(f'{r:.2f}' for r in paired)} "
+                         f"(median **{statistics.median(paired):.2f}**)")
     lines += ["", "CPU seconds of `heartflow run` by process (median of rounds; the process tree sampled every 0.1 s):", ""]
     for name, label in (("run", "this tree"), ("compare", "before this change")):
         if name in roles:
