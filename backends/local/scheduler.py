@@ -63,6 +63,7 @@ class TrialScheduler:
         self._retry: list[_Running] = []
         self._asked_all = False
         self._early: list[tuple[TrialJob, Future[TrialOutcome]]] = []
+        self._on_tail: Callable[[], None] | None = None
 
     def run(
         self, ask: Callable[[], Asked], start: StartTrial, record: RecordTrial,
@@ -70,12 +71,10 @@ class TrialScheduler:
     ) -> None:
         """``on_last_handed_out``: called once, when ``ask`` has no trial left to hand out (the sweep's tail)."""
         pool = self._first_pool()
+        self._on_tail = on_last_handed_out
         try:
             while True:
                 self._fill(pool, ask, start)
-                if self._asked_all and on_last_handed_out is not None:
-                    hook, on_last_handed_out = on_last_handed_out, None
-                    hook()
                 if not self._in_flight:
                     break
                 finished, broken = self._collect()
@@ -98,10 +97,14 @@ class TrialScheduler:
     # -- the loop's steps ---------------------------------------------------------------------------------
 
     def _fill(self, pool: ProcessPoolExecutor, ask: Callable[[], Asked], start: StartTrial) -> None:
-        """Keep every worker busy: retried trials first, then new ones."""
+        """Keep every worker busy: retried trials first, then new ones. When ``ask`` has none left, the
+        sweep's tail begins: its hook runs then, once, before anything is recorded."""
         while len(self._in_flight) < self._slots and not self._past_deadline():
             running = self._retry.pop() if self._retry else self._new_trial(ask, start)
             if running is None:
+                if self._asked_all and self._on_tail is not None:
+                    hook, self._on_tail = self._on_tail, None
+                    hook()
                 return
             running.started = time.monotonic()
             future = self._adopt_early(running.job) or pool.submit(run_trial, running.job)

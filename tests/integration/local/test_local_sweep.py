@@ -226,3 +226,33 @@ def test_trials_handed_out_before_the_sweep_are_adopted_only_when_they_are_its_o
     parent = tracking.make_client(backend.home).get_run(result.sweep_id)
     assert since is not None and parent.info.start_time <= int(since * 1000) + 1
     assert take_prestarted(2) is None
+
+
+def test_the_sweeps_tail_begins_before_the_parent_records_the_trials_that_ended_with_it(tmp_path: Path, prepared) -> None:
+    """The tail hook (the first deploy's endpoint host starts there) runs when the last trial is handed out,
+    before the parent records what finished meanwhile: here trials 1 and 2 end while trial 0 is recorded
+    slowly, and the tail begins before either is recorded."""
+    import time
+
+    from backends.local.scheduler import TrialScheduler
+
+    csv = tmp_path / "train.csv"
+    prepared.train.to_csv(csv, index=False)
+    spec = SweepSpec(sampling="grid", search_space=GOOD_SPACE, max_total_trials=3, max_concurrent_trials=1,
+                     validation=ValidationSpec(method="split"))
+    events: list[tuple[str, int]] = []
+    numbers = iter(range(3))
+    params = {"n_estimators": 10, "max_depth": 4, "criterion": "gini", "max_features": "sqrt"}
+
+    def record(run_id, job, outcome):
+        events.append(("record", job.number))
+        if job.number == 0:
+            time.sleep(3)  # trials 1 and 2 end meanwhile
+
+    def ask():
+        number = next(numbers, None)
+        return None if number is None else (number, params)
+
+    TrialScheduler(spec, str(csv), prepared.schema.to_json(), 1, None).run(
+        ask, lambda n, p: (f"run-{n}", tmp_path / f"model-{n}"), record, lambda: events.append(("tail", -1)))
+    assert events.index(("tail", -1)) < events.index(("record", 1)), events
