@@ -269,9 +269,9 @@ def start_early_trials(spec: SweepSpec, data_path: str, schema_json: str) -> int
     in the order the sweep will ask for them, before the sweep starts: `heartflow run` calls it while Prefect
     starts the flow, when a core is otherwise idle. The sweep adopts each early trial that is exactly the
     trial it would hand out (``TrialScheduler._adopt_early``) and records it as its own; from the first it
-    does not take, the rest are cancelled (one already running finishes, unread). Only where nothing depends on when a trial starts (no
-    trial or sweep timeout) and the first trials do not depend on results (not bayesian). The number of
-    trials handed out."""
+    does not take, the rest are cancelled (one already running finishes, unread). Only where nothing depends
+    on when a trial starts (no trial or sweep timeout) and the first trials do not depend on results (not
+    bayesian). The number of trials handed out."""
     from backends.domain.search import make_sampler
 
     if not _PRESTARTED or _PRESTARTED[-1].early or spec.trial_timeout_s or spec.timeout_s or spec.sampling == "bayesian":
