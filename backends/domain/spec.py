@@ -190,6 +190,23 @@ class SweepSpec(BaseModel):
     def concurrency(self) -> int:
         return self.max_concurrent_trials or default_concurrency()
 
+    @property
+    def learns_from_results(self) -> bool:
+        """Whether each trial is chosen from the finished ones (bayesian): asked one at a time, as late as can be."""
+        return self.sampling == "bayesian"
+
+    @property
+    def queues_ahead(self) -> bool:
+        """Whether a trial may wait in a worker's queue: nothing is learnt from results and no trial clock runs
+        from submission."""
+        return not self.learns_from_results and not self.trial_timeout_s
+
+    @property
+    def starts_ahead(self) -> bool:
+        """Whether the trials may start before the sweep does (`heartflow run`'s early trials): they queue ahead
+        and no sweep clock decides which trials run."""
+        return self.queues_ahead and not self.timeout_s
+
     def grid_size(self) -> int | None:
         """The number of combinations when every dimension is a Choice, else None."""
         sizes: list[int] = []

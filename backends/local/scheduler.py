@@ -52,10 +52,9 @@ class TrialScheduler:
         self._spec = spec
         self._data = (data_path, schema_json)
         self._workers = workers
-        # Queue a second trial per worker when no trial clock runs from submission and the sampler does not
-        # learn from finished trials (bayesian asks better the later it asks).
-        self._slots = workers * 2 if not spec.trial_timeout_s and spec.sampling != "bayesian" else workers
-        self._learns = spec.sampling == "bayesian"  # its next trial is asked after the last one is recorded
+        # A second trial per worker waits in its queue where it may (bayesian asks better the later it asks).
+        self._slots = workers * 2 if spec.queues_ahead else workers
+        self._learns = spec.learns_from_results  # its next trial is asked after the last one is recorded
         self._best_so_far = math.nan if best_so_far is None else best_so_far
         self._leader: Any = None  # the workers' shared best (kept when a pool is replaced)
         self._deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else math.inf
@@ -274,7 +273,7 @@ def start_early_trials(spec: SweepSpec, data_path: str, schema_json: str) -> int
     bayesian). The number of trials handed out."""
     from backends.domain.search import make_sampler
 
-    if not _PRESTARTED or _PRESTARTED[-1].early or spec.trial_timeout_s or spec.timeout_s or spec.sampling == "bayesian":
+    if not _PRESTARTED or _PRESTARTED[-1].early or not spec.starts_ahead:
         return 0
     started = _PRESTARTED[-1] = dataclasses.replace(_PRESTARTED[-1], early_since=time.time())
     sampler = make_sampler(spec)

@@ -54,3 +54,21 @@ def test_prestarted_workers_go_to_a_sweep_of_their_size_only() -> None:
     assert taken is not None and taken.workers == 1 and math.isnan(taken.leader.value)
     assert taken.executor.submit(math.sqrt, 4.0).result(timeout=120) == 2.0  # live workers
     taken.executor.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "queues", "starts"),
+    [
+        ({}, True, True),
+        ({"sampling": "grid", "search_space": {"n_estimators": {"type": "choice", "values": [10, 20]}}}, True, True),
+        ({"timeout_s": 60}, True, False),  # the sweep's clock decides which trials run: none before it starts
+        ({"trial_timeout_s": 60}, False, False),  # a queued trial's clock would run while it waits
+        ({"sampling": "bayesian"}, False, False),  # each trial is chosen from the finished ones
+    ],
+)
+def test_when_trials_may_queue_or_start_before_the_sweep(fields: dict, queues: bool, starts: bool) -> None:
+    from backends.domain.spec import SweepSpec
+
+    spec = SweepSpec.model_validate(fields)
+    assert (spec.queues_ahead, spec.starts_ahead) == (queues, starts)
+    assert spec.learns_from_results == (spec.sampling == "bayesian")
