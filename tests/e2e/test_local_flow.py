@@ -111,7 +111,8 @@ def _story(home: Path, first_run) -> None:
 def _promote_then_roll_back(home: Path, first_run) -> None:
     spec = _spec(home, seed=7).model_copy(update={"deploy": DeploySpec(endpoint_name=ENDPOINT, promotion_tolerance=1.0),
                                                   "data": DataSpec(force=True)})
-    newer = train_and_deploy(spec=spec)
+    state = train_and_deploy(spec=spec, return_state=True)
+    newer = state.result()
     assert newer.decision.promote and newer.endpoint.model_version != first_run.model.version
     # Seed 7 moves no row across the split: the champion is compared on all 32 rows, none of which it saw.
     gate = newer.decision
@@ -120,11 +121,15 @@ def _promote_then_roll_back(home: Path, first_run) -> None:
     run = tracking.make_client(home).get_run(newer.model.source_run_id)
     assert run.data.metrics["gate_rows"] == 32 and run.data.tags["heartflow.gate.rule"] == "tolerance"
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
+    # This run's own table: the other test worker's runs write theirs to the same Prefect database.
     with get_client(sync_client=True) as client:
-        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gate-decision"])))
-    latest = max(tables, key=lambda a: a.created)
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["gate-decision"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    assert len(tables) == 1, tables
+    latest = tables[0]
     assert '"rows": 32' in str(latest.data) or "'rows': 32" in str(latest.data), latest.data
     message = rollback_endpoint("local", home, ENDPOINT, None, None)
     assert f"v{first_run.model.version}" in message
