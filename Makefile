@@ -54,8 +54,9 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi; }
 
-# Two workers (pytest-xdist), a whole test file to a worker at a time so module fixtures start once, in the
-# collection's order (tests/conftest.py puts slow files first and the Prefect-harness files last).
+# Two workers (pytest-xdist), a whole test file to a worker at a time so module fixtures start once (the files
+# on the shared real Prefect server go together, so it starts once), in the collection's order (tests/conftest.py
+# puts slow files first and the Prefect-harness files last).
 TEST_WORKERS ?= 2
 test: setup-test
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

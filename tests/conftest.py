@@ -6,7 +6,7 @@ import importlib.resources
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
@@ -33,11 +33,41 @@ for _name, _value in PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 
 
+# The files whose tests share the session's real Prefect server (tests/integration/prefect/conftest.py: the
+# server, `prefect deploy --all`, a process worker and two flow runs, about 50 s): one work unit under `make test`.
+SHARED_PREFECT_SERVER_FILES = "tests/integration/prefect/"
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test goes to a `make test` worker in: its file, as with pytest-xdist's --dist loadfile
+    (module fixtures start once), except that the files on the shared Prefect server are one unit, so that one
+    worker starts that server instead of both."""
+    path = nodeid.split("::", 1)[0]
+    return "prefect-server" if path.startswith(SHARED_PREFECT_SERVER_FILES) else path
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own (the hook's first answer wins)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` grouped by `work_unit`. pytest-xdist's public grouping (--dist loadgroup with
+    xdist_group marks) is lost under pytest 9.2: xdist 3.8 writes the group into ``item._nodeid``, which
+    pytest 9.2's ``nodeid`` no longer reads. So this overrides the scope of xdist's loadfile scheduler
+    (``_split_scope``: tests/unit/test_work_units.py checks that the installed xdist still uses it)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class WorkUnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files with a test on the session's Prefect test harness run last: once started, the harness is the
     process's Prefect API until the session ends, and tests that start their own server (or expect Prefect's
     temporary one) must run before it. Among the others, files with a slow test go first, so that under
-    `make test`'s two workers (pytest-xdist, a whole file per worker, in this order) the long files do not
+    `make test`'s two workers (pytest-xdist, a work unit per worker, in this order) the long files do not
     end up alone at the end."""
     harness_files = {item.path for item in items if "prefect_harness" in getattr(item, "fixturenames", ())}
     slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
