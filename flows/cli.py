@@ -84,11 +84,6 @@ def run(
     **options: Any,
 ) -> None:
     """Run the whole flow: upload -> sweep -> register -> deploy -> evaluate through the endpoint -> gate."""
-    # skops (the model format) lists its trusted types at import, searching sys.modules in import order for
-    # each scipy ufunc: scipy loaded before Prefect and MLflow makes that search short (0.08 s here; skops'
-    # import later in the run falls from 1.25 s to 0.23 s).
-    import scipy.special  # noqa: F401
-
     # Prefect's temporary server boots in its own process, first thing, while this one builds the spec,
     # validates the data and imports the flow (a bad input ends the command, and the server with it).
     from flows.early_server import EarlyServer, start_temporary_server_early

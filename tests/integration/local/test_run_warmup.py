@@ -23,8 +23,7 @@ def workers():
 
 
 def _spec(home: Path, **changes) -> PipelineSpec:
-    spec = PipelineSpec(home=str(home))
-    return spec.model_copy(update=changes)
+    return PipelineSpec(home=str(home), **changes)
 
 
 def test_a_first_run_hands_out_its_trials_and_stores_the_rows_where_the_upload_finds_them(tmp_path: Path, workers) -> None:
